@@ -1,0 +1,51 @@
+"""Ansible inventory plugin: a medinfra hospital.yml becomes groups and host variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ansible.errors import AnsibleParserError
+from ansible.plugins.inventory import BaseInventoryPlugin
+
+from medinfra.inventory import build_inventory
+from medinfra.problems import UserInputError
+from medinfra.topology import load_topology
+
+DOCUMENTATION = r"""
+name: hospital
+short_description: medinfra hospital topology (hospital.yml) as an inventory
+description:
+  - Reads C(hospital.yml), validates it against medinfra's JSON Schema and semantic checks, and
+    yields one group per zone (C(zone_<name>)), per service, per SLA class (C(sla_<name>)), plus
+    C(phi), C(legacy) and C(managed).
+  - Host variables carry C(ansible_host), the zone, services, SLA and the flows that concern the host.
+options: {}
+"""
+
+TOPOLOGY_FILE_NAMES = ("hospital.yml", "hospital.yaml")
+
+
+class InventoryModule(BaseInventoryPlugin):  # type: ignore[misc]
+    NAME = "hospital"
+
+    def verify_file(self, path: str) -> bool:
+        return Path(path).name in TOPOLOGY_FILE_NAMES and super().verify_file(path)
+
+    def parse(self, inventory: Any, loader: Any, path: str, cache: bool = True) -> None:
+        super().parse(inventory, loader, path, cache)
+        try:
+            topology = load_topology(Path(path))
+        except UserInputError as exc:
+            raise AnsibleParserError(f"invalid hospital topology:\n{exc}") from None
+        data = build_inventory(topology)
+        for name, value in data.all_vars.items():
+            self.inventory.set_variable("all", name, value)
+        for group, members in data.groups.items():
+            self.inventory.add_group(group)
+            for member in members:
+                self.inventory.add_host(member, group=group)
+        for host, variables in data.host_vars.items():
+            self.inventory.add_host(host)
+            for name, value in variables.items():
+                self.inventory.set_variable(host, name, value)

@@ -1,0 +1,132 @@
+"""The `medinfra` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from medinfra import __version__
+from medinfra.problems import PrerequisiteError, UserInputError
+
+DEFAULT_INVENTORY = Path("inventories/lab")
+EXIT_USER_ERROR = 2
+
+
+def topology_file(inventory: Path) -> Path:
+    """Accept an inventory directory or its hospital.yml."""
+    return inventory / "hospital.yml" if inventory.is_dir() else inventory
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def cmd_topology_validate(args: argparse.Namespace) -> int:
+    from medinfra.topology.load import load_topology
+
+    failed = False
+    for path in args.paths:
+        try:
+            topology = load_topology(topology_file(path))
+        except UserInputError as exc:
+            failed = True
+            for problem in exc.problems:
+                print(problem, file=sys.stderr)
+            print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
+            continue
+        print(
+            f"{topology.source}: valid: site {topology.site.name!r}, {len(topology.zones)} zones, "
+            f"{len(topology.hosts)} hosts, {len(topology.flows)} flows"
+        )
+    return EXIT_USER_ERROR if failed else 0
+
+
+def cmd_lab_up(args: argparse.Namespace) -> int:
+    from medinfra.lab.lab import up
+
+    up(topology_file(args.inventory), say)
+    return 0
+
+
+def cmd_lab_down(args: argparse.Namespace) -> int:
+    from medinfra.lab.lab import down
+
+    down(topology_file(args.inventory), say)
+    return 0
+
+
+def cmd_lab_status(args: argparse.Namespace) -> int:
+    from medinfra.lab.lab import status
+
+    statuses = status(topology_file(args.inventory))
+    zones: dict[str, list[str]] = {}
+    for item in statuses:
+        reach = "reachable" if item.ssh_ok else "UNREACHABLE"
+        line = f"  {item.container.host:<16} {item.container.address!s:<15} {item.state:<8} {reach}"
+        zones.setdefault(item.container.zone, []).append(line)
+    for zone, lines in zones.items():
+        print(f"zone {zone}:")
+        print("\n".join(lines))
+    reachable = sum(1 for s in statuses if s.ssh_ok)
+    print(f"{reachable}/{len(statuses)} hosts reachable over SSH")
+    return 0 if reachable == len(statuses) else 1
+
+
+def cmd_lab_ssh(args: argparse.Namespace) -> int:
+    from medinfra.lab.lab import ssh
+
+    ssh(topology_file(args.inventory), args.host, args.command)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medinfra", description="Hospital infrastructure as code and compliance.")
+    parser.add_argument("--version", action="version", version=f"medinfra {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    topology = commands.add_parser("topology", help="work with hospital.yml topologies")
+    topology_commands = topology.add_subparsers(dest="topology_command", required=True)
+    validate = topology_commands.add_parser("validate", help="check topologies; exit 2 on any problem")
+    validate.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="hospital.yml or its inventory directory")
+    validate.set_defaults(handler=cmd_topology_validate)
+
+    lab = commands.add_parser("lab", help="the podman lab hospital")
+    lab_commands = lab.add_subparsers(dest="lab_command", required=True)
+    for name, handler, text in (
+        ("up", cmd_lab_up, "create or repair the lab (idempotent) and print time to ready"),
+        ("down", cmd_lab_down, "remove the lab's containers, networks and connection files"),
+        ("status", cmd_lab_status, "hosts by zone, container state and SSH reachability"),
+        ("ssh", cmd_lab_ssh, "open SSH to a lab host (or run a command there)"),
+    ):
+        sub = lab_commands.add_parser(name, help=text)
+        sub.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
+                         help="inventory directory holding hospital.yml (default: inventories/lab)")
+        if name == "ssh":
+            sub.add_argument("host")
+            sub.add_argument("command", nargs=argparse.REMAINDER)
+        sub.set_defaults(handler=handler)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from medinfra.lab.podman import LabError
+
+    try:
+        code: int = args.handler(args)
+    except UserInputError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_USER_ERROR
+    except (PrerequisiteError, LabError) as exc:
+        print(f"medinfra: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

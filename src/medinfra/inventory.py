@@ -1,0 +1,108 @@
+"""Topology -> Ansible inventory (groups and variables). Pure; the inventory plugin only copies it."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from medinfra.topology.model import Flow, Host, Topology
+
+
+@dataclass(frozen=True)
+class InventoryData:
+    groups: dict[str, tuple[str, ...]]
+    host_vars: dict[str, dict[str, Any]]
+    all_vars: dict[str, Any]
+
+
+def group_name(prefix: str, name: str) -> str:
+    """Ansible group names must be identifiers: ``24x7-critical`` -> ``sla_24x7_critical``."""
+    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
+
+
+def flow_dict(flow: Flow) -> dict[str, Any]:
+    return {
+        "from": flow.source,
+        "to": flow.destination,
+        "proto": flow.proto,
+        "ports": [str(p) for p in flow.ports],
+        "purpose": flow.purpose,
+    }
+
+
+def topology_dict(topology: Topology) -> dict[str, Any]:
+    """The whole site as plain data, for roles that need the full picture (firewall matrix, scrapes)."""
+    return {
+        "site": {
+            "name": topology.site.name,
+            "title": topology.site.title,
+            "domain": topology.site.domain,
+            "timezone": topology.site.timezone,
+            "time_servers": list(topology.site.time_servers),
+        },
+        "sla_classes": {
+            s.name: {"rpo_minutes": s.rpo_minutes, "rto_minutes": s.rto_minutes, "support_hours": s.support_hours}
+            for s in topology.sla_classes.values()
+        },
+        "zones": [
+            {
+                "name": z.name,
+                "cidr": str(z.network),
+                "gateway": str(z.gateway) if z.gateway else None,
+                "trust": z.trust,
+                "purpose": z.purpose,
+            }
+            for z in topology.zones
+        ],
+        "hosts": [
+            {
+                "name": h.name,
+                "zone": h.zone,
+                "address": str(h.address),
+                "services": list(h.services),
+                "sla": h.sla,
+                "data_classification": h.data_classification,
+                "legacy": h.legacy,
+            }
+            for h in topology.hosts
+        ],
+        "flows": [flow_dict(f) for f in topology.flows],
+    }
+
+
+def host_vars(topology: Topology, host: Host) -> dict[str, Any]:
+    zone = topology.zone(host.zone)
+    sla = topology.sla_classes[host.sla]
+    return {
+        "ansible_host": str(host.address),
+        "medinfra_zone": zone.name,
+        "medinfra_zone_cidr": str(zone.network),
+        "medinfra_zone_gateway": str(zone.gateway) if zone.gateway else None,
+        "medinfra_trust": zone.trust,
+        "medinfra_services": list(host.services),
+        "medinfra_sla": {"name": sla.name, "rpo_minutes": sla.rpo_minutes, "rto_minutes": sla.rto_minutes},
+        "medinfra_data_classification": host.data_classification,
+        "medinfra_data_paths": list(host.data_paths),
+        "medinfra_legacy": host.legacy,
+        "medinfra_flows_in": [flow_dict(f) for f in topology.flows_to(host)],
+        "medinfra_flows_out": [flow_dict(f) for f in topology.flows_from(host)],
+    }
+
+
+def build_inventory(topology: Topology) -> InventoryData:
+    groups: dict[str, list[str]] = {}
+    for host in topology.hosts:
+        names = [group_name("zone", host.zone), group_name("sla", host.sla), *host.services]
+        if host.data_classification == "phi":
+            names.append("phi")
+        names.append("legacy" if host.legacy else "managed")
+        for name in names:
+            groups.setdefault(name, []).append(host.name)
+    for zone in topology.zones:
+        groups.setdefault(group_name("zone", zone.name), [])
+    return InventoryData(
+        groups={name: tuple(members) for name, members in groups.items()},
+        host_vars={host.name: host_vars(topology, host) for host in topology.hosts},
+        all_vars={"medinfra_site": topology.site.name, "medinfra_topology": topology_dict(topology)},
+    )

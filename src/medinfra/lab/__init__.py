@@ -1,0 +1,1 @@
+"""The lab: a hospital topology as podman containers running systemd."""

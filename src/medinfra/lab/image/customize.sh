@@ -1,0 +1,38 @@
+#!/bin/sh
+# Turns a debootstrapped bookworm tree ($1) into a systemd container image for the lab.
+set -eu
+root="$1"
+
+# Each container gets its own machine id and SSH host keys at first boot.
+: > "$root/etc/machine-id"
+rm -f "$root"/etc/ssh/ssh_host_*
+cat > "$root/etc/systemd/system/ssh-hostkeys.service" <<'UNIT'
+[Unit]
+Description=Generate this container's SSH host keys
+ConditionPathExists=!/etc/ssh/ssh_host_ed25519_key
+Before=ssh.service
+
+[Service]
+Type=oneshot
+ExecStart=/usr/bin/ssh-keygen -A
+
+[Install]
+RequiredBy=ssh.service
+UNIT
+mkdir -p "$root/etc/systemd/system/ssh.service.requires"
+ln -sf ../ssh-hostkeys.service "$root/etc/systemd/system/ssh.service.requires/ssh-hostkeys.service"
+
+# Units that have nothing to do in a container and would only fail or wait.
+for unit in getty@tty1.service console-getty.service systemd-logind.service \
+    apt-daily.timer apt-daily-upgrade.timer systemd-remount-fs.service; do
+  ln -sf /dev/null "$root/etc/systemd/system/$unit"
+done
+
+# The administrative account the controller uses (key installed per lab by `medinfra lab up`).
+chroot "$root" useradd --create-home --shell /bin/bash --groups sudo medinfra
+chroot "$root" install -d -m 0700 -o medinfra -g medinfra /home/medinfra/.ssh
+printf 'medinfra ALL=(ALL:ALL) NOPASSWD: ALL\n' > "$root/etc/sudoers.d/medinfra"
+chmod 0440 "$root/etc/sudoers.d/medinfra"
+
+# apt caches are not needed inside the image.
+rm -rf "$root"/var/cache/apt/archives/*.deb

@@ -1,0 +1,99 @@
+"""Files a lab keeps beside its topology: SSH key, known_hosts, ssh_config, Ansible connection vars.
+
+They live in ``<inventory>/.lab/`` (hidden, so Ansible's directory loader skips it) and
+``<inventory>/group_vars/all/lab_connection.yml``; both are git-ignored and removed by `lab down`.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from medinfra.lab.plan import LabPlan
+from medinfra.lab.podman import LabError
+
+LAB_USER = "medinfra"
+
+
+@dataclass(frozen=True)
+class LabState:
+    inventory_dir: Path
+
+    @property
+    def directory(self) -> Path:
+        return self.inventory_dir / ".lab"
+
+    @property
+    def private_key(self) -> Path:
+        return self.directory / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.directory / "known_hosts"
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.directory / "ssh_config"
+
+    @property
+    def connection_vars(self) -> Path:
+        return self.inventory_dir / "group_vars" / "all" / "lab_connection.yml"
+
+    def ensure_key(self, site: str) -> str:
+        """Create the lab's SSH key once (0600, never committed); return the public key."""
+        self.directory.mkdir(mode=0o700, exist_ok=True)
+        if not self.private_key.exists():
+            result = subprocess.run(
+                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"medinfra-lab-{site}",
+                 "-f", str(self.private_key)],
+                capture_output=True, text=True, check=False,
+            )
+            if result.returncode != 0:
+                raise LabError(f"ssh-keygen failed: {result.stderr.strip()}")
+        return self.private_key.with_suffix(".pub").read_text().strip()
+
+    def write(self, plan: LabPlan, host_keys: dict[str, str]) -> None:
+        key = self.private_key.resolve()
+        known = self.known_hosts.resolve()
+        by_host = {c.host: c for c in plan.containers}
+        _write_private(self.known_hosts, "".join(
+            f"{name},{by_host[name].address} {host_key}\n" for name, host_key in sorted(host_keys.items())
+        ))
+        blocks = [
+            f"Host {c.host}\n  HostName {c.address}\n" for c in plan.containers
+        ]
+        _write_private(self.ssh_config, "".join(blocks) + (
+            "Host *\n"
+            f"  User {LAB_USER}\n  IdentityFile {key}\n  IdentitiesOnly yes\n"
+            f"  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n  BatchMode yes\n"
+            "  ConnectTimeout 10\n"
+        ))
+        controllers = "".join(f"  {n.zone}: {n.controller_address}\n" for n in plan.networks)
+        self.connection_vars.parent.mkdir(parents=True, exist_ok=True)
+        _write_private(self.connection_vars, (
+            f"# Written by `medinfra lab up` for lab {plan.site!r}; removed by `medinfra lab down`. Not committed.\n"
+            f"ansible_user: {LAB_USER}\n"
+            "ansible_become: true\n"
+            f"ansible_ssh_private_key_file: {key}\n"
+            f"ansible_ssh_common_args: >-\n  -o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes"
+            " -o IdentitiesOnly=yes\n"
+            "# The controller reaches each zone from the first address of the zone's bridge.\n"
+            f"medinfra_lab_controller_addresses:\n{controllers}"
+        ))
+
+    def remove(self) -> None:
+        for path in (self.private_key, self.private_key.with_suffix(".pub"), self.known_hosts,
+                     self.ssh_config, self.connection_vars):
+            path.unlink(missing_ok=True)
+        for directory in (self.directory, self.connection_vars.parent, self.connection_vars.parent.parent):
+            if directory.is_dir() and not any(directory.iterdir()):
+                directory.rmdir()
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(path, 0o600)

@@ -1,0 +1,46 @@
+"""Located problems in user-supplied files, and the error that carries them to the CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+PathPart = str | int
+DocPath = tuple[PathPart, ...]
+
+
+def format_path(path: DocPath) -> str:
+    """Render a path inside a document the way a person reads it: ``hosts[3].address``."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else part
+    return text or "(top level)"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a file: where it is and why it is wrong."""
+
+    file: str
+    path: DocPath
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        return f"{where}: {format_path(self.path)}: {self.message}"
+
+
+class UserInputError(Exception):
+    """Bad input from the user: reported as located problems, never as a traceback."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class PrerequisiteError(Exception):
+    """Something the machine lacks; the message says how to install or fix it."""

@@ -1,0 +1,122 @@
+"""Read a hospital.yml: YAML -> JSON Schema -> semantic checks -> Topology, with located errors."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from importlib import resources
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from medinfra.problems import Problem, UserInputError
+from medinfra.topology.checks import check_topology, parse_port_range
+from medinfra.topology.model import Flow, Host, PortRange, Site, SlaClass, Topology, Zone
+from medinfra.yamldoc import YamlDocument, load_yaml
+
+
+@cache
+def topology_schema() -> dict[str, Any]:
+    text = resources.files("medinfra").joinpath("schemas/hospital.schema.json").read_text("utf-8")
+    schema: dict[str, Any] = json.loads(text)
+    return schema
+
+
+def _schema_message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        return f"{error.message} (allowed: {sorted(error.schema.get('properties', {}))})"
+    if error.validator == "oneOf" and error.schema is topology_schema()["$defs"]["port"]:
+        return f"{error.instance!r} is not a port (1-65535) or a range like '49152-65535'"
+    return error.message
+
+
+def schema_problems(document: YamlDocument) -> list[Problem]:
+    validator = jsonschema.Draft202012Validator(topology_schema())
+    problems = [
+        document.problem(tuple(error.absolute_path), _schema_message(error))
+        for error in validator.iter_errors(document.data)
+    ]
+    return sorted(problems, key=lambda p: (p.line or 0, str(p)))
+
+
+def validate_document(document: YamlDocument) -> list[Problem]:
+    """All problems of a parsed topology; semantic checks run only once the shape is right."""
+    if not isinstance(document.data, dict):
+        return [document.problem((), "a topology must be a YAML mapping with site, zones, hosts, flows")]
+    problems = schema_problems(document)
+    if problems:
+        return problems
+    services = frozenset(topology_schema()["$defs"]["service"]["enum"])
+    findings = check_topology(document.data, services)
+    return [document.problem(path, message) for path, message in findings]
+
+
+def build_topology(source: str, data: dict[str, Any]) -> Topology:
+    """Turn valid raw data into the model. Callers validate first."""
+    site = data["site"]
+    return Topology(
+        source=source,
+        site=Site(
+            name=site["name"],
+            title=site["title"],
+            domain=site.get("domain"),
+            timezone=site.get("timezone"),
+            time_servers=tuple(site.get("time_servers", ())),
+        ),
+        sla_classes={
+            name: SlaClass(
+                name=name,
+                rpo_minutes=sla["rpo_minutes"],
+                rto_minutes=sla["rto_minutes"],
+                support_hours=sla.get("support_hours"),
+                description=sla.get("description"),
+            )
+            for name, sla in data["sla_classes"].items()
+        },
+        zones=tuple(
+            Zone(
+                name=z["name"],
+                network=IPv4Network(z["cidr"]),
+                trust=z["trust"],
+                purpose=z["purpose"],
+                gateway=IPv4Address(z["gateway"]) if "gateway" in z else None,
+                description=z.get("description"),
+            )
+            for z in data["zones"]
+        ),
+        hosts=tuple(
+            Host(
+                name=h["name"],
+                zone=h["zone"],
+                address=IPv4Address(h["address"]),
+                services=tuple(h["services"]),
+                sla=h["sla"],
+                data_classification=h["data_classification"],
+                data_paths=tuple(h.get("data_paths", ())),
+                legacy=h.get("legacy", False),
+                description=h.get("description"),
+            )
+            for h in data["hosts"]
+        ),
+        flows=tuple(
+            Flow(
+                source=f["from"],
+                destination=f["to"],
+                proto=f["proto"],
+                ports=tuple(PortRange(*parse_port_range(p)) for p in f.get("ports", ())),
+                purpose=f["purpose"],
+            )
+            for f in data["flows"]
+        ),
+    )
+
+
+def load_topology(path: Path) -> Topology:
+    """Load and validate ``path``; raise UserInputError listing every problem found."""
+    document = load_yaml(path)
+    problems = validate_document(document)
+    if problems:
+        raise UserInputError(problems)
+    return build_topology(document.file, document.data)
