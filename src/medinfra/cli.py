@@ -101,8 +101,13 @@ def build_parser() -> argparse.ArgumentParser:
         ("ssh", cmd_lab_ssh, "open SSH to a lab host (or run a command there)"),
     ):
         sub = lab_commands.add_parser(name, help=text)
-        sub.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
-                         help="inventory directory holding hospital.yml (default: inventories/lab)")
+        sub.add_argument(
+            "-i",
+            "--inventory",
+            type=Path,
+            default=DEFAULT_INVENTORY,
+            help="inventory directory holding hospital.yml (default: inventories/lab)",
+        )
         if name == "ssh":
             sub.add_argument("host")
             sub.add_argument("command", nargs=argparse.REMAINDER)

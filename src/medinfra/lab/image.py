@@ -51,17 +51,28 @@ def build_image(tag: str, say: Callable[[str], None]) -> None:
     with tempfile.TemporaryDirectory(prefix="medinfra-image-", dir="/var/tmp") as work:
         root = Path(work) / "rootfs"
         say(f"building lab image {tag} with debootstrap from {mirror} (about a minute)")
-        _run([
-            "debootstrap", "--variant=minbase", f"--include={','.join(image_packages())}",
-            f"--cache-dir={cache}", SUITE, str(root), mirror,
-        ])
+        _run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(image_packages())}",
+                f"--cache-dir={cache}",
+                SUITE,
+                str(root),
+                mirror,
+            ]
+        )
         _run(["sh", str(IMAGE_DIR / "customize.sh"), str(root)])
         archive = Path(work) / "rootfs.tar"
         _run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(archive), "."])
         podman(
-            "import", "--change", 'CMD ["/sbin/init"]',
-            "--change", f"LABEL io.medinfra.recipe={recipe_digest()}",
-            str(archive), tag,
+            "import",
+            "--change",
+            'CMD ["/sbin/init"]',
+            "--change",
+            f"LABEL io.medinfra.recipe={recipe_digest()}",
+            str(archive),
+            tag,
         )
     say(f"lab image {tag} built in {time.monotonic() - started:.0f} s")
 

@@ -83,8 +83,16 @@ def _reconcile_networks(lab: Lab, say: Say) -> None:
         elif podman("network", "exists", network.name, check=False).returncode == 0:
             raise LabError(f"a podman network named {network.name} exists but was not made by medinfra; remove it")
         podman(
-            "network", "create", "--internal", "--label", lab.label,
-            "--subnet", str(network.subnet), "--gateway", str(network.controller_address), network.name,
+            "network",
+            "create",
+            "--internal",
+            "--label",
+            lab.label,
+            "--subnet",
+            str(network.subnet),
+            "--gateway",
+            str(network.controller_address),
+            network.name,
         )
     for name in existing:
         say(f"removing network {name} (zone no longer in the topology)")
@@ -95,10 +103,21 @@ def _run_container(lab: Lab, container: LabContainer, image: str) -> None:
     if podman("container", "exists", container.name, check=False).returncode == 0:
         raise LabError(f"a container named {container.name} exists but was not made by this lab; remove it")
     args = [
-        "run", "--detach", "--name", container.name, "--hostname", container.host,
-        "--label", lab.label, "--label", f"{HOST_LABEL}={container.host}",
-        "--label", f"{SPEC_LABEL}={container.spec_digest(image)}",
-        "--systemd=always", "--cap-add", "NET_ADMIN",
+        "run",
+        "--detach",
+        "--name",
+        container.name,
+        "--hostname",
+        container.host,
+        "--label",
+        lab.label,
+        "--label",
+        f"{HOST_LABEL}={container.host}",
+        "--label",
+        f"{SPEC_LABEL}={container.spec_digest(image)}",
+        "--systemd=always",
+        "--cap-add",
+        "NET_ADMIN",
     ]
     for network, address in container.attachments:
         args += ["--network", f"{network}:ip={address}"]
@@ -155,11 +174,13 @@ def up(topology_file: Path, say: Say) -> Lab:
     deadline = time.monotonic() + READY_TIMEOUT_S
     _parallel(lambda c: _wait_ready(c, deadline), lab.plan.containers)
     ready = time.monotonic() - started
-    host_keys = dict(zip(
-        (c.host for c in lab.plan.containers),
-        _parallel(lambda c: _provision(c, public_key), lab.plan.containers),
-        strict=True,
-    ))
+    host_keys = dict(
+        zip(
+            (c.host for c in lab.plan.containers),
+            _parallel(lambda c: _provision(c, public_key), lab.plan.containers),
+            strict=True,
+        )
+    )
     lab.state.write(lab.plan, host_keys)
     say(
         f"lab {lab.plan.site!r}: {len(lab.plan.containers)} hosts ready in {ready:.1f} s "
@@ -193,7 +214,9 @@ def _ssh_probe(lab: Lab, container: LabContainer) -> bool:
         return False
     result = subprocess.run(
         ["ssh", "-F", str(lab.state.ssh_config), container.host, "true"],
-        capture_output=True, timeout=30, check=False,
+        capture_output=True,
+        timeout=30,
+        check=False,
     )
     return result.returncode == 0
 

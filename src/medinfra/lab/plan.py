@@ -71,26 +71,37 @@ def _lab_problems(topology: Topology) -> list[Problem]:
     firewalls = topology.zone_firewalls()
     if len(firewalls) > 1:
         names = ", ".join(h.name for h in firewalls)
-        problems.append(Problem(topology.source, ("hosts",), f"the lab supports one zone_firewall host, found: {names}"))
+        problems.append(
+            Problem(topology.source, ("hosts",), f"the lab supports one zone_firewall host, found: {names}")
+        )
     for index, host in enumerate(topology.hosts):
         zone = topology.zone(host.zone)
         if host.address == controller_address(zone.network):
-            problems.append(Problem(
-                topology.source, ("hosts", index, "address"),
-                f"{host.address} is the first address of zone {zone.name!r}, which the lab keeps for the controller",
-            ))
+            problems.append(
+                Problem(
+                    topology.source,
+                    ("hosts", index, "address"),
+                    f"{host.address} is the first address of zone {zone.name!r}, kept for the lab controller",
+                )
+            )
     if firewalls:
         for index, zone in enumerate(topology.zones):
             if zone.gateway is None:
-                problems.append(Problem(
-                    topology.source, ("zones", index),
-                    f"zone {zone.name!r} has no gateway: the lab's zone_firewall needs an address in every zone",
-                ))
+                problems.append(
+                    Problem(
+                        topology.source,
+                        ("zones", index),
+                        f"zone {zone.name!r} has no gateway: the lab's zone_firewall needs an address in every zone",
+                    )
+                )
             elif zone.gateway == controller_address(zone.network):
-                problems.append(Problem(
-                    topology.source, ("zones", index, "gateway"),
-                    f"{zone.gateway} is the first address of the zone, which the lab keeps for the controller",
-                ))
+                problems.append(
+                    Problem(
+                        topology.source,
+                        ("zones", index, "gateway"),
+                        f"{zone.gateway} is the first address of the zone, which the lab keeps for the controller",
+                    )
+                )
     return problems
 
 

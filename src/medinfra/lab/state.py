@@ -46,9 +46,21 @@ class LabState:
         self.directory.mkdir(mode=0o700, exist_ok=True)
         if not self.private_key.exists():
             result = subprocess.run(
-                ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"medinfra-lab-{site}",
-                 "-f", str(self.private_key)],
-                capture_output=True, text=True, check=False,
+                [
+                    "ssh-keygen",
+                    "-q",
+                    "-t",
+                    "ed25519",
+                    "-N",
+                    "",
+                    "-C",
+                    f"medinfra-lab-{site}",
+                    "-f",
+                    str(self.private_key),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if result.returncode != 0:
                 raise LabError(f"ssh-keygen failed: {result.stderr.strip()}")
@@ -58,34 +70,46 @@ class LabState:
         key = self.private_key.resolve()
         known = self.known_hosts.resolve()
         by_host = {c.host: c for c in plan.containers}
-        _write_private(self.known_hosts, "".join(
-            f"{name},{by_host[name].address} {host_key}\n" for name, host_key in sorted(host_keys.items())
-        ))
-        blocks = [
-            f"Host {c.host}\n  HostName {c.address}\n" for c in plan.containers
-        ]
-        _write_private(self.ssh_config, "".join(blocks) + (
-            "Host *\n"
-            f"  User {LAB_USER}\n  IdentityFile {key}\n  IdentitiesOnly yes\n"
-            f"  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n  BatchMode yes\n"
-            "  ConnectTimeout 10\n"
-        ))
+        _write_private(
+            self.known_hosts,
+            "".join(f"{name},{by_host[name].address} {host_key}\n" for name, host_key in sorted(host_keys.items())),
+        )
+        blocks = [f"Host {c.host}\n  HostName {c.address}\n" for c in plan.containers]
+        _write_private(
+            self.ssh_config,
+            "".join(blocks)
+            + (
+                "Host *\n"
+                f"  User {LAB_USER}\n  IdentityFile {key}\n  IdentitiesOnly yes\n"
+                f"  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n  BatchMode yes\n"
+                "  ConnectTimeout 10\n"
+            ),
+        )
         controllers = "".join(f"  {n.zone}: {n.controller_address}\n" for n in plan.networks)
         self.connection_vars.parent.mkdir(parents=True, exist_ok=True)
-        _write_private(self.connection_vars, (
-            f"# Written by `medinfra lab up` for lab {plan.site!r}; removed by `medinfra lab down`. Not committed.\n"
-            f"ansible_user: {LAB_USER}\n"
-            "ansible_become: true\n"
-            f"ansible_ssh_private_key_file: {key}\n"
-            f"ansible_ssh_common_args: >-\n  -o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes"
-            " -o IdentitiesOnly=yes\n"
-            "# The controller reaches each zone from the first address of the zone's bridge.\n"
-            f"medinfra_lab_controller_addresses:\n{controllers}"
-        ))
+        _write_private(
+            self.connection_vars,
+            (
+                "---\n"
+                f"# Written by `medinfra lab up` for lab {plan.site!r}; removed by `lab down`. Not committed.\n"
+                f"ansible_user: {LAB_USER}\n"
+                "ansible_become: true\n"
+                f"ansible_ssh_private_key_file: {key}\n"
+                f"ansible_ssh_common_args: >-\n  -o UserKnownHostsFile={known} -o StrictHostKeyChecking=yes"
+                " -o IdentitiesOnly=yes\n"
+                "# The controller reaches each zone from the first address of the zone's bridge.\n"
+                f"medinfra_lab_controller_addresses:\n{controllers}"
+            ),
+        )
 
     def remove(self) -> None:
-        for path in (self.private_key, self.private_key.with_suffix(".pub"), self.known_hosts,
-                     self.ssh_config, self.connection_vars):
+        for path in (
+            self.private_key,
+            self.private_key.with_suffix(".pub"),
+            self.known_hosts,
+            self.ssh_config,
+            self.connection_vars,
+        ):
             path.unlink(missing_ok=True)
         for directory in (self.directory, self.connection_vars.parent, self.connection_vars.parent.parent):
             if directory.is_dir() and not any(directory.iterdir()):

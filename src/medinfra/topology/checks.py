@@ -40,9 +40,7 @@ def _duplicates(values: Iterable[tuple[int, Any]], section: str, what: str) -> I
 
 def check_zones(zones: list[dict[str, Any]]) -> tuple[list[Finding], dict[str, IPv4Network]]:
     """Valid, non-overlapping CIDRs and gateways inside them; returns the usable networks."""
-    findings: list[Finding] = list(
-        _duplicates(((i, z["name"]) for i, z in enumerate(zones)), "zones", "zone name")
-    )
+    findings: list[Finding] = list(_duplicates(((i, z["name"]) for i, z in enumerate(zones)), "zones", "zone name"))
     networks: dict[str, IPv4Network] = {}
     placed: list[tuple[int, IPv4Network]] = []
     for index, zone in enumerate(zones):
@@ -53,8 +51,10 @@ def check_zones(zones: list[dict[str, Any]]) -> tuple[list[Finding], dict[str, I
         for other_index, other in placed:
             if network.overlaps(other):
                 findings.append(
-                    (("zones", index, "cidr"),
-                     f"{network} overlaps {other} of zones[{other_index}] ({zones[other_index]['name']})")
+                    (
+                        ("zones", index, "cidr"),
+                        f"{network} overlaps {other} of zones[{other_index}] ({zones[other_index]['name']})",
+                    )
                 )
         placed.append((index, network))
         networks.setdefault(zone["name"], network)
@@ -82,22 +82,24 @@ def check_hosts(
     sla_classes: dict[str, Any],
     service_names: frozenset[str],
 ) -> list[Finding]:
-    findings: list[Finding] = list(
-        _duplicates(((i, h["name"]) for i, h in enumerate(hosts)), "hosts", "host name")
-    )
+    findings: list[Finding] = list(_duplicates(((i, h["name"]) for i, h in enumerate(hosts)), "hosts", "host name"))
     zone_names = {z["name"] for z in zones}
     gateways = {z["name"]: z.get("gateway") for z in zones}
     for index, host in enumerate(hosts):
         if host["name"] in zone_names:
-            findings.append(((
-                "hosts", index, "name"),
-                f"host name {host['name']!r} is also a zone name, so flows naming it would be ambiguous",
-            ))
+            findings.append(
+                (
+                    ("hosts", index, "name"),
+                    f"host name {host['name']!r} is also a zone name, so flows naming it would be ambiguous",
+                )
+            )
         if host["name"] in service_names | FIXED_GROUPS:
-            findings.append((
-                ("hosts", index, "name"),
-                f"host name {host['name']!r} is also an inventory group name; choose another, e.g. {host['name']}-01",
-            ))
+            findings.append(
+                (
+                    ("hosts", index, "name"),
+                    f"host name {host['name']!r} is also an inventory group name; rename it, e.g. {host['name']}-01",
+                )
+            )
         if host["zone"] not in zone_names:
             findings.append((("hosts", index, "zone"), f"unknown zone {host['zone']!r}; zones: {sorted(zone_names)}"))
         if host["sla"] not in sla_classes:
@@ -111,20 +113,26 @@ def check_hosts(
         network = networks.get(host["zone"])
         if network is not None and not _usable_in(address, network):
             findings.append(
-                (("hosts", index, "address"),
-                 f"{address} is outside zone {host['zone']!r} ({network}) or is its network/broadcast address")
+                (
+                    ("hosts", index, "address"),
+                    f"{address} is outside zone {host['zone']!r} ({network}) or is its network/broadcast address",
+                )
             )
         gateway = gateways.get(host["zone"])
         is_firewall = "zone_firewall" in host["services"]
         if gateway is not None and str(address) == gateway and not is_firewall:
             findings.append(
-                (("hosts", index, "address"),
-                 f"{address} is the gateway of zone {host['zone']!r}; only a zone_firewall host may hold it")
+                (
+                    ("hosts", index, "address"),
+                    f"{address} is the gateway of zone {host['zone']!r}; only a zone_firewall host may hold it",
+                )
             )
         if is_firewall and gateway is not None and str(address) != gateway:
             findings.append(
-                (("hosts", index, "address"),
-                 f"a zone_firewall host must hold its zone's gateway address {gateway}, not {address}")
+                (
+                    ("hosts", index, "address"),
+                    f"a zone_firewall host must hold its zone's gateway address {gateway}, not {address}",
+                )
             )
     addresses = ((i, a) for i, h in enumerate(hosts) if isinstance(a := _address(h["address"]), IPv4Address))
     findings.extend(((*path, "address"), message) for path, message in _duplicates(addresses, "hosts", "address"))
@@ -150,8 +158,10 @@ def check_flows(flows: list[dict[str, Any]], zones: list[dict[str, Any]], hosts:
             start, stop = parse_port_range(port)
             if not (1 <= start <= stop <= 65535):
                 findings.append(
-                    (("flows", index, "ports", port_index),
-                     f"bad port range {port!r}: ports run from 1 to 65535 and a range's start must not exceed its end")
+                    (
+                        ("flows", index, "ports", port_index),
+                        f"bad port range {port!r}: ports run from 1 to 65535 and a range must not end before it starts",
+                    )
                 )
     return findings
 

@@ -25,7 +25,7 @@ def topology_schema() -> dict[str, Any]:
 
 
 def _schema_message(error: jsonschema.ValidationError) -> str:
-    if error.validator == "additionalProperties":
+    if error.validator == "additionalProperties" and isinstance(error.schema, dict):
         return f"{error.message} (allowed: {sorted(error.schema.get('properties', {}))})"
     if error.validator == "oneOf" and error.schema is topology_schema()["$defs"]["port"]:
         return f"{error.instance!r} is not a port (1-65535) or a range like '49152-65535'"

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Install the Debian packages medinfra's lab and tests need. Idempotent: apt runs only when a
+# package is missing. Needs root (or sudo).
+set -euo pipefail
+
+packages=(
+  podman runc netavark aardvark-dns iptables uidmap debootstrap
+  openssh-client iproute2 nftables python3 python3-venv ca-certificates make git
+)
+
+missing=()
+for pkg in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null | grep -qx installed; then
+    missing+=("$pkg")
+  fi
+done
+[ "${#missing[@]}" -eq 0 ] && exit 0
+
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+echo "installing Debian packages: ${missing[*]}"
+"${sudo[@]}" apt-get update -qq
+DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}"
