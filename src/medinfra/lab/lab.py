@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from medinfra.lab.image import ensure_image
-from medinfra.lab.plan import HOST_LABEL, LABEL, SPEC_LABEL, LabContainer, LabPlan, plan_lab
+from medinfra.lab.plan import HOST_LABEL, LABEL, SPEC_LABEL, LabContainer, LabPlan, mac_address, plan_lab
 from medinfra.lab.podman import LabError, podman, podman_json
 from medinfra.lab.prereq import check_lab_prerequisites, raise_inotify_limits
 from medinfra.lab.state import LAB_USER, LabState
@@ -120,7 +120,7 @@ def _run_container(lab: Lab, container: LabContainer, image: str) -> None:
         "NET_ADMIN",
     ]
     for network, address in container.attachments:
-        args += ["--network", f"{network}:ip={address}"]
+        args += ["--network", f"{network}:ip={address},mac={mac_address(address)}"]
     if container.forwards:
         args += ["--sysctl", "net.ipv4.ip_forward=1"]
     podman(*args, image, "/sbin/init")

@@ -37,7 +37,7 @@ class LabContainer:
         """Changes whenever the container would be created differently, so `lab up` recreates it."""
         spec = {
             "image": image,
-            "attachments": [(n, str(a)) for n, a in self.attachments],
+            "attachments": [(n, str(a), mac_address(a)) for n, a in self.attachments],
             "forwards": self.forwards,
         }
         return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
@@ -59,6 +59,12 @@ def network_name(site: str, zone: str) -> str:
 
 def container_name(site: str, host: str) -> str:
     return f"{site}-{host}"
+
+
+def mac_address(address: IPv4Address) -> str:
+    """A locally administered MAC derived from the address, so a recreated container keeps its MAC
+    and its neighbours' ARP caches stay valid (a new random MAC would black-hole traffic for a while)."""
+    return "02:00:" + ":".join(f"{byte:02x}" for byte in address.packed)
 
 
 def controller_address(subnet: IPv4Network) -> IPv4Address:

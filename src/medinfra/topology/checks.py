@@ -48,14 +48,13 @@ def check_zones(zones: list[dict[str, Any]]) -> tuple[list[Finding], dict[str, I
         if isinstance(network, str):
             findings.append((("zones", index, "cidr"), network))
             continue
-        for other_index, other in placed:
-            if network.overlaps(other):
-                findings.append(
-                    (
-                        ("zones", index, "cidr"),
-                        f"{network} overlaps {other} of zones[{other_index}] ({zones[other_index]['name']})",
-                    )
-                )
+        clashes = [
+            f"{other} of zones[{other_index}] ({zones[other_index]['name']})"
+            for other_index, other in placed
+            if network.overlaps(other)
+        ]
+        if clashes:
+            findings.append((("zones", index, "cidr"), f"{network} overlaps {', '.join(clashes)}"))
         placed.append((index, network))
         networks.setdefault(zone["name"], network)
         if "gateway" in zone:

@@ -1,0 +1,138 @@
+"""The lab for real: podman containers running systemd, SSH, Ansible, routing between zones.
+
+Runs in file order: bring up, converge, check, break and repair, then tear down.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from medinfra.lab.plan import LABEL
+from medinfra.lab.podman import podman, podman_json
+from medinfra.topology import load_topology
+from tests.conftest import LAB_TOPOLOGY, ROOT
+
+pytestmark = pytest.mark.integration
+
+BIN = Path(sys.executable).parent
+INVENTORY = LAB_TOPOLOGY.parent
+SSH_CONFIG = INVENTORY / ".lab" / "ssh_config"
+TOPOLOGY = load_topology(LAB_TOPOLOGY)
+
+
+def medinfra(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [str(BIN / "medinfra"), *args], capture_output=True, text=True, cwd=ROOT, check=False, timeout=900
+    )
+
+
+def lab_ssh(host: str, command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ssh", "-F", str(SSH_CONFIG), host, command], capture_output=True, text=True, check=False, timeout=60
+    )
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[str]:
+    result = medinfra("lab", "up", "-i", str(INVENTORY))
+    try:
+        assert result.returncode == 0, result.stdout + result.stderr
+        yield result.stdout
+    finally:
+        medinfra("lab", "down", "-i", str(INVENTORY))
+
+
+def test_lab_up_prints_time_to_ready(lab: str) -> None:
+    assert re.search(r"lab 'lab': 11 hosts ready in \d+\.\d s", lab), lab
+
+
+def test_lab_up_again_changes_nothing(lab: str) -> None:
+    result = medinfra("lab", "up", "-i", str(INVENTORY))
+    assert result.returncode == 0, result.stderr
+    assert "0 created" in result.stdout and "11 already running" in result.stdout
+    assert "removing" not in result.stdout
+
+
+def test_site_playbook_reaches_every_host_from_its_zone_address(lab: str) -> None:
+    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "PATH": f"{BIN}:{os.environ['PATH']}"}
+    result = subprocess.run(
+        [str(BIN / "ansible-playbook"), "-i", str(INVENTORY), "playbooks/site.yml"],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
+        check=False,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout[-3000:]
+    recap = result.stdout.split("PLAY RECAP", 1)[1]
+    for host in TOPOLOGY.hosts:
+        assert re.search(rf"{re.escape(host.name)}\s+: ok=3 .*unreachable=0\s+failed=0", recap), recap
+
+
+def test_each_host_answers_ssh_on_its_zone_address_with_a_pinned_key(lab: str) -> None:
+    for host in TOPOLOGY.hosts:
+        result = lab_ssh(host.name, 'echo "$(hostname) $SSH_CONNECTION"')
+        assert result.returncode == 0, result.stderr
+        name, _client, _client_port, server, server_port = result.stdout.split()
+        assert (name, server, server_port) == (host.name, str(host.address), "22")
+    known_hosts = (INVENTORY / ".lab" / "known_hosts").read_text()
+    assert len(known_hosts.splitlines()) == len(TOPOLOGY.hosts)
+    assert oct((INVENTORY / ".lab" / "id_ed25519").stat().st_mode & 0o777) == "0o600"
+
+
+def test_zones_reach_each_other_only_through_the_router(lab: str) -> None:
+    route = lab_ssh("ws-01", "ip route get 10.231.20.11")
+    assert "via 10.231.50.254" in route.stdout, route.stdout
+    connect = lab_ssh("ws-01", "python3 -c 'import socket; socket.create_connection((\"10.231.20.11\", 22), 5)'")
+    assert connect.returncode == 0, connect.stderr
+    # The router is the only way across: with it stopped, the same connection fails.
+    podman("stop", "--time", "2", "lab-fw")
+    try:
+        cut = lab_ssh("ws-01", "python3 -c 'import socket; socket.create_connection((\"10.231.20.11\", 22), 3)'")
+        assert cut.returncode != 0
+    finally:
+        up = medinfra("lab", "up", "-i", str(INVENTORY))
+        assert up.returncode == 0, up.stderr
+    assert "removing leftover container lab-fw (exited)" in up.stdout
+    assert (
+        lab_ssh("ws-01", "python3 -c 'import socket; socket.create_connection((\"10.231.20.11\", 22), 5)'").returncode
+        == 0
+    )
+
+
+def test_lab_up_recovers_from_a_killed_run(lab: str) -> None:
+    podman("kill", "lab-guest-01")
+    podman("rm", "--force", "lab-turn")
+    result = medinfra("lab", "up", "-i", str(INVENTORY))
+    assert result.returncode == 0, result.stderr
+    assert "removing leftover container lab-guest-01" in result.stdout
+    assert "2 created" in result.stdout
+    status = medinfra("lab", "status", "-i", str(INVENTORY))
+    assert status.returncode == 0, status.stdout
+    assert "11/11 hosts reachable over SSH" in status.stdout
+
+
+def test_lab_down_removes_what_it_made_and_nothing_else(lab: str) -> None:
+    bystander = "medinfra-test-bystander"
+    podman("network", "create", "--internal", bystander)
+    try:
+        result = medinfra("lab", "down", "-i", str(INVENTORY))
+        assert result.returncode == 0, result.stderr
+        assert "removed 11 containers and 6 networks" in result.stdout
+        assert podman_json("ps", "--all", "--filter", f"label={LABEL}=lab", "--format", "json") == []
+        assert podman_json("network", "ls", "--filter", f"label={LABEL}=lab", "--format", "json") == []
+        assert podman("network", "exists", bystander, check=False).returncode == 0
+        assert not (INVENTORY / "group_vars" / "all" / "lab_connection.yml").exists()
+        assert not (INVENTORY / ".lab").exists()
+        status = medinfra("lab", "status", "-i", str(INVENTORY))
+        assert status.returncode == 1 and "0/11 hosts reachable" in status.stdout
+    finally:
+        podman("network", "rm", bystander)

@@ -1,0 +1,65 @@
+"""The command line as a user meets it: exit codes and messages, never tracebacks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from medinfra.cli import main
+from tests.conftest import LAB_TOPOLOGY, TERTIARY_TOPOLOGY, write_yaml
+
+MEDINFRA = Path(sys.executable).with_name("medinfra")
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(MEDINFRA), *args], capture_output=True, text=True, check=False)
+
+
+def test_validate_good_topologies() -> None:
+    result = run("topology", "validate", str(LAB_TOPOLOGY.parent), str(TERTIARY_TOPOLOGY))
+    assert result.returncode == 0, result.stderr
+    assert "valid: site 'lab', 6 zones, 11 hosts" in result.stdout
+    assert "valid: site 'tertiary', 11 zones, 59 hosts" in result.stdout
+
+
+def test_validate_bad_topology_exits_2_with_every_problem(tmp_path: Path, topology_data: dict[str, Any]) -> None:
+    topology_data["hosts"][4]["zone"] = "icu"
+    topology_data["flows"][1]["ports"] = ["70000-80000"]
+    path = write_yaml(tmp_path / "hospital.yml", topology_data)
+    result = run("topology", "validate", str(path))
+    assert result.returncode == 2
+    assert "Traceback" not in result.stderr
+    assert f"{path}:" in result.stderr
+    assert "hosts[4].zone: unknown zone 'icu'" in result.stderr
+    assert "flows[1].ports[0]: bad port range '70000-80000'" in result.stderr
+    assert "2 problem(s)" in result.stderr
+
+
+def test_lab_commands_with_a_bad_topology_change_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "hospital.yml").write_text("site: {name: x}\n")
+    # `lab status` loads the topology before touching podman: a user error comes first, exit 2.
+    code = main(["lab", "ssh", "-i", str(tmp_path), "his-db"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "'title' is a required property" in err
+    assert not (tmp_path / ".lab").exists()
+
+
+def test_ssh_to_an_unknown_host_names_the_hosts(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["lab", "ssh", "-i", str(LAB_TOPOLOGY.parent), "nosuch"]) == 1
+    err = capsys.readouterr().err
+    assert "no host 'nosuch'" in err and "his-db" in err
+
+
+def test_missing_prerequisite_names_the_install_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    code = main(["lab", "status", "-i", str(LAB_TOPOLOGY.parent)])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "apt-get install -y" in err and "podman" in err and "debootstrap" in err
