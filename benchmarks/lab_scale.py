@@ -41,9 +41,7 @@ def main() -> int:
         return 1
     print(f"lab up (including image check): {time.monotonic() - started:.1f} s")
     try:
-        hosts = int(
-            run(str(BIN / "ansible"), "-i", str(INVENTORY), "all", "--list-hosts").stdout.split("(")[1].split(")")[0]
-        )
+        hosts = len(load_topology(INVENTORY / "hospital.yml").hosts)
         memory_used = (memory_before - available_memory_kib()) / 1024
         print(f"host memory used by {hosts} containers: {memory_used:.0f} MiB ({memory_used / hosts:.1f} MiB each)")
         started = time.monotonic()
