@@ -19,7 +19,7 @@ demo: deps
 
 ## Every test: lint, unit tests, then integration tests against a real podman lab.
 test: deps lint
-	pytest tests
+	pytest tests/unit tests/integration
 
 test-unit: venv
 	pytest tests/unit -q

@@ -63,3 +63,9 @@ def test_missing_prerequisite_names_the_install_command(
     assert code == 1
     err = capsys.readouterr().err
     assert "apt-get install -y" in err and "podman" in err and "debootstrap" in err
+
+
+def test_lab_refuses_to_run_without_root(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    assert main(["lab", "up", "-i", str(LAB_TOPOLOGY.parent)]) == 1
+    assert "the lab needs root" in capsys.readouterr().err
