@@ -93,6 +93,14 @@ def test_zones_reach_each_other_only_through_the_router(lab: str) -> None:
     assert "via 10.231.50.254" in route.stdout, route.stdout
     connect = lab_ssh("ws-01", "python3 -c 'import socket; socket.create_connection((\"10.231.20.11\", 22), 5)'")
     assert connect.returncode == 0, connect.stderr
+    # The controller's bridges do not forward between zones: a host that routes through them gets nowhere.
+    bypass = lab_ssh(
+        "ws-01",
+        "sudo ip route replace 10.231.20.0/24 via 10.231.50.1 && python3 -c 'import socket; "
+        'socket.create_connection(("10.231.20.11", 22), 3)\'; rc=$?; '
+        "sudo ip route replace 10.231.20.0/24 via 10.231.50.254; exit $rc",
+    )
+    assert bypass.returncode != 0 and "timed out" in bypass.stderr, bypass.stderr
     # The router is the only way across: with it stopped, the same connection fails.
     podman("stop", "--time", "2", "lab-fw")
     try:
