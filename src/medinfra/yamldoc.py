@@ -51,14 +51,17 @@ def load_yaml(path: Path) -> YamlDocument:
         raise UserInputError([Problem(name, (), "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserInputError([Problem(name, (), f"cannot read file: {exc}")]) from None
+    loader = yaml.SafeLoader(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         reason = getattr(exc, "problem", None) or str(exc)
         raise UserInputError([Problem(name, (), f"invalid YAML: {reason}", line)]) from None
+    finally:
+        loader.dispose()
     lines: dict[DocPath, int] = {}
     if node is not None:
         _walk(node, (), lines)

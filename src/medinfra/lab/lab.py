@@ -213,12 +213,15 @@ class HostStatus:
 def _ssh_probe(lab: Lab, container: LabContainer) -> bool:
     if not lab.state.ssh_config.exists():
         return False
-    result = subprocess.run(
-        ["ssh", "-F", str(lab.state.ssh_config), container.host, "true"],
-        capture_output=True,
-        timeout=30,
-        check=False,
-    )
+    try:
+        result = subprocess.run(
+            ["ssh", "-F", str(lab.state.ssh_config), container.host, "true"],
+            capture_output=True,
+            timeout=30,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return False
     return result.returncode == 0
 
 

@@ -7,7 +7,7 @@ import json
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from medinfra.problems import Problem, UserInputError
+from medinfra.problems import DocPath, Problem, UserInputError
 from medinfra.topology.model import Host, Topology
 
 LABEL = "io.medinfra.lab"
@@ -73,42 +73,24 @@ def controller_address(subnet: IPv4Network) -> IPv4Address:
 
 
 def _lab_problems(topology: Topology) -> list[Problem]:
-    problems = []
+    findings: list[tuple[DocPath, str]] = []
     firewalls = topology.zone_firewalls()
     if len(firewalls) > 1:
         names = ", ".join(h.name for h in firewalls)
-        problems.append(
-            Problem(topology.source, ("hosts",), f"the lab supports one zone_firewall host, found: {names}")
-        )
+        findings.append((("hosts",), f"the lab supports one zone_firewall host, found: {names}"))
     for index, host in enumerate(topology.hosts):
         zone = topology.zone(host.zone)
         if host.address == controller_address(zone.network):
-            problems.append(
-                Problem(
-                    topology.source,
-                    ("hosts", index, "address"),
-                    f"{host.address} is the first address of zone {zone.name!r}, kept for the lab controller",
-                )
-            )
-    if firewalls:
-        for index, zone in enumerate(topology.zones):
-            if zone.gateway is None:
-                problems.append(
-                    Problem(
-                        topology.source,
-                        ("zones", index),
-                        f"zone {zone.name!r} has no gateway: the lab's zone_firewall needs an address in every zone",
-                    )
-                )
-            elif zone.gateway == controller_address(zone.network):
-                problems.append(
-                    Problem(
-                        topology.source,
-                        ("zones", index, "gateway"),
-                        f"{zone.gateway} is the first address of the zone, which the lab keeps for the controller",
-                    )
-                )
-    return problems
+            message = f"{host.address} is the first address of zone {zone.name!r}, kept for the lab controller"
+            findings.append((("hosts", index, "address"), message))
+    for index, zone in enumerate(topology.zones if firewalls else ()):
+        if zone.gateway is None:
+            message = f"zone {zone.name!r} has no gateway: the lab's zone_firewall needs an address in every zone"
+            findings.append((("zones", index), message))
+        elif zone.gateway == controller_address(zone.network):
+            message = f"{zone.gateway} is the first address of zone {zone.name!r}, kept for the lab controller"
+            findings.append((("zones", index, "gateway"), message))
+    return [Problem(topology.source, path, message) for path, message in findings]
 
 
 def _container(topology: Topology, host: Host, router: Host | None) -> LabContainer:
