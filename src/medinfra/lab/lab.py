@@ -65,13 +65,21 @@ def _reconcile_containers(lab: Lab, image: str, say: Say) -> set[str]:
         if wanted.get(name) == labels.get(SPEC_LABEL) and container["State"] == "running":
             kept.add(name)
             continue
-        say(f"removing leftover container {name} ({container['State']})")
+        if name not in wanted:
+            reason = "no longer in the topology"
+        elif container["State"] != "running":
+            reason = container["State"]
+        else:
+            reason = "out of date"
+        say(f"removing leftover container {name} ({reason})")
         podman("rm", "--force", "--time", "5", name)
     return kept
 
 
-def _reconcile_networks(lab: Lab, say: Say) -> None:
+def _reconcile_networks(lab: Lab, say: Say) -> set[str]:
+    """Create missing networks, recreate changed ones, remove unplanned ones; return those recreated."""
     existing = _own_networks(lab)
+    recreated = set()
     for network in lab.plan.networks:
         current = existing.pop(network.name, None)
         subnets = [s["subnet"] for s in (current or {}).get("subnets", [])]
@@ -79,7 +87,8 @@ def _reconcile_networks(lab: Lab, say: Say) -> None:
             continue
         if current is not None:
             say(f"recreating network {network.name} (subnet changed)")
-            podman("network", "rm", "--force", network.name)
+            podman("network", "rm", "--force", network.name)  # also removes containers attached to it
+            recreated.add(network.name)
         elif podman("network", "exists", network.name, check=False).returncode == 0:
             raise LabError(f"a podman network named {network.name} exists but was not made by medinfra; remove it")
         podman(
@@ -97,6 +106,7 @@ def _reconcile_networks(lab: Lab, say: Say) -> None:
     for name in existing:
         say(f"removing network {name} (zone no longer in the topology)")
         podman("network", "rm", "--force", name)
+    return recreated
 
 
 def _run_container(lab: Lab, container: LabContainer, image: str) -> None:
@@ -166,7 +176,8 @@ def up(topology_file: Path, say: Say) -> Lab:
     image = ensure_image(say)
     public_key = lab.state.ensure_key(lab.plan.site)
     kept = _reconcile_containers(lab, image, say)
-    _reconcile_networks(lab, say)
+    recreated = _reconcile_networks(lab, say)
+    kept -= {c.name for c in lab.plan.containers if any(n in recreated for n, _ in c.attachments)}
     todo = [c for c in lab.plan.containers if c.name not in kept]
     started = time.monotonic()
     _parallel(lambda c: _run_container(lab, c, image), todo)
