@@ -28,7 +28,7 @@ test-integration: deps
 	pytest tests/integration
 
 lint: venv
-	ruff check src plugins tests benchmarks
+	ruff check src plugins tests benchmarks roles
 	mypy
 	yamllint --strict .
 	ansible-lint --offline playbooks roles

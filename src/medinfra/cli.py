@@ -74,6 +74,16 @@ def cmd_lab_status(args: argparse.Namespace) -> int:
     return 0 if reachable == len(statuses) else 1
 
 
+def cmd_lab_image(_args: argparse.Namespace) -> int:
+    from medinfra.lab.image import ensure_image
+    from medinfra.lab.prereq import check_lab_prerequisites
+
+    check_lab_prerequisites()
+    # Progress to stderr: stdout is only the tag, for scripts (`export MEDINFRA_LAB_IMAGE=$(medinfra lab image)`).
+    print(ensure_image(lambda message: print(message, file=sys.stderr, flush=True)))
+    return 0
+
+
 def cmd_lab_ssh(args: argparse.Namespace) -> int:
     from medinfra.lab.lab import ssh
 
@@ -94,6 +104,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     lab = commands.add_parser("lab", help="the podman lab hospital")
     lab_commands = lab.add_subparsers(dest="lab_command", required=True)
+    image = lab_commands.add_parser("image", help="build the lab image if needed and print its tag")
+    image.set_defaults(handler=cmd_lab_image)
     for name, handler, text in (
         ("up", cmd_lab_up, "create or repair the lab (idempotent) and print time to ready"),
         ("down", cmd_lab_down, "remove the lab's containers, networks and connection files"),

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from medinfra.lab.image import ensure_image
-from medinfra.lab.plan import HOST_LABEL, LABEL, SPEC_LABEL, LabContainer, LabPlan, mac_address, plan_lab
+from medinfra.lab.plan import HOST_LABEL, LABEL, RUN_OPTIONS, SPEC_LABEL, LabContainer, LabPlan, mac_address, plan_lab
 from medinfra.lab.podman import LabError, podman, podman_json
 from medinfra.lab.prereq import check_lab_prerequisites, raise_inotify_limits
 from medinfra.lab.state import LAB_USER, LabState
@@ -72,7 +72,7 @@ def _reconcile_containers(lab: Lab, image: str, say: Say) -> set[str]:
         else:
             reason = "out of date"
         say(f"removing leftover container {name} ({reason})")
-        podman("rm", "--force", "--time", "5", name)
+        podman("rm", "--force", "--time", "1", name)
     return kept
 
 
@@ -125,9 +125,7 @@ def _run_container(lab: Lab, container: LabContainer, image: str) -> None:
         f"{HOST_LABEL}={container.host}",
         "--label",
         f"{SPEC_LABEL}={container.spec_digest(image)}",
-        "--systemd=always",
-        "--cap-add",
-        "NET_ADMIN",
+        *RUN_OPTIONS,
     ]
     for network, address in container.attachments:
         args += ["--network", f"{network}:ip={address},mac={mac_address(address)}"]

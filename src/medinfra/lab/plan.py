@@ -14,6 +14,17 @@ LABEL = "io.medinfra.lab"
 HOST_LABEL = "io.medinfra.lab.host"
 SPEC_LABEL = "io.medinfra.lab.spec"
 
+# Every lab host runs systemd and may manage its own network stack and network sysctls (those are
+# per network namespace; kernel-wide ones stay out of reach without CAP_SYS_ADMIN). AUDIT_WRITE and
+# DAC_READ_SEARCH are what a real host's services expect (sshd/PAM audit records, AIDE's scanner).
+RUN_OPTIONS = (
+    "--systemd=always",
+    "--cap-add",
+    "NET_ADMIN,AUDIT_WRITE,DAC_READ_SEARCH",
+    "--security-opt",
+    "unmask=/proc/sys",
+)
+
 
 @dataclass(frozen=True)
 class LabNetwork:
@@ -37,6 +48,7 @@ class LabContainer:
         """Changes whenever the container would be created differently, so `lab up` recreates it."""
         spec = {
             "image": image,
+            "options": RUN_OPTIONS,
             "attachments": [(n, str(a), mac_address(a)) for n, a in self.attachments],
             "forwards": self.forwards,
         }

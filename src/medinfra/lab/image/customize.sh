@@ -28,6 +28,9 @@ for unit in getty@tty1.service console-getty.service systemd-logind.service \
   ln -sf /dev/null "$root/etc/systemd/system/$unit"
 done
 
+# Installed for the roles but left as a stock install would leave them: off until a role configures them.
+chroot "$root" systemctl disable --quiet auditd.service acct.service dailyaidecheck.timer rsyslog.service
+
 # The administrative account the controller uses (key installed per lab by `medinfra lab up`).
 chroot "$root" useradd --create-home --shell /bin/bash --groups sudo medinfra
 chroot "$root" install -d -m 0700 -o medinfra -g medinfra /home/medinfra/.ssh
