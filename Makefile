@@ -9,7 +9,7 @@ STAMPS := .cache/stamps
 PYTHON ?= python3
 INVENTORY ?= inventories/lab
 
-.PHONY: demo test test-unit test-integration lint deps apt venv lab-up lab-down scale-bench clean
+.PHONY: demo test test-unit test-integration lint deps apt venv lab-up lab-down scale-bench hardening-bench clean
 
 ## Bring up the lab hospital as podman containers, converge it, print a summary.
 demo: deps
@@ -55,6 +55,10 @@ lab-down: deps
 ## 59 hosts of the example tertiary hospital: prints time to ready and to reach every host.
 scale-bench: deps
 	python benchmarks/lab_scale.py
+
+## Lynis hardening index of a stock and a hardened container, with converge times.
+hardening-bench: deps
+	python benchmarks/hardening_index.py
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .mypy_cache

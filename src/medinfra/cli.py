@@ -91,6 +91,18 @@ def cmd_lab_ssh(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_roles_doc(args: argparse.Namespace) -> int:
+    from medinfra.roledoc import render_readme
+
+    for role in sorted(p for p in args.roles_dir.iterdir() if (p / "meta" / "argument_specs.yml").exists()):
+        readme = role / "README.md"
+        text = render_readme(role)
+        if readme.read_text(encoding="utf-8") != text:
+            readme.write_text(text, encoding="utf-8")
+            print(f"updated {readme}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medinfra", description="Hospital infrastructure as code and compliance.")
     parser.add_argument("--version", action="version", version=f"medinfra {__version__}")
@@ -101,6 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     validate = topology_commands.add_parser("validate", help="check topologies; exit 2 on any problem")
     validate.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="hospital.yml or its inventory directory")
     validate.set_defaults(handler=cmd_topology_validate)
+
+    roles = commands.add_parser("roles", help="role tooling")
+    roles_commands = roles.add_subparsers(dest="roles_command", required=True)
+    doc = roles_commands.add_parser("doc", help="regenerate each role README's variable table from argument_specs")
+    doc.add_argument("--roles-dir", type=Path, default=Path("roles"))
+    doc.set_defaults(handler=cmd_roles_doc)
 
     lab = commands.add_parser("lab", help="the podman lab hospital")
     lab_commands = lab.add_subparsers(dest="lab_command", required=True)

@@ -1,0 +1,48 @@
+"""Every role documents exactly the variables it has, and its README is current."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from medinfra.roledoc import render_readme, spec_mismatches
+from tests.conftest import ROOT
+
+ROLES = sorted(p for p in (ROOT / "roles").iterdir() if p.is_dir())
+
+
+def test_there_are_roles() -> None:
+    assert ROLES
+
+
+@pytest.mark.parametrize("role", ROLES, ids=[r.name for r in ROLES])
+def test_argument_specs_match_defaults(role: Path) -> None:
+    assert spec_mismatches(role) == []
+
+
+@pytest.mark.parametrize("role", ROLES, ids=[r.name for r in ROLES])
+def test_readme_variable_table_is_current(role: Path) -> None:
+    assert (role / "README.md").read_text(encoding="utf-8") == render_readme(role), (
+        f"run `medinfra roles doc` to refresh {role / 'README.md'}"
+    )
+
+
+@pytest.mark.parametrize("role", ROLES, ids=[r.name for r in ROLES])
+def test_variables_carry_the_role_prefix(role: Path) -> None:
+    defaults = yaml.safe_load((role / "defaults" / "main.yml").read_text(encoding="utf-8")) or {}
+    assert [name for name in defaults if not name.startswith(f"{role.name}_")] == []
+
+
+def test_spec_mismatch_is_reported(tmp_path: Path) -> None:
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "defaults").mkdir()
+    (tmp_path / "meta" / "argument_specs.yml").write_text(
+        "argument_specs: {main: {options: {r_a: {type: str}, r_b: {type: int}}}}\n"
+    )
+    (tmp_path / "defaults" / "main.yml").write_text("r_a: x\nr_c: 1\n")
+    assert spec_mismatches(tmp_path) == [
+        "r_c: in defaults/main.yml but not in meta/argument_specs.yml",
+        "r_b: in meta/argument_specs.yml but has no default",
+    ]
