@@ -25,6 +25,7 @@ def test_sshd_effective_settings(host) -> None:
     assert sshd["permitemptypasswords"] == "no"
     assert sshd["authenticationmethods"] == "publickey"
     assert sshd["maxauthtries"] == "3"
+    assert sshd["maxsessions"] == "2"
     assert sshd["logingracetime"] == "30"
     assert sshd["clientaliveinterval"] == "300"
     assert sshd["clientalivecountmax"] == "2"
@@ -103,10 +104,12 @@ def test_auditd_enabled_with_its_rules(host) -> None:
 
 
 def test_services_active_and_enabled(host) -> None:
-    for unit in ("rsyslog", "sysstat", "apt-daily-upgrade.timer", "dailyaidecheck.timer"):
+    for unit in ("rsyslog", "sysstat", "apt-daily-upgrade.timer", "dailyaidecheck.timer", "medinfra-rkhunter.timer"):
         assert host.service(unit).is_enabled, unit
         assert host.service(unit).is_running, unit
+    # chrony cannot set a container's clock: enabled, and skipped by its own CAP_SYS_TIME condition.
     assert host.service("chrony").is_enabled
+    assert "10.231.10.10" in host.file("/etc/chrony/chrony.conf").content_string
     assert host.check_output("systemctl is-system-running") == "running"
 
 
@@ -115,6 +118,8 @@ def test_maintenance_window_and_security_only_upgrades(host) -> None:
     assert "03:00:00" in timer
     config = host.check_output("apt-config dump Unattended-Upgrade::Origins-Pattern")
     assert "Debian-Security" in config and 'label=Debian"' not in config
+    sources = host.check_output("cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true")
+    assert "bookworm-security" in sources
 
 
 def test_aide_database_initialised(host) -> None:
@@ -128,6 +133,9 @@ def test_file_modes(host) -> None:
     assert host.file("/etc/sudoers.d/10-medinfra-hardening").mode == 0o440
     assert host.file("/etc/shadow").mode & 0o007 == 0
     assert host.file("/etc/audit/rules.d/50-medinfra.rules").mode == 0o640
+    assert host.file("/etc/sudoers.d").mode == 0o750
+    assert host.file("/home/medinfra").mode == 0o750
+    assert host.file("/var/lib/rkhunter/db/rkhunter.dat").exists
 
 
 def test_auth_policy_in_force(host) -> None:
