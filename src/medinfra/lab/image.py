@@ -77,9 +77,18 @@ def build_image(tag: str, say: Callable[[str], None]) -> None:
     say(f"lab image {tag} built in {time.monotonic() - started:.0f} s")
 
 
+def prune_old_images(current: str, say: Callable[[str], None]) -> None:
+    """Remove lab images of earlier recipes (about 500 MB each); ones still used by a container stay."""
+    names = podman("images", "--format", "{{.Repository}}:{{.Tag}}", IMAGE_REPOSITORY).stdout.split()
+    for name in sorted(set(names) - {current}):
+        if podman("rmi", name, check=False).returncode == 0:
+            say(f"removed the lab image of an earlier recipe: {name}")
+
+
 def ensure_image(say: Callable[[str], None]) -> str:
     """Return the tag of the current recipe's image, building it only if it does not exist yet."""
     tag = image_tag()
     if podman("image", "exists", tag, check=False).returncode != 0:
         build_image(tag, say)
+        prune_old_images(tag, say)
     return tag
