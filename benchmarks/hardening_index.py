@@ -10,9 +10,7 @@ Usage: `make hardening-bench` (root, podman; about five minutes).
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -22,10 +20,10 @@ from pathlib import Path
 import yaml
 
 from medinfra.lab.plan import container_name
-from medinfra.lab.podman import podman, podman_env
+from medinfra.lab.podman import podman
+from medinfra.toolenv import run_tool
 
 ROOT = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 SITE = "hbench"
 TOPOLOGY = {
     "site": {"name": SITE, "title": "hardening benchmark"},
@@ -53,20 +51,11 @@ class Converge:
     changed: int
 
 
-def run(*command: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **podman_env(),
-        "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
-        "PATH": f"{BIN}:{os.environ['PATH']}",
-        "ANSIBLE_FORCE_COLOR": "0",
-    }
-    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
-
-
 def converge(inventory: Path, host: str, *connection: str) -> Converge:
     started = time.monotonic()
-    result = run(
-        str(BIN / "ansible-playbook"),
+    result = run_tool(
+        ROOT,
+        "ansible-playbook",
         "-i",
         str(inventory),
         "-l",
@@ -95,7 +84,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="medinfra-hbench-") as work:
         inventory = Path(work)
         (inventory / "hospital.yml").write_text(yaml.safe_dump(TOPOLOGY, sort_keys=False))
-        up = run(str(BIN / "medinfra"), "lab", "up", "-i", str(inventory))
+        up = run_tool(ROOT, "medinfra", "lab", "up", "-i", str(inventory))
         if up.returncode != 0:
             print(up.stdout, up.stderr, file=sys.stderr)
             return 1
@@ -107,7 +96,7 @@ def main() -> int:
             hardened_ssh = lynis_index("ssh")
             hardened_podman = lynis_index("podman")
         finally:
-            run(str(BIN / "medinfra"), "lab", "down", "-i", str(inventory))
+            run_tool(ROOT, "medinfra", "lab", "down", "-i", str(inventory))
     print("Lynis 3.0.8 `lynis audit system --quick` on fresh containers of the lab image")
     print(f"{'':30}{'stock':>8}{'hardened (ssh)':>18}{'hardened (podman)':>20}")
     print(f"{'Lynis hardening index':30}{stock:>8}{hardened_ssh:>18}{hardened_podman:>20}")

@@ -6,22 +6,15 @@ asserts nothing about speed. Usage: `make scale-bench` (root, podman; about two 
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
 
+from medinfra.toolenv import run_tool
 from medinfra.topology import load_topology
 
 ROOT = Path(__file__).resolve().parent.parent
 INVENTORY = ROOT / "inventories" / "example-tertiary"
-BIN = Path(sys.executable).parent
-
-
-def run(*command: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "PATH": f"{BIN}:{os.environ['PATH']}"}
-    return subprocess.run(command, capture_output=True, text=True, cwd=ROOT, env=env, check=False)
 
 
 def available_memory_kib() -> int:
@@ -34,7 +27,7 @@ def available_memory_kib() -> int:
 def main() -> int:
     memory_before = available_memory_kib()
     started = time.monotonic()
-    up = run(str(BIN / "medinfra"), "lab", "up", "-i", str(INVENTORY))
+    up = run_tool(ROOT, "medinfra", "lab", "up", "-i", str(INVENTORY))
     print(up.stdout.strip())
     if up.returncode != 0:
         print(up.stderr, file=sys.stderr)
@@ -45,12 +38,12 @@ def main() -> int:
         memory_used = (memory_before - available_memory_kib()) / 1024
         print(f"host memory used by {hosts} containers: {memory_used:.0f} MiB ({memory_used / hosts:.1f} MiB each)")
         started = time.monotonic()
-        ping = run(str(BIN / "ansible"), "-i", str(INVENTORY), "all", "-m", "ansible.builtin.ping", "-o")
+        ping = run_tool(ROOT, "ansible", "-i", str(INVENTORY), "all", "-m", "ansible.builtin.ping", "-o")
         reached = ping.stdout.count("SUCCESS")
         print(f"ansible ping: {reached}/{hosts} hosts in {time.monotonic() - started:.1f} s")
         return 0 if reached == hosts else 1
     finally:
-        down = run(str(BIN / "medinfra"), "lab", "down", "-i", str(INVENTORY))
+        down = run_tool(ROOT, "medinfra", "lab", "down", "-i", str(INVENTORY))
         print(down.stdout.strip())
 
 

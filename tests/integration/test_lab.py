@@ -5,32 +5,27 @@ Runs in file order: bring up, converge, check, break and repair, then tear down.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from medinfra.lab.plan import LABEL
 from medinfra.lab.podman import podman, podman_json
+from medinfra.toolenv import run_tool
 from medinfra.topology import load_topology
 from tests.conftest import LAB_TOPOLOGY, ROOT
 
 pytestmark = pytest.mark.integration
 
-BIN = Path(sys.executable).parent
 INVENTORY = LAB_TOPOLOGY.parent
 SSH_CONFIG = INVENTORY / ".lab" / "ssh_config"
 TOPOLOGY = load_topology(LAB_TOPOLOGY)
 
 
 def medinfra(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(BIN / "medinfra"), *args], capture_output=True, text=True, cwd=ROOT, check=False, timeout=900
-    )
+    return run_tool(ROOT, "medinfra", *args, timeout=900)
 
 
 def lab_ssh(host: str, command: str) -> subprocess.CompletedProcess[str]:
@@ -61,16 +56,7 @@ def test_lab_up_again_changes_nothing(lab: str) -> None:
 
 
 def ansible_playbook(playbook: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "PATH": f"{BIN}:{os.environ['PATH']}"}
-    return subprocess.run(
-        [str(BIN / "ansible-playbook"), "-i", str(INVENTORY), playbook],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        env=env,
-        check=False,
-        timeout=1200,
-    )
+    return run_tool(ROOT, "ansible-playbook", "-i", str(INVENTORY), playbook, timeout=1200)
 
 
 def recap(output: str) -> dict[str, dict[str, int]]:

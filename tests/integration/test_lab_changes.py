@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from medinfra.toolenv import run_tool
 from tests.conftest import ROOT, write_yaml
 
 pytestmark = pytest.mark.integration
 
-BIN = Path(sys.executable).parent
 
 SMALL: dict[str, Any] = {
     "site": {"name": "labchg", "title": "lab change test"},
@@ -54,7 +53,7 @@ SMALL: dict[str, Any] = {
 
 
 def medinfra(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([str(BIN / "medinfra"), *args], capture_output=True, text=True, cwd=ROOT, check=False)
+    return run_tool(ROOT, "medinfra", *args)
 
 
 @pytest.fixture
