@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 
 from medinfra import __version__
+from medinfra.paths import CATALOG_DIR
 from medinfra.problems import PrerequisiteError, UserInputError
 
 DEFAULT_INVENTORY = Path("inventories/lab")
@@ -103,6 +106,39 @@ def cmd_roles_doc(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_audit(args: argparse.Namespace) -> int:
+    # First: pyinfra's transport patches the standard library for gevent before sockets exist.
+    from medinfra.audit.pyinfra_transport import collect_all, quiet_hub
+    from medinfra.audit.results import AuditRun, HostResult, exit_code, judge, summary_text, write_results
+    from medinfra.audit.targets import load_targets
+    from medinfra.collector import collector_source
+    from medinfra.compliance.catalog import load_catalog, load_waivers
+
+    catalog = load_catalog(args.catalog)
+    waivers = load_waivers(args.waivers, catalog) if args.waivers else ()
+    with quiet_hub():
+        targets = load_targets(args.inventory, args.limit, args.vault_password_file)
+    started = datetime.now(UTC)
+    clock = time.monotonic()
+
+    def progress(result: HostResult, done: int, total: int) -> None:
+        if not args.quiet:
+            note = f": {result.reason}" if result.reason else ""
+            print(f"[{done:>{len(str(total))}}/{total}] {result.host} {result.status} ({result.seconds:.1f} s){note}",
+                  file=sys.stderr, flush=True)
+
+    results = collect_all(targets, collector_source(), connect_timeout=args.timeout, parallel=args.forks,
+                          progress=progress)
+    views = {target.name: target.inventory for target in targets}
+    findings = judge(results, views, catalog, waivers, datetime.now(UTC))
+    run = AuditRun("pyinfra", str(args.inventory), started, results, findings, catalog, waivers,
+                   time.monotonic() - clock)
+    path = write_results(run, args.out)
+    print(summary_text(run))
+    print(f"findings: {path}")
+    return exit_code(run)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medinfra", description="Hospital infrastructure as code and compliance.")
     parser.add_argument("--version", action="version", version=f"medinfra {__version__}")
@@ -119,6 +155,24 @@ def build_parser() -> argparse.ArgumentParser:
     doc = roles_commands.add_parser("doc", help="regenerate each role README's variable table from argument_specs")
     doc.add_argument("--roles-dir", type=Path, default=Path("roles"))
     doc.set_defaults(handler=cmd_roles_doc)
+
+    audit = commands.add_parser(
+        "audit",
+        help="collect evidence from every host over SSH (pyinfra) and judge it against the control catalog",
+        description="Exit 0: all pass or waived; 1: failures or errors; 2: bad input; 3: some hosts not audited.",
+    )
+    audit.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
+                       help="Ansible inventory (directory or file), read as ansible-playbook would")
+    audit.add_argument("-l", "--limit", help="Ansible host pattern to audit a subset")
+    audit.add_argument("-o", "--out", type=Path, default=Path("audit-results"),
+                       help="directory for findings.json and evidence/ (default: audit-results)")
+    audit.add_argument("--waivers", type=Path, help="YAML file of accepted exceptions (compliance/schemas/waivers)")
+    audit.add_argument("--catalog", type=Path, default=CATALOG_DIR, help="catalog root with controls/ and frameworks/")
+    audit.add_argument("--vault-password-file", type=Path, help="for inventories with vaulted connection variables")
+    audit.add_argument("--timeout", type=float, default=10, help="SSH connect timeout per host, seconds (default 10)")
+    audit.add_argument("--forks", type=int, default=100, help="hosts audited at once (default 100)")
+    audit.add_argument("-q", "--quiet", action="store_true", help="no per-host progress on stderr")
+    audit.set_defaults(handler=cmd_audit)
 
     lab = commands.add_parser("lab", help="the podman lab hospital")
     lab_commands = lab.add_subparsers(dest="lab_command", required=True)

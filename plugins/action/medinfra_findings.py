@@ -1,0 +1,85 @@
+"""Action plugin: judge the evidence every host of the play returned and write medinfra findings.
+
+Runs on the controller (run_once), after `medinfra_evidence` registered each host's result, and
+ends in the same code as `medinfra audit` (medinfra.audit.results), so both transports agree.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ansible.errors import AnsibleActionFail
+from ansible.plugins.action import ActionBase
+
+from medinfra.audit.results import AuditRun, HostResult, exit_code, judge, summary_text, write_results
+from medinfra.audit.targets import INVENTORY_VIEW, inventory_view
+from medinfra.compliance.catalog import load_catalog, load_waivers
+from medinfra.paths import CATALOG_DIR
+from medinfra.problems import UserInputError
+
+
+def plain(value: Any) -> Any:
+    """Ansible's tagged values as plain JSON data."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def host_result(name: str, registered: Any) -> HostResult:
+    if not isinstance(registered, dict) or not registered:
+        return HostResult(name, "error", "no evidence registered (host left the play before collection)", None, 0.0)
+    if registered.get("unreachable"):
+        return HostResult(name, "unreachable", str(registered.get("msg", "unreachable")).strip(), None, 0.0)
+    evidence = registered.get("evidence")
+    if registered.get("failed") or not isinstance(evidence, dict):
+        return HostResult(name, "error", str(registered.get("msg", "collector failed")).strip()[-300:], None, 0.0)
+    return HostResult(name, "audited", "", evidence, float(evidence.get("collection_seconds", 0.0)))
+
+
+def started_at(results: list[HostResult], now: datetime) -> datetime:
+    times = [
+        datetime.fromisoformat(str(r.evidence["collected_at"]).replace("Z", "+00:00"))
+        for r in results
+        if r.evidence is not None and "collected_at" in r.evidence
+    ]
+    return min(times, default=now)
+
+
+class ActionModule(ActionBase):  # type: ignore[misc]
+    TRANSFERS_FILES = False
+    _VALID_ARGS = frozenset(("out", "catalog", "waivers", "evidence_var", "inventory"))
+
+    def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = super().run(tmp, task_vars)
+        task_vars = task_vars or {}
+        args = self._task.args
+        evidence_var = args.get("evidence_var", "medinfra_audit_result")
+        try:
+            catalog = load_catalog(Path(args.get("catalog") or CATALOG_DIR))
+            waivers = load_waivers(Path(args["waivers"]), catalog) if args.get("waivers") else ()
+        except UserInputError as exc:
+            raise AnsibleActionFail("\n".join(str(p) for p in exc.problems)) from None
+        hostvars = task_vars["hostvars"]
+        names = list(task_vars.get("ansible_play_hosts_all", []))
+        results = [host_result(name, plain(hostvars[name].get(evidence_var))) for name in names]
+        views = {
+            name: inventory_view(plain({v: hostvars[name].get(v) for v in INVENTORY_VIEW.values()})) for name in names
+        }
+        now = datetime.now(UTC)
+        findings = judge(results, views, catalog, waivers, now)
+        begun = started_at(results, now)
+        run = AuditRun(
+            "ansible",
+            str(args.get("inventory") or task_vars.get("inventory_dir", "")),
+            begun,
+            results,
+            findings,
+            catalog,
+            waivers,
+            (now - begun).total_seconds(),
+        )
+        path = write_results(run, Path(args.get("out", "audit-results")))
+        text = summary_text(run)
+        result.update(changed=False, findings=str(path), exit_code=exit_code(run), summary=text.splitlines())
+        return result

@@ -1,0 +1,1087 @@
+"""medinfra evidence collector: reads a Linux host's running state and returns one JSON document.
+
+Runs ON the audited host with python3 and the standard library only, and changes nothing there.
+Two transports carry it: the Ansible module `medinfra_evidence` imports `collect()`, and
+`medinfra audit` pipes this file to `python3 -` over pyinfra, which runs the `__main__` block.
+
+Conventions of the document (see compliance/README.md):
+- `facts.<section>` holds what was read. A fact that could not be read is the object
+  `{"unavailable": "<reason>"}`, at any depth; the collector itself never fails.
+- Timestamps are ISO 8601 UTC strings; the evaluator turns them into ages, so evidence stays a
+  record of what was seen, not of when it was judged.
+- Secrets are never read into the document: of a password hash only its state and scheme.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import glob
+import grp
+import json
+import os
+import pwd
+import re
+import shutil
+import socket
+import ssl
+import stat
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+COLLECTOR_VERSION = "1.0.0"
+EVIDENCE_SCHEMA = "medinfra-evidence/1"
+COMMAND_TIMEOUT = 10.0
+TLS_TIMEOUT = 2.0
+
+Json = Any
+
+SYSCTL_KEYS = (
+    "kernel.randomize_va_space",
+    "kernel.yama.ptrace_scope",
+    "kernel.kptr_restrict",
+    "kernel.dmesg_restrict",
+    "kernel.sysrq",
+    "kernel.unprivileged_bpf_disabled",
+    "kernel.core_uses_pid",
+    "fs.suid_dumpable",
+    "fs.protected_hardlinks",
+    "fs.protected_symlinks",
+    "fs.protected_fifos",
+    "fs.protected_regular",
+    "net.ipv4.ip_forward",
+    "net.ipv4.conf.all.accept_redirects",
+    "net.ipv4.conf.default.accept_redirects",
+    "net.ipv4.conf.all.secure_redirects",
+    "net.ipv4.conf.default.secure_redirects",
+    "net.ipv4.conf.all.send_redirects",
+    "net.ipv4.conf.default.send_redirects",
+    "net.ipv4.conf.all.accept_source_route",
+    "net.ipv4.conf.default.accept_source_route",
+    "net.ipv4.conf.all.rp_filter",
+    "net.ipv4.conf.default.rp_filter",
+    "net.ipv4.conf.all.log_martians",
+    "net.ipv4.conf.default.log_martians",
+    "net.ipv4.icmp_echo_ignore_broadcasts",
+    "net.ipv4.icmp_ignore_bogus_error_responses",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv6.conf.all.accept_redirects",
+    "net.ipv6.conf.default.accept_redirects",
+    "net.ipv6.conf.all.accept_ra",
+    "net.ipv6.conf.default.accept_ra",
+    "net.ipv6.conf.all.accept_source_route",
+    "net.ipv6.conf.all.forwarding",
+)
+
+SENSITIVE_FILES = (
+    "/etc/passwd",
+    "/etc/passwd-",
+    "/etc/group",
+    "/etc/group-",
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/shells",
+    "/etc/security/opasswd",
+    "/etc/ssh/sshd_config",
+    "/etc/sudoers",
+    "/etc/crontab",
+    "/etc/issue",
+    "/etc/issue.net",
+    "/etc/motd",
+    "/etc/login.defs",
+    "/etc/audit/auditd.conf",
+    "/etc/audit/rules.d",
+    "/var/log/audit",
+    "/var/log/sudo.log",
+    "/boot/grub/grub.cfg",
+    "/var/lib/aide/aide.db",
+)
+SENSITIVE_GLOBS = (
+    "/etc/ssh/ssh_host_*_key",
+    "/etc/ssh/ssh_host_*_key.pub",
+    "/etc/sudoers.d/*",
+    "/etc/cron.hourly",
+    "/etc/cron.daily",
+    "/etc/cron.weekly",
+    "/etc/cron.monthly",
+    "/etc/cron.d",
+    "/home/*",
+)
+NO_LOGIN_SHELLS = frozenset({"", "/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"})
+PAM_SERVICES = ("common-auth", "common-account", "common-password", "common-session", "su", "sshd", "login", "sudo")
+# sshd -T keys that may appear more than once; all others are single values.
+SSHD_MULTI_KEYS = frozenset(
+    {
+        "listenaddress",
+        "hostkey",
+        "acceptenv",
+        "subsystem",
+        "port",
+        "allowgroups",
+        "allowusers",
+        "denyusers",
+        "denygroups",
+        "setenv",
+        "include",
+        "hostcertificate",
+        "authorizedkeysfile",
+    }
+)
+SECURITY_PACKAGE_LISTS = "/var/lib/apt/lists/*security*_Packages"
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def unavailable(reason: str) -> dict[str, str]:
+    return {"unavailable": reason}
+
+
+def iso_utc(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def run(argv: list[str], timeout: float = COMMAND_TIMEOUT) -> tuple[int, str, str]:
+    """Run a read-only command; (rc, stdout, stderr). rc 127 when the program is missing."""
+    if shutil.which(argv[0]) is None and not os.path.exists(argv[0]):
+        return 127, "", f"{argv[0]}: not installed"
+    env = dict(os.environ, LC_ALL="C", SYSTEMD_COLORS="0", SYSTEMD_PAGER="")
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, check=False)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return 126, "", str(exc)
+    return done.returncode, done.stdout, done.stderr
+
+
+def command_failure(argv: list[str], rc: int, stderr: str) -> dict[str, str]:
+    detail = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {rc}"
+    return unavailable(f"{' '.join(argv)}: {detail}")
+
+
+def read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            return handle.read()
+    except OSError:
+        return None
+
+
+def config_lines(text: str | None, comment: str = "#") -> list[str]:
+    """Lines of a config file without comments and blanks."""
+    if text is None:
+        return []
+    lines = []
+    for raw in text.splitlines():
+        line = raw.split(comment, 1)[0].strip() if comment else raw.strip()
+        if line:
+            lines.append(line)
+    return lines
+
+
+def sorted_files(pattern: str) -> list[str]:
+    return sorted(path for path in glob.glob(pattern) if os.path.isfile(path))
+
+
+def key_values(paths: Iterable[str], separator: str | None = None) -> dict[str, str]:
+    """Merge `key value` (or `key=value`) files in order; later files win, like drop-in directories."""
+    values: dict[str, str] = {}
+    for path in paths:
+        for line in config_lines(read_text(path)):
+            if line.startswith("["):
+                continue
+            parts = line.split(None, 1) if separator is None else [part.strip() for part in line.split(separator, 1)]
+            if parts and parts[0]:
+                values[parts[0]] = parts[1].strip() if len(parts) > 1 else ""
+    return values
+
+
+def safe(section: Callable[[], Json]) -> Json:
+    """A section that breaks is recorded as unavailable; the document is still produced."""
+    try:
+        return section()
+    except Exception as exc:
+        return unavailable(f"collector error: {type(exc).__name__}: {exc}")
+
+
+# ---------------------------------------------------------------- Debian versions
+
+
+def _order(char: str) -> int:
+    if char == "~":
+        return -1
+    if char.isdigit():
+        return 0
+    if char.isalpha():
+        return ord(char)
+    return ord(char) + 256
+
+
+def _compare_part(left: str, right: str) -> int:
+    i = j = 0
+    while i < len(left) or j < len(right):
+        first_diff = 0
+        while (i < len(left) and not left[i].isdigit()) or (j < len(right) and not right[j].isdigit()):
+            lc = _order(left[i]) if i < len(left) and not left[i].isdigit() else 0
+            rc = _order(right[j]) if j < len(right) and not right[j].isdigit() else 0
+            if lc != rc:
+                return lc - rc
+            i += 1
+            j += 1
+        while i < len(left) and left[i] == "0":
+            i += 1
+        while j < len(right) and right[j] == "0":
+            j += 1
+        while i < len(left) and left[i].isdigit() and j < len(right) and right[j].isdigit():
+            if not first_diff:
+                first_diff = ord(left[i]) - ord(right[j])
+            i += 1
+            j += 1
+        if i < len(left) and left[i].isdigit():
+            return 1
+        if j < len(right) and right[j].isdigit():
+            return -1
+        if first_diff:
+            return first_diff
+    return 0
+
+
+def compare_debian_versions(left: str, right: str) -> int:
+    """dpkg's ordering of two version strings: negative, zero or positive."""
+
+    def split(version: str) -> tuple[int, str, str]:
+        epoch, _, rest = version.rpartition(":") if ":" in version else ("0", "", version)
+        upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "0")
+        return int(epoch or 0), upstream, revision
+
+    left_epoch, left_upstream, left_revision = split(left)
+    right_epoch, right_upstream, right_revision = split(right)
+    if left_epoch != right_epoch:
+        return left_epoch - right_epoch
+    return _compare_part(left_upstream, right_upstream) or _compare_part(left_revision, right_revision)
+
+
+# ---------------------------------------------------------------- sections
+
+
+def collect_host() -> Json:
+    os_release = {}
+    for line in config_lines(read_text("/etc/os-release")):
+        key, _, value = line.partition("=")
+        os_release[key] = value.strip('"')
+    rc, out, _ = run(["systemd-detect-virt"])
+    virtualization = out.strip() or "none"
+    container_rc, _, _ = run(["systemd-detect-virt", "--container"])
+    uname = os.uname()
+    return {
+        "hostname": socket.gethostname(),
+        "os_id": os_release.get("ID", ""),
+        "os_version_id": os_release.get("VERSION_ID", ""),
+        "os_pretty_name": os_release.get("PRETTY_NAME", ""),
+        "kernel": uname.release,
+        "architecture": uname.machine,
+        "virtualization": virtualization if rc in (0, 1) else "unknown",
+        "container": container_rc == 0,
+        "python": sys.version.split()[0],
+    }
+
+
+def collect_sshd() -> Json:
+    argv = ["sshd", "-T"]
+    if shutil.which("sshd") is None and os.path.exists("/usr/sbin/sshd"):
+        argv = ["/usr/sbin/sshd", "-T"]
+    rc, out, err = run(argv)
+    if rc != 0:
+        return command_failure(argv, rc, err)
+    config: dict[str, Json] = {}
+    for line in out.splitlines():
+        key, _, value = line.partition(" ")
+        if key in SSHD_MULTI_KEYS:
+            config.setdefault(key, []).append(value)
+        elif key:
+            config[key] = value
+    for key in ("ciphers", "macs", "kexalgorithms", "hostkeyalgorithms", "pubkeyacceptedalgorithms"):
+        if isinstance(config.get(key), str):
+            config[key] = config[key].split(",")
+    for key in ("allowgroups", "allowusers", "denyusers", "denygroups"):
+        config[key] = [name for value in config.get(key, []) for name in value.split()]
+    return config
+
+
+def collect_sysctl() -> Json:
+    values: dict[str, Json] = {}
+    for key in SYSCTL_KEYS:
+        path = "/proc/sys/" + key.replace(".", "/")
+        text = read_text(path)
+        if text is None:
+            values[key] = unavailable(f"{path} not readable here")
+            continue
+        raw = text.strip()
+        values[key] = int(raw) if re.fullmatch(r"-?\d+", raw) else raw
+    return values
+
+
+def collect_auditd() -> Json:
+    config = key_values(["/etc/audit/auditd.conf"], separator="=")
+    on_disk = [line for path in sorted_files("/etc/audit/rules.d/*.rules") for line in config_lines(read_text(path))]
+    facts: dict[str, Json] = {
+        "config": config or unavailable("/etc/audit/auditd.conf missing"),
+        "rules_on_disk": on_disk,
+    }
+    rc, out, err = run(["auditctl", "-s"])
+    if rc == 0:
+        status = {}
+        for line in out.splitlines():
+            key, _, value = line.partition(" ")
+            status[key] = int(value) if value.strip().isdigit() else value.strip()
+        facts["status"] = status
+        rc, out, err = run(["auditctl", "-l"])
+        facts["rules_loaded"] = out.splitlines() if rc == 0 else command_failure(["auditctl", "-l"], rc, err)
+    else:
+        reason = command_failure(["auditctl", "-s"], rc, err)
+        facts["status"] = reason
+        facts["rules_loaded"] = reason
+    return facts
+
+
+def shadow_state(field: str) -> tuple[str, str]:
+    """(state, scheme) of a shadow password field; the hash itself never leaves this function."""
+    if field == "":
+        return "empty", ""
+    if field.startswith(("!", "*")):
+        return "locked", ""
+    scheme = {"$y$": "yescrypt", "$6$": "sha512", "$5$": "sha256", "$2b$": "bcrypt", "$1$": "md5"}
+    for prefix, name in scheme.items():
+        if field.startswith(prefix):
+            return "set", name
+    return "set", "des" if len(field) == 13 else "unknown"
+
+
+def collect_accounts() -> Json:
+    shadow: dict[str, list[str]] = {}
+    shadow_text = read_text("/etc/shadow")
+    for line in config_lines(shadow_text, comment=""):
+        fields = line.split(":")
+        if len(fields) >= 8:
+            shadow[fields[0]] = fields
+    users = []
+    for entry in sorted(pwd.getpwall(), key=lambda e: (e.pw_uid, e.pw_name)):
+        record: dict[str, Json] = {
+            "name": entry.pw_name,
+            "uid": entry.pw_uid,
+            "gid": entry.pw_gid,
+            "home": entry.pw_dir,
+            "shell": entry.pw_shell,
+            "login_shell": entry.pw_shell not in NO_LOGIN_SHELLS,
+            "passwd_field_shadowed": entry.pw_passwd in ("x", "*", "!"),
+        }
+        fields = shadow.get(entry.pw_name, [])
+        if shadow_text is None:
+            record["password"] = "unknown"
+        elif not fields:
+            record["password"] = "no_shadow_entry"
+        else:
+            state, scheme = shadow_state(fields[1])
+            record.update(
+                password=state,
+                hash_scheme=scheme,
+                max_days=int(fields[4]) if fields[4].isdigit() else None,
+                min_days=int(fields[3]) if fields[3].isdigit() else None,
+                warn_days=int(fields[5]) if fields[5].isdigit() else None,
+                inactive_days=int(fields[6]) if fields[6].isdigit() else None,
+            )
+        users.append(record)
+    uids: dict[int, list[str]] = {}
+    for user in users:
+        uids.setdefault(user["uid"], []).append(user["name"])
+    groups = sorted(grp.getgrall(), key=lambda g: (g.gr_gid, g.gr_name))
+    gids: dict[int, list[str]] = {}
+    for group in groups:
+        gids.setdefault(group.gr_gid, []).append(group.gr_name)
+    return {
+        "shadow_readable": shadow_text is not None,
+        "users": users,
+        "uid0": uids.get(0, []),
+        "gid0_groups": gids.get(0, []),
+        "empty_password": [u["name"] for u in users if u.get("password") == "empty"],
+        "duplicate_uids": sorted(str(uid) for uid, names in uids.items() if len(names) > 1),
+        "duplicate_gids": sorted(str(gid) for gid, names in gids.items() if len(names) > 1),
+        "duplicate_user_names": sorted({u["name"] for u in users if [v["name"] for v in users].count(u["name"]) > 1}),
+        "system_accounts_with_login_shell": [u["name"] for u in users if u["uid"] < 1000 and u["login_shell"]],
+        "login_users": [u["name"] for u in users if u["login_shell"] and u.get("password") != "locked"],
+        "shadow_group_members": next((list(g.gr_mem) for g in groups if g.gr_name == "shadow"), []),
+    }
+
+
+def collect_login_defs() -> Json:
+    values = key_values(["/etc/login.defs"])
+    return values or unavailable("/etc/login.defs missing")
+
+
+def collect_sudo() -> Json:
+    files = ["/etc/sudoers", *sorted_files("/etc/sudoers.d/*")]
+    defaults: list[str] = []
+    nopasswd: list[str] = []
+    rules: list[str] = []
+    readable = []
+    for path in files:
+        text = read_text(path)
+        if text is None:
+            continue
+        readable.append(path)
+        for line in config_lines(text):
+            if line.startswith(("@include", "#include")):
+                continue
+            if line.startswith("Defaults"):
+                defaults.extend(part.strip() for part in line.split(None, 1)[-1].split(","))
+            else:
+                rules.append(line)
+                if "NOPASSWD" in line:
+                    nopasswd.append(line.split()[0])
+    logfile = next((d.split("=", 1)[1].strip().strip('"') for d in defaults if d.startswith("logfile")), None)
+    return {
+        "files_read": readable,
+        "defaults": defaults,
+        "use_pty": "use_pty" in defaults,
+        "logfile": logfile,
+        "authenticate_disabled": "!authenticate" in defaults,
+        "nopasswd_principals": sorted(set(nopasswd)),
+        "rule_count": len(rules),
+    }
+
+
+def collect_pam() -> Json:
+    services: dict[str, Json] = {}
+    for name in PAM_SERVICES:
+        text = read_text(f"/etc/pam.d/{name}")
+        if text is None:
+            services[name] = unavailable(f"/etc/pam.d/{name} missing")
+            continue
+        entries = []
+        for line in config_lines(text):
+            if line.startswith("@include"):
+                entries.append({"type": "include", "control": "", "module": line.split()[-1], "args": []})
+                continue
+            match = re.match(r"(-?\w+)\s+(\[[^\]]*\]|\S+)\s+(\S+)\s*(.*)", line)
+            if match:
+                kind, control, module, args = match.groups()
+                entries.append(
+                    {
+                        "type": kind.lstrip("-"),
+                        "control": control,
+                        "module": module.rsplit("/", 1)[-1],
+                        "args": args.split(),
+                    }
+                )
+        services[name] = entries
+    pwquality = key_values(
+        ["/etc/security/pwquality.conf", *sorted_files("/etc/security/pwquality.conf.d/*.conf")], separator="="
+    )
+    faillock = key_values(["/etc/security/faillock.conf"], separator="=")
+    modules = {
+        name: sorted({e["module"] for e in entries}) for name, entries in services.items() if isinstance(entries, list)
+    }
+    unix_args = sorted(
+        {
+            arg
+            for entries in services.values()
+            if isinstance(entries, list)
+            for e in entries
+            if e["module"] == "pam_unix.so"
+            for arg in e["args"]
+        }
+    )
+    return {
+        "services": services,
+        "modules": modules,
+        "pam_unix_args": unix_args,
+        "pwquality": pwquality,
+        "faillock": faillock,
+    }
+
+
+def socket_owners() -> dict[str, str]:
+    """Socket inode -> process name, from /proc/<pid>/fd."""
+    owners: dict[str, str] = {}
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        comm = (read_text(f"/proc/{pid}/comm") or "?").strip()
+        try:
+            fds = os.listdir(f"/proc/{pid}/fd")
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+            except OSError:
+                continue
+            if target.startswith("socket:["):
+                owners.setdefault(target[8:-1], comm)
+    return owners
+
+
+def decode_address(hex_address: str, ipv6: bool) -> str:
+    raw = bytes.fromhex(hex_address)
+    if ipv6:
+        words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
+        return socket.inet_ntop(socket.AF_INET6, words)
+    return socket.inet_ntop(socket.AF_INET, raw[::-1])
+
+
+def collect_sockets() -> Json:
+    owners = socket_owners()
+    listeners = []
+    for proto, listen_state in (("tcp", "0A"), ("tcp6", "0A"), ("udp", "07"), ("udp6", "07")):
+        text = read_text(f"/proc/net/{proto}")
+        for line in (text or "").splitlines()[1:]:
+            fields = line.split()
+            if len(fields) < 10 or fields[3] != listen_state:
+                continue
+            address_hex, port_hex = fields[1].split(":")
+            if proto.startswith("udp") and fields[2].split(":")[0].strip("0") != "":
+                continue  # connected UDP socket, not a listener
+            address = decode_address(address_hex, proto.endswith("6"))
+            listeners.append(
+                {
+                    "protocol": proto.rstrip("6"),
+                    "family": "ipv6" if proto.endswith("6") else "ipv4",
+                    "address": address,
+                    "port": int(port_hex, 16),
+                    "process": owners.get(fields[9], "?"),
+                    "uid": int(fields[7]),
+                    "loopback_only": address.startswith("127.") or address == "::1",
+                }
+            )
+    listeners.sort(key=lambda s: (s["protocol"], s["port"], s["family"], s["address"]))
+    return {"listening": listeners}
+
+
+def collect_nftables() -> Json:
+    rc, out, err = run(["nft", "-j", "list", "ruleset"])
+    if rc != 0:
+        return command_failure(["nft", "-j", "list", "ruleset"], rc, err)
+    items = json.loads(out).get("nftables", [])
+    tables = []
+    chains: dict[tuple[str, str, str], dict[str, Json]] = {}
+    for item in items:
+        if "table" in item:
+            tables.append({"family": item["table"]["family"], "name": item["table"]["name"]})
+        elif "chain" in item:
+            chain = item["chain"]
+            chains[(chain["family"], chain["table"], chain["name"])] = {
+                "family": chain["family"],
+                "table": chain["table"],
+                "name": chain["name"],
+                "hook": chain.get("hook", ""),
+                "type": chain.get("type", ""),
+                "policy": chain.get("policy", ""),
+                "rules": 0,
+            }
+        elif "rule" in item:
+            rule = item["rule"]
+            key = (rule["family"], rule["table"], rule["chain"])
+            if key in chains:
+                chains[key]["rules"] += 1
+    return {"tables": tables, "chains": list(chains.values()), "rule_count": sum(c["rules"] for c in chains.values())}
+
+
+def collect_services() -> Json:
+    units: dict[str, dict[str, str]] = {}
+    argv = ["systemctl", "list-unit-files", "--type=service,socket,timer", "--no-legend", "--no-pager"]
+    rc, out, err = run(argv)
+    if rc != 0:
+        return command_failure(argv, rc, err)
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) >= 2:
+            units[fields[0]] = {"enabled": fields[1], "active": "inactive"}
+    argv = ["systemctl", "list-units", "--all", "--type=service,socket,timer", "--plain", "--no-legend", "--no-pager"]
+    rc, out, err = run(argv)
+    if rc != 0:
+        return command_failure(argv, rc, err)
+    for line in out.splitlines():
+        fields = line.split()
+        if len(fields) >= 4:
+            unit = units.setdefault(fields[0], {"enabled": "transient"})
+            unit["active"] = fields[2]
+            unit["sub"] = fields[3]
+    return {"units": units}
+
+
+def installed_packages() -> dict[str, str]:
+    packages: dict[str, str] = {}
+    name = version = status = ""
+    for line in [*(read_text("/var/lib/dpkg/status") or "").splitlines(), ""]:
+        if not line:
+            if name and status.endswith(" installed"):
+                packages[name] = version
+            name = version = status = ""
+        elif line.startswith("Package: "):
+            name = line[9:].strip()
+        elif line.startswith("Version: "):
+            version = line[9:].strip()
+        elif line.startswith("Status: "):
+            status = line[8:].strip()
+    return packages
+
+
+def pending_security_updates(installed: dict[str, str]) -> list[str]:
+    """Installed packages older than the version in a downloaded Debian security package list."""
+    pending = set()
+    for path in sorted_files(SECURITY_PACKAGE_LISTS):
+        name = ""
+        for line in (read_text(path) or "").splitlines():
+            if line.startswith("Package: "):
+                name = line[9:].strip()
+            elif (
+                line.startswith("Version: ")
+                and name in installed
+                and compare_debian_versions(installed[name], line[9:].strip()) < 0
+            ):
+                pending.add(name)
+    return sorted(pending)
+
+
+def collect_packages() -> Json:
+    installed = installed_packages()
+    if not installed:
+        return unavailable("/var/lib/dpkg/status missing or empty (not a Debian-family host)")
+    return {"installed": installed, "count": len(installed)}
+
+
+def collect_updates(installed: dict[str, str]) -> Json:
+    lists = sorted_files("/var/lib/apt/lists/*_Packages")
+    rc, out, err = run(["apt-config", "dump"])
+    apt_config: dict[str, list[str]] = {}
+    if rc == 0:
+        for line in out.splitlines():
+            key, _, value = line.partition(" ")
+            apt_config.setdefault(key.rstrip(":"), []).append(value.rstrip(";").strip('"'))
+    sources = [
+        line
+        for path in ["/etc/apt/sources.list", *sorted_files("/etc/apt/sources.list.d/*")]
+        for line in config_lines(read_text(path))
+    ]
+    return (
+        {
+            "package_lists_updated_at": iso_utc(max(os.path.getmtime(p) for p in lists)) if lists else None,
+            "security_source_configured": any("security" in line for line in sources),
+            "security_lists_present": bool(sorted_files(SECURITY_PACKAGE_LISTS)),
+            "pending_security": pending_security_updates(installed),
+            "unattended_upgrades_installed": "unattended-upgrades" in installed,
+            "periodic_update_lists": (apt_config.get("APT::Periodic::Update-Package-Lists") or [""])[-1],
+            "periodic_unattended_upgrade": (apt_config.get("APT::Periodic::Unattended-Upgrade") or [""])[-1],
+            "origins_patterns": [v for v in apt_config.get("Unattended-Upgrade::Origins-Pattern", []) if v],
+            "auto_reboot": (apt_config.get("Unattended-Upgrade::Automatic-Reboot") or ["false"])[-1],
+        }
+        if rc == 0
+        else command_failure(["apt-config", "dump"], rc, err)
+    )
+
+
+def file_facts(path: str) -> dict[str, Json]:
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return {"path": path, "exists": False}
+    except OSError as exc:
+        return {"path": path, **unavailable(str(exc))}
+    kind = "directory" if stat.S_ISDIR(info.st_mode) else "link" if stat.S_ISLNK(info.st_mode) else "file"
+    try:
+        owner = pwd.getpwuid(info.st_uid).pw_name
+    except KeyError:
+        owner = str(info.st_uid)
+    try:
+        group = grp.getgrgid(info.st_gid).gr_name
+    except KeyError:
+        group = str(info.st_gid)
+    return {
+        "path": path,
+        "exists": True,
+        "type": kind,
+        "mode": f"{stat.S_IMODE(info.st_mode):04o}",
+        "owner": owner,
+        "group": group,
+        "modified_at": iso_utc(info.st_mtime),
+    }
+
+
+def collect_files() -> Json:
+    paths = list(SENSITIVE_FILES)
+    for pattern in SENSITIVE_GLOBS:
+        paths.extend(sorted(glob.glob(pattern)))
+    return {path: file_facts(path) for path in paths}
+
+
+def collect_mounts() -> Json:
+    mounts = []
+    for line in (read_text("/proc/self/mounts") or "").splitlines():
+        fields = line.split()
+        if len(fields) >= 4:
+            mounts.append(
+                {
+                    "device": fields[0],
+                    "mountpoint": fields[1].replace("\\040", " "),
+                    "fstype": fields[2],
+                    # Overlay layer paths say nothing about security and make the document large.
+                    "options": [o for o in fields[3].split(",") if not o.endswith("dir") and "dir=" not in o],
+                }
+            )
+    return {"mounts": mounts}
+
+
+def collect_kernel_modules() -> Json:
+    disabled: dict[str, dict[str, bool]] = {}
+    for path in sorted_files("/etc/modprobe.d/*.conf"):
+        for line in config_lines(read_text(path)):
+            fields = line.split()
+            if len(fields) >= 2 and fields[0] in ("install", "blacklist"):
+                entry = disabled.setdefault(
+                    fields[1].replace("-", "_"), {"install_disabled": False, "blacklisted": False}
+                )
+                if fields[0] == "blacklist":
+                    entry["blacklisted"] = True
+                elif " ".join(fields[2:]) in ("/bin/false", "/bin/true", "/usr/bin/false", "/usr/bin/true"):
+                    entry["install_disabled"] = True
+    loaded = sorted(line.split()[0] for line in (read_text("/proc/modules") or "").splitlines() if line.strip())
+    return {"modprobe": disabled, "loaded": loaded}
+
+
+def collect_aide(installed: dict[str, str]) -> Json:
+    database = "/var/lib/aide/aide.db"
+    return {
+        "installed": "aide" in installed,
+        "config_present": os.path.exists("/etc/aide/aide.conf"),
+        "database_present": os.path.exists(database),
+        "database_updated_at": iso_utc(os.path.getmtime(database)) if os.path.exists(database) else None,
+    }
+
+
+def collect_chrony(installed: dict[str, str]) -> Json:
+    conf = [
+        "/etc/chrony/chrony.conf",
+        *sorted_files("/etc/chrony/conf.d/*.conf"),
+        *sorted_files("/etc/chrony/sources.d/*.sources"),
+    ]
+    sources = []
+    allow = []
+    for path in conf:
+        for line in config_lines(read_text(path)):
+            fields = line.split()
+            if fields[0] in ("server", "pool", "peer") and len(fields) > 1:
+                sources.append(fields[1])
+            elif fields[0] == "allow":
+                allow.append(fields[1] if len(fields) > 1 else "all")
+    facts: dict[str, Json] = {"installed": "chrony" in installed, "sources": sources, "serves": allow}
+    rc, out, err = run(["chronyc", "-n", "tracking"], timeout=3)
+    if rc == 0:
+        tracking = {}
+        for line in out.splitlines():
+            key, _, value = line.partition(":")
+            tracking[key.strip().lower().replace(" ", "_")] = value.strip()
+        offset = re.match(r"([\d.]+) seconds (fast|slow)", tracking.get("system_time", ""))
+        facts["tracking"] = {
+            "leap_status": tracking.get("leap_status", ""),
+            "reference": tracking.get("reference_id", ""),
+            "offset_seconds": float(offset.group(1)) if offset else None,
+        }
+    else:
+        facts["tracking"] = command_failure(["chronyc", "-n", "tracking"], rc, err)
+    return facts
+
+
+def collect_logging() -> Json:
+    journald = key_values(
+        ["/etc/systemd/journald.conf", *sorted_files("/etc/systemd/journald.conf.d/*.conf")], separator="="
+    )
+    text = "\n".join(read_text(p) or "" for p in ["/etc/rsyslog.conf", *sorted_files("/etc/rsyslog.d/*.conf")])
+    uncommented = "\n".join(config_lines(text))
+    forwards = []
+    for action in re.findall(r'action\(([^)]*type="omfwd"[^)]*)\)', uncommented, flags=re.S):
+        params = dict(re.findall(r'([\w.]+)="([^"]*)"', action))
+        forwards.append(
+            {
+                "target": params.get("target", ""),
+                "port": int(params.get("port", "514")),
+                "protocol": params.get("protocol", "udp"),
+                "tls": params.get("StreamDriverMode", params.get("streamdrivermode", "")) == "1",
+            }
+        )
+    for proto, target, port in re.findall(
+        r"^\S+\s+(@@?)\(?[^\s:]*\)?([\w.\-\[\]:]+?)(?::(\d+))?$", uncommented, flags=re.M
+    ):
+        forwards.append(
+            {"target": target, "port": int(port or 514), "protocol": "tcp" if proto == "@@" else "udp", "tls": False}
+        )
+    return {"journald": journald, "journal_persistent_dir": os.path.isdir("/var/log/journal"), "forwards": forwards}
+
+
+def collect_limits() -> Json:
+    entries = []
+    for path in ["/etc/security/limits.conf", *sorted_files("/etc/security/limits.d/*.conf")]:
+        for line in config_lines(read_text(path)):
+            fields = line.split()
+            if len(fields) == 4:
+                entries.append({"domain": fields[0], "type": fields[1], "item": fields[2], "value": fields[3]})
+    coredump = key_values(
+        ["/etc/systemd/coredump.conf", *sorted_files("/etc/systemd/coredump.conf.d/*.conf")], separator="="
+    )
+    hard_core = [
+        e["value"] for e in entries if e["domain"] == "*" and e["item"] == "core" and e["type"] in ("hard", "-")
+    ]
+    return {
+        "entries": entries,
+        "all_users_hard_core": hard_core[-1] if hard_core else None,
+        "coredump_storage": coredump.get("Storage"),
+    }
+
+
+def collect_shell() -> Json:
+    files = ["/etc/profile", "/etc/bash.bashrc", *sorted_files("/etc/profile.d/*.sh")]
+    tmout: list[int] = []
+    readonly = False
+    umasks: list[str] = []
+    for path in files:
+        for line in config_lines(read_text(path)):
+            match = re.search(r"\bTMOUT=(\d+)", line)
+            if match:
+                tmout.append(int(match.group(1)))
+            if re.search(r"\breadonly\s+TMOUT\b|\btypeset\s+-r\s+TMOUT\b|\bdeclare\s+-r\s+TMOUT\b", line):
+                readonly = True
+            match = re.match(r"umask\s+(\d{3,4})$", line)
+            if match:
+                umasks.append(match.group(1).zfill(4)[-3:])
+    return {"tmout": min(tmout) if tmout else None, "tmout_readonly": readonly, "umasks": umasks}
+
+
+def collect_banner() -> Json:
+    issue_net = read_text("/etc/issue.net") or ""
+    issue = read_text("/etc/issue") or ""
+    leaks = re.compile(r"\\[mrsv]|Debian|GNU/Linux|Ubuntu|kernel", re.IGNORECASE)
+    return {
+        "issue_net_present": bool(issue_net.strip()),
+        "issue_present": bool(issue.strip()),
+        "reveals_os": bool(leaks.search(issue_net) or leaks.search(issue)),
+    }
+
+
+# ---------------------------------------------------------------- TLS
+
+
+def der_read(data: bytes, offset: int) -> tuple[int, int, int]:
+    """(tag, start of content, end of content) of the DER element at offset."""
+    tag = data[offset]
+    length = data[offset + 1]
+    offset += 2
+    if length & 0x80:
+        count = length & 0x7F
+        length = int.from_bytes(data[offset : offset + count], "big")
+        offset += count
+    return tag, offset, offset + length
+
+
+def der_children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
+    children = []
+    while start < end:
+        tag, content, stop = der_read(data, start)
+        children.append((tag, content, stop))
+        start = stop
+    return children
+
+
+def der_oid(raw: bytes) -> str:
+    parts = [raw[0] // 40, raw[0] % 40]
+    value = 0
+    for byte in raw[1:]:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            parts.append(value)
+            value = 0
+    return ".".join(str(p) for p in parts)
+
+
+NAME_OIDS = {"2.5.4.3": "CN", "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST"}
+CURVE_BITS = {"1.2.840.10045.3.1.7": 256, "1.3.132.0.34": 384, "1.3.132.0.35": 521}
+
+
+def der_name(data: bytes, start: int, end: int) -> str:
+    parts = []
+    for _, rdn_start, rdn_end in der_children(data, start, end):
+        for _, atv_start, atv_end in der_children(data, rdn_start, rdn_end):
+            (_, oid_start, oid_end), (_, value_start, value_end) = der_children(data, atv_start, atv_end)[:2]
+            label = NAME_OIDS.get(der_oid(data[oid_start:oid_end]), der_oid(data[oid_start:oid_end]))
+            parts.append(f"{label}={data[value_start:value_end].decode('utf-8', 'replace')}")
+    return ",".join(parts)
+
+
+def der_time(tag: int, raw: bytes) -> str:
+    text = raw.decode()
+    if tag == 0x17:  # UTCTime, two-digit year
+        text = ("19" if int(text[:2]) >= 50 else "20") + text
+    return f"{text[0:4]}-{text[4:6]}-{text[6:8]}T{text[8:10]}:{text[10:12]}:{text[12:14]}Z"
+
+
+def certificate_facts(der: bytes) -> dict[str, Json]:
+    """Issuer, subject, validity and key of a DER certificate, parsed without third-party code."""
+    _, cert_start, cert_end = der_read(der, 0)
+    _, tbs_start, tbs_end = der_children(der, cert_start, cert_end)[0]
+    fields = der_children(der, tbs_start, tbs_end)
+    if fields[0][0] == 0xA0:  # explicit version
+        fields = fields[1:]
+    _serial, _signature, issuer, validity, subject, spki = fields[:6]
+    not_before, not_after = der_children(der, validity[1], validity[2])[:2]
+    algorithm, public_key = der_children(der, spki[1], spki[2])[:2]
+    algorithm_parts = der_children(der, algorithm[1], algorithm[2])
+    algorithm_oid = der_oid(der[algorithm_parts[0][1] : algorithm_parts[0][2]])
+    key_type, key_bits = "unknown", 0
+    if algorithm_oid == "1.2.840.113549.1.1.1":
+        key_type = "rsa"
+        _, rsa_start, rsa_end = der_read(der, public_key[1] + 1)  # skip the BIT STRING's unused-bits byte
+        modulus = der_children(der, rsa_start, rsa_end)[0]
+        key_bits = int.from_bytes(der[modulus[1] : modulus[2]], "big").bit_length()
+    elif algorithm_oid == "1.2.840.10045.2.1":
+        key_type = "ec"
+        curve = algorithm_parts[1]
+        key_bits = CURVE_BITS.get(der_oid(der[curve[1] : curve[2]]), 0)
+    elif algorithm_oid in ("1.3.101.112", "1.3.101.113"):
+        key_type, key_bits = ("ed25519", 256) if algorithm_oid.endswith("112") else ("ed448", 456)
+    issuer_name = der_name(der, issuer[1], issuer[2])
+    subject_name = der_name(der, subject[1], subject[2])
+    return {
+        "subject": subject_name,
+        "issuer": issuer_name,
+        "self_signed": issuer_name == subject_name,
+        "not_before": der_time(not_before[0], der[not_before[1] : not_before[2]]),
+        "not_after": der_time(not_after[0], der[not_after[1] : not_after[2]]),
+        "key_type": key_type,
+        "key_bits": key_bits,
+    }
+
+
+def tls_context(maximum: ssl.TLSVersion | None = None) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    # Lowest security level so that weak servers are seen as they are, not refused by this client.
+    context.set_ciphers("ALL:@SECLEVEL=0")
+    context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    if maximum is not None:
+        context.maximum_version = maximum
+    return context
+
+
+def tls_handshake(address: str, port: int, maximum: ssl.TLSVersion | None = None) -> tuple[ssl.SSLSocket | None, str]:
+    try:
+        raw = socket.create_connection((address, port), timeout=TLS_TIMEOUT)
+    except OSError as exc:
+        return None, f"connect: {exc}"
+    try:
+        wrapped = tls_context(maximum).wrap_socket(raw)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        raw.close()
+        return None, f"{type(exc).__name__}: {exc}".split(" (_ssl.c")[0]
+    return wrapped, ""
+
+
+def probe_tls(listener: dict[str, Json]) -> dict[str, Json]:
+    address = str({"0.0.0.0": "127.0.0.1", "::": "::1"}.get(listener["address"], listener["address"]))
+    endpoint: dict[str, Json] = {
+        "address": listener["address"],
+        "port": listener["port"],
+        "process": listener["process"],
+    }
+    wrapped, error = tls_handshake(address, listener["port"])
+    if wrapped is None:
+        endpoint.update(tls=False, reason=error)
+        return endpoint
+    with wrapped:
+        cipher = wrapped.cipher()
+        der = wrapped.getpeercert(binary_form=True)
+        endpoint.update(
+            tls=True,
+            protocol=wrapped.version(),
+            cipher=cipher[0] if cipher else "",
+            cipher_bits=cipher[2] if cipher else 0,
+        )
+    try:
+        endpoint["certificate"] = certificate_facts(der) if der else unavailable("no certificate sent")
+    except (IndexError, ValueError, UnicodeDecodeError) as exc:
+        endpoint["certificate"] = unavailable(f"certificate not parsed: {exc}")
+    legacy, _ = tls_handshake(address, listener["port"], maximum=ssl.TLSVersion.TLSv1_1)
+    endpoint["accepts_tls1_1_or_older"] = legacy is not None
+    if legacy is not None:
+        legacy.close()
+    return endpoint
+
+
+def collect_tls(sockets: Json) -> Json:
+    if not isinstance(sockets, dict) or "listening" not in sockets:
+        return unavailable("listening sockets unavailable")
+    listeners = [s for s in sockets["listening"] if s["protocol"] == "tcp"]
+    if not listeners:
+        return {"endpoints": []}
+    with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(listeners))) as pool:
+        probed = list(pool.map(probe_tls, listeners))
+    return {
+        "endpoints": [p for p in probed if p["tls"]],
+        "plain": [
+            {"address": p["address"], "port": p["port"], "process": p["process"]} for p in probed if not p["tls"]
+        ],
+    }
+
+
+# ---------------------------------------------------------------- the document
+
+
+def collect() -> dict[str, Json]:
+    started = time.monotonic()
+    installed = safe(installed_packages)
+    if not isinstance(installed, dict):
+        installed = {}
+    independent: dict[str, Callable[[], Json]] = {
+        "host": collect_host,
+        "sshd": collect_sshd,
+        "sysctl": collect_sysctl,
+        "auditd": collect_auditd,
+        "accounts": collect_accounts,
+        "login_defs": collect_login_defs,
+        "sudo": collect_sudo,
+        "pam": collect_pam,
+        "sockets": collect_sockets,
+        "nftables": collect_nftables,
+        "services": collect_services,
+        "packages": collect_packages,
+        "updates": lambda: collect_updates(installed),
+        "files": collect_files,
+        "mounts": collect_mounts,
+        "kernel_modules": collect_kernel_modules,
+        "aide": lambda: collect_aide(installed),
+        "chrony": lambda: collect_chrony(installed),
+        "logging": collect_logging,
+        "limits": collect_limits,
+        "shell": collect_shell,
+        "banner": collect_banner,
+    }
+    # Sections mostly wait on subprocesses, so threads overlap them.
+    with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+        futures = {name: pool.submit(safe, section) for name, section in independent.items()}
+        facts = {name: future.result() for name, future in futures.items()}
+    facts["tls"] = safe(lambda: collect_tls(facts["sockets"]))
+    return {
+        "schema": EVIDENCE_SCHEMA,
+        "collector_version": COLLECTOR_VERSION,
+        "collected_at": iso_utc(time.time()),
+        "collection_seconds": round(time.monotonic() - started, 3),
+        "running_as_root": os.geteuid() == 0,
+        "facts": facts,
+    }
+
+
+if __name__ == "__main__":
+    json.dump(collect(), sys.stdout, sort_keys=True, separators=(",", ":"))
+    sys.stdout.write("\n")

@@ -1,0 +1,1 @@
+"""Audits: targets from an inventory, transports that collect evidence, results and their summary."""

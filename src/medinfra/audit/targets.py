@@ -1,0 +1,173 @@
+"""Audit targets from an Ansible inventory: the hosts, vars and connection settings Ansible would use.
+
+Read through ansible-core's own inventory and variable managers, so inventory plugins (ours
+included), group_vars, host_vars and vaulted values behave exactly as in a playbook run.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medinfra.paths import PROJECT_ROOT
+from medinfra.problems import Problem, UserInputError
+
+# The host as the inventory describes it, which controls may use in `applies_when`.
+INVENTORY_VIEW = {
+    "zone": "medinfra_zone",
+    "services": "medinfra_services",
+    "sla": "medinfra_sla",
+    "data_classification": "medinfra_data_classification",
+    "legacy": "medinfra_legacy",
+}
+
+
+@dataclass(frozen=True)
+class SshSettings:
+    """What pyinfra needs to reach a host the way Ansible's ssh connection would."""
+
+    hostname: str
+    port: int | None = None
+    user: str | None = None
+    key_file: str | None = None
+    password: str | None = field(default=None, repr=False)
+    known_hosts_file: str | None = None
+    strict_host_key_checking: str = "yes"
+    become: bool = False
+    become_user: str | None = None
+    become_password: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    inventory: Mapping[str, Any]
+    ssh: SshSettings | None
+    problem: str = ""
+
+
+def inventory_view(hostvars: Mapping[str, Any]) -> dict[str, Any]:
+    """The inventory's description of a host, from its variables (shared by both transports)."""
+    view = {key: hostvars.get(variable) for key, variable in INVENTORY_VIEW.items()}
+    view["services"] = list(view["services"] or [])
+    view["legacy"] = bool(view["legacy"])
+    return view
+
+
+def ssh_options(args: str) -> dict[str, str]:
+    """`-o Key=Value` options from ansible_ssh_common_args / extra_args, keys lower-cased."""
+    options: dict[str, str] = {}
+    words = shlex.split(args)
+    for index, word in enumerate(words):
+        value = None
+        if word == "-o" and index + 1 < len(words):
+            value = words[index + 1]
+        elif word.startswith("-o") and len(word) > 2:
+            value = word[2:]
+        if value and "=" in value:
+            key, _, option = value.partition("=")
+            options[key.strip().lower()] = option.strip()
+    return options
+
+
+def ssh_settings(name: str, hostvars: Mapping[str, Any], host_key_checking: bool) -> SshSettings | str:
+    """SSH settings for one host, or why medinfra audit cannot reach it the way Ansible would."""
+    connection = hostvars.get("ansible_connection") or "ssh"
+    if connection not in ("ssh", "paramiko", "smart"):
+        return f"connection {connection!r} is not SSH; audit this host with playbooks/audit.yml"
+    method = hostvars.get("ansible_become_method") or "sudo"
+    become = bool(hostvars.get("ansible_become", False))
+    if become and method != "sudo":
+        return f"become method {method!r} is not supported (sudo only); audit this host with playbooks/audit.yml"
+    options = ssh_options(
+        " ".join(str(hostvars.get(k) or "") for k in ("ansible_ssh_common_args", "ansible_ssh_extra_args"))
+    )
+    port = hostvars.get("ansible_port") or hostvars.get("ansible_ssh_port")
+    if "proxyjump" in options or "proxycommand" in options:
+        return "SSH through a jump host is not supported by medinfra audit yet; use playbooks/audit.yml"
+    return SshSettings(
+        hostname=str(hostvars.get("ansible_host") or name),
+        port=int(port) if port else None,
+        user=hostvars.get("ansible_user") or hostvars.get("ansible_ssh_user"),
+        key_file=hostvars.get("ansible_ssh_private_key_file") or hostvars.get("ansible_private_key_file"),
+        password=hostvars.get("ansible_password") or hostvars.get("ansible_ssh_pass"),
+        known_hosts_file=options.get("userknownhostsfile"),
+        strict_host_key_checking=options.get("stricthostkeychecking", "yes" if host_key_checking else "no"),
+        become=become,
+        become_user=hostvars.get("ansible_become_user") if hostvars.get("ansible_become_user") != "root" else None,
+        become_password=hostvars.get("ansible_become_password") or hostvars.get("ansible_become_pass"),
+    )
+
+
+CONNECTION_VARS = (
+    "ansible_connection",
+    "ansible_host",
+    "ansible_port",
+    "ansible_ssh_port",
+    "ansible_user",
+    "ansible_ssh_user",
+    "ansible_ssh_private_key_file",
+    "ansible_private_key_file",
+    "ansible_password",
+    "ansible_ssh_pass",
+    "ansible_ssh_common_args",
+    "ansible_ssh_extra_args",
+    "ansible_become",
+    "ansible_become_method",
+    "ansible_become_user",
+    "ansible_become_password",
+    "ansible_become_pass",
+    *INVENTORY_VIEW.values(),
+)
+
+
+def load_targets(inventory: Path, limit: str | None, vault_password_file: Path | None = None) -> list[Target]:
+    """Every host of the inventory matching the limit, with its connection settings templated."""
+    os.environ.setdefault("ANSIBLE_CONFIG", str(PROJECT_ROOT / "ansible.cfg"))
+    from ansible import constants
+    from ansible.errors import AnsibleError
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.parsing.vault import get_file_vault_secret
+    from ansible.template import Templar
+    from ansible.vars.manager import VariableManager
+
+    if not inventory.exists():
+        raise UserInputError([Problem(str(inventory), (), "inventory not found")])
+    loader = DataLoader()
+    try:
+        if vault_password_file is not None:
+            secret = get_file_vault_secret(filename=str(vault_password_file), loader=loader)
+            secret.load()
+            loader.set_vault_secrets([("default", secret)])
+        manager = InventoryManager(loader=loader, sources=[str(inventory)])
+        if limit:
+            manager.subset(limit)
+        hosts = manager.get_hosts("all")
+        variables = VariableManager(loader=loader, inventory=manager)
+        targets = []
+        for host in hosts:
+            raw = variables.get_vars(host=host, include_hostvars=False)
+            templar = Templar(loader=loader, variables=raw)
+            hostvars = {key: templar.template(raw[key]) for key in CONNECTION_VARS if key in raw}
+            settings = ssh_settings(host.name, hostvars, bool(constants.HOST_KEY_CHECKING))
+            if isinstance(settings, str):
+                targets.append(Target(host.name, inventory_view(hostvars), None, settings))
+            else:
+                targets.append(Target(host.name, inventory_view(hostvars), settings))
+    except AnsibleError as exc:
+        raise UserInputError(
+            [Problem(str(inventory), (), f"Ansible could not read the inventory: {exc.message}")]
+        ) from None
+    if not targets:
+        where = f" matching --limit {limit!r}" if limit else ""
+        raise UserInputError([Problem(str(inventory), (), f"no hosts{where}")])
+    return targets
+
+
+def targets_by_name(targets: Sequence[Target]) -> dict[str, Target]:
+    return {target.name: target for target in targets}

@@ -1,0 +1,109 @@
+"""Plain data passed between the catalog, the evaluator, the transports and the renderers."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date
+from enum import StrEnum
+from typing import Any
+
+FRAMEWORKS = ("hipaa", "gbt22239", "cis_debian12")
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+@dataclass(frozen=True)
+class Bilingual:
+    en: str
+    zh: str
+
+
+@dataclass(frozen=True)
+class Remediation:
+    role: str
+    variables: tuple[str, ...]
+    text: Bilingual
+
+
+@dataclass(frozen=True)
+class Control:
+    id: str
+    title: Bilingual
+    description: Bilingual
+    rationale: Bilingual
+    severity: str
+    area: str
+    check: Mapping[str, Any]
+    applies_when: Mapping[str, Any] | None
+    remediation: Remediation
+    references: Mapping[str, tuple[str, ...]]
+    source: str
+
+
+@dataclass(frozen=True)
+class Clause:
+    id: str
+    title: Bilingual
+    coverage: str
+    note: Bilingual | None
+
+
+@dataclass(frozen=True)
+class Framework:
+    id: str
+    title: Bilingual
+    source: str
+    clauses: tuple[Clause, ...]
+
+    def clause_ids(self) -> frozenset[str]:
+        return frozenset(clause.id for clause in self.clauses)
+
+
+@dataclass(frozen=True)
+class Catalog:
+    controls: tuple[Control, ...]
+    frameworks: Mapping[str, Framework]
+
+    def by_id(self) -> dict[str, Control]:
+        return {control.id: control for control in self.controls}
+
+    def covering(self, framework: str, clause: str) -> tuple[str, ...]:
+        """Ids of the controls that reference a clause (the one place this mapping is kept)."""
+        return tuple(c.id for c in self.controls if clause in c.references.get(framework, ()))
+
+
+@dataclass(frozen=True)
+class Waiver:
+    control: str
+    hosts: tuple[str, ...]
+    justification: str
+    approver: str
+    risk: str
+    expires: date
+
+
+class Status(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    NOT_APPLICABLE = "not_applicable"
+    ERROR = "error"
+    WAIVED = "waived"
+
+
+@dataclass(frozen=True)
+class HostEvidence:
+    """What one host showed, plus the inventory's view of it (services, zone, legacy)."""
+
+    host: str
+    evidence: Mapping[str, Any]
+    inventory: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Finding:
+    host: str
+    control: str
+    status: Status
+    reason: str
+    evidence: Mapping[str, Any]
+    waiver: Waiver | None = None

@@ -1,0 +1,9 @@
+"""Where the project's own files are: the checkout this package runs from (installed editable)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+COLLECTOR_PATH = PROJECT_ROOT / "plugins" / "module_utils" / "medinfra_collector.py"
+CATALOG_DIR = PROJECT_ROOT / "compliance"
