@@ -5,9 +5,11 @@ Runs in file order: bring up, converge, check, break and repair, then tear down.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -22,6 +24,8 @@ pytestmark = pytest.mark.integration
 INVENTORY = LAB_TOPOLOGY.parent
 SSH_CONFIG = INVENTORY / ".lab" / "ssh_config"
 TOPOLOGY = load_topology(LAB_TOPOLOGY)
+# What a stock Debian 12 host cannot pass; each needs baseline_hardening.
+LEGACY_MUST_FAIL = {"sshd_root_login_disabled"}
 
 
 def medinfra(*args: str) -> subprocess.CompletedProcess[str]:
@@ -55,8 +59,8 @@ def test_lab_up_again_changes_nothing(lab: str) -> None:
     assert "removing" not in result.stdout
 
 
-def ansible_playbook(playbook: str) -> subprocess.CompletedProcess[str]:
-    return run_tool(ROOT, "ansible-playbook", "-i", str(INVENTORY), playbook, timeout=1200)
+def ansible_playbook(playbook: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return run_tool(ROOT, "ansible-playbook", "-i", str(INVENTORY), playbook, *args, timeout=1200)
 
 
 def recap(output: str) -> dict[str, dict[str, int]]:
@@ -130,6 +134,49 @@ def test_zones_reach_each_other_only_through_the_router(lab: str) -> None:
         lab_ssh("ws-01", "python3 -c 'import socket; socket.create_connection((\"10.231.20.11\", 22), 5)'").returncode
         == 0
     )
+
+
+@pytest.fixture(scope="module")
+def audits(lab: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, dict[str, Any]]]:
+    """The converged lab audited through both transports: exit code and findings document of each."""
+    out = tmp_path_factory.mktemp("audit")
+    runs = {
+        "pyinfra": medinfra("audit", "-i", str(INVENTORY), "-o", str(out / "pyinfra"), "-q"),
+        "ansible": ansible_playbook("playbooks/audit.yml", "-e", f"medinfra_audit_out={out / 'ansible'}"),
+    }
+    documents = {}
+    for transport, result in runs.items():
+        path = out / transport / "findings.json"
+        assert path.exists(), result.stdout[-3000:] + result.stderr[-3000:]
+        documents[transport] = (result.returncode, json.loads(path.read_text(encoding="utf-8")))
+    return documents
+
+
+def statuses(document: dict[str, Any]) -> dict[tuple[str, str], str]:
+    return {(f["host"], f["control"]): f["status"] for f in document["findings"]}
+
+
+def test_audit_finds_hardened_hosts_compliant_and_the_legacy_host_not(audits: dict[str, Any]) -> None:
+    code, document = audits["pyinfra"]
+    assert code == 1  # every host reached; failures (the legacy host) present
+    assert {h["name"]: h["status"] for h in document["hosts"]} == {h.name: "audited" for h in TOPOLOGY.hosts}
+    per_host = document["summary"]["per_host"]
+    for host in TOPOLOGY.hosts:
+        if not host.legacy:
+            assert per_host[host.name]["score"] >= 0.95, (host.name, per_host[host.name])
+    legacy = [f for f in document["findings"] if f["host"] == "lis-legacy" and f["status"] == "fail"]
+    failed = {f["control"] for f in legacy}
+    assert LEGACY_MUST_FAIL <= failed, LEGACY_MUST_FAIL - failed
+    assert all(f["evidence"] and f["reason"] for f in legacy)
+    assert per_host["lis-legacy"]["score"] < 0.6
+
+
+def test_both_transports_write_the_same_findings(audits: dict[str, Any]) -> None:
+    (py_code, py_doc), (ans_code, ans_doc) = audits["pyinfra"], audits["ansible"]
+    assert py_doc["transport"] == "pyinfra" and ans_doc["transport"] == "ansible"
+    assert statuses(py_doc) == statuses(ans_doc)
+    assert py_doc["summary"]["per_framework"] == ans_doc["summary"]["per_framework"]
+    assert ans_code == 0  # the playbook reports findings; it fails only when it cannot audit
 
 
 def test_lab_up_recovers_from_a_killed_run(lab: str) -> None:

@@ -1,0 +1,190 @@
+"""medinfra audit without a lab: inventory reading, connection mapping, results, exit codes, bad input."""
+
+from __future__ import annotations
+
+import json
+import stat
+from datetime import UTC, date, datetime
+
+import pytest
+
+from medinfra.audit.results import (
+    EXIT_FAILURES,
+    EXIT_OK,
+    EXIT_UNREACHABLE,
+    AuditRun,
+    HostResult,
+    exit_code,
+    findings_document,
+    judge,
+    summary_text,
+    write_results,
+)
+from medinfra.audit.targets import inventory_view, load_targets, ssh_options, ssh_settings
+from medinfra.compliance.evaluate import evaluate
+from medinfra.compliance.model import (
+    Bilingual,
+    Catalog,
+    Control,
+    HostEvidence,
+    Remediation,
+    Status,
+    Waiver,
+)
+from medinfra.toolenv import run_tool
+from medinfra.paths import PROJECT_ROOT
+
+NOW = datetime(2026, 11, 22, tzinfo=UTC)
+
+
+def control(cid: str, check: dict, applies_when: dict | None = None, hipaa: tuple[str, ...] = ("164.312(b)",)):
+    text = Bilingual("text", "文本")
+    return Control(cid, text, text, text, "high", "audit", check, applies_when,
+                   Remediation("baseline_hardening", (), text), {"hipaa": hipaa, "gbt22239": (), "cis_debian12": ()},
+                   f"{cid}.yml")
+
+
+CATALOG = Catalog(
+    controls=(
+        control("root_login_off", {"fact": "sshd.permitrootlogin", "equals": "no"}),
+        control("forwarding_off", {"fact": ["sysctl", "net.ipv4.ip_forward"], "equals": 0},
+                applies_when={"fact": "inventory.services", "not_contains": "zone_firewall"}),
+    ),
+    frameworks={},
+)
+
+
+def evidence(root_login: str = "no", forward: int = 0) -> dict:
+    return {"schema": "medinfra-evidence/1", "collector_version": "1.0.0", "collected_at": "2026-11-22T00:00:00Z",
+            "facts": {"sshd": {"permitrootlogin": root_login}, "sysctl": {"net.ipv4.ip_forward": forward}}}
+
+
+def test_applicability_waivers_and_malformed_evidence():
+    waiver = Waiver("root_login_off", ("legacy-*",), "vendor needs root until 2027 upgrade", "CISO", "high",
+                    date(2026, 12, 31))
+    expired = Waiver("root_login_off", ("old-*",), "expired exception for testing", "CISO", "low", date(2026, 1, 1))
+    hosts = [
+        HostEvidence("fw", evidence(forward=1), {"services": ["zone_firewall"]}),
+        HostEvidence("legacy-lis", evidence(root_login="yes"), {"services": []}),
+        HostEvidence("old-pacs", evidence(root_login="yes"), {"services": []}),
+        HostEvidence("broken", {"facts": "nonsense"}, {}),
+    ]
+    findings = {(f.host, f.control): f for f in evaluate(hosts, CATALOG, [waiver, expired], NOW)}
+    assert findings["fw", "forwarding_off"].status is Status.NOT_APPLICABLE
+    assert findings["fw", "root_login_off"].status is Status.PASS
+    waived = findings["legacy-lis", "root_login_off"]
+    assert waived.status is Status.WAIVED
+    assert waived.waiver == waiver
+    assert waived.evidence == {"sshd.permitrootlogin": "yes"}
+    assert findings["old-pacs", "root_login_off"].status is Status.FAIL  # expired waivers do not count
+    assert findings["broken", "root_login_off"].status is Status.ERROR
+
+
+def run_of(results: list[HostResult]) -> AuditRun:
+    views = {r.host: {"services": []} for r in results}
+    return AuditRun("pyinfra", "inv", NOW, results, judge(results, views, CATALOG, (), NOW), CATALOG, (), 1.0)
+
+
+def test_exit_codes():
+    good = HostResult("a", "audited", "", evidence(), 0.1)
+    bad = HostResult("b", "audited", "", evidence(root_login="yes"), 0.1)
+    gone = HostResult("c", "unreachable", "SSH: connection refused", None, 0.1)
+    assert exit_code(run_of([good])) == EXIT_OK
+    assert exit_code(run_of([good, bad])) == EXIT_FAILURES
+    assert exit_code(run_of([good, bad, gone])) == EXIT_UNREACHABLE
+
+
+def test_findings_document_summary_and_private_files(tmp_path):
+    run = run_of([HostResult("a", "audited", "", evidence(), 0.1),
+                  HostResult("b", "audited", "", evidence(root_login="yes"), 0.1),
+                  HostResult("c", "unreachable", "SSH: connection refused", None, 0.1)])
+    document = findings_document(run)
+    assert document["format"] == "medinfra-findings/1"
+    assert document["summary"]["hosts"] == {"audited": 2, "unreachable": 1, "error": 0}
+    assert document["summary"]["per_host"]["b"]["fail"] == 1
+    assert document["summary"]["per_framework"]["hipaa"]["score"] == 0.75
+    assert document["summary"]["top_failures"] == [{"control": "root_login_off", "severity": "high", "hosts": 1}]
+    assert {h["name"]: h["status"] for h in document["hosts"]}["c"] == "unreachable"
+    text = summary_text(run)
+    assert "c: UNREACHABLE: SSH: connection refused" in text
+    assert "root_login_off on 1 host(s)" in text
+    path = write_results(run, tmp_path / "out")
+    assert json.loads(path.read_text())["findings"] == document["findings"]
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert stat.S_IMODE((tmp_path / "out" / "evidence" / "a.json").stat().st_mode) == 0o640
+
+
+def test_ssh_settings_follow_ansible_variables():
+    settings = ssh_settings("his-app", {
+        "ansible_host": "10.0.0.5", "ansible_port": 2222, "ansible_user": "ops", "ansible_become": True,
+        "ansible_ssh_private_key_file": "/k", "ansible_password": "s3cret",
+        "ansible_ssh_common_args": "-o UserKnownHostsFile=/kh -o StrictHostKeyChecking=accept-new -o IdentitiesOnly=yes",
+    }, host_key_checking=True)
+    assert not isinstance(settings, str)
+    assert (settings.hostname, settings.port, settings.user, settings.key_file) == ("10.0.0.5", 2222, "ops", "/k")
+    assert settings.known_hosts_file == "/kh"
+    assert settings.strict_host_key_checking == "accept-new"
+    assert settings.become is True
+    assert "s3cret" not in repr(settings)  # secrets stay out of logs and tracebacks
+    assert ssh_settings("h", {}, host_key_checking=True).strict_host_key_checking == "yes"
+    assert ssh_settings("h", {}, host_key_checking=False).strict_host_key_checking == "no"
+    assert "not SSH" in ssh_settings("h", {"ansible_connection": "winrm"}, True)
+    assert "sudo only" in ssh_settings("h", {"ansible_become": True, "ansible_become_method": "su"}, True)
+    assert ssh_options("-oProxyJump=bastion -o 'ServerAliveInterval=5'") == {"proxyjump": "bastion",
+                                                                           "serveraliveinterval": "5"}
+
+
+def test_targets_from_the_lab_inventory_carry_the_topology_view():
+    targets = {t.name: t for t in load_targets(PROJECT_ROOT / "inventories" / "lab", "his-app,lis-legacy")}
+    assert set(targets) == {"his-app", "lis-legacy"}
+    assert targets["his-app"].inventory["services"] == ["his_app"]
+    assert targets["his-app"].inventory["data_classification"] == "phi"
+    assert targets["lis-legacy"].inventory["legacy"] is True
+    assert targets["his-app"].ssh is not None
+    assert targets["his-app"].ssh.hostname == "10.231.20.10"
+    assert inventory_view({})["services"] == []
+
+
+def audit(tmp_path, *args: str):
+    return run_tool(PROJECT_ROOT, "medinfra", "audit", "-o", str(tmp_path / "out"), "-q", *args, timeout=120)
+
+
+def test_audit_reports_unreachable_hosts_and_exits_3(tmp_path):
+    inventory = tmp_path / "hosts.ini"
+    inventory.write_text("closed ansible_host=127.0.0.1 ansible_port=9 ansible_user=nobody\n")
+    done = audit(tmp_path, "-i", str(inventory))
+    assert done.returncode == 3, done.stderr
+    assert "closed: UNREACHABLE" in done.stdout
+    document = json.loads((tmp_path / "out" / "findings.json").read_text())
+    assert document["hosts"][0]["status"] == "unreachable"
+    assert document["findings"] == []
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        ("waivers:\n  - control: no_such_control\n    hosts: ['*']\n    justification: because we must\n"
+         "    approver: CISO\n    risk: low\n    expires: 2027-01-01\n", "waivers.yml:2: waivers[0].control: unknown control"),
+        ("waivers:\n  - control: sshd_root_login_disabled\n    hosts: ['*']\n", "waivers.yml:2: waivers[0]: 'justification'"),
+    ],
+)
+def test_bad_waivers_are_located_and_nothing_is_contacted(tmp_path, content, expected):
+    waivers = tmp_path / "waivers.yml"
+    waivers.write_text(content)
+    done = audit(tmp_path, "-i", str(PROJECT_ROOT / "inventories" / "lab"), "--waivers", str(waivers))
+    assert done.returncode == 2
+    assert expected in done.stderr
+    assert not (tmp_path / "out").exists()
+    assert "Traceback" not in done.stderr
+
+
+def test_bad_catalog_and_inventory_exit_2(tmp_path):
+    (tmp_path / "controls").mkdir()
+    (tmp_path / "controls" / "broken.yml").write_text("id: broken\ntitle: [unclosed\n")
+    done = audit(tmp_path, "--catalog", str(tmp_path))
+    assert done.returncode == 2
+    assert "broken.yml:2" in done.stderr
+    done = audit(tmp_path, "-i", str(tmp_path / "nowhere"))
+    assert done.returncode == 2
+    assert "inventory not found" in done.stderr

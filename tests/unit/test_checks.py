@@ -1,0 +1,116 @@
+"""The check language: every operator, combinator and quantifier, on small evidence trees."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from medinfra.compliance.checks import run_check
+
+NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+ROOT = {
+    "sshd": {"permitrootlogin": "no", "maxauthtries": "3", "ciphers": ["aes256-gcm@openssh.com", "aes128-ctr"]},
+    "sysctl": {"net.ipv4.ip_forward": 0, "kernel.sysrq": {"unavailable": "not readable here"}},
+    "files": {"/etc/shadow": {"mode": "0640", "owner": "root"}, "/etc/passwd": {"mode": "0644", "owner": "root"}},
+    "packages": {"installed": {"openssh-server": "1:9.2p1-2+deb12u3"}},
+    "users": [
+        {"name": "root", "uid": 0, "login_shell": True, "password": "locked"},
+        {"name": "alice", "uid": 1000, "login_shell": True, "password": "set"},
+        {"name": "daemon", "uid": 1, "login_shell": False, "password": "locked"},
+    ],
+    "updates": {"lists_at": "2026-11-20T12:00:00Z", "never": None},
+    "tls": {"not_after": "2026-12-02T12:00:00Z"},
+    "empty": [],
+    "auditd": {"unavailable": "auditctl: not permitted in a container"},
+}
+
+
+@pytest.mark.parametrize(
+    ("check", "status"),
+    [
+        ({"fact": "sshd.permitrootlogin", "equals": "no"}, "pass"),
+        ({"fact": "sshd.permitrootlogin", "equals": "yes"}, "fail"),
+        ({"fact": "sshd.permitrootlogin", "not_equals": "yes"}, "pass"),
+        ({"fact": "sshd.maxauthtries", "equals": 3}, "pass"),  # "3" from sshd -T equals the number 3
+        ({"fact": "sshd.maxauthtries", "at_most": 4}, "pass"),
+        ({"fact": "sshd.maxauthtries", "at_most": 2}, "fail"),
+        ({"fact": "sshd.maxauthtries", "at_least": 3}, "pass"),
+        ({"fact": "sshd.permitrootlogin", "at_least": 1}, "fail"),  # not a number
+        ({"fact": "sshd.permitrootlogin", "in": ["no", "prohibit-password"]}, "pass"),
+        ({"fact": "sshd.permitrootlogin", "not_in": ["no"]}, "fail"),
+        ({"fact": "sshd.permitrootlogin", "matches": "^n"}, "pass"),
+        ({"fact": "sshd.permitrootlogin", "not_matches": "^n"}, "fail"),
+        ({"fact": "sshd.ciphers", "contains": "aes128-ctr"}, "pass"),
+        ({"fact": "sshd.ciphers", "not_contains": "aes128-ctr"}, "fail"),
+        ({"fact": "sshd.ciphers", "subset_of": ["aes256-gcm@openssh.com", "aes128-ctr", "x"]}, "pass"),
+        ({"fact": "sshd.ciphers", "subset_of": ["aes256-gcm@openssh.com"]}, "fail"),
+        ({"fact": "empty", "empty": True}, "pass"),
+        ({"fact": "users", "empty": True}, "fail"),
+        ({"fact": "sshd.nosuchkey", "exists": False}, "pass"),
+        ({"fact": "sshd.nosuchkey", "equals": "no"}, "fail"),  # absent fails, never passes by accident
+        ({"fact": ["sysctl", "net.ipv4.ip_forward"], "equals": 0}, "pass"),
+        ({"fact": ["sysctl", "net.ipv4.ip_forward"], "equals": False}, "fail"),  # 0 is spelled "0", not "false"
+        ({"fact": ["sysctl", "kernel.sysrq"], "equals": 0}, "error"),
+        ({"fact": "auditd.rules", "empty": False}, "error"),  # unavailable above the path
+        ({"fact": ["files", "/etc/shadow", "mode"], "mode_within": "0640"}, "pass"),
+        ({"fact": ["files", "/etc/passwd", "mode"], "mode_within": "0640"}, "fail"),
+        ({"fact": ["packages", "installed", "openssh-server"], "version_at_least": "1:9.2p1-2+deb12u3"}, "pass"),
+        ({"fact": ["packages", "installed", "openssh-server"], "version_at_least": "1:9.2p1-2+deb12u10"}, "fail"),
+        ({"fact": ["packages", "installed", "openssh-server"], "version_at_least": "2:1.0"}, "fail"),  # epoch 2 outranks any 1:
+        ({"fact": "updates.lists_at", "days_since_at_most": 7}, "pass"),
+        ({"fact": "updates.lists_at", "days_since_at_most": 1}, "fail"),
+        ({"fact": "updates.never", "days_since_at_most": 7}, "fail"),
+        ({"fact": "tls.not_after", "days_until_at_least": 7}, "pass"),
+        ({"fact": "tls.not_after", "days_until_at_least": 30}, "fail"),
+    ],
+)
+def test_operator(check, status):
+    outcome = run_check(check, ROOT, NOW)
+    assert outcome.status == status, outcome.reason
+
+
+def test_combinators():
+    yes = {"fact": "sshd.permitrootlogin", "equals": "no"}
+    no = {"fact": "sshd.permitrootlogin", "equals": "yes"}
+    broken = {"fact": ["sysctl", "kernel.sysrq"], "equals": 0}
+    assert run_check({"all": [yes, yes]}, ROOT, NOW).status == "pass"
+    assert run_check({"all": [yes, no]}, ROOT, NOW).status == "fail"
+    assert run_check({"all": [yes, broken]}, ROOT, NOW).status == "error"
+    assert run_check({"all": [no, broken]}, ROOT, NOW).status == "fail"  # a known failure outranks an unknown
+    assert run_check({"any": [no, yes]}, ROOT, NOW).status == "pass"
+    assert run_check({"any": [no, no]}, ROOT, NOW).status == "fail"
+    assert run_check({"any": [no, broken]}, ROOT, NOW).status == "error"
+    assert run_check({"not": no}, ROOT, NOW).status == "pass"
+    assert run_check({"not": broken}, ROOT, NOW).status == "error"
+
+
+def test_quantifiers_filter_and_relative_paths():
+    interactive = {"fact": "login_shell", "equals": True}
+    every_locked = {"fact": "users", "where": interactive, "every": {"fact": "password", "equals": "locked"}}
+    outcome = run_check(every_locked, ROOT, NOW)
+    assert outcome.status == "fail"
+    assert outcome.excerpt == {"users[1].password": "set"}  # the deciding item, by its path
+    assert run_check({"fact": "users", "some": {"fact": "uid", "equals": 0}}, ROOT, NOW).status == "pass"
+    assert run_check({"fact": "users", "none": {"fact": "password", "equals": "empty"}}, ROOT, NOW).status == "pass"
+    none_uid0 = run_check({"fact": "users", "none": {"fact": "uid", "equals": 0}}, ROOT, NOW)
+    assert none_uid0.status == "fail"
+    assert none_uid0.excerpt == {"users[0].uid": 0}
+
+
+def test_quantifier_over_mapping_and_min_items():
+    files = {"fact": "files", "every": {"fact": "owner", "equals": "root"}}
+    assert run_check(files, ROOT, NOW).status == "pass"
+    vacuous = {"fact": "users", "where": {"fact": "uid", "at_least": 5000}, "every": {"fact": "uid", "equals": 0}}
+    assert run_check(vacuous, ROOT, NOW).status == "pass"
+    assert run_check({**vacuous, "min_items": 1}, ROOT, NOW).status == "fail"
+    assert run_check({"fact": "sshd.permitrootlogin", "every": {"equals": "no"}}, ROOT, NOW).status == "fail"
+    assert run_check({"fact": "sshd.ciphers", "every": {"matches": "^aes"}}, ROOT, NOW).status == "pass"
+
+
+def test_excerpt_names_the_value_that_decided():
+    outcome = run_check({"fact": ["files", "/etc/passwd", "mode"], "mode_within": "0640"}, ROOT, NOW)
+    assert outcome.excerpt == {"files['/etc/passwd'].mode": "0644"}
+    assert "exceeds" in outcome.reason
+    error = run_check({"fact": "auditd.rules", "empty": False}, ROOT, NOW)
+    assert "not permitted in a container" in error.reason
