@@ -9,13 +9,15 @@ STAMPS := .cache/stamps
 PYTHON ?= python3
 INVENTORY ?= inventories/lab
 
-.PHONY: demo test test-unit test-integration lint deps apt venv lab-up lab-down scale-bench hardening-bench clean
+.PHONY: demo test test-unit test-integration lint deps apt venv lab-up lab-down scale-bench hardening-bench audit-bench clean
 
-## Bring up the lab hospital as podman containers, converge it, print a summary.
+## Bring up the lab hospital as podman containers, converge it, audit it, print summaries.
 demo: deps
 	medinfra lab up -i $(INVENTORY)
 	rc=0; ansible-playbook -i $(INVENTORY) playbooks/site.yml || rc=$$?; \
-	  medinfra lab status -i $(INVENTORY) || rc=$$(( rc ? rc : 1 )); exit $$rc
+	  medinfra lab status -i $(INVENTORY) || rc=$$(( rc ? rc : 1 )); \
+	  audit=0; medinfra audit -i $(INVENTORY) -o audit-results || audit=$$?; \
+	  [ $$audit -le 1 ] || rc=$$(( rc ? rc : audit )); exit $$rc
 
 ## Every test: lint, unit tests, then integration tests against a real podman lab.
 test: deps lint
@@ -62,3 +64,7 @@ hardening-bench: deps
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .mypy_cache
+
+## Audit time for 10, 50 and 100 lab hosts through pyinfra and through Ansible, side by side.
+audit-bench: deps
+	python benchmarks/audit_speed.py

@@ -23,15 +23,42 @@ SIZES = (10, 50, 100)
 
 def bench_topology(hosts: int) -> dict[str, object]:
     return {
-        "site": {"name": "auditbench", "title": "audit benchmark", "domain": "bench.medinfra.test",
-                 "timezone": "UTC", "time_servers": ["10.233.0.10"]},
-        "sla_classes": {"standard": {"description": "benchmark hosts", "rpo_minutes": 60, "rto_minutes": 60,
-                                     "support_hours": "24x7"}},
-        "zones": [{"name": "bench", "cidr": "10.233.0.0/24", "gateway": "10.233.0.254", "trust": "medium",
-                   "purpose": "clinical", "description": "benchmark hosts"}],
-        "hosts": [{"name": f"bench-{index:03d}", "zone": "bench", "address": f"10.233.0.{9 + index}",
-                   "services": ["workstation"], "sla": "standard", "data_classification": "internal"}
-                  for index in range(1, hosts + 1)],
+        "site": {
+            "name": "auditbench",
+            "title": "audit benchmark",
+            "domain": "bench.medinfra.test",
+            "timezone": "UTC",
+            "time_servers": ["10.233.0.10"],
+        },
+        "sla_classes": {
+            "standard": {
+                "description": "benchmark hosts",
+                "rpo_minutes": 60,
+                "rto_minutes": 60,
+                "support_hours": "24x7",
+            }
+        },
+        "zones": [
+            {
+                "name": "bench",
+                "cidr": "10.233.0.0/24",
+                "gateway": "10.233.0.254",
+                "trust": "medium",
+                "purpose": "clinical",
+                "description": "benchmark hosts",
+            }
+        ],
+        "hosts": [
+            {
+                "name": f"bench-{index:03d}",
+                "zone": "bench",
+                "address": f"10.233.0.{9 + index}",
+                "services": ["workstation"],
+                "sla": "standard",
+                "data_classification": "internal",
+            }
+            for index in range(1, hosts + 1)
+        ],
         "flows": [],
     }
 
@@ -62,16 +89,27 @@ def main() -> int:
             for size in SIZES:
                 limit = ",".join(f"bench-{index:03d}" for index in range(1, size + 1))
                 out_py, out_ans = Path(scratch) / f"py-{size}", Path(scratch) / f"ans-{size}"
-                py_s, py_code, py_out = timed("medinfra", "audit", "-i", str(inventory), "-l", limit, "-o", str(out_py),
-                                              "-q")
-                ans_s, ans_code, ans_out = timed("ansible-playbook", "-i", str(inventory), "playbooks/audit.yml",
-                                                 "-l", limit, "-e", f"medinfra_audit_out={out_ans}")
+                py_s, _py_code, py_out = timed(
+                    "medinfra", "audit", "-i", str(inventory), "-l", limit, "-o", str(out_py), "-q"
+                )
+                ans_s, _ans_code, ans_out = timed(
+                    "ansible-playbook",
+                    "-i",
+                    str(inventory),
+                    "playbooks/audit.yml",
+                    "-l",
+                    limit,
+                    "-e",
+                    f"medinfra_audit_out={out_ans}",
+                )
                 if not (out_py / "findings.json").exists() or not (out_ans / "findings.json").exists():
                     print(py_out[-2000:], ans_out[-2000:], file=sys.stderr)
                     return 1
-                print(f"{size:>5} {py_s:>10.1f} {ans_s:>10.1f} {ans_s / py_s:>5.1f}x  "
-                      f"{audited_hosts(out_py / 'findings.json')}/{audited_hosts(out_ans / 'findings.json')}",
-                      flush=True)
+                print(
+                    f"{size:>5} {py_s:>10.1f} {ans_s:>10.1f} {ans_s / py_s:>5.1f}x  "
+                    f"{audited_hosts(out_py / 'findings.json')}/{audited_hosts(out_ans / 'findings.json')}",
+                    flush=True,
+                )
         finally:
             seconds, _, _ = timed("medinfra", "lab", "down", "-i", str(inventory))
             print(f"lab down: {seconds:.1f} s")

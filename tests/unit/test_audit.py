@@ -20,7 +20,14 @@ from medinfra.audit.results import (
     summary_text,
     write_results,
 )
-from medinfra.audit.targets import inventory_view, load_targets, ssh_options, ssh_settings
+from medinfra.audit.targets import (
+    SshSettings,
+    collector_command,
+    inventory_view,
+    load_targets,
+    ssh_options,
+    ssh_settings,
+)
 from medinfra.compliance.evaluate import evaluate
 from medinfra.compliance.model import (
     Bilingual,
@@ -31,37 +38,55 @@ from medinfra.compliance.model import (
     Status,
     Waiver,
 )
-from medinfra.toolenv import run_tool
 from medinfra.paths import PROJECT_ROOT
+from medinfra.toolenv import run_tool
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
 
 def control(cid: str, check: dict, applies_when: dict | None = None, hipaa: tuple[str, ...] = ("164.312(b)",)):
     text = Bilingual("text", "文本")
-    return Control(cid, text, text, text, "high", "audit", check, applies_when,
-                   Remediation("baseline_hardening", (), text), {"hipaa": hipaa, "gbt22239": (), "cis_debian12": ()},
-                   f"{cid}.yml")
+    return Control(
+        cid,
+        text,
+        text,
+        text,
+        "high",
+        "audit",
+        check,
+        applies_when,
+        Remediation("baseline_hardening", (), text),
+        {"hipaa": hipaa, "gbt22239": (), "cis_debian12": ()},
+        f"{cid}.yml",
+    )
 
 
 CATALOG = Catalog(
     controls=(
         control("root_login_off", {"fact": "sshd.permitrootlogin", "equals": "no"}),
-        control("forwarding_off", {"fact": ["sysctl", "net.ipv4.ip_forward"], "equals": 0},
-                applies_when={"fact": "inventory.services", "not_contains": "zone_firewall"}),
+        control(
+            "forwarding_off",
+            {"fact": ["sysctl", "net.ipv4.ip_forward"], "equals": 0},
+            applies_when={"fact": "inventory.services", "not_contains": "zone_firewall"},
+        ),
     ),
     frameworks={},
 )
 
 
 def evidence(root_login: str = "no", forward: int = 0) -> dict:
-    return {"schema": "medinfra-evidence/1", "collector_version": "1.0.0", "collected_at": "2026-11-22T00:00:00Z",
-            "facts": {"sshd": {"permitrootlogin": root_login}, "sysctl": {"net.ipv4.ip_forward": forward}}}
+    return {
+        "schema": "medinfra-evidence/1",
+        "collector_version": "1.0.0",
+        "collected_at": "2026-11-22T00:00:00Z",
+        "facts": {"sshd": {"permitrootlogin": root_login}, "sysctl": {"net.ipv4.ip_forward": forward}},
+    }
 
 
 def test_applicability_waivers_and_malformed_evidence():
-    waiver = Waiver("root_login_off", ("legacy-*",), "vendor needs root until 2027 upgrade", "CISO", "high",
-                    date(2026, 12, 31))
+    waiver = Waiver(
+        "root_login_off", ("legacy-*",), "vendor needs root until 2027 upgrade", "CISO", "high", date(2026, 12, 31)
+    )
     expired = Waiver("root_login_off", ("old-*",), "expired exception for testing", "CISO", "low", date(2026, 1, 1))
     hosts = [
         HostEvidence("fw", evidence(forward=1), {"services": ["zone_firewall"]}),
@@ -95,9 +120,13 @@ def test_exit_codes():
 
 
 def test_findings_document_summary_and_private_files(tmp_path):
-    run = run_of([HostResult("a", "audited", "", evidence(), 0.1),
-                  HostResult("b", "audited", "", evidence(root_login="yes"), 0.1),
-                  HostResult("c", "unreachable", "SSH: connection refused", None, 0.1)])
+    run = run_of(
+        [
+            HostResult("a", "audited", "", evidence(), 0.1),
+            HostResult("b", "audited", "", evidence(root_login="yes"), 0.1),
+            HostResult("c", "unreachable", "SSH: connection refused", None, 0.1),
+        ]
+    )
     document = findings_document(run)
     assert document["format"] == "medinfra-findings/1"
     assert document["summary"]["hosts"] == {"audited": 2, "unreachable": 1, "error": 0}
@@ -115,11 +144,20 @@ def test_findings_document_summary_and_private_files(tmp_path):
 
 
 def test_ssh_settings_follow_ansible_variables():
-    settings = ssh_settings("his-app", {
-        "ansible_host": "10.0.0.5", "ansible_port": 2222, "ansible_user": "ops", "ansible_become": True,
-        "ansible_ssh_private_key_file": "/k", "ansible_password": "s3cret",
-        "ansible_ssh_common_args": "-o UserKnownHostsFile=/kh -o StrictHostKeyChecking=accept-new -o IdentitiesOnly=yes",
-    }, host_key_checking=True)
+    settings = ssh_settings(
+        "his-app",
+        {
+            "ansible_host": "10.0.0.5",
+            "ansible_port": 2222,
+            "ansible_user": "ops",
+            "ansible_become": True,
+            "ansible_ssh_private_key_file": "/k",
+            "ansible_password": "s3cret",
+            "ansible_ssh_common_args": "-o UserKnownHostsFile=/kh -o StrictHostKeyChecking=accept-new "
+            "-o IdentitiesOnly=yes",
+        },
+        host_key_checking=True,
+    )
     assert not isinstance(settings, str)
     assert (settings.hostname, settings.port, settings.user, settings.key_file) == ("10.0.0.5", 2222, "ops", "/k")
     assert settings.known_hosts_file == "/kh"
@@ -130,8 +168,10 @@ def test_ssh_settings_follow_ansible_variables():
     assert ssh_settings("h", {}, host_key_checking=False).strict_host_key_checking == "no"
     assert "not SSH" in ssh_settings("h", {"ansible_connection": "winrm"}, True)
     assert "sudo only" in ssh_settings("h", {"ansible_become": True, "ansible_become_method": "su"}, True)
-    assert ssh_options("-oProxyJump=bastion -o 'ServerAliveInterval=5'") == {"proxyjump": "bastion",
-                                                                           "serveraliveinterval": "5"}
+    assert ssh_options("-oProxyJump=bastion -o 'ServerAliveInterval=5'") == {
+        "proxyjump": "bastion",
+        "serveraliveinterval": "5",
+    }
 
 
 def test_targets_from_the_lab_inventory_carry_the_topology_view():
@@ -164,9 +204,15 @@ def test_audit_reports_unreachable_hosts_and_exits_3(tmp_path):
 @pytest.mark.parametrize(
     ("content", "expected"),
     [
-        ("waivers:\n  - control: no_such_control\n    hosts: ['*']\n    justification: because we must\n"
-         "    approver: CISO\n    risk: low\n    expires: 2027-01-01\n", "waivers.yml:2: waivers[0].control: unknown control"),
-        ("waivers:\n  - control: sshd_root_login_disabled\n    hosts: ['*']\n", "waivers.yml:2: waivers[0]: 'justification'"),
+        (
+            "waivers:\n  - control: no_such_control\n    hosts: ['*']\n    justification: because we must\n"
+            "    approver: CISO\n    risk: low\n    expires: 2027-01-01\n",
+            "waivers.yml:2: waivers[0].control: unknown control",
+        ),
+        (
+            "waivers:\n  - control: sshd_root_login_disabled\n    hosts: ['*']\n",
+            "waivers.yml:2: waivers[0]: 'justification'",
+        ),
     ],
 )
 def test_bad_waivers_are_located_and_nothing_is_contacted(tmp_path, content, expected):
@@ -184,7 +230,19 @@ def test_bad_catalog_and_inventory_exit_2(tmp_path):
     (tmp_path / "controls" / "broken.yml").write_text("id: broken\ntitle: [unclosed\n")
     done = audit(tmp_path, "--catalog", str(tmp_path))
     assert done.returncode == 2
-    assert "broken.yml:2" in done.stderr
+    assert "broken.yml:3: (top level): invalid YAML" in done.stderr
     done = audit(tmp_path, "-i", str(tmp_path / "nowhere"))
     assert done.returncode == 2
     assert "inventory not found" in done.stderr
+
+
+def test_collector_command_keeps_the_sudo_password_off_the_command_line():
+    plain = SshSettings(hostname="h")
+    assert collector_command(plain, "SRC") == ("python3 -I -S -", "SRC")
+    nopasswd = SshSettings(hostname="h", become=True)
+    assert collector_command(nopasswd, "SRC") == ("sudo -H -n python3 -I -S -", "SRC")
+    with_password = SshSettings(hostname="h", become=True, become_user="audit", become_password="pa ss")
+    command, stdin = collector_command(with_password, "SRC")
+    assert "pa ss" not in command
+    assert command == "sudo -H -S -p '' -u audit python3 -I -S -"
+    assert stdin == "pa ss\nSRC"

@@ -57,7 +57,10 @@ ROOT = {
         ({"fact": ["files", "/etc/passwd", "mode"], "mode_within": "0640"}, "fail"),
         ({"fact": ["packages", "installed", "openssh-server"], "version_at_least": "1:9.2p1-2+deb12u3"}, "pass"),
         ({"fact": ["packages", "installed", "openssh-server"], "version_at_least": "1:9.2p1-2+deb12u10"}, "fail"),
-        ({"fact": ["packages", "installed", "openssh-server"], "version_at_least": "2:1.0"}, "fail"),  # epoch 2 outranks any 1:
+        (
+            {"fact": ["packages", "installed", "openssh-server"], "version_at_least": "2:1.0"},
+            "fail",
+        ),  # epoch 2 outranks any 1:
         ({"fact": "updates.lists_at", "days_since_at_most": 7}, "pass"),
         ({"fact": "updates.lists_at", "days_since_at_most": 1}, "fail"),
         ({"fact": "updates.never", "days_since_at_most": 7}, "fail"),

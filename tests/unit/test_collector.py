@@ -24,9 +24,18 @@ from medinfra.paths import COLLECTOR_PATH
 collector = collector_module()
 
 VERSION_PAIRS = [
-    ("1.0", "1.0"), ("1.0", "1.1"), ("1.0~rc1", "1.0"), ("1:1.0", "2.0"), ("1.0-1", "1.0-1+deb12u1"),
-    ("9.2p1-2+deb12u3", "9.2p1-2+deb12u10"), ("2.36-9+deb12u4", "2.36-9+deb12u10"), ("1.0a", "1.0"),
-    ("1.0+b1", "1.0"), ("0.18.3-1+deb12u4", "0.18.3-1+deb12u3"), ("1.2.3", "1.2.3-0"), ("1~~", "1~~a"),
+    ("1.0", "1.0"),
+    ("1.0", "1.1"),
+    ("1.0~rc1", "1.0"),
+    ("1:1.0", "2.0"),
+    ("1.0-1", "1.0-1+deb12u1"),
+    ("9.2p1-2+deb12u3", "9.2p1-2+deb12u10"),
+    ("2.36-9+deb12u4", "2.36-9+deb12u10"),
+    ("1.0a", "1.0"),
+    ("1.0+b1", "1.0"),
+    ("0.18.3-1+deb12u4", "0.18.3-1+deb12u3"),
+    ("1.2.3", "1.2.3-0"),
+    ("1~~", "1~~a"),
 ]
 
 
@@ -48,17 +57,29 @@ def test_shadow_state_never_returns_the_hash():
 
 
 def make_certificate(tmp_path: Path, key, days: int = 30) -> tuple[Path, Path]:
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "his-app.lab"),
-                      x509.NameAttribute(NameOID.ORGANIZATION_NAME, "medinfra test")])
+    name = x509.Name(
+        [
+            x509.NameAttribute(NameOID.COMMON_NAME, "his-app.lab"),
+            x509.NameAttribute(NameOID.ORGANIZATION_NAME, "medinfra test"),
+        ]
+    )
     now = dt.datetime.now(dt.UTC)
     algorithm = None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - dt.timedelta(days=1))
-            .not_valid_after(now + dt.timedelta(days=days)).sign(key, algorithm))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(days=1))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .sign(key, algorithm)
+    )
     cert_path, key_path = tmp_path / "cert.pem", tmp_path / "key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    key_path.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return cert_path, key_path
 
 
@@ -139,14 +160,37 @@ def test_plain_listener_is_not_tls():
 
 def test_collector_runs_standalone_and_never_fails():
     """Piped to python3 exactly as pyinfra sends it; every section is present, read or unavailable."""
-    done = subprocess.run([sys.executable, "-"], input=COLLECTOR_PATH.read_text(), capture_output=True, text=True,
-                          check=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-"], input=COLLECTOR_PATH.read_text(), capture_output=True, text=True, check=True, timeout=120
+    )
     document = json.loads(done.stdout)
     assert document["schema"] == "medinfra-evidence/1"
     assert document["collector_version"] == collector.COLLECTOR_VERSION
-    expected = {"host", "sshd", "sysctl", "auditd", "accounts", "login_defs", "sudo", "pam", "sockets", "nftables",
-                "services", "packages", "updates", "files", "mounts", "kernel_modules", "aide", "chrony", "logging",
-                "limits", "shell", "banner", "tls"}
+    expected = {
+        "host",
+        "sshd",
+        "sysctl",
+        "auditd",
+        "accounts",
+        "login_defs",
+        "sudo",
+        "pam",
+        "sockets",
+        "nftables",
+        "services",
+        "packages",
+        "updates",
+        "files",
+        "mounts",
+        "kernel_modules",
+        "aide",
+        "chrony",
+        "logging",
+        "limits",
+        "shell",
+        "banner",
+        "tls",
+    }
     assert set(document["facts"]) == expected
     text = done.stdout
     for prefix in ("$y$", "$6$", "$5$", "$1$"):  # no password hash ever leaves the host
@@ -154,8 +198,11 @@ def test_collector_runs_standalone_and_never_fails():
 
 
 def test_collector_uses_only_the_standard_library():
-    imported = {line.split()[1].split(".")[0] for line in COLLECTOR_PATH.read_text().splitlines()
-                if line.startswith(("import ", "from ")) and not line.startswith("from __future__")}
+    imported = {
+        line.split()[1].split(".")[0]
+        for line in COLLECTOR_PATH.read_text().splitlines()
+        if line.startswith(("import ", "from ")) and not line.startswith("from __future__")
+    }
     assert imported <= set(sys.stdlib_module_names)
 
 

@@ -24,9 +24,8 @@ from pyinfra.api.inventory import Inventory  # noqa: E402
 from pyinfra.api.state import State  # noqa: E402
 
 from medinfra.audit.results import HostResult  # noqa: E402
-from medinfra.audit.targets import SshSettings, Target  # noqa: E402
+from medinfra.audit.targets import SshSettings, Target, collector_command  # noqa: E402
 
-COLLECT_COMMAND = "python3 -"
 # pyinfra logs connection errors itself; the audit reports them once, in its own words.
 logging.getLogger("pyinfra").setLevel(logging.CRITICAL)
 
@@ -62,17 +61,6 @@ def host_data(ssh: SshSettings) -> dict[str, Any]:
     return data
 
 
-def command_arguments(ssh: SshSettings, source: str, timeout: float) -> dict[str, Any]:
-    arguments: dict[str, Any] = {"_stdin": source, "_timeout": timeout}
-    if ssh.become:
-        arguments["_sudo"] = True
-        if ssh.become_user:
-            arguments["_sudo_user"] = ssh.become_user
-        if ssh.become_password:
-            arguments["_sudo_password"] = ssh.become_password
-    return arguments
-
-
 def parse_output(output: Any) -> tuple[dict[str, Any] | None, str]:
     stdout = "\n".join(output.stdout_lines)
     try:
@@ -93,7 +81,8 @@ def collect_one(host: Any, target: Target, source: str, timeout: float) -> HostR
     except ConnectError as exc:
         return HostResult(target.name, "unreachable", f"SSH: {exc}", None, time.monotonic() - started)
     try:
-        ok, output = host.run_shell_command(COLLECT_COMMAND, **command_arguments(target.ssh, source, timeout))
+        command, stdin = collector_command(target.ssh, source)
+        ok, output = host.run_shell_command(command, _stdin=stdin, _timeout=timeout, _shell_executable=None)
     except (PyinfraError, OSError, gevent.Timeout) as exc:
         return HostResult(
             target.name, "unreachable", f"collector run: {type(exc).__name__}: {exc}", None, time.monotonic() - started

@@ -72,7 +72,7 @@ def _reconcile_containers(lab: Lab, image: str, say: Say) -> set[str]:
         else:
             reason = "out of date"
         say(f"removing leftover container {name} ({reason})")
-        podman("rm", "--force", "--time", "1", name)
+        podman("rm", "--force", "--volumes", "--time", "1", name)
     return kept
 
 
@@ -204,7 +204,7 @@ def down(topology_file: Path, say: Say) -> None:
     lab = Lab.load(topology_file)
     containers = _own_containers(lab)
     # --time 1: lab hosts hold nothing worth a clean shutdown, and 59 of them at 5 s each add up.
-    _parallel(lambda c: podman("rm", "--force", "--time", "1", c["Names"][0]), containers)
+    _parallel(lambda c: podman("rm", "--force", "--volumes", "--time", "1", c["Names"][0]), containers)
     networks = _own_networks(lab)
     for name in networks:
         podman("network", "rm", "--force", name)
