@@ -51,7 +51,7 @@ def load_yaml(path: Path) -> YamlDocument:
         raise UserInputError([Problem(name, (), "file not found")]) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise UserInputError([Problem(name, (), f"cannot read file: {exc}")]) from None
-    loader = yaml.SafeLoader(text)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # libyaml when present: 5x faster
     try:
         node = loader.get_single_node()
         data = loader.construct_document(node) if node is not None else None
