@@ -121,48 +121,9 @@ def test_legacy_host_is_left_alone(lab: str) -> None:
     assert "permitrootlogin no" in hardened.stdout and "passwordauthentication no" in hardened.stdout
 
 
-def test_each_host_answers_ssh_on_its_zone_address_with_a_pinned_key(lab: str) -> None:
-    for host in TOPOLOGY.hosts:
-        result = lab_ssh(host.name, 'echo "$(hostname) $SSH_CONNECTION"')
-        assert result.returncode == 0, result.stderr
-        name, _client, _client_port, server, server_port = result.stdout.split()
-        assert (name, server, server_port) == (host.name, str(host.address), "22")
-    known_hosts = (INVENTORY / ".lab" / "known_hosts").read_text()
-    assert len(known_hosts.splitlines()) == len(TOPOLOGY.hosts)
-    assert oct((INVENTORY / ".lab" / "id_ed25519").stat().st_mode & 0o777) == "0o600"
-
-
-def test_zones_reach_each_other_only_through_the_router(lab: str) -> None:
-    route = lab_ssh("ws-01", "ip route get 10.231.20.11")
-    assert "via 10.231.50.254" in route.stdout, route.stdout
-    connect = lab_ssh("ws-01", "python3 -c 'import socket; socket.create_connection((\"10.231.20.11\", 22), 5)'")
-    assert connect.returncode == 0, connect.stderr
-    # The controller's bridges do not forward between zones: a host that routes through them gets nowhere.
-    bypass = lab_ssh(
-        "ws-01",
-        "sudo ip route replace 10.231.20.0/24 via 10.231.50.1 && python3 -c 'import socket; "
-        'socket.create_connection(("10.231.20.11", 22), 3)\'; rc=$?; '
-        "sudo ip route replace 10.231.20.0/24 via 10.231.50.254; exit $rc",
-    )
-    assert bypass.returncode != 0 and "timed out" in bypass.stderr, bypass.stderr
-    # The router is the only way across: with it stopped, the same connection fails.
-    podman("stop", "--time", "2", "lab-fw")
-    try:
-        cut = lab_ssh("ws-01", "python3 -c 'import socket; socket.create_connection((\"10.231.20.11\", 22), 3)'")
-        assert cut.returncode != 0
-    finally:
-        up = medinfra("lab", "up", "-i", str(INVENTORY))
-        assert up.returncode == 0, up.stderr
-    assert "removing leftover container lab-fw (exited)" in up.stdout
-    assert (
-        lab_ssh("ws-01", "python3 -c 'import socket; socket.create_connection((\"10.231.20.11\", 22), 5)'").returncode
-        == 0
-    )
-
-
 @pytest.fixture(scope="module")
 def audits(lab: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, dict[str, Any]]]:
-    """The converged lab audited through both transports: exit code and findings document of each."""
+    """The converged lab audited through both transports, before later tests recreate the router."""
     out = tmp_path_factory.mktemp("audit")
     runs = {
         "pyinfra": medinfra("audit", "-i", str(INVENTORY), "-o", str(out / "pyinfra"), "-q"),
@@ -205,6 +166,45 @@ def test_both_transports_write_the_same_findings(audits: dict[str, Any]) -> None
     assert statuses(py_doc) == statuses(ans_doc)
     assert py_doc["summary"]["per_framework"] == ans_doc["summary"]["per_framework"]
     assert ans_code == 0  # the playbook reports findings; it fails only when it cannot audit
+
+
+def test_each_host_answers_ssh_on_its_zone_address_with_a_pinned_key(lab: str) -> None:
+    for host in TOPOLOGY.hosts:
+        result = lab_ssh(host.name, 'echo "$(hostname) $SSH_CONNECTION"')
+        assert result.returncode == 0, result.stderr
+        name, _client, _client_port, server, server_port = result.stdout.split()
+        assert (name, server, server_port) == (host.name, str(host.address), "22")
+    known_hosts = (INVENTORY / ".lab" / "known_hosts").read_text()
+    assert len(known_hosts.splitlines()) == len(TOPOLOGY.hosts)
+    assert oct((INVENTORY / ".lab" / "id_ed25519").stat().st_mode & 0o777) == "0o600"
+
+
+def test_zones_reach_each_other_only_through_the_router(lab: str) -> None:
+    route = lab_ssh("ws-01", "ip route get 10.231.20.11")
+    assert "via 10.231.50.254" in route.stdout, route.stdout
+    connect = lab_ssh("ws-01", "python3 -c 'import socket; socket.create_connection((\"10.231.20.11\", 22), 5)'")
+    assert connect.returncode == 0, connect.stderr
+    # The controller's bridges do not forward between zones: a host that routes through them gets nowhere.
+    bypass = lab_ssh(
+        "ws-01",
+        "sudo ip route replace 10.231.20.0/24 via 10.231.50.1 && python3 -c 'import socket; "
+        'socket.create_connection(("10.231.20.11", 22), 3)\'; rc=$?; '
+        "sudo ip route replace 10.231.20.0/24 via 10.231.50.254; exit $rc",
+    )
+    assert bypass.returncode != 0 and "timed out" in bypass.stderr, bypass.stderr
+    # The router is the only way across: with it stopped, the same connection fails.
+    podman("stop", "--time", "2", "lab-fw")
+    try:
+        cut = lab_ssh("ws-01", "python3 -c 'import socket; socket.create_connection((\"10.231.20.11\", 22), 3)'")
+        assert cut.returncode != 0
+    finally:
+        up = medinfra("lab", "up", "-i", str(INVENTORY))
+        assert up.returncode == 0, up.stderr
+    assert "removing leftover container lab-fw (exited)" in up.stdout
+    assert (
+        lab_ssh("ws-01", "python3 -c 'import socket; socket.create_connection((\"10.231.20.11\", 22), 5)'").returncode
+        == 0
+    )
 
 
 def test_lab_up_recovers_from_a_killed_run(lab: str) -> None:
