@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import yaml
 
 from medinfra.problems import DocPath, Problem, UserInputError
@@ -29,6 +31,16 @@ class YamlDocument:
 
     def problem(self, path: DocPath, message: str) -> Problem:
         return Problem(self.file, path, message, self.line_of(path))
+
+
+def validation_problems(
+    document: YamlDocument,
+    errors: Iterable[jsonschema.ValidationError],
+    message: Callable[[jsonschema.ValidationError], str] = lambda error: error.message,
+) -> list[Problem]:
+    """JSON Schema errors as located problems, in file order."""
+    problems = [document.problem(tuple(error.absolute_path), message(error)) for error in errors]
+    return sorted(problems, key=lambda p: (p.line or 0, str(p)))
 
 
 def _walk(node: yaml.Node, path: DocPath, lines: dict[DocPath, int]) -> None:

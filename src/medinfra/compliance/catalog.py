@@ -28,7 +28,7 @@ from medinfra.compliance.model import (
 )
 from medinfra.paths import CATALOG_DIR
 from medinfra.problems import DocPath, Problem, UserInputError
-from medinfra.yamldoc import YamlDocument, load_yaml
+from medinfra.yamldoc import YamlDocument, load_yaml, validation_problems
 
 SCHEMA_DIR = CATALOG_DIR / "schemas"
 
@@ -52,12 +52,12 @@ def schema(name: str) -> dict[str, Any]:
 
 def schema_problems(document: YamlDocument, name: str) -> list[Problem]:
     validator = jsonschema.Draft202012Validator(schema(name), registry=schema_registry())
-    problems = []
-    for error in validator.iter_errors(document.data):
-        # oneOf failures in the check language are clearer from their most specific cause.
-        best = jsonschema.exceptions.best_match([error]) if error.context else error
-        problems.append(document.problem(tuple(best.absolute_path), best.message))
-    return sorted(problems, key=lambda p: (p.line or 0, str(p)))
+    # oneOf failures in the check language are clearer from their most specific cause.
+    errors = (
+        jsonschema.exceptions.best_match([error]) if error.context else error
+        for error in validator.iter_errors(document.data)
+    )
+    return validation_problems(document, errors)
 
 
 def bilingual(data: Mapping[str, str]) -> Bilingual:

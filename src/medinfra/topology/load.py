@@ -14,7 +14,7 @@ import jsonschema
 from medinfra.problems import Problem, UserInputError
 from medinfra.topology.checks import check_topology, parse_port_range
 from medinfra.topology.model import Flow, Host, PortRange, Site, SlaClass, Topology, Zone
-from medinfra.yamldoc import YamlDocument, load_yaml
+from medinfra.yamldoc import YamlDocument, load_yaml, validation_problems
 
 
 @cache
@@ -34,11 +34,7 @@ def _schema_message(error: jsonschema.ValidationError) -> str:
 
 def schema_problems(document: YamlDocument) -> list[Problem]:
     validator = jsonschema.Draft202012Validator(topology_schema())
-    problems = [
-        document.problem(tuple(error.absolute_path), _schema_message(error))
-        for error in validator.iter_errors(document.data)
-    ]
-    return sorted(problems, key=lambda p: (p.line or 0, str(p)))
+    return validation_problems(document, validator.iter_errors(document.data), _schema_message)
 
 
 def validate_document(document: YamlDocument) -> list[Problem]:
