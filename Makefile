@@ -9,15 +9,23 @@ STAMPS := .cache/stamps
 PYTHON ?= python3
 INVENTORY ?= inventories/lab
 
-.PHONY: demo test test-unit test-integration lint deps apt venv lab-up lab-down scale-bench hardening-bench audit-bench clean
+.PHONY: demo test test-unit test-integration lint deps apt venv lab-up lab-down scale-bench hardening-bench audit-bench \
+	report-bench clean
 
-## Bring up the lab hospital as podman containers, converge it, audit it, print summaries.
+DEMO_KEY := .cache/demo-keys/audit
+
+## Bring up the lab hospital as podman containers, converge it, audit it, write the signed report
+## set into reports/ (HTML en/zh, OSCAL, JUnit, CSV, findings) and verify the signature.
 demo: deps
 	medinfra lab up -i $(INVENTORY)
+	[ -f $(DEMO_KEY).key ] || medinfra keys generate --out $(DEMO_KEY)
 	rc=0; ansible-playbook -i $(INVENTORY) playbooks/site.yml || rc=$$?; \
 	  medinfra lab status -i $(INVENTORY) || rc=$$(( rc ? rc : 1 )); \
-	  audit=0; medinfra audit -i $(INVENTORY) -o audit-results || audit=$$?; \
-	  [ $$audit -le 1 ] || rc=$$(( rc ? rc : audit )); exit $$rc
+	  audit=0; medinfra audit -i $(INVENTORY) -o reports --sign $(DEMO_KEY).key || audit=$$?; \
+	  [ $$audit -le 1 ] || rc=$$(( rc ? rc : audit )); \
+	  medinfra verify reports --pubkey $(DEMO_KEY).pub || rc=$$(( rc ? rc : 1 )); \
+	  echo "open reports/report.en.html or reports/report.zh.html; history: medinfra history, medinfra diff"; \
+	  exit $$rc
 
 ## Every test: lint, unit tests, then integration tests against a real podman lab.
 test: deps lint
@@ -68,3 +76,7 @@ clean:
 ## Audit time for 10, 50 and 100 lab hosts through pyinfra and through Ansible, side by side.
 audit-bench: deps
 	python benchmarks/audit_speed.py
+
+## Every report format for 1,000 hosts x 60 controls of synthetic findings: time and peak memory.
+report-bench: venv
+	python benchmarks/report_speed.py

@@ -6,6 +6,8 @@ set -euo pipefail
 packages=(
   podman runc netavark aardvark-dns iptables uidmap debootstrap
   openssh-client iproute2 nftables python3 python3-venv ca-certificates make git
+  # Reports: PDF printing and the HTML render tests (headless), the PostgreSQL history backend test.
+  chromium fonts-noto-cjk postgresql
 )
 
 missing=()

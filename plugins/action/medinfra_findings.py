@@ -14,11 +14,14 @@ from typing import Any
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
-from medinfra.audit.results import AuditRun, HostResult, exit_code, judge, summary_text, write_results
+from medinfra.audit.results import AuditRun, HostResult, exit_code, judge, summary_text
 from medinfra.audit.targets import INVENTORY_VIEW, inventory_view
 from medinfra.compliance.catalog import load_catalog, load_waivers
+from medinfra.history.store import default_history_location
 from medinfra.paths import CATALOG_DIR
-from medinfra.problems import UserInputError
+from medinfra.problems import PrerequisiteError, UserInputError
+from medinfra.report.publish import FINDINGS_FILE, publish
+from medinfra.signing import load_private_key
 
 
 def plain(value: Any) -> Any:
@@ -48,7 +51,7 @@ def started_at(results: list[HostResult], now: datetime) -> datetime:
 
 class ActionModule(ActionBase):  # type: ignore[misc]
     TRANSFERS_FILES = False
-    _VALID_ARGS = frozenset(("out", "catalog", "waivers", "evidence_var", "inventory"))
+    _VALID_ARGS = frozenset(("out", "catalog", "waivers", "evidence_var", "inventory", "history", "sign"))
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
         result: dict[str, Any] = super().run(tmp, task_vars)
@@ -58,6 +61,9 @@ class ActionModule(ActionBase):  # type: ignore[misc]
         try:
             catalog = load_catalog(Path(args.get("catalog") or CATALOG_DIR))
             waivers = load_waivers(Path(args["waivers"]), catalog) if args.get("waivers") else ()
+            sign_key = Path(args["sign"]) if args.get("sign") else None
+            if sign_key is not None:
+                load_private_key(sign_key)
         except UserInputError as exc:
             raise AnsibleActionFail("\n".join(str(p) for p in exc.problems)) from None
         hostvars = task_vars["hostvars"]
@@ -78,8 +84,20 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             catalog,
             waivers,
             (now - begun).total_seconds(),
+            views=views,
         )
-        path = write_results(run, Path(args.get("out", "audit-results")))
+        # history: a path or postgresql:// URL; an empty string keeps this run out of the history.
+        history = args.get("history", default_history_location()) or None
+        try:
+            published = publish(run, Path(args.get("out", "reports")), history, sign_key)
+        except (UserInputError, PrerequisiteError) as exc:
+            raise AnsibleActionFail(str(exc)) from None
         text = summary_text(run)
-        result.update(changed=False, findings=str(path), exit_code=exit_code(run), summary=text.splitlines())
+        result.update(
+            changed=False,
+            findings=str(published.directory / FINDINGS_FILE),
+            files=[str(path) for path in published.files],
+            exit_code=exit_code(run),
+            summary=text.splitlines(),
+        )
         return result

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medinfra import __version__
 from medinfra.paths import CATALOG_DIR
-from medinfra.problems import PrerequisiteError, UserInputError
+from medinfra.problems import PrerequisiteError, Problem, UserInputError
+
+if TYPE_CHECKING:
+    from medinfra.report.publish import Published
 
 DEFAULT_INVENTORY = Path("inventories/lab")
 EXIT_USER_ERROR = 2
@@ -106,16 +111,43 @@ def cmd_roles_doc(args: argparse.Namespace) -> int:
     return 0
 
 
+def history_location(args: argparse.Namespace) -> str | None:
+    from medinfra.history.store import default_history_location
+
+    return None if args.no_history else (args.history or default_history_location())
+
+
+def print_published(published: Published) -> None:
+    if published.history.run is not None:
+        print(f"history: run #{published.history.run.id} recorded")
+    if published.history.changes is not None and published.history.previous is not None:
+        changes = published.history.changes
+        print(f"since run #{published.history.previous.id}: {len(changes.new_failures)} new failure(s), "
+              f"{len(changes.fixed)} fixed, {len(changes.hosts_added)} host(s) added, "
+              f"{len(changes.hosts_removed)} removed")
+    print(f"reports in {published.directory}/:")
+    for path in published.files:
+        if path.parent == published.directory:
+            print(f"  {path}")
+    if published.manifest is not None:
+        print(f"  {published.manifest} (signed; check with: medinfra verify {published.directory} --pubkey KEY.pub)")
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     # First: pyinfra's transport patches the standard library for gevent before sockets exist.
     from medinfra.audit.pyinfra_transport import collect_all, quiet_hub
-    from medinfra.audit.results import AuditRun, HostResult, exit_code, judge, summary_text, write_results
+    from medinfra.audit.results import AuditRun, HostResult, exit_code, judge, summary_text
     from medinfra.audit.targets import load_targets
     from medinfra.collector import collector_source
     from medinfra.compliance.catalog import load_catalog, load_waivers
+    from medinfra.report.publish import publish
+    from medinfra.signing import load_private_key
 
+    # Every input is checked before any host is contacted.
     catalog = load_catalog(args.catalog)
     waivers = load_waivers(args.waivers, catalog) if args.waivers else ()
+    if args.sign is not None:
+        load_private_key(args.sign)
     with quiet_hub():
         targets = load_targets(args.inventory, args.limit, args.vault_password_file)
     started = datetime.now(UTC)
@@ -132,11 +164,112 @@ def cmd_audit(args: argparse.Namespace) -> int:
     views = {target.name: target.inventory for target in targets}
     findings = judge(results, views, catalog, waivers, datetime.now(UTC))
     run = AuditRun("pyinfra", str(args.inventory), started, results, findings, catalog, waivers,
-                   time.monotonic() - clock)
-    path = write_results(run, args.out)
+                   time.monotonic() - clock, views=views)
+    published = publish(run, args.out, history_location(args), args.sign)
     print(summary_text(run))
-    print(f"findings: {path}")
+    print_published(published)
     return exit_code(run)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from medinfra.report.model import ReportInputError
+    from medinfra.report.pdf import print_pdf
+    from medinfra.report.publish import FINDINGS_FILE, HistoryContext, recorded_context, write_reports
+
+    source = args.results / FINDINGS_FILE if args.results.is_dir() else args.results
+    try:
+        document = json.loads(source.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise UserInputError([Problem(str(source), (), f"cannot read: {exc.strerror or exc}")]) from None
+    except json.JSONDecodeError as exc:
+        raise UserInputError([Problem(str(source), (), f"not JSON: {exc.msg}", exc.lineno)]) from None
+    location = history_location(args)
+    context = recorded_context(location, document) if location is not None else HistoryContext()
+    out = args.out or source.parent
+    langs = ("en", "zh") if args.lang == "both" else (args.lang,)
+    try:
+        files = write_reports(document, out, context, langs)
+    except ReportInputError as exc:
+        raise UserInputError([Problem(str(source), (), str(exc))]) from None
+    if args.pdf:
+        files += [print_pdf(path, path.with_suffix(".pdf")) for path in files if path.suffix == ".html"]
+    for path in files:
+        print(path)
+    if args.sign is not None:
+        from medinfra.signing import sign_directory
+
+        print(sign_directory(out, args.sign))
+    return 0
+
+
+def cmd_keys_generate(args: argparse.Namespace) -> int:
+    from medinfra.signing import generate_keypair
+
+    private, public = generate_keypair(args.out)
+    print(f"private key: {private}")
+    print(f"public key:  {public}")
+    print(f"Keep {private} private (mode 0600): whoever holds it can sign results. Share only {public}.")
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from medinfra.signing import MANIFEST, SIGNATURE, verify_directory
+
+    result = verify_directory(args.directory, args.pubkey)
+    if result.ok:
+        print(f"verified: {result.files} files, signature valid")
+        return 0
+    if not result.signature_valid:
+        missing = [name for name in (MANIFEST, SIGNATURE) if not (args.directory / name).exists()]
+        reason = " and ".join(missing) + " missing" if missing else "manifest or signature altered"
+        print(f"signature: INVALID ({reason})")
+    for label, paths in (("altered", result.altered), ("added", result.added), ("removed", result.removed)):
+        for path in paths:
+            print(f"{label}: {path}")
+    return 1
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from medinfra.history import default_history_location, open_history
+    from medinfra.history.diff import runs_table
+
+    with open_history(args.history or default_history_location()) as store:
+        runs = store.runs(args.site, args.limit)
+    if not runs:
+        print(f"no runs recorded in {store.location}" + (f" for site {args.site}" if args.site else ""))
+        return 0
+    print(runs_table(runs))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from medinfra.history import RunInfo, default_history_location, diff_runs, diff_text, open_history
+    from medinfra.history.diff import run_label
+
+    with open_history(args.history or default_history_location()) as store:
+        if args.run_a is None:
+            latest = store.runs(limit=1)
+            if not latest:
+                print(f"no runs recorded in {store.location}")
+                return 0
+            newer = latest[0]
+        else:
+            newer = store.get(args.run_a if args.run_b is None else args.run_b)
+        older: RunInfo | None = store.previous(newer.id) if args.run_b is None else store.get(args.run_a)
+        if older is None:
+            print(f"{run_label(newer)} is the first recorded run of its site: nothing to compare it with")
+            return 0
+        a, b = store.document(older.id), store.document(newer.id)
+    print(f"{run_label(older)} → {run_label(newer)}")
+    print(diff_text(diff_runs(a, b), b.get("controls", {})))
+    return 0
+
+
+def add_history_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--history", metavar="PATH_OR_URL",
+                        help="history store: SQLite file or postgresql:// URL (default $MEDINFRA_HISTORY, else "
+                             "~/.local/share/medinfra/history.sqlite)")
+    parser.add_argument("--no-history", action="store_true", help="do not use the history store")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -164,15 +297,66 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
                        help="Ansible inventory (directory or file), read as ansible-playbook would")
     audit.add_argument("-l", "--limit", help="Ansible host pattern to audit a subset")
-    audit.add_argument("-o", "--out", type=Path, default=Path("audit-results"),
-                       help="directory for findings.json and evidence/ (default: audit-results)")
+    audit.add_argument("-o", "--out", type=Path, default=Path("reports"),
+                       help="directory for findings.json, evidence/ and every report format (default: reports)")
     audit.add_argument("--waivers", type=Path, help="YAML file of accepted exceptions (compliance/schemas/waivers)")
     audit.add_argument("--catalog", type=Path, default=CATALOG_DIR, help="catalog root with controls/ and frameworks/")
     audit.add_argument("--vault-password-file", type=Path, help="for inventories with vaulted connection variables")
     audit.add_argument("--timeout", type=float, default=10, help="SSH connect timeout per host, seconds (default 10)")
     audit.add_argument("--forks", type=int, default=100, help="hosts audited at once (default 100)")
     audit.add_argument("-q", "--quiet", action="store_true", help="no per-host progress on stderr")
+    audit.add_argument("--sign", type=Path, metavar="KEY",
+                       help="Ed25519 private key: write MANIFEST.sha256 and its signature over every output file")
+    add_history_options(audit)
     audit.set_defaults(handler=cmd_audit)
+
+    report = commands.add_parser(
+        "report",
+        help="render the reports of an earlier run again (another language, PDF, another directory)",
+        description="Reads RESULTS/findings.json; writes report.<lang>.html, OSCAL, JUnit and CSV.",
+    )
+    report.add_argument("results", type=Path, metavar="RESULTS", help="results directory or its findings.json")
+    report.add_argument("-o", "--out", type=Path, help="output directory (default: next to findings.json)")
+    report.add_argument("--lang", choices=("en", "zh", "both"), default="both", help="HTML language (default both)")
+    report.add_argument("--pdf", action="store_true", help="also print each HTML to PDF with headless Chromium")
+    report.add_argument("--sign", type=Path, metavar="KEY", help="sign the output directory afterwards")
+    add_history_options(report)
+    report.set_defaults(handler=cmd_report)
+
+    keys = commands.add_parser("keys", help="Ed25519 keys for signing audit results")
+    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    generate = keys_commands.add_parser("generate", help="write PREFIX.key (private, 0600) and PREFIX.pub")
+    generate.add_argument("--out", type=Path, required=True, metavar="PREFIX", help="e.g. keys/audit")
+    generate.set_defaults(handler=cmd_keys_generate)
+
+    verify = commands.add_parser(
+        "verify",
+        help="check a signed results directory against its MANIFEST.sha256 and signature",
+        description="Exit 0: signature valid and no file altered, added or removed; 1: otherwise; 2: bad input.",
+    )
+    verify.add_argument("directory", type=Path, metavar="DIR", help="results directory, e.g. audit-results")
+    verify.add_argument("--pubkey", type=Path, required=True, metavar="KEY", help="the signer's .pub file")
+    verify.set_defaults(handler=cmd_verify)
+
+    history_help = (
+        "where runs are recorded: a SQLite file, or a postgresql:// URL (default: $MEDINFRA_HISTORY, else "
+        "${XDG_DATA_HOME:-~/.local/share}/medinfra/history.sqlite)"
+    )
+    history = commands.add_parser("history", help="list recorded audit runs, newest first, with their scores")
+    history.add_argument("--history", metavar="LOC", help=history_help)
+    history.add_argument("--site", help="only this site's runs")
+    history.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs (default 20)")
+    history.set_defaults(handler=cmd_history)
+    diff = commands.add_parser(
+        "diff",
+        help="what changed between two recorded runs: new failures, fixes, hosts, scores",
+        description="With no run ids: the latest run against the run before it of the same site; with one: that run "
+        "against the run before it; with two: RUN_A (older) against RUN_B (newer).",
+    )
+    diff.add_argument("run_a", nargs="?", type=int, metavar="RUN_A")
+    diff.add_argument("run_b", nargs="?", type=int, metavar="RUN_B")
+    diff.add_argument("--history", metavar="LOC", help=history_help)
+    diff.set_defaults(handler=cmd_diff)
 
     lab = commands.add_parser("lab", help="the podman lab hospital")
     lab_commands = lab.add_subparsers(dest="lab_command", required=True)

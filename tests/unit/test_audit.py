@@ -18,7 +18,6 @@ from medinfra.audit.results import (
     findings_document,
     judge,
     summary_text,
-    write_results,
 )
 from medinfra.audit.targets import (
     SshSettings,
@@ -39,6 +38,7 @@ from medinfra.compliance.model import (
     Waiver,
 )
 from medinfra.paths import PROJECT_ROOT
+from medinfra.report.publish import publish
 from medinfra.toolenv import run_tool
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -85,9 +85,13 @@ def evidence(root_login: str = "no", forward: int = 0) -> dict:
 
 def test_applicability_waivers_and_malformed_evidence():
     waiver = Waiver(
-        "root_login_off", ("legacy-*",), "vendor needs root until 2027 upgrade", "CISO", "high", date(2026, 12, 31)
+        "root_login_off", ("legacy-*",), (), "vendor needs root until 2027 upgrade", "CISO", "high",
+        "accepted by the security committee", "vendor VPN only", date(2026, 12, 31),
     )
-    expired = Waiver("root_login_off", ("old-*",), "expired exception for testing", "CISO", "low", date(2026, 1, 1))
+    expired = Waiver(
+        "root_login_off", ("old-*",), (), "expired exception for testing", "CISO", "low",
+        "accepted for one quarter", "none", date(2026, 1, 1),
+    )
     hosts = [
         HostEvidence("fw", evidence(forward=1), {"services": ["zone_firewall"]}),
         HostEvidence("legacy-lis", evidence(root_login="yes"), {"services": []}),
@@ -101,7 +105,9 @@ def test_applicability_waivers_and_malformed_evidence():
     assert waived.status is Status.WAIVED
     assert waived.waiver == waiver
     assert waived.evidence == {"sshd.permitrootlogin": "yes"}
-    assert findings["old-pacs", "root_login_off"].status is Status.FAIL  # expired waivers do not count
+    flagged = findings["old-pacs", "root_login_off"]
+    assert flagged.status is Status.FAIL  # expired waivers do not count
+    assert flagged.expired_waiver == expired  # ... but are flagged, so someone renews or fixes
     assert findings["broken", "root_login_off"].status is Status.ERROR
 
 
@@ -137,7 +143,7 @@ def test_findings_document_summary_and_private_files(tmp_path):
     text = summary_text(run)
     assert "c: UNREACHABLE: SSH: connection refused" in text
     assert "root_login_off on 1 host(s)" in text
-    path = write_results(run, tmp_path / "out")
+    path = publish(run, tmp_path / "out", None, None).directory / "findings.json"
     assert json.loads(path.read_text())["findings"] == document["findings"]
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert stat.S_IMODE((tmp_path / "out" / "evidence" / "a.json").stat().st_mode) == 0o640
@@ -186,7 +192,9 @@ def test_targets_from_the_lab_inventory_carry_the_topology_view():
 
 
 def audit(tmp_path, *args: str):
-    return run_tool(PROJECT_ROOT, "medinfra", "audit", "-o", str(tmp_path / "out"), "-q", *args, timeout=120)
+    return run_tool(
+        PROJECT_ROOT, "medinfra", "audit", "-o", str(tmp_path / "out"), "-q", "--no-history", *args, timeout=120
+    )
 
 
 def test_audit_reports_unreachable_hosts_and_exits_3(tmp_path):
@@ -206,8 +214,15 @@ def test_audit_reports_unreachable_hosts_and_exits_3(tmp_path):
     [
         (
             "waivers:\n  - control: no_such_control\n    hosts: ['*']\n    justification: because we must\n"
-            "    approver: CISO\n    risk: low\n    expires: 2027-01-01\n",
+            "    approver: CISO\n    risk: low\n    risk_acceptance: accepted in committee\n"
+            "    compensating_control: none\n    expires: 2027-01-01\n",
             "waivers.yml:2: waivers[0].control: unknown control",
+        ),
+        (
+            "waivers:\n  - control: sshd_root_login_disabled\n    justification: because we must\n"
+            "    approver: CISO\n    risk: low\n    risk_acceptance: accepted in committee\n"
+            "    compensating_control: none\n    expires: 2027-01-01\n",
+            "waivers.yml:2: waivers[0]: needs 'hosts' or 'groups'",
         ),
         (
             "waivers:\n  - control: sshd_root_login_disabled\n    hosts: ['*']\n",

@@ -6,18 +6,28 @@ write the same document and print the same summary.
 
 from __future__ import annotations
 
-import json
 import os
+import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from medinfra import __version__
 from medinfra.compliance.evaluate import evaluate
-from medinfra.compliance.model import FRAMEWORKS, SEVERITIES, Catalog, Finding, HostEvidence, Status, Waiver
+from medinfra.compliance.model import (
+    FRAMEWORKS,
+    SEVERITIES,
+    Bilingual,
+    Catalog,
+    Control,
+    Finding,
+    HostEvidence,
+    Status,
+    Waiver,
+)
 
 FINDINGS_FORMAT = "medinfra-findings/1"
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
@@ -45,6 +55,15 @@ class AuditRun:
     catalog: Catalog
     waivers: Sequence[Waiver] = field(default_factory=tuple)
     seconds: float = 0.0
+    # The inventory's view of each host (zone, groups, site, ...), as the evaluator saw it.
+    views: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+    @property
+    def site(self) -> str:
+        """The topology's site name, else the inventory path: what history groups runs by."""
+        names = sorted({str(v["site"]) for v in self.views.values() if v.get("site")})
+        return names[0] if len(names) == 1 else self.inventory
 
 
 def judge(
@@ -114,7 +133,22 @@ def exit_code(run: AuditRun) -> int:
     return EXIT_OK
 
 
-def finding_record(finding: Finding) -> dict[str, Any]:
+def waiver_record(waiver: Waiver) -> dict[str, Any]:
+    return {
+        "control": waiver.control,
+        "hosts": list(waiver.hosts),
+        "groups": list(waiver.groups),
+        "justification": waiver.justification,
+        "approver": waiver.approver,
+        "risk": waiver.risk,
+        "risk_acceptance": waiver.risk_acceptance,
+        "compensating_control": waiver.compensating_control,
+        "expires": waiver.expires.isoformat(),
+    }
+
+
+def finding_record(finding: Finding, waiver_index: Mapping[Waiver, int]) -> dict[str, Any]:
+    """One finding; waivers are referred to by their index in the document's `waivers` list."""
     record: dict[str, Any] = {
         "host": finding.host,
         "control": finding.control,
@@ -123,23 +157,80 @@ def finding_record(finding: Finding) -> dict[str, Any]:
         "evidence": dict(finding.evidence),
     }
     if finding.waiver is not None:
-        waiver = finding.waiver
-        record["waiver"] = {
-            "justification": waiver.justification,
-            "approver": waiver.approver,
-            "risk": waiver.risk,
-            "expires": waiver.expires.isoformat(),
-        }
+        record["waiver"] = waiver_index[finding.waiver]
+    if finding.expired_waiver is not None:
+        record["expired_waiver"] = waiver_index[finding.expired_waiver]
     return record
+
+
+def waivers_section(run: AuditRun) -> list[dict[str, Any]]:
+    """Every waiver given, whether it was in force at the run, and how many findings it touched."""
+    applied = Counter(f.waiver for f in run.findings if f.waiver is not None)
+    lapsed = Counter(f.expired_waiver for f in run.findings if f.expired_waiver is not None)
+    return [
+        {
+            **waiver_record(w),
+            "state": "expired" if w.expired(run.started_at.date()) else "active",
+            "applied": applied[w],
+            "expired_matches": lapsed[w],
+        }
+        for w in run.waivers
+    ]
+
+
+def bilingual(text: Bilingual) -> dict[str, str]:
+    return {"en": text.en, "zh": text.zh}
+
+
+def control_record(control: Control) -> dict[str, Any]:
+    return {
+        "title": bilingual(control.title),
+        "description": bilingual(control.description),
+        "rationale": bilingual(control.rationale),
+        "severity": control.severity,
+        "area": control.area,
+        "references": {k: list(v) for k, v in control.references.items() if v},
+        "remediation": {
+            "role": control.remediation.role,
+            "variables": list(control.remediation.variables),
+            "text": bilingual(control.remediation.text),
+        },
+    }
+
+
+def framework_rank(name: str) -> int:
+    return FRAMEWORKS.index(name) if name in FRAMEWORKS else len(FRAMEWORKS)
+
+
+def frameworks_section(catalog: Catalog) -> dict[str, Any]:
+    """Each framework's clauses, their coverage and the controls that cover them."""
+    return {
+        name: {
+            "title": bilingual(framework.title),
+            "source": framework.source,
+            "clauses": [
+                {
+                    "id": clause.id,
+                    "title": bilingual(clause.title),
+                    "coverage": clause.coverage,
+                    "note": bilingual(clause.note) if clause.note else None,
+                    "controls": list(catalog.covering(name, clause.id)),
+                }
+                for clause in framework.clauses
+            ],
+        }
+        for name, framework in sorted(catalog.frameworks.items(), key=lambda item: framework_rank(item[0]))
+    }
 
 
 def findings_document(run: AuditRun) -> dict[str, Any]:
     """The machine-readable result: self-contained (controls' metadata included), stable ordering."""
-    used = sorted({f.control for f in run.findings} or run.catalog.by_id())
-    by_control = run.catalog.by_id()
+    waiver_index = {w: i for i, w in enumerate(run.waivers)}
     return {
         "format": FINDINGS_FORMAT,
         "generator": f"medinfra {__version__}",
+        "run_id": run.run_id,
+        "site": run.site,
         "transport": run.transport,
         "inventory": run.inventory,
         "started_at": run.started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -149,48 +240,32 @@ def findings_document(run: AuditRun) -> dict[str, Any]:
                 "name": h.host,
                 "status": h.status,
                 "reason": h.reason,
+                "zone": run.views.get(h.host, {}).get("zone"),
+                "groups": list(run.views.get(h.host, {}).get("groups") or ()),
                 "collected_at": (h.evidence or {}).get("collected_at"),
                 "collector_version": (h.evidence or {}).get("collector_version"),
             }
             for h in run.hosts
         ],
-        "controls": {
-            cid: {
-                "title": {"en": by_control[cid].title.en, "zh": by_control[cid].title.zh},
-                "severity": by_control[cid].severity,
-                "area": by_control[cid].area,
-                "references": {k: list(v) for k, v in by_control[cid].references.items() if v},
-                "remediation": {
-                    "role": by_control[cid].remediation.role,
-                    "variables": list(by_control[cid].remediation.variables),
-                },
-            }
-            for cid in used
-        },
-        "findings": [finding_record(f) for f in run.findings],
+        "controls": {control.id: control_record(control) for control in run.catalog.controls},
+        "frameworks": frameworks_section(run.catalog),
+        "waivers": waivers_section(run),
+        "findings": [finding_record(f, waiver_index) for f in run.findings],
         "summary": summary(run),
     }
 
 
-def write_private(path: Path, text: str) -> None:
-    """Audit results describe weaknesses: readable by the owner and group only."""
+def open_private(path: Path, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None) -> IO[Any]:
+    """Audit results describe weaknesses: files readable by the owner and group only, from creation on."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+    os.fchmod(descriptor, 0o640)
+    return os.fdopen(descriptor, mode, encoding=encoding, newline=newline)
+
+
+def write_private(path: Path, text: str) -> None:
+    with open_private(path) as handle:
         handle.write(text)
-    os.chmod(path, 0o640)
-
-
-def write_results(run: AuditRun, out_dir: Path) -> Path:
-    """findings.json plus each host's raw evidence under evidence/; returns the findings path."""
-    for host in run.hosts:
-        if host.evidence is not None:
-            write_private(
-                out_dir / "evidence" / f"{host.host}.json", json.dumps(host.evidence, indent=1, sort_keys=True)
-            )
-    findings = out_dir / "findings.json"
-    write_private(findings, json.dumps(findings_document(run), indent=1, ensure_ascii=False, sort_keys=False) + "\n")
-    return findings
 
 
 def percent(score: float | None) -> str:

@@ -23,6 +23,8 @@ INVENTORY_VIEW = {
     "sla": "medinfra_sla",
     "data_classification": "medinfra_data_classification",
     "legacy": "medinfra_legacy",
+    "groups": "group_names",
+    "site": "medinfra_site",
 }
 
 
@@ -55,6 +57,7 @@ def inventory_view(hostvars: Mapping[str, Any]) -> dict[str, Any]:
     view = {key: hostvars.get(variable) for key, variable in INVENTORY_VIEW.items()}
     view["services"] = list(view["services"] or [])
     view["legacy"] = bool(view["legacy"])
+    view["groups"] = sorted(view["groups"] or [])
     return view
 
 

@@ -52,12 +52,22 @@ def schema(name: str) -> dict[str, Any]:
 
 def schema_problems(document: YamlDocument, name: str) -> list[Problem]:
     validator = jsonschema.Draft202012Validator(schema(name), registry=schema_registry())
-    # oneOf failures in the check language are clearer from their most specific cause.
+    # oneOf failures in the check language are clearer from their most specific cause; an anyOf of
+    # `required` alternatives (a waiver's hosts or groups) is clearer said as such.
     errors = (
-        jsonschema.exceptions.best_match([error]) if error.context else error
+        jsonschema.exceptions.best_match([error]) if error.context and not alternatives(error) else error
         for error in validator.iter_errors(document.data)
     )
-    return validation_problems(document, errors)
+    return validation_problems(document, errors, lambda error: alternatives(error) or error.message)
+
+
+def alternatives(error: jsonschema.ValidationError) -> str:
+    """"needs 'a' or 'b'" when the error is an anyOf whose branches each require a property, else ""."""
+    if error.validator != "anyOf" or not all(c.validator == "required" for c in error.context):
+        return ""
+    required: list[Any] = [name for c in error.context for name in c.schema.get("required", ())]  # type: ignore[union-attr]
+    names = list(dict.fromkeys(str(name) for name in required))
+    return "needs " + " or ".join(repr(name) for name in names)
 
 
 def bilingual(data: Mapping[str, str]) -> Bilingual:
@@ -179,11 +189,16 @@ def cross_problems(
                 problems.append(document.problem(("clauses", index, "id"), f"duplicate clause {clause.id!r}"))
             ids.add(clause.id)
             covering = [c for _, c in controls if clause.id in c.references.get(name, ())]
-            if clause.coverage != "manual" and not covering:
+            if clause.coverage in ("automated", "partial") and not covering:
                 problems.append(
                     document.problem(
                         ("clauses", index, "coverage"), f"{clause.coverage!r} but no control references {clause.id!r}"
                     )
+                )
+            if clause.coverage == "not_covered" and covering:
+                names = ", ".join(sorted(c.id for c in covering))
+                problems.append(
+                    document.problem(("clauses", index, "coverage"), f"'not_covered' but referenced by {names}")
                 )
     return problems
 
@@ -243,10 +258,13 @@ def load_waivers(path: Path, catalog: Catalog) -> tuple[Waiver, ...]:
         waivers.append(
             Waiver(
                 control=item["control"],
-                hosts=tuple(item["hosts"]),
+                hosts=tuple(item.get("hosts", ())),
+                groups=tuple(item.get("groups", ())),
                 justification=item["justification"],
                 approver=item["approver"],
                 risk=item["risk"],
+                risk_acceptance=item["risk_acceptance"],
+                compensating_control=item["compensating_control"],
                 expires=expires,
             )
         )

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from fnmatch import fnmatchcase
 from typing import Any
 
 from medinfra.compliance.checks import run_check
@@ -21,15 +20,9 @@ def evidence_root(host: HostEvidence) -> dict[str, Any] | None:
     return {**facts, "inventory": dict(host.inventory)}
 
 
-def matching_waiver(waivers: Iterable[Waiver], control: str, host: str, now: datetime) -> Waiver | None:
-    for waiver in waivers:
-        if (
-            waiver.control == control
-            and waiver.expires >= now.date()
-            and any(fnmatchcase(host, pattern) for pattern in waiver.hosts)
-        ):
-            return waiver
-    return None
+def matching_waivers(waivers: Iterable[Waiver], control: str, host: HostEvidence) -> list[Waiver]:
+    groups = host.inventory.get("groups") or ()
+    return [w for w in waivers if w.control == control and w.covers(host.host, groups)]
 
 
 def evaluate_control(
@@ -46,9 +39,14 @@ def evaluate_control(
     outcome = run_check(control.check, root, now)
     status = Status(outcome.status)
     if status is Status.FAIL:
-        waiver = matching_waiver(waivers, control.id, host.host, now)
-        if waiver is not None:
-            return Finding(host.host, control.id, Status.WAIVED, outcome.reason, outcome.excerpt, waiver)
+        matching = matching_waivers(waivers, control.id, host)
+        active = [w for w in matching if not w.expired(now.date())]
+        if active:
+            return Finding(host.host, control.id, Status.WAIVED, outcome.reason, outcome.excerpt, active[0])
+        if matching:
+            return Finding(
+                host.host, control.id, status, outcome.reason, outcome.excerpt, expired_waiver=matching[0]
+            )
     return Finding(host.host, control.id, status, outcome.reason, outcome.excerpt)
 
 

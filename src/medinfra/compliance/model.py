@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
+from fnmatch import fnmatchcase
 from typing import Any
 
 FRAMEWORKS = ("hipaa", "gbt22239", "cis_debian12")
@@ -74,12 +75,24 @@ class Catalog:
 
 @dataclass(frozen=True)
 class Waiver:
+    """An accepted exception: who accepted which residual risk, what compensates, and until when."""
+
     control: str
     hosts: tuple[str, ...]
+    groups: tuple[str, ...]
     justification: str
     approver: str
     risk: str
+    risk_acceptance: str
+    compensating_control: str
     expires: date
+
+    def covers(self, host: str, groups: Iterable[str]) -> bool:
+        """Host name matches one of the shell patterns, or the host is in one of the inventory groups."""
+        return any(fnmatchcase(host, pattern) for pattern in self.hosts) or not set(self.groups).isdisjoint(groups)
+
+    def expired(self, today: date) -> bool:
+        return self.expires < today
 
 
 class Status(StrEnum):
@@ -107,3 +120,5 @@ class Finding:
     reason: str
     evidence: Mapping[str, Any]
     waiver: Waiver | None = None
+    # A failure that an expired waiver would have covered: reported so someone renews or fixes it.
+    expired_waiver: Waiver | None = None

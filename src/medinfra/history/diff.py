@@ -1,0 +1,214 @@
+"""What changed between two audit runs of a site (new failures, fixes, hosts, scores), and the terminal text for
+runs and their differences. Pure: no I/O."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from medinfra.audit.results import percent
+from medinfra.history.store import RunInfo
+
+FAILING = frozenset({"fail", "error"})
+# A failure that becomes one of these was dealt with: fixed, accepted (waived) or no longer relevant.
+RESOLVED = frozenset({"pass", "waived", "not_applicable"})
+FRAMEWORK_LABELS = {"hipaa": "HIPAA", "gbt22239": "GB/T 22239", "cis_debian12": "CIS"}
+REASON_WIDTH = 120
+
+
+@dataclass(frozen=True)
+class Change:
+    """One (host, control) whose standing changed; status and reason are run B's, before is A's status."""
+
+    host: str
+    control: str
+    status: str
+    reason: str
+    before: str | None
+
+
+@dataclass(frozen=True)
+class HostChange:
+    """A host audited in only one run: its failing findings there, and its state in run B."""
+
+    name: str
+    failing: int
+    status: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ScoreChange:
+    """A score in run A and in run B; scope is "overall" or a framework key such as "hipaa"."""
+
+    scope: str
+    before: float | None
+    after: float | None
+
+    @property
+    def delta(self) -> float | None:
+        if self.before is None or self.after is None:
+            return None
+        return self.after - self.before
+
+
+@dataclass(frozen=True)
+class RunDiff:
+    """Run B against run A, each part sorted by host and control (or host name)."""
+
+    new_failures: tuple[Change, ...]
+    fixed: tuple[Change, ...]
+    hosts_added: tuple[HostChange, ...]
+    hosts_removed: tuple[HostChange, ...]
+    score_change: ScoreChange
+    framework_changes: tuple[ScoreChange, ...]
+
+
+@dataclass(frozen=True)
+class Result:
+    status: str
+    reason: str
+
+
+def results(document: Mapping[str, Any]) -> dict[tuple[str, str], Result]:
+    return {(f["host"], f["control"]): Result(f["status"], f.get("reason") or "") for f in document["findings"]}
+
+
+def audited(document: Mapping[str, Any]) -> set[str]:
+    return {h["name"] for h in document["hosts"] if h["status"] == "audited"}
+
+
+def failing_by_host(by_key: Mapping[tuple[str, str], Result]) -> Counter[str]:
+    return Counter(host for (host, _), result in by_key.items() if result.status in FAILING)
+
+
+def host_state(document: Mapping[str, Any], name: str) -> tuple[str, str]:
+    """Status and reason of a host in a run; a host left out of the run is "absent"."""
+    for host in document["hosts"]:
+        if host["name"] == name:
+            return host["status"], host.get("reason") or ""
+    return "absent", ""
+
+
+def framework_order(names: Iterable[str]) -> list[str]:
+    known = list(FRAMEWORK_LABELS)
+    return sorted(set(names), key=lambda n: (known.index(n) if n in known else len(known), n))
+
+
+def score(summary: Mapping[str, Any], scope: str) -> float | None:
+    value = summary.get(scope, {}).get("score")
+    return float(value) if value is not None else None
+
+
+def score_changes(a: Mapping[str, Any], b: Mapping[str, Any]) -> tuple[ScoreChange, tuple[ScoreChange, ...]]:
+    summary_a, summary_b = a.get("summary", {}), b.get("summary", {})
+    frameworks_a, frameworks_b = summary_a.get("per_framework", {}), summary_b.get("per_framework", {})
+    overall = ScoreChange("overall", score(summary_a, "overall"), score(summary_b, "overall"))
+    per_framework = tuple(
+        ScoreChange(name, score(frameworks_a, name), score(frameworks_b, name))
+        for name in framework_order([*frameworks_a, *frameworks_b])
+    )
+    return overall, per_framework
+
+
+def diff_runs(a: Mapping[str, Any], b: Mapping[str, Any]) -> RunDiff:
+    """Compare findings documents A (older) and B (newer); findings are compared for hosts audited in both."""
+    before, after = results(a), results(b)
+    hosts_a, hosts_b = audited(a), audited(b)
+    both = hosts_a & hosts_b
+    new_failures, fixed = [], []
+    for key in sorted(after):
+        if key[0] not in both:
+            continue
+        new, old = after[key], before.get(key)
+        old_status = old.status if old else None
+        if new.status in FAILING and old_status not in FAILING:
+            new_failures.append(Change(*key, new.status, new.reason, old_status))
+        elif new.status in RESOLVED and old_status in FAILING:
+            fixed.append(Change(*key, new.status, new.reason, old_status))
+    overall, per_framework = score_changes(a, b)
+    failing_a, failing_b = failing_by_host(before), failing_by_host(after)
+    return RunDiff(
+        new_failures=tuple(new_failures),
+        fixed=tuple(fixed),
+        hosts_added=tuple(HostChange(n, failing_b[n], "audited", "") for n in sorted(hosts_b - hosts_a)),
+        hosts_removed=tuple(HostChange(n, failing_a[n], *host_state(b, n)) for n in sorted(hosts_a - hosts_b)),
+        score_change=overall,
+        framework_changes=per_framework,
+    )
+
+
+def shorten(text: str, width: int = REASON_WIDTH) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def score_line(change: ScoreChange) -> str:
+    label = "overall" if change.scope == "overall" else FRAMEWORK_LABELS.get(change.scope, change.scope)
+    delta = change.delta
+    moved = "" if delta is None else f" ({delta * 100:+.1f} points)"
+    return f"  {label:<11} {percent(change.before).strip()} → {percent(change.after).strip()}{moved}"
+
+
+def title(controls: Mapping[str, Any], control: str) -> str:
+    names = controls.get(control, {}).get("title", {})
+    return " / ".join(t for t in (names.get("en"), names.get("zh")) if t)
+
+
+def change_lines(changes: Iterable[Change], controls: Mapping[str, Any]) -> list[str]:
+    lines = []
+    for change in changes:
+        was = f"was {change.before}" if change.before else "not evaluated before"
+        lines.append(f"  {change.host} {change.control}: {change.status} ({was})")
+        if name := title(controls, change.control):
+            lines.append(f"    {name}")
+        if change.reason:
+            lines.append(f"    {shorten(change.reason)}")
+    return lines
+
+
+def diff_text(diff: RunDiff, controls: Mapping[str, Any]) -> str:
+    """The diff for a terminal; control titles (English / 中文) come from the newer run's `controls`."""
+    lines = ["score:", score_line(diff.score_change), *(score_line(c) for c in diff.framework_changes)]
+    lines.append(f"new failures: {len(diff.new_failures)}")
+    lines += change_lines(diff.new_failures, controls)
+    lines.append(f"fixed: {len(diff.fixed)}")
+    lines += change_lines(diff.fixed, controls)
+    lines.append(f"hosts added: {len(diff.hosts_added)}")
+    lines += [f"  {h.name}: {h.failing} failing" for h in diff.hosts_added]
+    lines.append(f"hosts no longer audited: {len(diff.hosts_removed)}")
+    for host in diff.hosts_removed:
+        why = f": {host.reason}" if host.reason else ""
+        lines.append(f"  {host.name}: {host.status}{why} (had {host.failing} failing)")
+    return "\n".join(lines)
+
+
+def run_label(run: RunInfo) -> str:
+    return f"run {run.id} of {run.site} at {run.started_at:%Y-%m-%d %H:%M:%S} UTC"
+
+
+def runs_table(runs: Sequence[RunInfo]) -> str:
+    """One line per run: when, where, how many hosts were audited, and the scores."""
+    header = ("id", "started (UTC)", "site", "transport", "hosts", "overall", *FRAMEWORK_LABELS.values())
+    rows = [
+        (
+            str(run.id),
+            f"{run.started_at:%Y-%m-%d %H:%M:%S}",
+            run.site,
+            run.transport,
+            f"{run.hosts_audited}/{run.hosts_total}",
+            percent(run.score),
+            *(percent(run.framework_scores.get(name)) for name in FRAMEWORK_LABELS),
+        )
+        for run in runs
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    # Text columns (started, site, transport) read left to right; numbers line up on the right.
+    left = {1, 2, 3}
+    return "\n".join(
+        "  ".join(
+            cell.ljust(w) if i in left else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in (header, *rows)
+    )

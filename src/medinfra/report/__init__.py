@@ -1,0 +1,1 @@
+"""Report formats rendered from one findings document."""

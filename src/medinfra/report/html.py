@@ -1,0 +1,143 @@
+"""The auditor's report: one self-contained HTML file (inline CSS, SVG charts, a little script).
+
+A Content-Security-Policy forbids every network load, so the file opens the same on an
+air-gapped laptop, and a stray external reference would show as a console error in tests.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+from markupsafe import Markup
+
+from medinfra.audit.results import Tally, open_private
+from medinfra.compliance.model import Bilingual, Status
+from medinfra.history.store import RunInfo
+from medinfra.report.i18n import ui
+from medinfra.report.model import Report
+
+# Order and colour of each status in bars and badges (colour-blind safe pairs, text labels too).
+STATUS_COLOURS = {
+    Status.PASS: "#1a7f37",
+    Status.WAIVED: "#8250df",
+    Status.FAIL: "#cf222e",
+    Status.ERROR: "#bc4c00",
+    Status.NOT_APPLICABLE: "#8c959f",
+}
+FRAMEWORK_COLOURS = {"overall": "#24292f", "hipaa": "#0969da", "gbt22239": "#cf222e", "cis_debian12": "#1a7f37"}
+FRAMEWORK_SHORT = {"hipaa": "HIPAA", "gbt22239": "GB/T 22239 L3", "cis_debian12": "CIS Debian 12"}
+
+
+def stacked_bar(tally: Tally, width: int = 220, height: int = 14) -> Markup:
+    """One horizontal bar split by status, with the counts in its tooltip."""
+    total = sum(tally.counts.values())
+    if not total:
+        return Markup("")
+    parts, x = [], 0.0
+    for status, colour in STATUS_COLOURS.items():
+        count = tally.counts.get(status, 0)
+        if count:
+            span = width * count / total
+            parts.append(
+                f'<rect x="{x:.1f}" y="0" width="{span:.1f}" height="{height}" fill="{colour}">'
+                f"<title>{status.value}: {count}</title></rect>"
+            )
+            x += span
+    return Markup(
+        f'<svg class="bar" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
+        + "".join(parts)
+        + "</svg>"
+    )
+
+
+def trend_chart(trend: Sequence[RunInfo], width: int = 640, height: int = 200) -> Markup:
+    """Overall and per-framework scores of this site's runs, oldest left."""
+    if len(trend) < 2:
+        return Markup("")
+    pad, top = 36, 10
+    inner_w, inner_h = width - 2 * pad, height - top - 28
+
+    def point(index: int, score: float) -> str:
+        return f"{pad + inner_w * index / (len(trend) - 1):.1f},{top + inner_h * (1 - score):.1f}"
+
+    series: dict[str, list[float | None]] = {"overall": [run.score for run in trend]}
+    for name in FRAMEWORK_SHORT:
+        series[name] = [run.framework_scores.get(name) for run in trend]
+    lines = []
+    for tick in (0, 0.5, 1):
+        y = top + inner_h * (1 - tick)
+        lines.append(
+            f'<line x1="{pad}" x2="{width - pad}" y1="{y:.1f}" y2="{y:.1f}" stroke="#d0d7de"/>'
+            f'<text x="{pad - 4}" y="{y + 4:.1f}" text-anchor="end" font-size="10">{int(tick * 100)}%</text>'
+        )
+    for index, run in enumerate(trend):
+        x = pad + inner_w * index / (len(trend) - 1)
+        lines.append(f'<text x="{x:.1f}" y="{height - 8}" text-anchor="middle" font-size="10">#{run.id}</text>')
+    for name, scores in series.items():
+        points = " ".join(point(i, s) for i, s in enumerate(scores) if s is not None)
+        if points:
+            colour = FRAMEWORK_COLOURS[name]
+            lines.append(
+                f'<polyline fill="none" stroke="{colour}" stroke-width="2" points="{points}">'
+                f"<title>{FRAMEWORK_SHORT.get(name, name)}</title></polyline>"
+            )
+    return Markup(
+        f'<svg class="trend" width="{width}" height="{height}" viewBox="0 0 {width} {height}" role="img">'
+        + "".join(lines)
+        + "</svg>"
+    )
+
+
+def percent(score: float | None) -> str:
+    return "n/a" if score is None else f"{score * 100:.1f}%"
+
+
+def evidence_text(evidence: Mapping[str, Any]) -> str:
+    return json.dumps(evidence, indent=1, ensure_ascii=False, sort_keys=True, default=str)
+
+
+def environment() -> Environment:
+    env = Environment(
+        loader=PackageLoader("medinfra.report", "templates"),
+        autoescape=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        undefined=StrictUndefined,
+    )
+    env.filters.update(bar=stacked_bar, percent=percent, evidence=evidence_text)
+    return env
+
+
+def render_html(report: Report, lang: str, expand: bool = False) -> str:
+    """The report in one language; `expand` opens every section (for printing to PDF)."""
+
+    def text(value: Bilingual) -> str:
+        return value.zh if lang == "zh" else value.en
+
+    return environment().get_template("report.html.j2").render(
+        report=report,
+        lang=lang,
+        t=ui(lang),
+        text=text,
+        expand=expand,
+        Status=Status,
+        colours=STATUS_COLOURS,
+        framework_short=FRAMEWORK_SHORT,
+        trend=trend_chart(report.trend),
+        other_language_file=html_name("en" if lang == "zh" else "zh"),
+    )
+
+
+def html_name(lang: str) -> str:
+    return f"report.{lang}.html"
+
+
+def write_html(report: Report, directory: Path, lang: str) -> Path:
+    path = directory / html_name(lang)
+    with open_private(path) as handle:
+        handle.write(render_html(report, lang))
+    return path

@@ -1,0 +1,386 @@
+"""History of audit runs and the diff between runs.
+
+`HistoryContract` holds the behaviour every backend must show; `TestSQLiteHistory` runs it here and
+tests/integration/test_history_postgres.py runs it against a real PostgreSQL server.
+"""
+
+from __future__ import annotations
+
+import random
+import sqlite3
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import closing
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from medinfra.audit.results import FINDINGS_FORMAT, Tally
+from medinfra.cli import main
+from medinfra.history import (
+    Change,
+    HistoryStore,
+    HostChange,
+    ScoreChange,
+    default_history_location,
+    diff_runs,
+    diff_text,
+    open_history,
+)
+from medinfra.history.store import redact
+from medinfra.problems import PrerequisiteError, UserInputError
+
+FRAMEWORKS_OF = {
+    "ssh_root": ("hipaa", "gbt22239", "cis_debian12"),
+    "audit_log": ("hipaa", "gbt22239"),
+    "tmp_noexec": ("cis_debian12",),
+    "ntp_sync": ("gbt22239",),
+}
+CONTROLS = {
+    "ssh_root": {"title": {"en": "SSH root login disabled", "zh": "禁止 SSH root 登录"}, "severity": "high"},
+    "audit_log": {"title": {"en": "Audit log enabled", "zh": "启用审计日志"}, "severity": "high"},
+    "tmp_noexec": {"title": {"en": "/tmp mounted noexec", "zh": "/tmp 以 noexec 挂载"}, "severity": "low"},
+    "ntp_sync": {"title": {"en": "Clock synchronised", "zh": "时钟同步"}, "severity": "medium"},
+}
+# Host name -> {control: status} for an audited host, or the reason it could not be audited.
+Hosts = Mapping[str, Mapping[str, str] | str]
+
+
+def tally(findings: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    return Tally(Counter(f["status"] for f in findings)).as_dict()
+
+
+def make_document(hosts: Hosts, site: str | None = "lab", started: str = "2026-11-22T07:16:44Z") -> dict[str, Any]:
+    """A findings document as `medinfra audit` writes it, with the summary computed from the findings."""
+    per_host: dict[str, list[dict[str, Any]]] = {
+        host: [
+            {"host": host, "control": c, "status": s, "reason": f"{c} {s} on {host}", "evidence": {}}
+            for c, s in sorted(results.items())
+        ]
+        for host, results in hosts.items()
+        if not isinstance(results, str)
+    }
+    findings = [finding for host_findings in per_host.values() for finding in host_findings]
+    document: dict[str, Any] = {
+        "format": FINDINGS_FORMAT,
+        "generator": "medinfra test",
+        "transport": "pyinfra",
+        "inventory": f"inventories/{site or 'lab'}",
+        "run_id": str(uuid.uuid4()),
+        "started_at": started,
+        "hosts": [
+            {"name": name, "status": "unreachable", "reason": results}
+            if isinstance(results, str)
+            else {"name": name, "status": "audited", "reason": ""}
+            for name, results in hosts.items()
+        ],
+        "controls": CONTROLS,
+        "findings": findings,
+        "summary": {
+            "overall": tally(findings),
+            "per_framework": {
+                name: tally(f for f in findings if name in FRAMEWORKS_OF[f["control"]])
+                for name in ("hipaa", "gbt22239", "cis_debian12")
+            },
+            "per_host": {host: tally(host_findings) for host, host_findings in per_host.items()},
+        },
+    }
+    if site is not None:
+        document["site"] = site
+    return document
+
+
+BEFORE: Hosts = {
+    "web": {"ssh_root": "pass", "audit_log": "fail", "tmp_noexec": "error", "ntp_sync": "waived"},
+    "db": {"ssh_root": "fail", "audit_log": "pass", "tmp_noexec": "pass"},
+    "old": {"ssh_root": "fail"},
+    "retired": {"ssh_root": "fail", "audit_log": "fail"},
+}
+AFTER: Hosts = {
+    "web": {"ssh_root": "fail", "audit_log": "waived", "tmp_noexec": "pass", "ntp_sync": "fail"},
+    "db": {"ssh_root": "fail", "audit_log": "error", "tmp_noexec": "not_applicable", "ntp_sync": "fail"},
+    "new": {"ssh_root": "fail", "audit_log": "pass"},
+    "old": "connection refused",
+}
+
+
+def stamp(n: int) -> str:
+    return f"2026-11-{n:02d}T07:00:00Z"
+
+
+def raw_sql(location: str, statement: str) -> list[tuple[Any, ...]]:
+    """Run SQL on the history database itself, past the store, and commit."""
+    if location.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        with psycopg.connect(location) as server:
+            cursor = server.execute(statement)
+            return cursor.fetchall() if cursor.description else []
+    with closing(sqlite3.connect(location)) as database, database:
+        return database.execute(statement).fetchall()
+
+
+class HistoryContract:
+    """Behaviour shared by every backend; a subclass provides the `location` fixture."""
+
+    @pytest.fixture
+    def store(self, location: str) -> Iterator[HistoryStore]:
+        with open_history(location) as store:
+            yield store
+
+    def test_record_then_list_get_and_document_round_trip(self, location: str, store: HistoryStore) -> None:
+        document = make_document(AFTER)
+        run = store.record(document)
+        assert (run.site, run.inventory, run.transport) == ("lab", "inventories/lab", "pyinfra")
+        assert run.run_uuid == document["run_id"]
+        assert run.started_at == datetime(2026, 11, 22, 7, 16, 44, tzinfo=UTC)
+        assert (run.hosts_audited, run.hosts_total) == (3, 4)
+        assert run.score == document["summary"]["overall"]["score"]
+        assert run.framework_scores == {k: v["score"] for k, v in document["summary"]["per_framework"].items()}
+        assert run.counts == {"pass": 2, "fail": 5, "error": 1, "waived": 1, "not_applicable": 1}
+        assert store.runs() == [run]
+        assert store.get(run.id) == run
+        assert store.document(run.id) == document
+        # Reopening creates nothing twice and finds the run again.
+        with open_history(location) as again:
+            assert again.runs() == [run]
+        assert raw_sql(location, "SELECT version FROM medinfra_schema") == [(1,)]
+        assert raw_sql(location, f"SELECT COUNT(*) FROM medinfra_results WHERE run_id = {run.id}") == [(10,)]
+
+    def test_same_run_recorded_twice_is_kept_once(self, store: HistoryStore) -> None:
+        document = make_document(AFTER)
+        assert store.record(document) == store.record(document)
+        assert len(store.runs()) == 1
+
+    def test_site_falls_back_to_inventory_and_run_id_is_optional(self, store: HistoryStore) -> None:
+        documents = [make_document(BEFORE, site=None), make_document(BEFORE, site=None, started=stamp(23))]
+        for document in documents:
+            del document["run_id"]
+        runs = [store.record(document) for document in documents]
+        assert [(r.site, r.run_uuid) for r in runs] == [("inventories/lab", None)] * 2
+        assert store.previous(runs[1].id) == runs[0]
+
+    def test_previous_and_trend_stay_within_a_site(self, store: HistoryStore) -> None:
+        lab1 = store.record(make_document(BEFORE, "lab", stamp(1)))
+        ter1 = store.record(make_document(BEFORE, "tertiary", stamp(2)))
+        lab2 = store.record(make_document(AFTER, "lab", stamp(3)))
+        ter2 = store.record(make_document(AFTER, "tertiary", stamp(4)))
+        lab3 = store.record(make_document(AFTER, "lab", stamp(5)))
+        # Recorded last but audited first: order follows started_at, not recording order.
+        lab0 = store.record(make_document(BEFORE, "lab", "2026-10-31T07:00:00Z"))
+        assert store.previous(lab3.id) == lab2
+        assert store.previous(lab1.id) == lab0
+        assert store.previous(lab0.id) is None
+        assert store.previous(ter2.id) == ter1
+        assert store.trend(lab2.id) == [lab0, lab1, lab2]
+        assert store.trend(lab3.id, limit=2) == [lab2, lab3]
+        assert store.trend(ter2.id) == [ter1, ter2]
+        assert store.runs(site="tertiary") == [ter2, ter1]
+        assert store.runs(limit=2) == [lab3, ter2]
+
+    def test_runs_started_in_the_same_second_are_ordered_by_id(self, store: HistoryStore) -> None:
+        first, second = (store.record(make_document(BEFORE)) for _ in range(2))
+        assert store.previous(second.id) == first
+        assert store.trend(second.id) == [first, second]
+
+    def test_unknown_run_is_a_located_user_error(self, location: str, store: HistoryStore) -> None:
+        for lookup in (store.get, store.document, store.previous, store.trend):
+            with pytest.raises(UserInputError) as caught:
+                lookup(999)
+            assert str(caught.value) == f"{redact(location)}: (top level): no run 999"
+
+    def test_not_a_findings_document_is_refused(self, store: HistoryStore) -> None:
+        with pytest.raises(UserInputError, match="format: expected 'medinfra-findings/1'"):
+            store.record({"format": "something-else"})
+        broken = make_document(BEFORE)
+        del broken["summary"]
+        with pytest.raises(UserInputError, match="missing or malformed field: 'summary'"):
+            store.record(broken)
+        assert store.runs() == []
+
+    def test_failed_record_leaves_nothing_behind(
+        self, location: str, store: HistoryStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # A NULL host violates NOT NULL after the run row is in: the whole run must roll back.
+        monkeypatch.setattr("medinfra.history.store.result_rows", lambda _document: [(None, "ssh_root", "fail")])
+        with pytest.raises(UserInputError, match="recording run: "):
+            store.record(make_document(BEFORE))
+        assert store.runs() == []
+        assert raw_sql(location, "SELECT COUNT(*) FROM medinfra_results") == [(0,)]
+
+    def test_history_from_a_newer_medinfra_is_refused(self, location: str) -> None:
+        open_history(location).close()
+        raw_sql(location, "UPDATE medinfra_schema SET version = 99")
+        with pytest.raises(PrerequisiteError, match="history schema version 99, this medinfra reads version 1"):
+            open_history(location)
+
+    def test_records_60000_results(self, location: str, store: HistoryStore) -> None:
+        document = make_document({f"h{i:05d}": dict.fromkeys(FRAMEWORKS_OF, "pass") for i in range(15_000)})
+        clock = time.perf_counter()
+        run = store.record(document)
+        elapsed = time.perf_counter() - clock
+        backend = "postgresql" if "://" in location else "sqlite"
+        print(f"recorded {len(document['findings'])} results in {elapsed:.2f} s ({backend})")
+        assert raw_sql(location, f"SELECT COUNT(*) FROM medinfra_results WHERE run_id = {run.id}") == [(60_000,)]
+
+    def test_cli_history_lists_runs_newest_first(self, location: str, capsys: pytest.CaptureFixture[str]) -> None:
+        with open_history(location) as store:
+            older = store.record(make_document(BEFORE, "lab", stamp(1)))
+            newer = store.record(make_document(AFTER, "lab", stamp(2)))
+        assert main(["history", "--history", location]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].split() == ["id", "started", "(UTC)", "site", "transport", "hosts", "overall", "HIPAA", "GB/T",
+                                    "22239", "CIS"]
+        assert lines[1].split() == [str(newer.id), "2026-11-02", "07:00:00", "lab", "pyinfra", "3/4", "33.3%", "33.3%",
+                                    "25.0%", "25.0%"]
+        assert lines[2].split()[:6] == [str(older.id), "2026-11-01", "07:00:00", "lab", "pyinfra", "4/4"]
+        assert main(["history", "--history", location, "--site", "elsewhere"]) == 0
+        assert capsys.readouterr().out == f"no runs recorded in {redact(location)} for site elsewhere\n"
+
+    def test_cli_diff(self, location: str, capsys: pytest.CaptureFixture[str]) -> None:
+        assert main(["diff", "--history", location]) == 0
+        assert capsys.readouterr().out == f"no runs recorded in {redact(location)}\n"
+        with open_history(location) as store:
+            first = store.record(make_document(BEFORE, "lab", stamp(1)))
+            assert main(["diff", "--history", location]) == 0
+            assert "is the first recorded run of its site: nothing to compare" in capsys.readouterr().out
+            second = store.record(make_document(AFTER, "lab", stamp(2)))
+            store.record(make_document(BEFORE, "tertiary", stamp(3)))
+        for args in ([str(second.id)], [str(first.id), str(second.id)]):
+            assert main(["diff", "--history", location, *args]) == 0
+            out = capsys.readouterr().out
+            assert out.startswith(f"run {first.id} of lab at 2026-11-01 07:00:00 UTC → run {second.id} of lab")
+            assert "new failures: 4\n" in out
+        # No ids: the latest run (tertiary's first) has nothing before it in its own site.
+        assert main(["diff", "--history", location]) == 0
+        assert "run 3 of tertiary" in capsys.readouterr().out
+        assert main(["diff", "--history", location, str(first.id), "99"]) == 2
+        captured = capsys.readouterr()
+        assert captured.err == f"{redact(location)}: (top level): no run 99\n"
+        assert captured.out == ""
+
+
+class TestSQLiteHistory(HistoryContract):
+    @pytest.fixture
+    def location(self, tmp_path: Path) -> str:
+        return str(tmp_path / "private" / "history.sqlite")
+
+
+def test_sqlite_history_is_private(tmp_path: Path) -> None:
+    path = tmp_path / "new" / "history.sqlite"
+    open_history(str(path)).close()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_corrupt_sqlite_file_exits_2_without_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "history.sqlite"
+    path.write_bytes(b"not a database, just some bytes " * 100)
+    assert main(["history", "--history", str(path)]) == 2
+    assert capsys.readouterr().err == f"{path}: (top level): opening history: file is not a database\n"
+
+
+def test_unusable_sqlite_location_exits_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "file").write_text("", encoding="utf-8")
+    location = tmp_path / "file" / "history.sqlite"
+    assert main(["diff", "--history", str(location)]) == 2
+    assert capsys.readouterr().err == (
+        f"{location}: (top level): cannot open history: {location.parent} is not a directory\n"
+    )
+    deeper = tmp_path / "file" / "sub" / "history.sqlite"
+    assert main(["history", "--history", str(deeper)]) == 2
+    assert capsys.readouterr().err == (
+        f"{deeper}: (top level): cannot open history: Not a directory: {deeper.parent}\n"
+    )
+
+
+def test_default_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.delenv("MEDINFRA_HISTORY", raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    assert default_history_location() == f"{tmp_path}/.local/share/medinfra/history.sqlite"
+    monkeypatch.setenv("XDG_DATA_HOME", "relative/is/ignored")
+    assert default_history_location() == f"{tmp_path}/.local/share/medinfra/history.sqlite"
+    monkeypatch.setenv("XDG_DATA_HOME", "/srv/data")
+    assert default_history_location() == "/srv/data/medinfra/history.sqlite"
+    monkeypatch.setenv("MEDINFRA_HISTORY", "postgresql://audit@db/history")
+    assert default_history_location() == "postgresql://audit@db/history"
+
+
+@pytest.mark.parametrize(
+    ("location", "shown"),
+    [
+        ("postgresql://audit:s3cret@db:5432/history", "postgresql://audit:***@db:5432/history"),
+        ("postgres://audit@db/history?password=s3cret&sslmode=require",
+         "postgres://audit@db/history?password=***&sslmode=require"),
+        ("postgresql://audit@db/history", "postgresql://audit@db/history"),
+        ("/var/lib/medinfra/history.sqlite", "/var/lib/medinfra/history.sqlite"),
+    ],
+)
+def test_redact_hides_passwords(location: str, shown: str) -> None:
+    assert redact(location) == shown
+
+
+def test_diff_between_runs() -> None:
+    before, after = make_document(BEFORE), make_document(AFTER)
+    diff = diff_runs(before, after)
+    assert diff.new_failures == (
+        Change("db", "audit_log", "error", "audit_log error on db", "pass"),  # error counts as failing
+        Change("db", "ntp_sync", "fail", "ntp_sync fail on db", None),
+        Change("web", "ntp_sync", "fail", "ntp_sync fail on web", "waived"),  # waived did not count as failing
+        Change("web", "ssh_root", "fail", "ssh_root fail on web", "pass"),
+    )
+    assert diff.fixed == (
+        Change("web", "audit_log", "waived", "audit_log waived on web", "fail"),
+        Change("web", "tmp_noexec", "pass", "tmp_noexec pass on web", "error"),
+    )
+    assert diff.hosts_added == (HostChange("new", 1, "audited", ""),)
+    assert diff.hosts_removed == (
+        HostChange("old", 1, "unreachable", "connection refused"),
+        HostChange("retired", 2, "absent", ""),
+    )
+    scores = before["summary"]["overall"]["score"], after["summary"]["overall"]["score"]
+    assert diff.score_change == ScoreChange("overall", *scores)
+    assert [c.scope for c in diff.framework_changes] == ["hipaa", "gbt22239", "cis_debian12"]
+    assert diff.framework_changes[2] == ScoreChange("cis_debian12", 0.3333, 0.25)
+
+
+def test_diff_is_deterministic() -> None:
+    before, after = make_document(BEFORE), make_document(AFTER)
+    shuffled = make_document(AFTER)
+    random.Random(4).shuffle(shuffled["findings"])
+    shuffled["hosts"].reverse()
+    assert diff_runs(before, after) == diff_runs(before, shuffled)
+
+
+def test_score_change_is_none_safe() -> None:
+    assert ScoreChange("overall", None, 0.5).delta is None
+    assert ScoreChange("overall", 0.5, None).delta is None
+    assert ScoreChange("overall", 0.5, 0.75).delta == 0.25
+    empty = make_document({"web": {}})
+    assert diff_runs(empty, make_document(AFTER)).score_change.delta is None
+
+
+def test_diff_text_names_controls_in_both_languages() -> None:
+    after = make_document(AFTER)
+    text = diff_text(diff_runs(make_document(BEFORE), after), after["controls"])
+    assert "score:\n  overall     40.0% → 33.3% (-6.7 points)\n" in text
+    assert "  CIS         33.3% → 25.0% (-8.3 points)\n" in text
+    assert (
+        "new failures: 4\n"
+        "  db audit_log: error (was pass)\n"
+        "    Audit log enabled / 启用审计日志\n"
+        "    audit_log error on db\n"
+        "  db ntp_sync: fail (not evaluated before)\n"
+    ) in text
+    assert "fixed: 2\n  web audit_log: waived (was fail)\n" in text
+    assert "hosts added: 1\n  new: 1 failing\n" in text
+    assert text.endswith(
+        "hosts no longer audited: 2\n"
+        "  old: unreachable: connection refused (had 1 failing)\n"
+        "  retired: absent (had 2 failing)"
+    )
