@@ -17,13 +17,15 @@ import regex
 from jsonschema import Draft7Validator, FormatChecker, ValidationError, validators
 from jsonschema.protocols import Validator
 
-# The conformance material lives next to the repository (/work/shared), not in it.
-SCHEMA_PATH = (
-    Path(__file__).resolve().parents[1] / ".." / "shared" / "conformance" / "oscal" / "oscal_assessment-results_schema.json"
-).resolve()
+SCHEMA_NAME = "oscal_assessment-results_schema.json"
+# A copy of ../shared/conformance/oscal/ kept in the repository, so a bare clone validates too.
+SCHEMA_PATH = Path(__file__).resolve().parent / "data" / "oscal" / SCHEMA_NAME
+SHARED_SCHEMA_PATH = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "oscal" / SCHEMA_NAME
 
 
-def unicode_pattern(validator: Validator, pattern: str, instance: Any, schema: dict[str, Any]) -> Iterator[ValidationError]:
+def unicode_pattern(
+    validator: Validator, pattern: str, instance: Any, schema: dict[str, Any]
+) -> Iterator[ValidationError]:
     # Like Draft 7's own `pattern` (a search, not a full match), with `regex` instead of `re`.
     if validator.is_type(instance, "string") and not regex.search(pattern, instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")

@@ -9,15 +9,19 @@ import json
 import re
 import subprocess
 from collections.abc import Iterator
-from typing import Any
+from pathlib import Path
+from typing import Any, NamedTuple
 
 import pytest
 
+from medinfra.compliance.catalog import load_catalog
 from medinfra.lab.plan import LABEL
 from medinfra.lab.podman import podman, podman_json
 from medinfra.toolenv import run_tool
 from medinfra.topology import load_topology
+from tests.browser import render
 from tests.conftest import LAB_TOPOLOGY, ROOT
+from tests.oscal_schema import oscal_validator
 
 pytestmark = pytest.mark.integration
 
@@ -121,19 +125,35 @@ def test_legacy_host_is_left_alone(lab: str) -> None:
     assert "permitrootlogin no" in hardened.stdout and "passwordauthentication no" in hardened.stdout
 
 
+class AuditOutput(NamedTuple):
+    code: int
+    document: dict[str, Any]
+    directory: Path
+
+
 @pytest.fixture(scope="module")
-def audits(lab: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[int, dict[str, Any]]]:
+def audits(lab: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, AuditOutput]:
     """The converged lab audited through both transports, before later tests recreate the router."""
     out = tmp_path_factory.mktemp("audit")
+    history = out / "history.sqlite"
+    assert medinfra("keys", "generate", "--out", str(out / "keys" / "audit")).returncode == 0
     runs = {
-        "pyinfra": medinfra("audit", "-i", str(INVENTORY), "-o", str(out / "pyinfra"), "-q"),
-        "ansible": ansible_playbook("playbooks/audit.yml", "-e", f"medinfra_audit_out={out / 'ansible'}"),
+        "pyinfra": medinfra(
+            "audit", "-i", str(INVENTORY), "-o", str(out / "pyinfra"), "-q", "--history", str(history),
+            "--sign", str(out / "keys" / "audit.key"),
+        ),
+        # Recorded second in the same history: its report shows the pyinfra run as the previous one.
+        "ansible": ansible_playbook(
+            "playbooks/audit.yml",
+            "-e", f"medinfra_audit_out={out / 'ansible'}",
+            "-e", f"medinfra_audit_history={history}",
+        ),
     }
     documents = {}
     for transport, result in runs.items():
         path = out / transport / "findings.json"
         assert path.exists(), result.stdout[-3000:] + result.stderr[-3000:]
-        documents[transport] = (result.returncode, json.loads(path.read_text(encoding="utf-8")))
+        documents[transport] = AuditOutput(result.returncode, json.loads(path.read_text(encoding="utf-8")), path.parent)
     return documents
 
 
@@ -142,7 +162,7 @@ def statuses(document: dict[str, Any]) -> dict[tuple[str, str], str]:
 
 
 def test_audit_finds_hardened_hosts_compliant_and_the_legacy_host_not(audits: dict[str, Any]) -> None:
-    code, document = audits["pyinfra"]
+    code, document, _ = audits["pyinfra"]
     assert code == 1  # every host reached; failures (the legacy host) present
     assert {h["name"]: h["status"] for h in document["hosts"]} == {h.name: "audited" for h in TOPOLOGY.hosts}
     per_host = document["summary"]["per_host"]
@@ -161,11 +181,35 @@ def test_audit_finds_hardened_hosts_compliant_and_the_legacy_host_not(audits: di
 
 
 def test_both_transports_write_the_same_findings(audits: dict[str, Any]) -> None:
-    (_py_code, py_doc), (ans_code, ans_doc) = audits["pyinfra"], audits["ansible"]
+    (_py_code, py_doc, _), (ans_code, ans_doc, _) = audits["pyinfra"], audits["ansible"]
     assert py_doc["transport"] == "pyinfra" and ans_doc["transport"] == "ansible"
     assert statuses(py_doc) == statuses(ans_doc)
     assert py_doc["summary"]["per_framework"] == ans_doc["summary"]["per_framework"]
     assert ans_code == 0  # the playbook reports findings; it fails only when it cannot audit
+
+
+def test_lab_reports_validate_render_and_verify(audits: dict[str, AuditOutput], tmp_path: Path) -> None:
+    """What an auditor opens: the signed report set, OSCAL valid, HTML in Chromium in both languages."""
+    pyinfra_dir, ansible_dir = audits["pyinfra"].directory, audits["ansible"].directory
+    verified = medinfra("verify", str(pyinfra_dir), "--pubkey", str(pyinfra_dir.parent / "keys" / "audit.pub"))
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    for directory in (pyinfra_dir, ansible_dir):
+        oscal_validator().validate(json.loads((directory / "assessment-results.oscal.json").read_text("utf-8")))
+    (pyinfra_dir / "findings.csv").write_bytes((pyinfra_dir / "findings.csv").read_bytes() + b"\n")
+    tampered = medinfra("verify", str(pyinfra_dir), "--pubkey", str(pyinfra_dir.parent / "keys" / "audit.pub"))
+    assert tampered.returncode == 1 and "altered: findings.csv" in tampered.stdout
+    for lang in ("en", "zh"):
+        page = render(
+            ansible_dir / f"report.{lang}.html", tmp_path / f"lab-{lang}.png",
+            ["#score-overall .score", "#clauses-hipaa tr.clause", "#control-sshd_root_login_disabled tr.finding",
+             "#changes"],
+        )
+        assert page.console == [] and len(page.requests) == 1
+        assert page.texts["#score-overall .score"][0].endswith("%")
+        assert len(page.texts["#clauses-hipaa tr.clause"]) == len(load_catalog().frameworks["hipaa"].clauses)
+        legacy_row = page.texts["#control-sshd_root_login_disabled tr.finding"]
+        assert any("lis-legacy" in row and "sshd.permitrootlogin" in row for row in legacy_row), legacy_row
+        assert page.texts["#changes"], "the ansible run's report compares with the pyinfra run before it"
 
 
 def test_each_host_answers_ssh_on_its_zone_address_with_a_pinned_key(lab: str) -> None:

@@ -256,11 +256,15 @@ def findings_document(run: AuditRun) -> dict[str, Any]:
 
 
 def open_private(path: Path, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None) -> IO[Any]:
-    """Audit results describe weaknesses: files readable by the owner and group only, from creation on."""
+    """Audit results describe weaknesses: files readable by the owner and group only, from creation on.
+
+    Text from hosts may hold lone surrogates (a JSON "\\ud800" escape); they are written as escapes, not fatal.
+    """
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     os.fchmod(descriptor, 0o640)
-    return os.fdopen(descriptor, mode, encoding=encoding, newline=newline)
+    errors = None if "b" in mode else "backslashreplace"
+    return os.fdopen(descriptor, mode, encoding=encoding, newline=newline, errors=errors)
 
 
 def write_private(path: Path, text: str) -> None:

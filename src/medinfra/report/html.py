@@ -6,10 +6,8 @@ air-gapped laptop, and a stray external reference would show as a console error 
 
 from __future__ import annotations
 
-import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
@@ -19,6 +17,7 @@ from medinfra.compliance.model import Bilingual, Status
 from medinfra.history.store import RunInfo
 from medinfra.report.i18n import ui
 from medinfra.report.model import Report
+from medinfra.report.texts import evidence_text
 
 # Order and colour of each status in bars and badges (colour-blind safe pairs, text labels too).
 STATUS_COLOURS = {
@@ -94,10 +93,6 @@ def trend_chart(trend: Sequence[RunInfo], width: int = 640, height: int = 200) -
 
 def percent(score: float | None) -> str:
     return "n/a" if score is None else f"{score * 100:.1f}%"
-
-
-def evidence_text(evidence: Mapping[str, Any]) -> str:
-    return json.dumps(evidence, indent=1, ensure_ascii=False, sort_keys=True, default=str)
 
 
 def environment() -> Environment:

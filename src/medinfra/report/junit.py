@@ -14,9 +14,9 @@ from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from medinfra.audit.results import Tally, open_private
-from medinfra.compliance.model import Finding, Status, Waiver
-from medinfra.report.csv_export import evidence_text
+from medinfra.compliance.model import Finding, Status
 from medinfra.report.model import ControlInfo, HostInfo, Report
+from medinfra.report.texts import evidence_text, expired_note, waiver_note
 
 # Everything outside XML 1.0's Char production; not even a character reference may carry these.
 NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -33,17 +33,6 @@ def attr(value: str) -> str:
 
 def text(value: str) -> str:
     return escape(clean(value))
-
-
-def waiver_note(waiver: Waiver) -> str:
-    return (
-        f"waived until {waiver.expires.isoformat()} by {waiver.approver}: {waiver.risk_acceptance} "
-        f"(residual risk {waiver.risk}; compensating control: {waiver.compensating_control})"
-    )
-
-
-def expired_note(waiver: Waiver) -> str:
-    return f"a waiver approved by {waiver.approver} expired on {waiver.expires.isoformat()}: renew it or fix the host"
 
 
 def details(item: Finding, control: ControlInfo) -> str:
@@ -69,13 +58,15 @@ def outcome(item: Finding, control: ControlInfo) -> str:
     return ""
 
 
-def suite_open(host: HostInfo, timestamp: str, tests: int, failures: int, errors: int, skipped: int) -> str:
+def suite_open(host: HostInfo, started_at: str, tests: int, failures: int, errors: int, skipped: int) -> str:
+    # The run's start as timestamp: the host's own clock (collected-at) is only reported, it may be wrong.
     name = attr(host.name)
     return (
         f'<testsuite name={name} hostname={name} tests="{tests}" failures="{failures}" errors="{errors}" '
-        f'skipped="{skipped}" timestamp={attr(host.collected_at or timestamp)}>\n'
+        f'skipped="{skipped}" timestamp={attr(started_at)}>\n'
         f'<properties><property name="zone" value={attr(host.zone)}/>'
-        f'<property name="audit-status" value={attr(host.status)}/></properties>\n'
+        f'<property name="audit-status" value={attr(host.status)}/>'
+        f'<property name="collected-at" value={attr(host.collected_at or "")}/></properties>\n'
     )
 
 

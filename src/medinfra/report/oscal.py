@@ -27,9 +27,8 @@ from typing import IO, Any
 
 from medinfra.audit.results import open_private
 from medinfra.compliance.model import FRAMEWORKS, Finding, Status, Waiver
-from medinfra.report.csv_export import evidence_text
-from medinfra.report.junit import expired_note, waiver_note
 from medinfra.report.model import ControlInfo, HostInfo, Report, ReportInputError
+from medinfra.report.texts import evidence_text, expired_note, waiver_note
 
 OSCAL_VERSION = "1.0.6"
 # The namespace of every prop medinfra defines (OSCAL wants a URI), and the root of its uuid5 names.
@@ -186,8 +185,8 @@ def subject(host: HostInfo, names: Names) -> list[dict[str, str]]:
 def observations(report: Report, names: Names, start: str) -> Iterator[str]:
     """One per finding, then one per host that was not assessed.
 
-    The hot path (one record per finding) splices pre-encoded fragments: json-encoding a dict per record takes
-    about four times as long.
+    The hot path (one record per finding) splices pre-encoded fragments: json-encoding a dict per record took three
+    times as long (0.62 s against 0.20 s for the 60,000 observations of 1,000 hosts x 60 controls).
     """
     tool = [{"actors": [{"type": "tool", "actor-uuid": names("tool")}]}]
     origins = ENCODER.encode(tool)
@@ -297,8 +296,7 @@ def write_array(handle: IO[str], key: str, records: Iterable[str]) -> None:
     """`,"key":[...]` with one record per line, or nothing: OSCAL allows no empty arrays."""
     empty = True
     for record in records:
-        handle.write(f',"{key}":[\n' if empty else ",\n")
-        handle.write(record)
+        handle.write((f',"{key}":[\n' if empty else ",\n") + record)
         empty = False
     if not empty:
         handle.write("\n]")
