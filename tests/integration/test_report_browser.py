@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from medinfra.cli import main
 from medinfra.compliance.catalog import load_catalog
 from medinfra.report.publish import publish
 from tests.browser import render
+from tests.oscal_schema import oscal_validator
 
 pytestmark = pytest.mark.integration
 
@@ -32,6 +34,7 @@ def report_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     history = str(out.parent / "history.sqlite")
     publish(synthetic_run(15, 40, seed=3), out, history, None)
     publish(synthetic_run(16, 40, seed=4), out, history, None)  # a second run: trend and changes exist
+    oscal_validator().validate(json.loads((out / "assessment-results.oscal.json").read_text(encoding="utf-8")))
     return out
 
 

@@ -115,6 +115,13 @@ def test_publish_writes_every_format_privately_records_history_and_signs(tmp_pat
     }
     assert all(stat.S_IMODE(p.stat().st_mode) == 0o640 for p in first.files)
     assert verify_directory(out, public).ok and first.history.previous is None
+    for path in first.files:  # one flipped byte anywhere in any output file is caught, and named
+        original = path.read_bytes()
+        path.write_bytes(original[: len(original) // 2] + bytes([original[len(original) // 2] ^ 1])
+                         + original[len(original) // 2 + 1 :])
+        check = verify_directory(out, public)
+        assert check.altered == (path.relative_to(out).as_posix(),) and not check.ok
+        path.write_bytes(original)
     oscal_validator().validate(json.loads((out / "assessment-results.oscal.json").read_text(encoding="utf-8")))
 
     # A second run where lis-01 is unreachable: its stale evidence goes, history shows what changed.
