@@ -124,8 +124,8 @@ def print_published(published: Published) -> None:
     if published.history.changes is not None and published.history.previous is not None:
         changes = published.history.changes
         print(f"since run #{published.history.previous.id}: {len(changes.new_failures)} new failure(s), "
-              f"{len(changes.fixed)} fixed, {len(changes.hosts_added)} host(s) added, "
-              f"{len(changes.hosts_removed)} removed")
+              f"{len(changes.fixed)} resolved (fixed, waived or not applicable), "
+              f"{len(changes.hosts_added)} host(s) added, {len(changes.hosts_removed)} removed")
     print(f"reports in {published.directory}/:")
     for path in published.files:
         if path.parent == published.directory:

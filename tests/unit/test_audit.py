@@ -261,3 +261,12 @@ def test_collector_command_keeps_the_sudo_password_off_the_command_line():
     assert "pa ss" not in command
     assert command == "sudo -H -S -p '' -u audit python3 -I -S -"
     assert stdin == "pa ss\nSRC"
+
+
+def test_a_bad_signing_key_is_reported_before_any_host_is_contacted(tmp_path):
+    key = tmp_path / "audit.key"
+    key.write_text("not a key\n")
+    done = audit(tmp_path, "-i", str(PROJECT_ROOT / "inventories" / "lab"), "--sign", str(key))
+    assert done.returncode == 2
+    assert f"{key}: (top level): is not a PEM private key" in done.stderr
+    assert not (tmp_path / "out").exists() and "Traceback" not in done.stderr

@@ -377,7 +377,7 @@ def test_diff_text_names_controls_in_both_languages() -> None:
         "    audit_log error on db\n"
         "  db ntp_sync: fail (not evaluated before)\n"
     ) in text
-    assert "fixed: 2\n  web audit_log: waived (was fail)\n" in text
+    assert "resolved (fixed, waived or no longer applicable): 2\n  web audit_log: waived (was fail)\n" in text
     assert "hosts added: 1\n  new: 1 failing\n" in text
     assert text.endswith(
         "hosts no longer audited: 2\n"

@@ -173,7 +173,7 @@ def diff_text(diff: RunDiff, controls: Mapping[str, Any]) -> str:
     lines = ["score:", score_line(diff.score_change), *(score_line(c) for c in diff.framework_changes)]
     lines.append(f"new failures: {len(diff.new_failures)}")
     lines += change_lines(diff.new_failures, controls)
-    lines.append(f"fixed: {len(diff.fixed)}")
+    lines.append(f"resolved (fixed, waived or no longer applicable): {len(diff.fixed)}")
     lines += change_lines(diff.fixed, controls)
     lines.append(f"hosts added: {len(diff.hosts_added)}")
     lines += [f"  {h.name}: {h.failing} failing" for h in diff.hosts_added]

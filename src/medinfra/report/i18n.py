@@ -96,7 +96,7 @@ UI: dict[str, tuple[str, str]] = {
     "changes": ("Changes since the previous run", "与上次审计相比的变化"),
     "previous_run": ("Previous run", "上次审计"),
     "new_failures": ("New failures", "新增不通过项"),
-    "fixed": ("Fixed", "已修复"),
+    "fixed": ("Resolved (fixed, waived or no longer applicable)", "已解决（已修复、已豁免或不再适用）"),
     "hosts_added": ("Hosts added", "新增主机"),
     "hosts_removed": ("Hosts removed", "移除的主机"),
     "none": ("none", "无"),
