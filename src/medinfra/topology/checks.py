@@ -140,8 +140,8 @@ def check_hosts(
 
 def parse_port_range(port: int | str) -> tuple[int, int]:
     """``443`` -> (443, 443); ``"1000-2000"`` -> (1000, 2000). The schema guarantees the shape."""
-    if isinstance(port, int):
-        return port, port
+    if isinstance(port, int) or "-" not in port:  # the inventory's plain data writes ports as text
+        return int(port), int(port)
     start, end = port.split("-", 1)
     return int(start), int(end)
 

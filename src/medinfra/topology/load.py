@@ -77,7 +77,7 @@ def build_topology(source: str, data: dict[str, Any]) -> Topology:
                 network=IPv4Network(z["cidr"]),
                 trust=z["trust"],
                 purpose=z["purpose"],
-                gateway=IPv4Address(z["gateway"]) if "gateway" in z else None,
+                gateway=IPv4Address(z["gateway"]) if z.get("gateway") else None,
                 description=z.get("description"),
             )
             for z in data["zones"]

@@ -1,0 +1,1 @@
+"""Network segmentation: nftables trust zones rendered from the topology's zones and flows."""
