@@ -605,7 +605,47 @@ def collect_nftables() -> Json:
             key = (rule["family"], rule["table"], rule["chain"])
             if key in chains:
                 chains[key]["rules"] += 1
+                if nft_accepts_ssh(rule.get("expr", [])):
+                    chains[key].setdefault("ssh_accepts", []).append(
+                        {"source_restricted": nft_matches_field(rule.get("expr", []), "saddr")}
+                    )
+    for chain in chains.values():
+        chain.setdefault("ssh_accepts", [])
     return {"tables": tables, "chains": list(chains.values()), "rule_count": sum(c["rules"] for c in chains.values())}
+
+
+def nft_matches_field(expressions: list[Json], field: str) -> bool:
+    return any(
+        isinstance(e, dict) and "match" in e and (e["match"].get("left") or {}).get("payload", {}).get("field") == field
+        for e in expressions
+    )
+
+
+def nft_port_set_has(right: object, port: int) -> bool:
+    """Whether a match's right-hand side (number, range, or set of them) includes the port."""
+    if isinstance(right, int):
+        return right == port
+    if isinstance(right, dict) and "range" in right:
+        low, high = right["range"]
+        return isinstance(low, int) and isinstance(high, int) and low <= port <= high
+    if isinstance(right, dict) and "set" in right:
+        return any(nft_port_set_has(item, port) for item in right["set"])
+    return False
+
+
+def nft_accepts_ssh(expressions: list[Json]) -> bool:
+    """A rule that accepts TCP port 22, or accepts everything new (no match on port or connection state)."""
+    if not any(isinstance(e, dict) and "accept" in e for e in expressions):
+        return False
+    matches = [e["match"] for e in expressions if isinstance(e, dict) and "match" in e]
+    ports = [m for m in matches if (m.get("left") or {}).get("payload", {}).get("field") == "dport"]
+    if ports:
+        return any(nft_port_set_has(m.get("right"), 22) for m in ports)
+    # No port match: it accepts SSH unless it is limited to a state, an interface or a protocol.
+    limiting = ("ct", "meta")
+    return not any(isinstance(m.get("left"), dict) and set(m["left"]) & set(limiting) for m in matches) and not any(
+        (m.get("left") or {}).get("payload", {}).get("protocol") in ("icmp", "icmpv6", "udp") for m in matches
+    )
 
 
 UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
@@ -836,6 +876,19 @@ def collect_aide(installed: dict[str, str]) -> Json:
         "database_present": os.path.exists(database),
         "database_updated_at": iso_utc(os.path.getmtime(database)) if os.path.exists(database) else None,
     }
+
+
+def collect_segmentation() -> Json:
+    """The verdict `medinfra segmentation verify` left here: real connection attempts from this host."""
+    text = read_text("/var/lib/medinfra/segmentation.json")
+    if text is None:
+        return {"recorded": False}
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return {"unavailable": "/var/lib/medinfra/segmentation.json is not JSON"}
+    keys = ("verified_at", "probes", "ok", "unexpected", "unconfirmed")
+    return {"recorded": True, **{key: record.get(key) for key in keys}}
 
 
 def collect_chrony(installed: dict[str, str]) -> Json:
@@ -1153,6 +1206,7 @@ def collect() -> dict[str, Json]:
         "pam": collect_pam,
         "sockets": collect_sockets,
         "nftables": collect_nftables,
+        "segmentation": collect_segmentation,
         "services": collect_services,
         "packages": collect_packages,
         "updates": lambda: collect_updates(installed),

@@ -105,7 +105,10 @@ def cmd_roles_doc(args: argparse.Namespace) -> int:
 
     for role in sorted(p for p in args.roles_dir.iterdir() if (p / "meta" / "argument_specs.yml").exists()):
         readme = role / "README.md"
-        text = render_readme(role)
+        try:
+            text = render_readme(role)
+        except ValueError as exc:
+            raise UserInputError([Problem(str(readme), (), str(exc).split(": ", 1)[-1])]) from None
         if readme.read_text(encoding="utf-8") != text:
             readme.write_text(text, encoding="utf-8")
             print(f"updated {readme}")
@@ -201,6 +204,44 @@ def cmd_report(args: argparse.Namespace) -> int:
 
         print(sign_directory(out, args.sign))
     return 0
+
+
+def cmd_segmentation_verify(args: argparse.Namespace) -> int:
+    from medinfra.audit.pyinfra_transport import collect_all, quiet_hub
+    from medinfra.audit.results import EXIT_FAILURES, EXIT_UNREACHABLE, write_private
+    from medinfra.audit.targets import load_targets
+    from medinfra.paths import REACHABILITY_PATH
+    from medinfra.segmentation.verify import matrix_text, observations, plan, probe_script, summary
+    from medinfra.topology.load import load_topology
+
+    topology = load_topology(topology_file(args.inventory))
+    probes = plan(topology)
+    with quiet_hub():
+        targets = [t for t in load_targets(args.inventory, None, args.vault_password_file) if t.name in probes]
+    source = REACHABILITY_PATH.read_text(encoding="utf-8")
+    scripts = {
+        name: probe_script(source, name, items, args.timeout, not args.no_record) for name, items in probes.items()
+    }
+    clock = time.monotonic()
+    results = collect_all(targets, scripts, connect_timeout=10, command_timeout=60 + 4 * args.timeout)
+    unreachable = [r for r in results if r.evidence is None]
+    found = observations(topology, {r.host: r.evidence["results"] for r in results if r.evidence is not None})
+    counts = summary(found)
+    print(f"segmentation of {topology.site.name}: {len(found)} connection attempts from {len(results)} hosts "
+          f"in {time.monotonic() - clock:.1f} s")
+    print(matrix_text(topology, found))
+    for label, verdict in (("UNEXPECTED", "unexpected"), ("unconfirmed (UDP, no answer)", "unconfirmed")):
+        for item in (o for o in found if o.verdict == verdict):
+            print(f"{label}: {item.label()}")
+    for result in unreachable:
+        print(f"NOT PROBED: {result.host}: {result.status}: {result.reason}")
+    print(f"{counts['ok']} as intended, {counts['unexpected']} unexpected, {counts['unconfirmed']} unconfirmed"
+          + ("" if args.no_record else "; recorded on each host for the audit (/var/lib/medinfra/segmentation.json)"))
+    if args.json is not None:
+        write_private(args.json, json.dumps([vars(o) for o in found], indent=1) + "\n")
+    if counts["unexpected"]:
+        return EXIT_FAILURES
+    return EXIT_UNREACHABLE if unreachable else 0
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> int:
@@ -310,6 +351,22 @@ def build_parser() -> argparse.ArgumentParser:
                        help="Ed25519 private key: write MANIFEST.sha256 and its signature over every output file")
     add_history_options(audit)
     audit.set_defaults(handler=cmd_audit)
+
+    segmentation = commands.add_parser("segmentation", help="network segmentation tooling")
+    segmentation_commands = segmentation.add_subparsers(dest="segmentation_command", required=True)
+    verify_segmentation = segmentation_commands.add_parser(
+        "verify",
+        help="try every declared flow and a sample of undeclared ports between zones, from the hosts themselves",
+        description="Exit 0: every attempt as the topology intends; 1: something unexpected; 3: hosts not probed.",
+    )
+    verify_segmentation.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
+                                     help="inventory directory holding hospital.yml")
+    verify_segmentation.add_argument("--timeout", type=float, default=2.0, help="seconds per attempt (default 2)")
+    verify_segmentation.add_argument("--no-record", action="store_true",
+                                     help="do not write the verdict on the hosts (the audit reads it from there)")
+    verify_segmentation.add_argument("--json", type=Path, metavar="FILE", help="also write every attempt as JSON")
+    verify_segmentation.add_argument("--vault-password-file", type=Path)
+    verify_segmentation.set_defaults(handler=cmd_segmentation_verify)
 
     report = commands.add_parser(
         "report",

@@ -6,4 +6,5 @@ from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 COLLECTOR_PATH = PROJECT_ROOT / "plugins" / "module_utils" / "medinfra_collector.py"
+REACHABILITY_PATH = PROJECT_ROOT / "plugins" / "module_utils" / "medinfra_reachability.py"
 CATALOG_DIR = PROJECT_ROOT / "compliance"

@@ -82,7 +82,10 @@ def variables_table(role: Path) -> str:
 
 
 def render_readme(role: Path) -> str:
-    readme = (role / "README.md").read_text(encoding="utf-8")
+    path = role / "README.md"
+    if not path.exists():
+        raise ValueError(f"{path}: missing; write the role's README with the variable block markers")
+    readme = path.read_text(encoding="utf-8")
     if BEGIN not in readme or END not in readme:
         raise ValueError(f"{role / 'README.md'}: missing the variable block markers")
     head, rest = readme.split(BEGIN, 1)

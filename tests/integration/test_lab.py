@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -28,13 +29,11 @@ pytestmark = pytest.mark.integration
 INVENTORY = LAB_TOPOLOGY.parent
 SSH_CONFIG = INVENTORY / ".lab" / "ssh_config"
 TOPOLOGY = load_topology(LAB_TOPOLOGY)
-# Failures the hardened lab still shows, each with its cause: the host firewall and the router's
-# forward policy come with network_segmentation, TLS for log forwarding with the site PKI; the lab
-# has no Debian security mirror, so pending security updates cannot be judged; baseline_hardening
-# does not yet mount /tmp noexec (and cannot inside a container, where podman mounts /tmp).
+# Failures the hardened lab still shows, each with its cause: TLS for log forwarding comes with the
+# site PKI; the lab has no Debian security mirror, so pending security updates cannot be judged;
+# baseline_hardening does not yet mount /tmp noexec (and cannot inside a container, where podman
+# mounts /tmp).
 KNOWN_GAPS = {
-    "host_firewall_default_drop",
-    "zone_firewall_forward_default_drop",
     "log_forwarding_encrypted",
     "security_updates_applied",
     "tmp_mount_options",
@@ -53,6 +52,8 @@ LEGACY_MUST_FAIL = {
     "shell_idle_timeout",
     "sudo_log_file_configured",
     "log_forwarding_configured",
+    "host_firewall_default_drop",  # legacy hosts keep no host firewall; the zone firewall filters for them
+    "firewall_ssh_management_only",
 }
 
 
@@ -125,6 +126,55 @@ def test_legacy_host_is_left_alone(lab: str) -> None:
     assert "permitrootlogin no" in hardened.stdout and "passwordauthentication no" in hardened.stdout
 
 
+def test_segmentation_again_changes_nothing(lab: str) -> None:
+    result = ansible_playbook("playbooks/segmentation.yml")
+    assert result.returncode == 0, result.stdout[-3000:]
+    changed = {host: c["changed"] for host, c in recap(result.stdout).items()}
+    assert changed and set(changed.values()) == {0}, changed
+
+
+@pytest.fixture(scope="module")
+def segmentation(lab: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], list]:
+    """`medinfra segmentation verify` on the converged lab; it also leaves its verdict on each host for the audit."""
+    out = tmp_path_factory.mktemp("segmentation") / "attempts.json"
+    result = medinfra("segmentation", "verify", "-i", str(INVENTORY), "--json", str(out))
+    return result, json.loads(out.read_text(encoding="utf-8")) if out.exists() else []
+
+
+def test_segmentation_verify_finds_every_declared_flow_open_and_nothing_else(segmentation) -> None:
+    result, attempts = segmentation
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
+    assert "0 unexpected" in result.stdout and "from/to" in result.stdout
+    declared = [a for a in attempts if a["expected"] == "allowed"]
+    undeclared = [a for a in attempts if a["expected"] == "blocked"]
+    assert len(declared) >= 20 and len(undeclared) >= 200
+    assert {a["verdict"] for a in attempts} <= {"ok", "unconfirmed"}
+    clinicians = [a for a in declared if a["source_zone"] == "clinical" and a["destination"] == "his-app"]
+    assert clinicians and all(a["observed"] == "reached" for a in clinicians)
+    guests = [a for a in undeclared if a["source_zone"] == "guest" and a["destination_zone"] == "his"]
+    assert guests and all(a["observed"] in ("blocked", "silent") for a in guests)
+
+
+def test_a_lockout_rolls_back_by_itself(lab: str) -> None:
+    """Apply a table that shuts the controller out of his-app: the play fails, the host restores itself."""
+    before = lab_ssh("his-app", "sudo nft list table inet medinfra | head -3")
+    assert before.returncode == 0 and "medinfra ruleset" in before.stdout
+    locked = ansible_playbook(
+        "playbooks/segmentation.yml", "-l", "his-app",
+        "-e", json.dumps({"network_segmentation_management_sources": [], "network_segmentation_rollback_seconds": 20}),
+    )
+    assert locked.returncode != 0
+    assert "cut the controller off" in locked.stdout and "restores the previous table by itself" in locked.stdout
+    deadline = time.monotonic() + 60
+    while (after := lab_ssh("his-app", "sudo nft list table inet medinfra | head -3")).returncode != 0:
+        assert time.monotonic() < deadline, "his-app did not come back within 60 s"
+        time.sleep(3)
+    assert after.stdout == before.stdout  # the same table version is in force again
+    # ... and a normal run finds nothing to change.
+    again = ansible_playbook("playbooks/segmentation.yml", "-l", "his-app")
+    assert again.returncode == 0 and recap(again.stdout)["his-app"]["failed"] == 0, again.stdout[-3000:]
+
+
 class AuditOutput(NamedTuple):
     code: int
     document: dict[str, Any]
@@ -132,7 +182,7 @@ class AuditOutput(NamedTuple):
 
 
 @pytest.fixture(scope="module")
-def audits(lab: str, tmp_path_factory: pytest.TempPathFactory) -> dict[str, AuditOutput]:
+def audits(lab: str, segmentation: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, AuditOutput]:
     """The converged lab audited through both transports, before later tests recreate the router."""
     out = tmp_path_factory.mktemp("audit")
     history = out / "history.sqlite"
@@ -223,32 +273,37 @@ def test_each_host_answers_ssh_on_its_zone_address_with_a_pinned_key(lab: str) -
     assert oct((INVENTORY / ".lab" / "id_ed25519").stat().st_mode & 0o777) == "0o600"
 
 
+def reach(host: str, address: str, port: int, timeout: int = 3) -> subprocess.CompletedProcess[str]:
+    """A TCP connection from a lab host: refused by the destination still means the packets got there."""
+    return lab_ssh(
+        host,
+        "python3 -c 'import socket, sys\ntry: socket.create_connection((sys.argv[1], int(sys.argv[2])), "
+        f"{timeout})\nexcept ConnectionRefusedError: pass' {address} {port}",
+    )
+
+
 def test_zones_reach_each_other_only_through_the_router(lab: str) -> None:
-    route = lab_ssh("ws-01", "ip route get 10.231.20.11")
+    # A declared flow (clinicians use the HIS web): clinical -> his-app tcp/443.
+    route = lab_ssh("ws-01", "ip route get 10.231.20.10")
     assert "via 10.231.50.254" in route.stdout, route.stdout
-    connect = lab_ssh("ws-01", "python3 -c 'import socket; socket.create_connection((\"10.231.20.11\", 22), 5)'")
-    assert connect.returncode == 0, connect.stderr
+    assert reach("ws-01", "10.231.20.10", 443).returncode == 0
     # The controller's bridges do not forward between zones: a host that routes through them gets nowhere.
     bypass = lab_ssh(
         "ws-01",
         "sudo ip route replace 10.231.20.0/24 via 10.231.50.1 && python3 -c 'import socket; "
-        'socket.create_connection(("10.231.20.11", 22), 3)\'; rc=$?; '
+        'socket.create_connection(("10.231.20.10", 443), 3)\'; rc=$?; '
         "sudo ip route replace 10.231.20.0/24 via 10.231.50.254; exit $rc",
     )
     assert bypass.returncode != 0 and "timed out" in bypass.stderr, bypass.stderr
     # The router is the only way across: with it stopped, the same connection fails.
     podman("stop", "--time", "2", "lab-fw")
     try:
-        cut = lab_ssh("ws-01", "python3 -c 'import socket; socket.create_connection((\"10.231.20.11\", 22), 3)'")
-        assert cut.returncode != 0
+        assert reach("ws-01", "10.231.20.10", 443).returncode != 0
     finally:
         up = medinfra("lab", "up", "-i", str(INVENTORY))
         assert up.returncode == 0, up.stderr
     assert "removing leftover container lab-fw (exited)" in up.stdout
-    assert (
-        lab_ssh("ws-01", "python3 -c 'import socket; socket.create_connection((\"10.231.20.11\", 22), 5)'").returncode
-        == 0
-    )
+    assert reach("ws-01", "10.231.20.10", 443, timeout=5).returncode == 0
 
 
 def test_lab_up_recovers_from_a_killed_run(lab: str) -> None:

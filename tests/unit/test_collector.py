@@ -177,6 +177,7 @@ def test_collector_runs_standalone_and_never_fails():
         "pam",
         "sockets",
         "nftables",
+        "segmentation",
         "services",
         "packages",
         "updates",

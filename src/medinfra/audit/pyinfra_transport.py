@@ -13,7 +13,7 @@ monkey.patch_all()
 import json  # noqa: E402 - after the gevent patch, as pyinfra requires
 import logging  # noqa: E402
 import time  # noqa: E402
-from collections.abc import Callable, Iterator, Sequence  # noqa: E402
+from collections.abc import Callable, Iterator, Mapping, Sequence  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -98,14 +98,17 @@ def collect_one(host: Any, target: Target, source: str, timeout: float) -> HostR
 
 def collect_all(
     targets: Sequence[Target],
-    source: str,
+    source: str | Mapping[str, str],
     *,
     connect_timeout: float = 10,
     command_timeout: float = 120,
     parallel: int = 100,
     progress: Callable[[HostResult, int, int], None] | None = None,
 ) -> list[HostResult]:
-    """Evidence from every reachable target; the others are reported, never raised."""
+    """Evidence from every reachable target; the others are reported, never raised.
+
+    `source` is the script every host runs, or one script per host name.
+    """
     results: dict[str, HostResult] = {}
     reachable = [t for t in targets if t.ssh is not None]
     for target in targets:
@@ -120,7 +123,10 @@ def collect_all(
         state = State(inventory, config)
         by_name = {target.name: target for target in reachable}
         jobs = {
-            state.pool.spawn(collect_one, host, by_name[host.name], source, command_timeout): host.name
+            state.pool.spawn(
+                collect_one, host, by_name[host.name], source if isinstance(source, str) else source[host.name],
+                command_timeout,
+            ): host.name
             for host in inventory
         }
         for done, job in enumerate(gevent.iwait(list(jobs)), start=1):

@@ -99,6 +99,9 @@ class LabState:
                 " -o IdentitiesOnly=yes\n"
                 "# The controller reaches each zone from the first address of the zone's bridge.\n"
                 f"medinfra_lab_controller_addresses:\n{controllers}"
+                "# ... so the host firewalls let it in over SSH (role network_segmentation).\n"
+                "network_segmentation_management_sources: "
+                "\"{{ medinfra_lab_controller_addresses.values() | list }}\"\n"
             ),
         )
 

@@ -6,16 +6,20 @@ Rules are first plain `Allow` records (sources, destinations, protocol, ports), 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
+from typing import Any
 
+from medinfra.topology.checks import parse_port_range
 from medinfra.topology.model import Flow, Host, PortRange, Topology
 
 TABLE = "medinfra"
 SSH = (PortRange(22, 22),)
 MANAGEMENT_PURPOSE = "mgmt"
 LOG_RATE = "5/minute burst 10 packets"
+VERSION_PREFIX = "medinfra ruleset "
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,31 @@ class Opening:
     ports: tuple[PortRange, ...]
     sources: tuple[str, ...]  # zone or host names
     comment: str
+
+
+def parse_openings(topology: Topology, items: Iterable[Mapping[str, Any]], where: str) -> list[Opening]:
+    """Openings from role variables, each checked: a wrong one names its variable, index and fault."""
+    openings, problems = [], []
+    endpoints = {zone.name for zone in topology.zones} | {host.name for host in topology.hosts}
+    for index, item in enumerate(items):
+        here = f"{where}[{index}]"
+        proto, sources, ports = str(item.get("proto")), item.get("from") or [], item.get("ports") or []
+        if proto not in ("tcp", "udp"):
+            problems.append(f"{here}.proto: {proto!r} is not tcp or udp")
+        if not isinstance(sources, list) or not sources or not set(sources) <= endpoints:
+            unknown = sorted(set(sources) - endpoints) if isinstance(sources, list) else sources
+            problems.append(f"{here}.from: needs zone or host names of the topology (unknown: {unknown})")
+        try:
+            ranges = tuple(PortRange(*parse_port_range(port)) for port in ports)
+        except ValueError:
+            ranges = ()
+        if not ranges or any(not 1 <= r.start <= r.end <= 65535 for r in ranges):
+            problems.append(f"{here}.ports: {ports!r} is not a list of ports or ranges (1-65535)")
+        if not problems:
+            openings.append(Opening(proto, ranges, tuple(sources), str(item.get("comment") or "declared opening")))
+    if problems:
+        raise ValueError("; ".join(problems))
+    return openings
 
 
 def endpoint_networks(topology: Topology, endpoint: str) -> tuple[IPv4Network, ...]:
@@ -86,6 +115,24 @@ def input_rules(
 def forward_rules(topology: Topology) -> list[Allow]:
     """What the zone firewall routes: exactly the declared flows, SSH from management included."""
     return [flow_allow(topology, flow, endpoint_networks(topology, flow.destination)) for flow in topology.flows]
+
+
+def intended(topology: Topology, source: Host, destination: Host, proto: str, port: int | None) -> str:
+    """Why the topology allows this connection, or "" if it does not: a declared flow, or SSH inside a
+    management zone (management reaches other zones only through declared flows, as the zone firewall
+    forwards nothing else)."""
+    for flow in topology.flows:
+        if (
+            flow.proto == proto
+            and topology.endpoint_covers(flow.source, source)
+            and topology.endpoint_covers(flow.destination, destination)
+            and (proto == "icmp" or any(r.start <= (port or 0) <= r.end for r in flow.ports))
+        ):
+            return flow.purpose
+    same_zone = source.zone == destination.zone
+    if same_zone and proto == "tcp" and port == 22 and topology.zone(source.zone).purpose == MANAGEMENT_PURPOSE:
+        return "administration over SSH within management"
+    return ""
 
 
 def accepted(
@@ -151,12 +198,15 @@ def render_table(topology: Topology, chains: Iterable[str]) -> str:
 
     `nft -f` applies the whole file as one transaction; other tables (Docker's, a vendor's) are untouched.
     """
+    body = "\n\n".join([*zone_sets(topology), *chains])
     header = (
         "#!/usr/sbin/nft -f\n"
         "# Managed by medinfra (role network_segmentation) from the site topology; replaced as a whole.\n"
         f"table inet {TABLE}\ndelete table inet {TABLE}\n"
     )
-    return header + f"table inet {TABLE} {{\n" + "\n\n".join([*zone_sets(topology), *chains]) + "\n}\n"
+    # The version travels with the loaded table, so the role can tell whether this exact ruleset is in force.
+    comment = f'  comment "{VERSION_PREFIX}{hashlib.sha256(body.encode()).hexdigest()[:16]}"\n'
+    return header + f"table inet {TABLE} {{\n" + comment + body + "\n}\n"
 
 
 def input_chain(topology: Topology, host: Host, openings: Sequence[Opening], management: Sequence[IPv4Network]) -> str:

@@ -1,0 +1,54 @@
+"""Filter `medinfra_nftables`: a host's nftables table from the site topology (logic in medinfra.segmentation)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from ipaddress import IPv4Network
+from typing import Any
+
+from ansible.errors import AnsibleFilterError
+
+from medinfra.segmentation.rules import host_ruleset, parse_openings
+from medinfra.topology.load import build_topology
+
+DOCUMENTATION = r"""
+name: medinfra_nftables
+short_description: nftables ruleset of one host from the medinfra topology
+description:
+  - Renders C(table inet medinfra) for the host, replaced atomically by C(nft -f)
+  - Input policy drop; SSH from the management zones and O(management); the topology's flows to the host;
+    O(openings) declared by other roles. The zone firewall also gets a forward chain with exactly the flows.
+positional: host, openings, management
+options:
+  _input: {description: medinfra_topology (the inventory plugin's plain data), type: dict, required: true}
+  host: {description: inventory name of the host, type: str, required: true}
+  openings: {description: "list of {proto, ports, from, comment}", type: list, default: []}
+  management: {description: extra addresses or networks allowed to SSH, type: list, default: []}
+"""
+
+
+def medinfra_nftables(
+    topology: Mapping[str, Any],
+    host: str,
+    openings: Sequence[Mapping[str, Any]] = (),
+    management: Sequence[str] = (),
+) -> str:
+    try:
+        model = build_topology("medinfra_topology", dict(topology))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise AnsibleFilterError(f"medinfra_nftables: medinfra_topology is incomplete or malformed: {exc!r}") from None
+    try:
+        target = model.host(host)
+    except StopIteration:
+        raise AnsibleFilterError(f"medinfra_nftables: {host!r} is not a host of medinfra_topology") from None
+    try:
+        declared = parse_openings(model, openings, "network_segmentation_openings")
+        networks = [IPv4Network(str(item), strict=False) for item in management]
+    except ValueError as exc:
+        raise AnsibleFilterError(f"medinfra_nftables: {exc}") from None
+    return host_ruleset(model, target, declared, networks)
+
+
+class FilterModule:
+    def filters(self) -> dict[str, Any]:
+        return {"medinfra_nftables": medinfra_nftables}

@@ -1,0 +1,101 @@
+"""`medinfra segmentation verify` without a lab: the plan, the probe script on real sockets, the matrix."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from medinfra.paths import REACHABILITY_PATH
+from medinfra.segmentation.rules import intended
+from medinfra.segmentation.verify import Probe, matrix_text, observations, plan, probe_script, summary
+from medinfra.topology.load import load_topology
+
+LAB = load_topology(Path("inventories/lab/hospital.yml"))
+
+
+def test_the_plan_tries_every_flow_and_samples_every_zone_pair():
+    probes = [p for items in plan(LAB).values() for p in items]
+    by_host = {h.name: h for h in LAB.hosts}
+    assert "fw" not in {p.source for p in probes} | {p.destination for p in probes}  # the router is not an endpoint
+    for flow in LAB.flows:
+        assert any(p.expected == "allowed" and p.reason == flow.purpose and p.proto == flow.proto for p in probes), flow
+    for probe in probes:
+        source, destination = by_host[probe.source], by_host[probe.destination]
+        assert bool(intended(LAB, source, destination, probe.proto, probe.port)) == (probe.expected == "allowed")
+        assert not (destination.legacy and destination.zone == source.zone and probe.expected == "blocked")
+    pairs = {(by_host[p.source].zone, by_host[p.destination].zone) for p in probes if p.expected == "blocked"}
+    endpoints = [h for h in LAB.hosts if "zone_firewall" not in h.services]
+    crowded = {z.name for z in LAB.zones if sum(h.zone == z.name for h in endpoints) > 1}
+    assert pairs == {(a.name, b.name) for a in LAB.zones for b in LAB.zones if a != b or a.name in crowded}
+    assert len({(p.source, p.address, p.proto, p.port) for p in probes}) == len(probes)
+
+
+def run_probe_script(probes: list[Probe], record: bool = False) -> dict:
+    script = probe_script(REACHABILITY_PATH.read_text(encoding="utf-8"), "here", probes, 0.5, record)
+    done = subprocess.run([sys.executable, "-I", "-S", "-"], input=script, capture_output=True, text=True,
+                          check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_the_probe_script_tells_reached_from_refused():
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    closed = socket.create_server(("127.0.0.1", 0))
+    closed_port = closed.getsockname()[1]
+    closed.close()
+    probes = [
+        Probe("here", "there", "127.0.0.1", "tcp", listener.getsockname()[1], "allowed", "listener"),
+        Probe("here", "there", "127.0.0.1", "tcp", closed_port, "blocked", "refused counts as reached"),
+        Probe("here", "there", "127.0.0.1", "udp", closed_port, "allowed", "port unreachable counts as reached"),
+    ]
+    results = run_probe_script(probes)["results"]
+    listener.close()
+    assert [(r["observed"], r["verdict"]) for r in results] == [
+        ("reached", "ok"), ("reached", "unexpected"), ("reached", "ok")
+    ]
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("nft") is None, reason="needs root and nftables")
+def test_dropped_packets_are_blocked_and_the_verdict_is_recorded(tmp_path):
+    """In a private network namespace: nft drops one TCP and one UDP port on loopback."""
+    probes = [
+        Probe("here", "there", "127.0.0.1", "tcp", 4711, "blocked", "dropped"),
+        Probe("here", "there", "127.0.0.1", "udp", 4712, "blocked", "dropped"),
+        Probe("here", "there", "127.0.0.1", "icmp", None, "allowed", "loopback echo"),
+    ]
+    script = probe_script(REACHABILITY_PATH.read_text(encoding="utf-8"), "here", probes, 0.5, False)
+    rules = ("add table inet t; add chain inet t in { type filter hook input priority 0; }; "
+             "add rule inet t in tcp dport 4711 drop; add rule inet t in udp dport 4712 drop")
+    done = subprocess.run(
+        ["unshare", "--net", "sh", "-c", f"ip link set lo up && nft '{rules}' && {sys.executable} -I -S -"],
+        input=script, capture_output=True, text=True, check=False, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    results = json.loads(done.stdout)["results"]
+    assert [(r["observed"], r["verdict"]) for r in results] == [
+        ("blocked", "ok"), ("silent", "ok"), ("reached", "ok")
+    ]
+
+
+def test_matrix_counts_and_marks_unexpected_attempts():
+    items = plan(LAB)
+    results = {
+        source: [{**p.as_plan_item(), "observed": "reached" if p.expected == "allowed" else "blocked",
+                  "verdict": "ok", "detail": ""} for p in probes]
+        for source, probes in items.items()
+    }
+    first = results["ws-01"][0]
+    first.update(observed="blocked" if first["expected"] == "allowed" else "reached", verdict="unexpected")
+    found = observations(LAB, results)
+    text = matrix_text(LAB, found)
+    assert text.splitlines()[0].split() == ["from/to", *(z.name for z in LAB.zones)]
+    assert "!1" in text.splitlines()[[z.name for z in LAB.zones].index("clinical") + 1]
+    assert summary(found) == {"ok": len(found) - 1, "unexpected": 1, "unconfirmed": 0}
