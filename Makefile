@@ -14,13 +14,15 @@ INVENTORY ?= inventories/lab
 
 DEMO_KEY := .cache/demo-keys/audit
 
-## Bring up the lab hospital as podman containers, converge it, audit it, write the signed report
-## set into reports/ (HTML en/zh, OSCAL, JUnit, CSV, findings) and verify the signature.
+## Bring up the lab hospital as podman containers, converge it (hardening, segmentation), prove the
+## zone matrix with real packets, audit it, write the signed report set into reports/ (HTML en/zh,
+## OSCAL, JUnit, CSV, findings) and verify the signature.
 demo: deps
 	medinfra lab up -i $(INVENTORY)
 	[ -f $(DEMO_KEY).key ] || medinfra keys generate --out $(DEMO_KEY)
 	rc=0; ansible-playbook -i $(INVENTORY) playbooks/site.yml || rc=$$?; \
 	  medinfra lab status -i $(INVENTORY) || rc=$$(( rc ? rc : 1 )); \
+	  medinfra segmentation verify -i $(INVENTORY) || rc=$$(( rc ? rc : 1 )); \
 	  audit=0; medinfra audit -i $(INVENTORY) -o reports --sign $(DEMO_KEY).key \
 	    $(if $(wildcard $(INVENTORY)/waivers.yml),--waivers $(INVENTORY)/waivers.yml) || audit=$$?; \
 	  [ $$audit -le 1 ] || rc=$$(( rc ? rc : audit )); \
