@@ -115,10 +115,16 @@ def cmd_roles_doc(args: argparse.Namespace) -> int:
     return 0
 
 
-def history_location(args: argparse.Namespace) -> str | None:
+def chosen_history(args: argparse.Namespace) -> str:
     from medinfra.history.store import default_history_location
 
-    return None if args.no_history else (args.history or default_history_location())
+    location: str = args.history or default_history_location()
+    return location
+
+
+def history_location(args: argparse.Namespace) -> str | None:
+    """For commands that may skip the history (`--no-history`)."""
+    return None if args.no_history else chosen_history(args)
 
 
 def print_published(published: Published) -> None:
@@ -272,10 +278,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from medinfra.history import default_history_location, open_history
+    from medinfra.history import open_history
     from medinfra.history.diff import runs_table
 
-    with open_history(args.history or default_history_location()) as store:
+    with open_history(chosen_history(args)) as store:
         runs = store.runs(args.site, args.limit)
     if not runs:
         print(f"no runs recorded in {store.location}" + (f" for site {args.site}" if args.site else ""))
@@ -285,10 +291,10 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    from medinfra.history import RunInfo, default_history_location, diff_runs, diff_text, open_history
+    from medinfra.history import RunInfo, diff_runs, diff_text, open_history
     from medinfra.history.diff import run_label
 
-    with open_history(args.history or default_history_location()) as store:
+    with open_history(chosen_history(args)) as store:
         if args.run_a is None:
             latest = store.runs(limit=1)
             if not latest:
@@ -307,11 +313,12 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
-def add_history_options(parser: argparse.ArgumentParser) -> None:
+def add_history_options(parser: argparse.ArgumentParser, can_skip: bool = True) -> None:
     parser.add_argument("--history", metavar="PATH_OR_URL",
-                        help="history store: SQLite file or postgresql:// URL (default $MEDINFRA_HISTORY, else "
-                             "~/.local/share/medinfra/history.sqlite)")
-    parser.add_argument("--no-history", action="store_true", help="do not use the history store")
+                        help="where runs are recorded: a SQLite file, or a postgresql:// URL (default: "
+                             "$MEDINFRA_HISTORY, else ${XDG_DATA_HOME:-~/.local/share}/medinfra/history.sqlite)")
+    if can_skip:
+        parser.add_argument("--no-history", action="store_true", help="do not use the history store")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -396,12 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--pubkey", type=Path, required=True, metavar="KEY", help="the signer's .pub file")
     verify.set_defaults(handler=cmd_verify)
 
-    history_help = (
-        "where runs are recorded: a SQLite file, or a postgresql:// URL (default: $MEDINFRA_HISTORY, else "
-        "${XDG_DATA_HOME:-~/.local/share}/medinfra/history.sqlite)"
-    )
     history = commands.add_parser("history", help="list recorded audit runs, newest first, with their scores")
-    history.add_argument("--history", metavar="LOC", help=history_help)
+    add_history_options(history, can_skip=False)
     history.add_argument("--site", help="only this site's runs")
     history.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs (default 20)")
     history.set_defaults(handler=cmd_history)
@@ -413,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     diff.add_argument("run_a", nargs="?", type=int, metavar="RUN_A")
     diff.add_argument("run_b", nargs="?", type=int, metavar="RUN_B")
-    diff.add_argument("--history", metavar="LOC", help=history_help)
+    add_history_options(diff, can_skip=False)
     diff.set_defaults(handler=cmd_diff)
 
     lab = commands.add_parser("lab", help="the podman lab hospital")

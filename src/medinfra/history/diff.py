@@ -8,7 +8,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from medinfra.audit.results import percent
+from medinfra.audit.results import framework_rank, percent
 from medinfra.history.store import RunInfo
 
 FAILING = frozenset({"fail", "error"})
@@ -93,8 +93,7 @@ def host_state(document: Mapping[str, Any], name: str) -> tuple[str, str]:
 
 
 def framework_order(names: Iterable[str]) -> list[str]:
-    known = list(FRAMEWORK_LABELS)
-    return sorted(set(names), key=lambda n: (known.index(n) if n in known else len(known), n))
+    return sorted(set(names), key=lambda n: (framework_rank(n), n))
 
 
 def score(summary: Mapping[str, Any], scope: str) -> float | None:

@@ -295,8 +295,8 @@ class HistoryStore:
     def record(self, document: Mapping[str, Any]) -> RunInfo:
         """Store a findings document; a run whose run_id (UUID) is already recorded is returned, not stored twice."""
         values, results = run_values(document), result_rows(document)
-        if values[0] is not None and (known := self._select("WHERE run_uuid = ?", (values[0],), 1)):
-            return known[0]
+        if values[0] is not None and (known := self.find(values[0])) is not None:
+            return known
         text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
         blob = gzip.compress(text.encode("utf-8"), compresslevel=GZIP_LEVEL)
         columns = ", ".join((*RUN_COLUMNS, "document"))
@@ -324,6 +324,11 @@ class HistoryStore:
         if not found:
             raise problem(self.location, f"no run {run_id}")
         return found[0]
+
+    def find(self, run_uuid: str) -> RunInfo | None:
+        """The run recorded with this run id (the findings document's UUID), if any."""
+        found = self._select("WHERE run_uuid = ?", (run_uuid,), 1)
+        return found[0] if found else None
 
     def document(self, run_id: int) -> dict[str, Any]:
         """The findings document exactly as recorded."""

@@ -122,6 +122,7 @@ def render_html(report: Report, lang: str, expand: bool = False) -> str:
         Status=Status,
         colours=STATUS_COLOURS,
         framework_short=FRAMEWORK_SHORT,
+        framework_colours=FRAMEWORK_COLOURS,
         trend=trend_chart(report.trend),
         other_language_file=html_name("en" if lang == "zh" else "zh"),
     )

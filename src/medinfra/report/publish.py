@@ -68,10 +68,9 @@ def record_run(location: str, document: Mapping[str, Any]) -> HistoryContext:
 def recorded_context(location: str, document: Mapping[str, Any]) -> HistoryContext:
     """The history of a run recorded earlier (found by its run id); empty if it was never recorded."""
     with open_history(location) as store:
-        for run in store.runs(site=document.get("site")):
-            if run.run_uuid == document.get("run_id"):
-                return context_of(store, run, document)
-    return HistoryContext()
+        run_id = document.get("run_id")
+        run = store.find(run_id) if isinstance(run_id, str) else None
+        return context_of(store, run, document) if run is not None else HistoryContext()
 
 
 def clear_outputs(directory: Path) -> None:
