@@ -13,15 +13,18 @@ INVENTORY ?= inventories/lab
 	report-bench clean
 
 DEMO_KEY := .cache/demo-keys/audit
+# `medinfra lab up` writes the lab's secrets vault-encrypted, with this password file.
+LAB_VAULT := --vault-password-file $(INVENTORY)/.lab/vault-password
 
-## Bring up the lab hospital as podman containers, converge it (hardening, segmentation), prove the
-## zone matrix with real packets, audit it, write the signed report set into reports/ (HTML en/zh,
-## OSCAL, JUnit, CSV, findings) and verify the signature.
+## Bring up the lab hospital as podman containers, converge it (hardening, segmentation, site CA,
+## monitoring), report Prometheus' targets, prove the zone matrix with real packets, audit it, write the
+## signed report set into reports/ (HTML en/zh, OSCAL, JUnit, CSV, findings) and verify the signature.
 demo: deps
 	medinfra lab up -i $(INVENTORY)
 	[ -f $(DEMO_KEY).key ] || medinfra keys generate --out $(DEMO_KEY)
-	rc=0; ansible-playbook -i $(INVENTORY) playbooks/site.yml || rc=$$?; \
+	rc=0; ansible-playbook -i $(INVENTORY) $(LAB_VAULT) playbooks/site.yml || rc=$$?; \
 	  medinfra lab status -i $(INVENTORY) || rc=$$(( rc ? rc : 1 )); \
+	  ansible-playbook -i $(INVENTORY) $(LAB_VAULT) playbooks/monitoring-status.yml || rc=$$(( rc ? rc : 1 )); \
 	  medinfra segmentation verify -i $(INVENTORY) || rc=$$(( rc ? rc : 1 )); \
 	  audit=0; medinfra audit -i $(INVENTORY) -o reports --sign $(DEMO_KEY).key \
 	    $(if $(wildcard $(INVENTORY)/waivers.yml),--waivers $(INVENTORY)/waivers.yml) || audit=$$?; \

@@ -8,6 +8,8 @@ packages=(
   openssh-client iproute2 nftables python3 python3-venv ca-certificates make git
   # Reports: PDF printing and the HTML render tests (headless), the PostgreSQL history backend test.
   chromium fonts-noto-cjk postgresql
+  # promtool and amtool: the alert rule and routing unit tests.
+  prometheus prometheus-alertmanager
 )
 
 missing=()

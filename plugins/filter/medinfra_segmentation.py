@@ -9,7 +9,7 @@ from typing import Any
 from ansible.errors import AnsibleFilterError
 
 from medinfra.segmentation.rules import host_ruleset, parse_openings
-from medinfra.topology.load import build_topology
+from medinfra.topology.load import topology_host
 
 DOCUMENTATION = r"""
 name: medinfra_nftables
@@ -34,14 +34,7 @@ def medinfra_nftables(
     management: Sequence[str] = (),
 ) -> str:
     try:
-        model = build_topology("medinfra_topology", dict(topology))
-    except (KeyError, TypeError, ValueError) as exc:
-        raise AnsibleFilterError(f"medinfra_nftables: medinfra_topology is incomplete or malformed: {exc!r}") from None
-    try:
-        target = model.host(host)
-    except StopIteration:
-        raise AnsibleFilterError(f"medinfra_nftables: {host!r} is not a host of medinfra_topology") from None
-    try:
+        model, target = topology_host(topology, host)
         declared = parse_openings(model, openings, "network_segmentation_openings")
         networks = [IPv4Network(str(item), strict=False) for item in management]
     except ValueError as exc:

@@ -14,6 +14,8 @@ Conventions of the document (see compliance/README.md):
 
 from __future__ import annotations
 
+import base64
+import functools
 import glob
 import grp
 import json
@@ -27,14 +29,14 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # ssl is imported only when there is a listener to probe
     import ssl
 
-COLLECTOR_VERSION = "1.0.0"
+COLLECTOR_VERSION = "1.1.0"
 EVIDENCE_SCHEMA = "medinfra-evidence/1"
 COMMAND_TIMEOUT = 10.0
 TLS_TIMEOUT = 2.0
@@ -1055,14 +1057,17 @@ def der_time(tag: int, raw: bytes) -> str:
     return f"{text[0:4]}-{text[4:6]}-{text[6:8]}T{text[8:10]}:{text[10:12]}:{text[12:14]}Z"
 
 
-def certificate_facts(der: bytes) -> dict[str, Json]:
-    """Issuer, subject, validity and key of a DER certificate, parsed without third-party code."""
+def tbs_fields(der: bytes) -> list[tuple[int, int, int]]:
+    """The elements of a DER certificate's TBSCertificate, from the serial number on."""
     _, cert_start, cert_end = der_read(der, 0)
     _, tbs_start, tbs_end = der_children(der, cert_start, cert_end)[0]
     fields = der_children(der, tbs_start, tbs_end)
-    if fields[0][0] == 0xA0:  # explicit version
-        fields = fields[1:]
-    _serial, _signature, issuer, validity, subject, spki = fields[:6]
+    return fields[1:] if fields[0][0] == 0xA0 else fields  # skip the explicit version
+
+
+def certificate_facts(der: bytes) -> dict[str, Json]:
+    """Issuer, subject, validity and key of a DER certificate, parsed without third-party code."""
+    _serial, _signature, issuer, validity, subject, spki = tbs_fields(der)[:6]
     not_before, not_after = der_children(der, validity[1], validity[2])[:2]
     algorithm, public_key = der_children(der, spki[1], spki[2])[:2]
     algorithm_parts = der_children(der, algorithm[1], algorithm[2])
@@ -1187,6 +1192,444 @@ def collect_tls(sockets: Json) -> Json:
     }
 
 
+# ---------------------------------------------------------------- PKI
+
+PKI_DIRECTORY = "/etc/medinfra/pki"
+PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----")
+OID_SUBJECT_ALT_NAME = "2.5.29.17"
+OID_SUBJECT_KEY_ID = "2.5.29.14"
+OID_AUTHORITY_KEY_ID = "2.5.29.35"
+OID_BASIC_CONSTRAINTS = "2.5.29.19"
+GENERAL_NAME_TAGS = {0x81: "email", 0x82: "DNS", 0x86: "URI"}
+
+
+def pem_certificates(text: str) -> list[bytes]:
+    """The DER bytes of every certificate in a PEM text, in file order."""
+    return [base64.b64decode("".join(body.split())) for body in PEM_CERTIFICATE.findall(text)]
+
+
+def general_name(tag: int, raw: bytes) -> str:
+    """One subjectAltName entry, spelled as openssl does: DNS:name, IP:address, email:..., URI:..."""
+    if tag == 0x87 and len(raw) in (4, 16):
+        return "IP:" + socket.inet_ntop(socket.AF_INET if len(raw) == 4 else socket.AF_INET6, raw)
+    if tag in GENERAL_NAME_TAGS:
+        return f"{GENERAL_NAME_TAGS[tag]}:{raw.decode('ascii', 'replace')}"
+    return f"other:{tag:#x}"
+
+
+def certificate_extensions(der: bytes) -> dict[str, Json]:
+    """subjectAltNames, key identifiers (hex) and the CA flag of a DER certificate."""
+    facts: dict[str, Json] = {"sans": [], "subject_key_id": None, "authority_key_id": None, "is_ca": False}
+    wrapper = next((field for field in tbs_fields(der)[6:] if field[0] == 0xA3), None)  # [3] extensions
+    if wrapper is None:
+        return facts
+    _, list_start, list_end = der_read(der, wrapper[1])
+    for _, ext_start, ext_end in der_children(der, list_start, list_end):
+        parts = der_children(der, ext_start, ext_end)
+        oid = der_oid(der[parts[0][1] : parts[0][2]])
+        _, value_start, _ = parts[-1]  # extnValue, an OCTET STRING holding the extension's own DER
+        _, inner_start, inner_end = der_read(der, value_start)
+        if oid == OID_SUBJECT_ALT_NAME:
+            facts["sans"] = [general_name(tag, der[s:e]) for tag, s, e in der_children(der, inner_start, inner_end)]
+        elif oid == OID_SUBJECT_KEY_ID:
+            facts["subject_key_id"] = der[inner_start:inner_end].hex()
+        elif oid == OID_AUTHORITY_KEY_ID:
+            key_id = next((der[s:e] for tag, s, e in der_children(der, inner_start, inner_end) if tag == 0x80), None)
+            facts["authority_key_id"] = key_id.hex() if key_id is not None else None
+        elif oid == OID_BASIC_CONSTRAINTS:
+            flags = der_children(der, inner_start, inner_end)
+            facts["is_ca"] = bool(flags) and flags[0][0] == 0x01 and der[flags[0][1]] != 0
+    return facts
+
+
+def certificate_file(path: str) -> dict[str, Json]:
+    """Facts and extensions of the first certificate of a PEM file, or why it cannot be read."""
+    text = read_text(path)
+    if text is None:
+        return unavailable(f"{path} not readable")
+    try:
+        certificates = pem_certificates(text)
+        if not certificates:
+            return unavailable(f"{path} holds no PEM certificate")
+        return {**certificate_facts(certificates[0]), **certificate_extensions(certificates[0])}
+    except (IndexError, ValueError, UnicodeDecodeError) as exc:  # binascii.Error is a ValueError
+        return unavailable(f"{path}: certificate not parsed: {exc}")
+
+
+def issued_by(certificate: Mapping[str, Json], ca: Mapping[str, Json] | None) -> Json:
+    """Whether the CA issued the certificate: same issuer name, and same key identifier where both carry one."""
+    if ca is None:
+        return False
+    if "unavailable" in ca:
+        return unavailable("the CA certificate could not be read")
+    if certificate["issuer"] != ca["subject"]:
+        return False
+    if certificate["authority_key_id"] and ca["subject_key_id"]:
+        return bool(certificate["authority_key_id"] == ca["subject_key_id"])
+    return True
+
+
+def collect_pki(directory: str = PKI_DIRECTORY) -> Json:
+    """The site CA certificate and every certificate the pki role issued to this host, with its key file."""
+    if not os.path.isdir(directory):
+        return {"directory_present": False}
+    ca_path = os.path.join(directory, "ca.crt")
+    ca = certificate_file(ca_path) if os.path.exists(ca_path) else None
+    if ca is None:
+        ca_facts: Json = {"present": False}
+    elif "unavailable" in ca:
+        ca_facts = ca
+    else:
+        shown = ("subject", "self_signed", "is_ca", "not_before", "not_after", "key_type", "key_bits")
+        ca_facts = {"present": True, **{key: ca[key] for key in shown}}
+    certificates: dict[str, Json] = {}
+    for path in sorted_files(os.path.join(directory, "*.crt")):
+        name = os.path.basename(path)[: -len(".crt")]
+        if name == "ca":
+            continue
+        certificate = certificate_file(path)
+        if "unavailable" in certificate:
+            certificates[name] = certificate
+            continue
+        shown = ("subject", "issuer", "sans", "not_before", "not_after", "key_type", "key_bits")
+        certificates[name] = {
+            **{key: certificate[key] for key in shown},
+            "issued_by_site_ca": issued_by(certificate, ca),
+            "key": file_facts(os.path.join(directory, f"{name}.key")),
+        }
+    return {"directory_present": True, "ca": ca_facts, "certificates": certificates}
+
+
+# ---------------------------------------------------------------- monitoring
+
+# Component -> names of its executable (Debian's first, then upstream's); the kernel keeps 15 characters
+# of the name as the process's comm (prometheus-node-exporter -> prometheus-node).
+MONITORING_PROGRAMS: dict[str, tuple[str, ...]] = {
+    "node_exporter": ("prometheus-node-exporter", "node_exporter"),
+    "prometheus": ("prometheus",),
+    "alertmanager": ("prometheus-alertmanager", "alertmanager"),
+    "blackbox_exporter": ("prometheus-blackbox-exporter", "blackbox_exporter"),
+}
+# --web.listen-address when the command line does not set it: every interface.
+DEFAULT_LISTEN_ADDRESS = {
+    "node_exporter": ":9100",
+    "prometheus": ":9090",
+    "alertmanager": ":9093",
+    "blackbox_exporter": ":9115",
+}
+FILE_SD_DIRECTORY = "/etc/prometheus/file_sd"
+BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
+COMM_LENGTH = 15
+# A YAML `key: value` line: the key plain or quoted; a plain key ends at the first colon followed by a blank.
+YAML_KEY = re.compile(r"""^(?:"((?:[^"\\]|\\.)*)"|'((?:[^']|'')*)'|([^\s#'"{\[\-][^#]*?|-[^\s#]*?))\s*:(?:\s+(.*))?$""")
+YAML_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
+
+Process = tuple[list[str], str]  # (argv, working directory)
+
+
+def find_processes(programs: Mapping[str, Iterable[str]], proc: str = "/proc") -> dict[str, list[Process]]:
+    """Running processes of each program, in pid order, matched on comm or on the executable's name.
+
+    comm is readable for every process; /proc/<pid>/exe only as root, so it is the second way.
+    Kernel threads and zombies (empty command line) are not programs and are left out.
+    """
+    by_comm = {name[:COMM_LENGTH]: key for key, names in programs.items() for name in names}
+    by_exe = {name: key for key, names in programs.items() for name in names}
+    found: dict[str, list[Process]] = {key: [] for key in programs}
+    try:
+        pids = sorted((entry for entry in os.listdir(proc) if entry.isdigit()), key=int)
+    except OSError:
+        return found
+    for pid in pids:
+        base = os.path.join(proc, pid)
+        key = by_comm.get((read_text(f"{base}/comm") or "").strip())
+        if key is None:
+            try:
+                exe = os.readlink(f"{base}/exe").removesuffix(" (deleted)")
+            except OSError:
+                continue
+            key = by_exe.get(os.path.basename(exe))
+            if key is None:
+                continue
+        argv = (read_text(f"{base}/cmdline") or "").split("\0")
+        if argv and argv[-1] == "":
+            argv.pop()
+        if not argv:
+            continue
+        try:
+            cwd = os.readlink(f"{base}/cwd")
+        except OSError:
+            cwd = "/"
+        found[key].append((argv, cwd))
+    return found
+
+
+def command_flags(arguments: Iterable[str]) -> dict[str, list[str]]:
+    """`--name=value` and `--name value` flags (kingpin's syntax, as Prometheus programs use it), by name.
+
+    A flag followed by another flag or by nothing is a switch and gets the value "".
+    """
+    flags: dict[str, list[str]] = {}
+    words = list(arguments)
+    index = 0
+    while index < len(words):
+        word = words[index]
+        index += 1
+        if not word.startswith("-") or word in ("-", "--"):
+            continue
+        name, equals, value = word.lstrip("-").partition("=")
+        if not equals and index < len(words) and not words[index].startswith("-"):
+            value = words[index]
+            index += 1
+        flags.setdefault(name, []).append(value)
+    return flags
+
+
+def listens_everywhere(address: str) -> bool:
+    """Whether a Go listen address (host:port) binds every interface: empty host, 0.0.0.0, ::, *."""
+    host = (address.rpartition(":")[0] if ":" in address else address).strip("[]")
+    if host in ("", "*"):
+        return True
+    for family in (socket.AF_INET, socket.AF_INET6):
+        try:
+            return not any(socket.inet_pton(family, host))
+        except OSError:
+            continue
+    return False
+
+
+def yaml_scalar(text: str) -> Json:
+    """A plain, single- or double-quoted YAML scalar as text, its trailing comment removed; None for null."""
+    text = text.strip()
+    if text.startswith('"'):
+        match = re.match(r'"((?:[^"\\]|\\.)*)"', text)
+        if match:
+            try:
+                return str(json.loads(f'"{match.group(1)}"'))
+            except ValueError:
+                return match.group(1)
+    if text.startswith("'"):
+        match = re.match(r"'((?:[^']|'')*)'", text)
+        if match:
+            return match.group(1).replace("''", "'")
+    value = "" if text.startswith("#") else re.split(r"\s#", text, maxsplit=1)[0].strip()
+    return None if value in YAML_NULLS else value
+
+
+def yaml_key(match: re.Match[str]) -> str:
+    double, single, plain = match.group(1), match.group(2), match.group(3)
+    if double is not None:
+        return str(yaml_scalar(f'"{double}"'))
+    if single is not None:
+        return single.replace("''", "'")
+    return plain
+
+
+def yaml_flow_mapping(text: str) -> dict[str, Json] | None:
+    """`{a: b, "c": 'd'}` on one line, one level deep; None when the text is not such a mapping."""
+    text = text.strip()
+    if not text.startswith("{") or "}" not in text:
+        return None
+    inner = text[1 : text.rindex("}")]
+    mapping: dict[str, Json] = {}
+    for item in re.findall(r"""(?:"(?:[^"\\]|\\.)*"|'(?:[^']|'')*'|[^,])+""", inner):
+        match = YAML_KEY.match(item.strip())
+        if match:
+            mapping[yaml_key(match)] = yaml_scalar(match.group(4) or "")
+    return mapping
+
+
+def yaml_open_brackets(line: str) -> int:
+    """How many flow brackets ({ [) a YAML line leaves open, outside quotes and comments."""
+    depth, quote, previous = 0, "", " "
+    for char in line:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#" and previous in " \t":
+            break
+        elif char in "{[":
+            depth += 1
+        elif char in "}]":
+            depth -= 1
+        previous = char
+    return depth
+
+
+def yaml_logical_lines(text: str) -> list[str]:
+    """The lines of a YAML text, with a flow collection that spans lines joined onto its first line."""
+    lines: list[str] = []
+    depth = 0
+    for raw in text.splitlines():
+        if depth > 0:
+            lines[-1] += " " + raw.strip()
+        else:
+            lines.append(raw)
+        depth = max(depth + yaml_open_brackets(raw), 0)
+    return lines
+
+
+def read_flat_yaml(text: str) -> dict[str, Json]:
+    """The top two levels of a YAML mapping such as a Prometheus web config, without a YAML library.
+
+    Top-level keys map to a scalar or to a mapping of their direct children (scalars, or one-line flow
+    mappings); anything deeper (lists, nested mappings, block scalars) is skipped. JSON, which is YAML,
+    is read as JSON.
+    """
+    try:
+        loaded = json.loads(text)
+    except ValueError:
+        loaded = None
+    if isinstance(loaded, dict):
+        return loaded
+    document: dict[str, Json] = {}
+    top_indent: int | None = None
+    section: dict[str, Json] | None = None
+    child_indent: int | None = None
+    for raw in yaml_logical_lines(text):
+        line = raw.rstrip()
+        stripped = line.strip()
+        if not stripped or stripped.startswith(("#", "%")) or stripped in ("---", "..."):
+            continue
+        indent = len(line) - len(line.lstrip(" "))
+        if top_indent is None:
+            top_indent = indent
+        match = YAML_KEY.match(stripped)
+        if indent <= top_indent:
+            section = None
+            if match is None:
+                continue
+            key, value = yaml_key(match), (match.group(4) or "").strip()
+            if value.startswith("{"):
+                document[key] = yaml_flow_mapping(value)
+            elif yaml_scalar(value) is None:
+                section = document[key] = {}
+                child_indent = None
+            else:
+                document[key] = yaml_scalar(value)
+            continue
+        if section is None:
+            continue
+        if child_indent is None:
+            child_indent = indent
+        if indent != child_indent or match is None:
+            continue  # deeper levels and list items
+        value = (match.group(4) or "").strip()
+        section[yaml_key(match)] = yaml_flow_mapping(value) if value.startswith("{") else yaml_scalar(value)
+    return document
+
+
+def web_config_facts(path: str | None) -> Json:
+    """What a Prometheus web config (--web.config.file) enforces: TLS, its minimum version, basic auth.
+
+    Of the basic-auth users only their number and whether every hash is bcrypt leave this function.
+    """
+    if path is None:
+        return {"configured": False}
+    if not os.path.exists(path):
+        return {"configured": True, "present": False}
+    text = read_text(path)
+    if text is None:
+        return unavailable(f"{path} not readable")
+    config = read_flat_yaml(text)
+    tls = config.get("tls_server_config")
+    tls = tls if isinstance(tls, dict) else {}
+    users = config.get("basic_auth_users")
+    users = users if isinstance(users, dict) else {}
+    min_version = tls.get("min_version")
+    info = file_facts(path)
+    return {
+        "configured": True,
+        "present": True,
+        "file": {key: info.get(key) for key in ("mode", "owner", "group")},
+        "tls": bool((tls.get("cert_file") or tls.get("cert")) and (tls.get("key_file") or tls.get("key"))),
+        "cert_file": tls.get("cert_file"),
+        "key_file": tls.get("key_file"),
+        # The exporter toolkit's default when TLS is on and min_version is not written is TLS 1.2.
+        "min_version": str(min_version) if min_version else ("TLS12" if tls else None),
+        "min_version_set": bool(min_version),
+        "basic_auth_users": len(users),
+        "basic_auth_bcrypt_only": all(str(value).startswith(BCRYPT_PREFIXES) for value in users.values()),
+    }
+
+
+def absolute_path(path: str | None, cwd: str) -> str | None:
+    if not path:
+        return None
+    return path if os.path.isabs(path) else os.path.normpath(os.path.join(cwd, path))
+
+
+def program_facts(component: str, processes: list[Process]) -> Json:
+    """A Prometheus program's listen addresses and web config, from the command line of its first process."""
+    if not processes:
+        return {"running": False, "processes": 0}
+    argv, cwd = processes[0]
+    flags = command_flags(argv[1:])
+
+    def last(name: str) -> str | None:
+        values = flags.get(name)
+        return values[-1] if values else None
+
+    listen = [address for address in flags.get("web.listen-address", []) if address] or [
+        DEFAULT_LISTEN_ADDRESS[component]
+    ]
+    web_config_file = absolute_path(last("web.config.file"), cwd)
+    facts: dict[str, Json] = {
+        "running": True,
+        "processes": len(processes),
+        "listen_addresses": listen,
+        "wildcard_addresses": [address for address in listen if listens_everywhere(address)],
+        "web_config_file": web_config_file,
+        "web_config": safe(lambda: web_config_facts(web_config_file)),
+    }
+    if component == "node_exporter":
+        facts["textfile_directory"] = last("collector.textfile.directory")
+    elif component in ("prometheus", "blackbox_exporter"):
+        facts["config_file"] = absolute_path(last("config.file"), cwd)
+    elif component == "alertmanager":
+        # Gossip between Alertmanagers; on by default on every interface, "" turns it off.
+        cluster = last("cluster.listen-address")
+        facts["cluster_listen_address"] = "0.0.0.0:9094" if cluster is None else cluster
+    return facts
+
+
+def file_sd_targets(path: str) -> Json:
+    """Every target of a Prometheus file_sd JSON file with its instance label (the target when unset)."""
+    text = read_text(path)
+    if text is None:
+        return unavailable(f"{path} {'not readable' if os.path.exists(path) else 'missing'}")
+    try:
+        groups = json.loads(text)
+    except ValueError:
+        return unavailable(f"{path} is not JSON")
+    if not isinstance(groups, list) or not all(
+        isinstance(group, dict) and isinstance(group.get("targets", []), list) for group in groups
+    ):
+        return unavailable(f"{path} is not a list of target groups")
+    targets = []
+    for group in groups:
+        labels = group.get("labels") if isinstance(group.get("labels"), dict) else {}
+        for target in group.get("targets", []):
+            targets.append({"instance": str(labels.get("instance", target)), "target": str(target)})
+    return targets
+
+
+def collect_monitoring(proc: str = "/proc", file_sd: str = FILE_SD_DIRECTORY) -> Json:
+    """The node exporter and the monitoring server's programs as they run, and who Prometheus scrapes."""
+    found = find_processes(MONITORING_PROGRAMS, proc)
+    facts: dict[str, Json] = {
+        component: safe(functools.partial(program_facts, component, processes))
+        for component, processes in found.items()
+    }
+    prometheus = facts["prometheus"]
+    if isinstance(prometheus, dict) and prometheus.get("running"):
+        prometheus["node_targets"] = file_sd_targets(os.path.join(file_sd, "node.json"))
+        blackbox = file_sd_targets(os.path.join(file_sd, "blackbox.json"))
+        prometheus["blackbox_targets"] = len(blackbox) if isinstance(blackbox, list) else blackbox
+    return facts
+
+
 # ---------------------------------------------------------------- the document
 
 
@@ -1219,6 +1662,8 @@ def collect() -> dict[str, Json]:
         "limits": collect_limits,
         "shell": collect_shell,
         "banner": collect_banner,
+        "pki": collect_pki,
+        "monitoring": collect_monitoring,
     }
     # One after another: on a host audited with a hundred others, CPU is what is scarce, not time.
     facts = {name: safe(section) for name, section in independent.items()}

@@ -55,12 +55,19 @@ def role_variables(role: Path) -> list[RoleVariable]:
 
 
 def spec_mismatches(role: Path) -> list[str]:
-    """Variables set in defaults but not specified, or specified but given no default."""
-    specified = set(_spec_options(role))
+    """Variables set in defaults but not specified, or specified (and not required, like vault secrets) but
+    given no default, or required yet given a default."""
+    options = _spec_options(role)
+    specified = set(options)
+    required = {name for name, spec in options.items() if spec.get("required")}
     defaulted = set(_defaults(role))
-    return [
-        f"{name}: in defaults/main.yml but not in meta/argument_specs.yml" for name in sorted(defaulted - specified)
-    ] + [f"{name}: in meta/argument_specs.yml but has no default" for name in sorted(specified - defaulted)]
+    unspecified = sorted(defaulted - specified)
+    undefaulted = sorted(specified - defaulted - required)
+    return (
+        [f"{name}: in defaults/main.yml but not in meta/argument_specs.yml" for name in unspecified]
+        + [f"{name}: in meta/argument_specs.yml but has no default" for name in undefaulted]
+        + [f"{name}: required in meta/argument_specs.yml but has a default" for name in sorted(required & defaulted)]
+    )
 
 
 def _default_cell(variable: RoleVariable) -> str:

@@ -188,6 +188,7 @@ def test_targets_from_the_lab_inventory_carry_the_topology_view():
     assert targets["lis-legacy"].inventory["legacy"] is True
     assert targets["his-app"].ssh is not None
     assert targets["his-app"].ssh.hostname == "10.231.20.10"
+    assert targets["his-app"].inventory["address"] == "10.231.20.10"
     assert inventory_view({})["services"] == []
 
 

@@ -66,6 +66,11 @@ ROOT = {
         ({"fact": "updates.never", "days_since_at_most": 7}, "fail"),
         ({"fact": "tls.not_after", "days_until_at_least": 7}, "pass"),
         ({"fact": "tls.not_after", "days_until_at_least": 30}, "fail"),
+        ({"fact": "updates.lists_at", "days_since_at_least": 0}, "pass"),
+        ({"fact": "updates.lists_at", "days_since_at_least": 3}, "fail"),
+        ({"fact": "tls.not_after", "days_since_at_least": 0}, "fail"),  # in the future: not yet
+        ({"fact": "updates.never", "days_since_at_least": 0}, "fail"),
+        ({"fact": "updates.nosuchkey", "days_since_at_least": 0}, "fail"),
     ],
 )
 def test_operator(check, status):

@@ -46,3 +46,15 @@ def test_spec_mismatch_is_reported(tmp_path: Path) -> None:
         "r_c: in defaults/main.yml but not in meta/argument_specs.yml",
         "r_b: in meta/argument_specs.yml but has no default",
     ]
+
+
+def test_required_options_take_no_default(tmp_path: Path) -> None:
+    """Vault secrets are required and have no default; a default for a required option is a mismatch."""
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "defaults").mkdir()
+    (tmp_path / "meta" / "argument_specs.yml").write_text(
+        "argument_specs: {main: {options: {r_secret: {type: str, required: true},"
+        " r_key: {type: str, required: true}}}}\n"
+    )
+    (tmp_path / "defaults" / "main.yml").write_text("r_key: changeme\n")
+    assert spec_mismatches(tmp_path) == ["r_key: required in meta/argument_specs.yml but has a default"]

@@ -16,8 +16,10 @@ from typing import Any
 from medinfra.paths import PROJECT_ROOT
 from medinfra.problems import Problem, UserInputError
 
-# The host as the inventory describes it, which controls may use in `applies_when`.
+# The host as the inventory describes it, which controls may use in `applies_when`. `address` is how
+# Ansible reaches the host; the evaluator's site pre-pass matches it against monitoring scrape targets.
 INVENTORY_VIEW = {
+    "address": "ansible_host",
     "zone": "medinfra_zone",
     "services": "medinfra_services",
     "sla": "medinfra_sla",

@@ -35,6 +35,7 @@ OPERATORS = (
     "mode_within",
     "version_at_least",
     "days_since_at_most",
+    "days_since_at_least",
     "days_until_at_least",
 )
 QUANTIFIERS = ("every", "some", "none")
@@ -207,13 +208,16 @@ def apply_operator(operator: str, argument: Any, value: Any, now: datetime) -> t
             return False, f"{value!r} is not a version"
         passed = compare_debian_versions(value, argument) >= 0
         return passed, f"version {value} {'>=' if passed else '<'} {argument}"
-    if operator in ("days_since_at_most", "days_until_at_least"):
+    if operator in ("days_since_at_most", "days_since_at_least", "days_until_at_least"):
         moment = as_time(value)
         if moment is None:
             return False, f"{value!r} is not a time" if value is not None else "never"
         days = (now - moment).total_seconds() / 86400
         if operator == "days_since_at_most":
             return days <= argument, f"{days:.1f} days ago (limit {argument:g})"
+        if operator == "days_since_at_least":
+            when = f"{days:.1f} days ago" if days >= 0 else f"{-days:.1f} days in the future"
+            return days >= argument, f"{when} (need at least {argument:g} days ago)"
         return -days >= argument, f"{-days:.1f} days left (need {argument:g})"
     raise ValueError(f"unknown operator {operator}")
 

@@ -1,4 +1,21 @@
-"""The evaluator: (evidence, catalog, waivers, time) -> findings. Pure: no I/O, no clock, no host."""
+"""The evaluator: (evidence, catalog, waivers, time) -> findings. Pure: no I/O, no clock, no host.
+
+Checks read one tree per host (`evidence_root`): the sections of its evidence, `inventory` (the host
+as the inventory describes it) and `site`, what the other audited hosts say about it. `site` is
+computed once per audit by a pre-pass over every host's evidence (`site_views`), for properties
+that no host shows alone:
+
+- `site.monitoring.servers`: the audited monitoring servers, i.e. hosts with the `monitoring_server`
+  service in the inventory or a running Prometheus in their evidence.
+- `site.monitoring.scraped_by`: those among them whose running Prometheus has this host as a node
+  target (a target in its file_sd `node.json` whose `instance` label is the host's name, or whose
+  address is the host's name or its inventory `address`).
+
+When no monitoring server is part of the audit, `site.monitoring` is unavailable (a check reading it
+gives `error`: the audit cannot say); when this host is scraped by none and some server's targets
+could not be read, `scraped_by` is unavailable for the same reason. A host cannot write `site`
+itself: the pre-pass replaces whatever its evidence holds under that name.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +23,94 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from medinfra.compliance.checks import run_check
+from medinfra.compliance.checks import Unavailable, resolve, run_check
 from medinfra.compliance.model import Catalog, Control, Finding, HostEvidence, Status, Waiver
 
 EVIDENCE_SCHEMA = "medinfra-evidence/1"
+MONITORING_SERVICE = "monitoring_server"
 
 
-def evidence_root(host: HostEvidence) -> dict[str, Any] | None:
-    """The tree checks read: the facts' sections plus `inventory` (the host as the inventory sees it)."""
+def evidence_root(host: HostEvidence, site: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The tree checks read: the facts' sections, `inventory` and (when given) `site`."""
     facts = host.evidence.get("facts")
     if host.evidence.get("schema") != EVIDENCE_SCHEMA or not isinstance(facts, Mapping):
         return None
-    return {**facts, "inventory": dict(host.inventory)}
+    root = {**facts, "inventory": dict(host.inventory)}
+    if site is not None:
+        root["site"] = dict(site)
+    return root
+
+
+def unavailable(reason: str) -> dict[str, str]:
+    return {"unavailable": reason}
+
+
+def target_host(target: str) -> str:
+    """The host part of a scrape target: `10.0.0.5:9100` -> `10.0.0.5`, `[fd00::5]:9100` -> `fd00::5`."""
+    if target.startswith("["):
+        return target[1:].partition("]")[0]
+    return target.rpartition(":")[0] if target.count(":") == 1 else target
+
+
+def scraped_names(root: Mapping[str, Any] | None) -> set[str] | str:
+    """Names and addresses a monitoring server's Prometheus scrapes as nodes, or why they are unknown."""
+    if root is None:
+        return f"its evidence is not a {EVIDENCE_SCHEMA} document"
+    try:
+        prometheus = resolve(root, (), ("monitoring", "prometheus"))
+        if not isinstance(prometheus, Mapping) or prometheus.get("running") is not True:
+            return set()  # no Prometheus running: it scrapes nobody
+        targets = resolve(root, (), ("monitoring", "prometheus", "node_targets"))
+    except Unavailable as exc:
+        return str(exc)
+    if not isinstance(targets, list):
+        return "monitoring.prometheus.node_targets: absent from the evidence"
+    names: set[str] = set()
+    for target in targets:
+        if isinstance(target, Mapping):
+            names.add(str(target.get("instance", "")))
+            names.add(target_host(str(target.get("target", ""))))
+    names.discard("")
+    return names
+
+
+def monitoring_servers(hosts: Sequence[HostEvidence], roots: Mapping[str, Any]) -> dict[str, set[str] | str]:
+    """Every audited monitoring server -> what it scrapes (or why that is unknown)."""
+    servers: dict[str, set[str] | str] = {}
+    for host in hosts:
+        root = roots[host.host]
+        declared = MONITORING_SERVICE in (host.inventory.get("services") or ())
+        try:
+            running = root is not None and resolve(root, (), ("monitoring", "prometheus", "running")) is True
+        except Unavailable:
+            running = False
+        if declared or running:
+            servers[host.host] = scraped_names(root)
+    return servers
+
+
+def monitoring_view(host: HostEvidence, servers: Mapping[str, set[str] | str]) -> Any:
+    if not servers:
+        return unavailable(
+            "no monitoring server is part of this audit (a host with the monitoring_server service or a running "
+            "Prometheus); audit it together with this host"
+        )
+    keys = {host.host, str(host.inventory.get("address") or "")} - {""}
+    scraped_by = sorted(name for name, scraped in servers.items() if isinstance(scraped, set) and keys & scraped)
+    unknown = {name: reason for name, reason in servers.items() if isinstance(reason, str)}
+    view: dict[str, Any] = {"servers": sorted(servers), "scraped_by": scraped_by}
+    if not scraped_by and unknown:
+        view["scraped_by"] = unavailable(
+            "; ".join(f"node targets of {name} unknown: {reason}" for name, reason in sorted(unknown.items()))
+        )
+    return view
+
+
+def site_views(hosts: Sequence[HostEvidence], roots: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
+    """The `site` tree of every host: what the audit as a whole says about it (the pre-pass)."""
+    roots = roots if roots is not None else {host.host: evidence_root(host) for host in hosts}
+    servers = monitoring_servers(hosts, roots)
+    return {host.host: {"monitoring": monitoring_view(host, servers)} for host in hosts}
 
 
 def matching_waivers(waivers: Iterable[Waiver], control: str, host: HostEvidence) -> list[Waiver]:
@@ -53,10 +146,14 @@ def evaluate_control(
 def evaluate(
     hosts: Iterable[HostEvidence], catalog: Catalog, waivers: Sequence[Waiver], now: datetime
 ) -> list[Finding]:
-    """Findings for every control on every host, in host then control order."""
+    """Findings for every control on every host, in host then control order (after the site pre-pass)."""
+    hosts = list(hosts)
+    roots = {host.host: evidence_root(host) for host in hosts}
+    sites = site_views(hosts, roots)
     findings = []
     for host in hosts:
-        root = evidence_root(host)
+        facts_root = roots[host.host]
+        root = None if facts_root is None else {**facts_root, "site": sites[host.host]}
         for control in catalog.controls:
             if root is None:
                 findings.append(

@@ -18,8 +18,9 @@ SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 
 
-def image_packages() -> list[str]:
-    lines = (IMAGE_DIR / "packages.txt").read_text(encoding="utf-8").splitlines()
+def image_packages(list_name: str = "packages.txt") -> list[str]:
+    """A package list of the image: ``packages.txt`` (debootstrap's base) or ``role-packages.txt`` (apt-get)."""
+    lines = (IMAGE_DIR / list_name).read_text(encoding="utf-8").splitlines()
     return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
 
 
@@ -27,7 +28,7 @@ def recipe_digest() -> str:
     """Hash of everything that shapes the image: a change here means a new tag and a rebuild."""
     digest = hashlib.sha256()
     digest.update(SUITE.encode())
-    for name in ("packages.txt", "customize.sh"):
+    for name in ("packages.txt", "role-packages.txt", "customize.sh"):
         digest.update((IMAGE_DIR / name).read_bytes())
     return digest.hexdigest()[:12]
 
@@ -62,7 +63,7 @@ def build_image(tag: str, say: Callable[[str], None]) -> None:
                 mirror,
             ]
         )
-        _run(["sh", str(IMAGE_DIR / "customize.sh"), str(root)])
+        _run(["sh", str(IMAGE_DIR / "customize.sh"), str(root), *image_packages("role-packages.txt")])
         archive = Path(work) / "rootfs.tar"
         _run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(archive), "."])
         podman(

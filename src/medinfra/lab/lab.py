@@ -173,6 +173,7 @@ def up(topology_file: Path, say: Say) -> Lab:
         say(change)
     image = ensure_image(say)
     public_key = lab.state.ensure_key(lab.plan.site)
+    lab.state.ensure_secrets()
     kept = _reconcile_containers(lab, image, say)
     recreated = _reconcile_networks(lab, say)
     kept -= {c.name for c in lab.plan.containers if any(n in recreated for n, _ in c.attachments)}
@@ -194,7 +195,7 @@ def up(topology_file: Path, say: Say) -> Lab:
     say(
         f"lab {lab.plan.site!r}: {len(lab.plan.containers)} hosts ready in {ready:.1f} s "
         f"({len(todo)} created in {created:.1f} s, {len(kept)} already running); "
-        f"inventory: {topology_file.parent}"
+        f"inventory: {topology_file.parent}; vault password: {lab.state.vault_password_file}"
     )
     return lab
 

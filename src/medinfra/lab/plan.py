@@ -20,7 +20,8 @@ SPEC_LABEL = "io.medinfra.lab.spec"
 RUN_OPTIONS = (
     "--systemd=always",
     "--cap-add",
-    "NET_ADMIN,AUDIT_WRITE,DAC_READ_SEARCH",
+    # NET_RAW: ICMP probes from the monitoring server (blackbox exporter), as a real host allows.
+    "NET_ADMIN,AUDIT_WRITE,DAC_READ_SEARCH,NET_RAW",
     "--security-opt",
     "unmask=/proc/sys",
     # podman's systemd mode puts the journal on a tmpfs; a real server keeps it on disk, and the

@@ -1,12 +1,16 @@
-"""Files a lab keeps beside its topology: SSH key, known_hosts, ssh_config, Ansible connection vars.
+"""Files a lab keeps beside its topology: SSH key, known_hosts, ssh_config, Ansible connection vars, and
+the lab's secrets (vault-encrypted) with their vault password.
 
-They live in ``<inventory>/.lab/`` (hidden, so Ansible's directory loader skips it) and
-``<inventory>/group_vars/all/lab_connection.yml``; both are git-ignored and removed by `lab down`.
+They live in ``<inventory>/.lab/`` (hidden, so Ansible's directory loader skips it; the site CA too) and
+``<inventory>/group_vars/all/lab_{connection,secrets}.yml``; all are git-ignored and removed by `lab down`.
 """
 
 from __future__ import annotations
 
 import os
+import re
+import secrets
+import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +19,13 @@ from medinfra.lab.plan import LabPlan
 from medinfra.lab.podman import LabError
 
 LAB_USER = "medinfra"
+# What the roles take from the vault; the lab makes a random value for each, once.
+LAB_SECRETS = (
+    "pki_ca_passphrase",
+    "monitoring_agent_scrape_password",
+    "monitoring_server_admin_password",
+    "monitoring_server_internal_password",
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +51,41 @@ class LabState:
     @property
     def connection_vars(self) -> Path:
         return self.inventory_dir / "group_vars" / "all" / "lab_connection.yml"
+
+    @property
+    def secret_vars(self) -> Path:
+        return self.inventory_dir / "group_vars" / "all" / "lab_secrets.yml"
+
+    @property
+    def vault_password_file(self) -> Path:
+        """Give it to Ansible as ``--vault-password-file`` (or ANSIBLE_VAULT_PASSWORD_FILE)."""
+        return self.directory / "vault-password"
+
+    @property
+    def ca_directory(self) -> Path:
+        return self.directory / "pki"
+
+    def ensure_secrets(self) -> None:
+        """A vault password and a vault-encrypted value for every name in LAB_SECRETS that has none yet.
+
+        Existing values are kept: the CA key is encrypted with the passphrase made the first time.
+        """
+        from ansible.parsing.vault import VaultLib, VaultSecret  # Ansible is slow to import; only lab up needs it
+
+        self.directory.mkdir(mode=0o700, exist_ok=True)
+        if not self.vault_password_file.exists():
+            _write_private(self.vault_password_file, secrets.token_urlsafe(32) + "\n")
+        vault = VaultLib([("default", VaultSecret(self.vault_password_file.read_text().strip().encode()))])
+        text = self.secret_vars.read_text() if self.secret_vars.exists() else (
+            "---\n# Written by `medinfra lab up`: random secrets of this lab, encrypted with the vault password in\n"
+            "# .lab/vault-password. Removed by `lab down`. Not committed. A real site keeps these in its own vault.\n"
+        )
+        for name in LAB_SECRETS:
+            if not re.search(rf"^{name}:", text, flags=re.M):
+                encrypted = vault.encrypt(secrets.token_urlsafe(24)).decode()
+                text += f"{name}: !vault |\n" + "".join(f"  {line}\n" for line in encrypted.splitlines())
+        self.secret_vars.parent.mkdir(parents=True, exist_ok=True)
+        _write_private(self.secret_vars, text)
 
     def ensure_key(self, site: str) -> str:
         """Create the lab's SSH key once (0600, never committed); return the public key."""
@@ -102,6 +148,9 @@ class LabState:
                 "# ... so the host firewalls let it in over SSH (role network_segmentation).\n"
                 "network_segmentation_management_sources: "
                 "\"{{ medinfra_lab_controller_addresses.values() | list }}\"\n"
+                "# The lab's site CA, removed with the lab; and real TLS endpoints where vendor systems would be.\n"
+                f"pki_ca_directory: {self.ca_directory.resolve()}\n"
+                "lab_clinical_standins_enabled: true\n"
             ),
         )
 
@@ -112,8 +161,11 @@ class LabState:
             self.known_hosts,
             self.ssh_config,
             self.connection_vars,
+            self.secret_vars,
+            self.vault_password_file,
         ):
             path.unlink(missing_ok=True)
+        shutil.rmtree(self.ca_directory, ignore_errors=True)
         for directory in (self.directory, self.connection_vars.parent, self.connection_vars.parent.parent):
             if directory.is_dir() and not any(directory.iterdir()):
                 directory.rmdir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from functools import cache
 from importlib import resources
 from ipaddress import IPv4Address, IPv4Network
@@ -116,3 +117,15 @@ def load_topology(path: Path) -> Topology:
     if problems:
         raise UserInputError(problems)
     return build_topology(document.file, document.data)
+
+
+def topology_host(data: Mapping[str, Any], host: str) -> tuple[Topology, Host]:
+    """The topology from its plain-data form (the inventory's ``medinfra_topology``) and one of its hosts."""
+    try:
+        topology = build_topology("medinfra_topology", dict(data))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"medinfra_topology is incomplete or malformed: {exc!r}") from None
+    try:
+        return topology, topology.host(host)
+    except StopIteration:
+        raise ValueError(f"{host!r} is not a host of medinfra_topology") from None

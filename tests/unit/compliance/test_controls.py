@@ -1,7 +1,8 @@
 """The control catalog against real evidence: every control passes and fails where it should.
 
-Cases live in control_cases.yml: a fixture (a real evidence document) plus overrides. Each control
-must have at least one passing and one failing case, so that no check can pass or fail vacuously.
+Cases live in control_cases.yml: a fixture (a real evidence document) plus overrides, and optionally
+the `site` tree the evaluator's pre-pass would compute. Each control must have at least one passing
+and one failing case, so that no check can pass or fail vacuously.
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def test_control_case(control_id, expected, case):
     control = catalog().by_id()[control_id]
     evidence = fixture(case["base"])
     host = HostEvidence(case["base"], apply_overrides(evidence, case), case.get("inventory", DEFAULT_INVENTORY))
-    root = evidence_root(host)
+    root = evidence_root(host, case.get("site"))
     assert root is not None
     finding = evaluate_control(control, host, root, [], audit_time(evidence))
     assert finding.status is Status(expected), f"{control_id}: {finding.status.value}: {finding.reason}"

@@ -1,7 +1,20 @@
 #!/bin/sh
-# Turns a debootstrapped bookworm tree ($1) into a systemd container image for the lab.
+# Turns a debootstrapped bookworm tree ($1) into a systemd container image for the lab, with the packages
+# the roles install ($2...) added by apt-get (debootstrap's own dependency resolution is too weak for them).
 set -eu
 root="$1"
+shift
+
+# Package scripts must not start services inside the build tree.
+printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
+chmod 0755 "$root/usr/sbin/policy-rc.d"
+cp /etc/resolv.conf "$root/etc/resolv.conf"
+mount -t proc proc "$root/proc"
+trap 'umount "$root/proc"' EXIT
+chroot "$root" apt-get update -qq
+chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+chroot "$root" apt-get clean
+rm -f "$root/usr/sbin/policy-rc.d"
 
 # Each container gets its own machine id and SSH host keys at first boot.
 : > "$root/etc/machine-id"
@@ -29,7 +42,9 @@ for unit in getty@tty1.service console-getty.service systemd-logind.service \
 done
 
 # Installed for the roles but left as a stock install would leave them: off until a role configures them.
-chroot "$root" systemctl disable --quiet auditd.service acct.service dailyaidecheck.timer rsyslog.service
+chroot "$root" systemctl disable --quiet auditd.service acct.service dailyaidecheck.timer rsyslog.service \
+    prometheus.service prometheus-alertmanager.service prometheus-blackbox-exporter.service \
+    prometheus-node-exporter.service nginx.service
 
 # The administrative account the controller uses (key installed per lab by `medinfra lab up`).
 chroot "$root" useradd --create-home --shell /bin/bash --groups sudo medinfra

@@ -1,0 +1,1 @@
+"""Monitoring: scrape and probe targets from the topology, exporter credentials."""
