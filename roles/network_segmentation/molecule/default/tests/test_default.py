@@ -91,7 +91,8 @@ def test_the_table_is_loaded_at_boot_and_private(host):
     assert host.service("medinfra-nftables.service").is_enabled
     ruleset_file = host.file("/etc/medinfra/nftables.nft")
     assert ruleset_file.mode == 0o640 and ruleset_file.user == "root"
-    assert host.file("/etc/medinfra").mode == 0o750
+    rollback = host.file("/etc/medinfra/nftables.rollback.nft")
+    assert rollback.mode == 0o600 and rollback.user == "root"
 
 
 def test_drops_are_counted_and_no_rollback_is_left_armed(host):
