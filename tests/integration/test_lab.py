@@ -106,6 +106,14 @@ def recap(output: str) -> dict[str, dict[str, int]]:
     return counts
 
 
+def assert_changes_nothing(playbook: str) -> None:
+    """A second run of ``playbook`` on the converged lab succeeds and changes nothing on any host."""
+    result = ansible_playbook(playbook)
+    assert result.returncode == 0, result.stdout[-3000:]
+    changed = {host: c["changed"] for host, c in recap(result.stdout).items()}
+    assert changed and set(changed.values()) == {0}, changed
+
+
 def test_site_playbook_reaches_every_host_and_hardens_all_but_legacy(lab: str) -> None:
     result = ansible_playbook("playbooks/site.yml")
     assert result.returncode == 0, result.stdout[-3000:]
@@ -118,10 +126,7 @@ def test_site_playbook_reaches_every_host_and_hardens_all_but_legacy(lab: str) -
 
 
 def test_hardening_again_over_ssh_changes_nothing(lab: str) -> None:
-    result = ansible_playbook("playbooks/hardening.yml")
-    assert result.returncode == 0, result.stdout[-3000:]
-    changed = {host: c["changed"] for host, c in recap(result.stdout).items()}
-    assert changed and set(changed.values()) == {0}, changed
+    assert_changes_nothing("playbooks/hardening.yml")
 
 
 def test_legacy_host_is_left_alone(lab: str) -> None:
@@ -132,10 +137,7 @@ def test_legacy_host_is_left_alone(lab: str) -> None:
 
 
 def test_segmentation_again_changes_nothing(lab: str) -> None:
-    result = ansible_playbook("playbooks/segmentation.yml")
-    assert result.returncode == 0, result.stdout[-3000:]
-    changed = {host: c["changed"] for host, c in recap(result.stdout).items()}
-    assert changed and set(changed.values()) == {0}, changed
+    assert_changes_nothing("playbooks/segmentation.yml")
 
 
 @pytest.fixture(scope="module")
@@ -147,10 +149,7 @@ def segmentation(lab: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[su
 
 
 def test_monitoring_again_changes_nothing(lab: str) -> None:
-    result = ansible_playbook("playbooks/monitoring.yml")
-    assert result.returncode == 0, result.stdout[-3000:]
-    changed = {host: c["changed"] for host, c in recap(result.stdout).items()}
-    assert changed and set(changed.values()) == {0}, changed
+    assert_changes_nothing("playbooks/monitoring.yml")
 
 
 def test_prometheus_scrapes_every_exporter_over_tls_and_probes_the_services(lab: str) -> None:

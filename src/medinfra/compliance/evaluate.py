@@ -152,8 +152,7 @@ def evaluate(
     sites = site_views(hosts, roots)
     findings = []
     for host in hosts:
-        facts_root = roots[host.host]
-        root = None if facts_root is None else {**facts_root, "site": sites[host.host]}
+        root = evidence_root(host, sites[host.host])
         for control in catalog.controls:
             if root is None:
                 findings.append(
