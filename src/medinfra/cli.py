@@ -212,6 +212,14 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_turn_credentials(args: argparse.Namespace) -> int:
+    from medinfra.turn import relay_credentials
+
+    servers = relay_credentials(args.inventory, args.vault_password_file, args.ttl, args.user, time.time(), args.relay)
+    print(json.dumps({"iceServers": servers}, indent=2))
+    return 0
+
+
 def cmd_segmentation_verify(args: argparse.Namespace) -> int:
     from medinfra.audit.pyinfra_transport import collect_all, quiet_hub
     from medinfra.audit.results import EXIT_FAILURES, EXIT_UNREACHABLE, write_private
@@ -374,6 +382,22 @@ def build_parser() -> argparse.ArgumentParser:
     verify_segmentation.add_argument("--json", type=Path, metavar="FILE", help="also write every attempt as JSON")
     verify_segmentation.add_argument("--vault-password-file", type=Path)
     verify_segmentation.set_defaults(handler=cmd_segmentation_verify)
+
+    turn = commands.add_parser("turn", help="TURN relay tooling")
+    turn_commands = turn.add_subparsers(dest="turn_command", required=True)
+    credentials = turn_commands.add_parser(
+        "credentials",
+        help="mint time-limited TURN REST credentials for the telemedicine application (RTCIceServer JSON)",
+        description="Reads the site's rtc_relay_auth_secret from the inventory's vault; prints credentials that "
+        "stop working after --ttl seconds, never the secret.",
+    )
+    credentials.add_argument("--ttl", type=int, required=True, metavar="SECONDS", help="lifetime (60 to 86400)")
+    credentials.add_argument("--user", default="", help="a name for the application's user (logged by the relay)")
+    credentials.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
+                             help="inventory directory holding hospital.yml")
+    credentials.add_argument("--relay", help="one relay host (default: every host with the turn_relay service)")
+    credentials.add_argument("--vault-password-file", type=Path)
+    credentials.set_defaults(handler=cmd_turn_credentials)
 
     report = commands.add_parser(
         "report",

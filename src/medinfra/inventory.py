@@ -76,6 +76,8 @@ def host_vars(topology: Topology, host: Host) -> dict[str, Any]:
     sla = topology.sla_classes[host.sla]
     return {
         "ansible_host": str(host.address),
+        # The topology's address stays here when an inventory points ansible_host elsewhere (a jump name).
+        "medinfra_address": str(host.address),
         "medinfra_zone": zone.name,
         "medinfra_zone_cidr": str(zone.network),
         "medinfra_zone_gateway": str(zone.gateway) if zone.gateway else None,

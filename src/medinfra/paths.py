@@ -8,3 +8,4 @@ PROJECT_ROOT = Path(__file__).resolve().parents[2]
 COLLECTOR_PATH = PROJECT_ROOT / "plugins" / "module_utils" / "medinfra_collector.py"
 REACHABILITY_PATH = PROJECT_ROOT / "plugins" / "module_utils" / "medinfra_reachability.py"
 CATALOG_DIR = PROJECT_ROOT / "compliance"
+TURN_CLIENT_PATH = PROJECT_ROOT / "plugins" / "module_utils" / "medinfra_turn.py"

@@ -5,8 +5,10 @@ Runs in file order: bring up, converge, check, break and repair, then tear down.
 
 from __future__ import annotations
 
+import base64
 import json
 import re
+import shlex
 import subprocess
 import time
 from collections.abc import Iterator
@@ -16,12 +18,15 @@ from typing import Any, NamedTuple
 import pytest
 import yaml
 
+from medinfra.audit.targets import read_hosts
 from medinfra.compliance.catalog import load_catalog
 from medinfra.lab.plan import LABEL
 from medinfra.lab.podman import podman, podman_json
 from medinfra.monitoring.targets import parse_probes, scrape_targets
+from medinfra.paths import TURN_CLIENT_PATH
 from medinfra.toolenv import run_tool
 from medinfra.topology import load_topology
+from medinfra.turn import turn_module
 from tests.browser import render
 from tests.conftest import LAB_TOPOLOGY, ROOT
 from tests.oscal_schema import oscal_validator
@@ -31,6 +36,7 @@ pytestmark = pytest.mark.integration
 INVENTORY = LAB_TOPOLOGY.parent
 SSH_CONFIG = INVENTORY / ".lab" / "ssh_config"
 TOPOLOGY = load_topology(LAB_TOPOLOGY)
+HOSTS = len(TOPOLOGY.hosts)
 # Failures the hardened lab still shows, each with its cause: rsyslog does not forward over TLS yet
 # (the site CA can issue its certificate; the central log host's receiving side is not configured);
 # the lab has no Debian security mirror, so pending security updates cannot be judged;
@@ -81,13 +87,13 @@ def lab() -> Iterator[str]:
 
 
 def test_lab_up_prints_time_to_ready(lab: str) -> None:
-    assert re.search(r"lab 'lab': 11 hosts ready in \d+\.\d s", lab), lab
+    assert re.search(rf"lab 'lab': {HOSTS} hosts ready in \d+\.\d s", lab), lab
 
 
 def test_lab_up_again_changes_nothing(lab: str) -> None:
     result = medinfra("lab", "up", "-i", str(INVENTORY))
     assert result.returncode == 0, result.stderr
-    assert "0 created" in result.stdout and "11 already running" in result.stdout
+    assert "0 created" in result.stdout and f"{HOSTS} already running" in result.stdout
     assert "removing" not in result.stdout
 
 
@@ -161,9 +167,11 @@ def test_prometheus_scrapes_every_exporter_over_tls_and_probes_the_services(lab:
     result = ansible_playbook("playbooks/monitoring-status.yml")
     assert result.returncode == 0, result.stdout[-3000:]
     assert f"targets: {total} of {total} healthy over TLS with auth" in result.stdout, result.stdout[-2000:]
-    # The stand-ins answer the HIS, PACS web and DICOM probes; the TURN relay is not deployed yet (role rtc_relay).
+    # The stand-ins answer the HIS, PACS web and DICOM probes, coturn the TURN TLS probe; its own allocation probe
+    # reaches Prometheus through the relay's node exporter.
+    assert "service probes failing: none" in result.stdout, result.stdout[-2000:]
     turn = TOPOLOGY.host("turn")
-    assert f"service probes failing: {turn.address}:5349" in result.stdout, result.stdout[-2000:]
+    assert f"TURN allocation probes: {turn.address}:9100 allocates" in result.stdout, result.stdout[-2000:]
 
 
 TLS_CONNECT = (
@@ -179,6 +187,115 @@ def test_node_exporters_answer_only_the_monitoring_server(lab: str) -> None:
     # bastion-01 shares backup-01's zone, yet only the monitoring server may open the exporter port.
     blocked = lab_ssh("bastion-01", TLS_CONNECT + str(backup.address))
     assert blocked.returncode != 0 and "timed out" in blocked.stderr, blocked.stderr
+
+
+def test_rtc_relay_again_changes_nothing(lab: str) -> None:
+    assert_changes_nothing("playbooks/rtc-relay.yml")
+
+
+# Runs on a lab host: the TURN client's source and the request arrive on stdin, the outcomes leave as JSON.
+TURN_CLIENT = (
+    "import json, sys, types; d = json.load(sys.stdin); m = types.ModuleType('medinfra_turn');"
+    " sys.modules['medinfra_turn'] = m; exec(compile(d['module'], 'medinfra_turn', 'exec'), m.__dict__);"
+    " print(json.dumps(m.exercise(d['request'])))"
+)
+UDP_ECHO = (
+    "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('0.0.0.0', 40000))\n"
+    "while True:\n    data, peer = s.recvfrom(65535); s.sendto(b'echo:' + data, peer)\n"
+)
+
+
+@pytest.fixture(scope="module")
+def turn_secret(lab: str) -> str:
+    [(_, hostvars)] = read_hosts(INVENTORY, "turn", INVENTORY / ".lab" / "vault-password", ("rtc_relay_auth_secret",))
+    return str(hostvars["rtc_relay_auth_secret"])
+
+
+def turn_from(client: str, username: str, password: str, **request: Any) -> dict[str, Any]:
+    """A real TURN client on a lab host, over TLS to the relay, verified against the site CA."""
+    relay = str(TOPOLOGY.host("turn").address)
+    request = {"server": relay, "port": 5349, "transport": "tls", "ca_file": "/etc/medinfra/pki/ca.crt",
+               "server_name": relay, "username": username, "password": password, **request}
+    result = subprocess.run(
+        ["ssh", "-F", str(SSH_CONFIG), client, "python3", "-c", shlex.quote(TURN_CLIENT)],
+        input=json.dumps({"module": TURN_CLIENT_PATH.read_text(encoding="utf-8"), "request": request}),
+        capture_output=True, text=True, check=False, timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return dict(json.loads(result.stdout))
+
+
+@pytest.fixture(scope="module")
+def turn_credentials(lab: str) -> dict[str, Any]:
+    """What the telemedicine application would be handed: `medinfra turn credentials`, from the vault."""
+    result = medinfra("turn", "credentials", "-i", str(INVENTORY), "--ttl", "600", "--user", "dr-li",
+                      "--vault-password-file", str(INVENTORY / ".lab" / "vault-password"))
+    assert result.returncode == 0, result.stderr
+    [server] = json.loads(result.stdout)["iceServers"]
+    return dict(server)
+
+
+# The issue's list, then the lab's own internal addresses (a HIS database, the monitoring server, a workstation,
+# the patient's own network, the relay itself and its gateway).
+FORBIDDEN_PEERS = (
+    "127.0.0.1", "0.0.0.0", "10.1.2.3", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.64.0.1",
+    "::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
+    *(str(TOPOLOGY.host(name).address) for name in ("his-db", "monitor-01", "ws-01", "guest-01", "turn")),
+    str(TOPOLOGY.zone("dmz").gateway),
+)
+
+
+@pytest.fixture(scope="module")
+def patient_call(lab: str, turn_credentials: dict[str, Any]) -> dict[str, Any]:
+    """From the guest Wi-Fi, through the firewall: allocate over TLS, ask for every forbidden peer, and relay a
+    frame to the media server, which echoes it back."""
+    media = str(TOPOLOGY.host("media-01").address)
+    echo = base64.b64encode(UDP_ECHO.encode()).decode()
+    started = lab_ssh("media-01", f"sudo systemd-run --unit=turn-echo python3 -c "
+                                  f"\"import base64; exec(base64.b64decode('{echo}'))\"")
+    assert started.returncode == 0, started.stderr
+    return turn_from("guest-01", turn_credentials["username"], turn_credentials["credential"],
+                     peers=[*FORBIDDEN_PEERS, media], echo={"peer": media, "port": 40000, "payload": "frame 1"})
+
+
+def test_turn_credentials_name_the_relay_and_expire(turn_credentials: dict[str, Any]) -> None:
+    turn = TOPOLOGY.host("turn")
+    assert f"turns:{turn.address}:5349?transport=tcp" in turn_credentials["urls"]
+    expiry, user = turn_credentials["username"].split(":")
+    assert user == "dr-li" and 590 <= int(expiry) - time.time() <= 600
+
+
+def test_patient_call_relays_to_the_media_server_over_tls(patient_call: dict[str, Any]) -> None:
+    media = TOPOLOGY.host("media-01")
+    assert patient_call["tls_version"] == "TLSv1.2" and patient_call["allocate"]["ok"], patient_call
+    assert patient_call["echo"] == {"from": f"{media.address}:40000", "payload": "echo:frame 1"}, patient_call
+
+
+@pytest.mark.parametrize("peer", FORBIDDEN_PEERS)
+def test_relay_refuses_internal_peer(patient_call: dict[str, Any], peer: str) -> None:
+    assert patient_call["permissions"][peer] == {"ok": False, "code": 403, "reason": "Forbidden IP"}
+
+
+def test_relay_refuses_expired_and_wrong_credentials(turn_secret: str, turn_credentials: dict[str, Any]) -> None:
+    expired = turn_module().rest_credentials(turn_secret, -60, "dr-li")
+    assert turn_from("ws-01", *expired)["allocate"]["code"] == 401
+    wrong = turn_from("ws-01", turn_credentials["username"], "d3Jvbmc=")
+    assert wrong["allocate"] == {"ok": False, "code": 401, "reason": "Unauthorized"}
+
+
+def test_relay_refuses_tls_below_1_2(lab: str) -> None:
+    turn = TOPOLOGY.host("turn")
+    handshake = (
+        "python3 -c 'import socket,ssl,sys,warnings; warnings.simplefilter(\"ignore\");"
+        " c=ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT); c.check_hostname=False; c.verify_mode=ssl.CERT_NONE;"
+        " c.set_ciphers(\"ALL:@SECLEVEL=0\"); c.minimum_version=ssl.TLSVersion.TLSv1;"
+        " c.maximum_version=getattr(ssl.TLSVersion, sys.argv[2]);"
+        " print(c.wrap_socket(socket.create_connection((sys.argv[1], 5349), timeout=5)).version())' "
+    )
+    for ceiling in ("TLSv1", "TLSv1_1"):
+        refused = lab_ssh("guest-01", f"{handshake} {turn.address} {ceiling}")
+        assert refused.returncode != 0 and "SSL" in refused.stderr, (ceiling, refused.stdout, refused.stderr)
+    assert lab_ssh("guest-01", f"{handshake} {turn.address} TLSv1_2").stdout.strip() == "TLSv1.2"
 
 
 def test_segmentation_verify_finds_every_declared_flow_open_and_nothing_else(segmentation) -> None:
@@ -270,6 +387,13 @@ def test_audit_finds_hardened_hosts_compliant_and_the_legacy_host_not(audits: di
     assert per_host["lis-legacy"]["score"] < 0.6
 
 
+def test_audit_shows_the_relay_controls_passing(audits: dict[str, Any]) -> None:
+    found = statuses(audits["pyinfra"][1])
+    for control in ("turn_auth_required", "turn_tls", "turn_internal_peers_denied", "turn_config_secret_protected"):
+        assert found[("turn", control)] == "pass", control
+        assert found[("his-db", control)] == "not_applicable", control
+
+
 def test_both_transports_write_the_same_findings(audits: dict[str, Any]) -> None:
     (_py_code, py_doc, _), (ans_code, ans_doc, _) = audits["pyinfra"], audits["ansible"]
     assert py_doc["transport"] == "pyinfra" and ans_doc["transport"] == "ansible"
@@ -355,7 +479,7 @@ def test_lab_up_recovers_from_a_killed_run(lab: str) -> None:
     assert "2 created" in result.stdout
     status = medinfra("lab", "status", "-i", str(INVENTORY))
     assert status.returncode == 0, status.stdout
-    assert "11/11 hosts reachable over SSH" in status.stdout
+    assert f"{HOSTS}/{HOSTS} hosts reachable over SSH" in status.stdout
 
 
 def test_lab_down_removes_what_it_made_and_nothing_else(lab: str) -> None:
@@ -371,6 +495,6 @@ def test_lab_down_removes_what_it_made_and_nothing_else(lab: str) -> None:
         assert not (INVENTORY / "group_vars" / "all" / "lab_connection.yml").exists()
         assert not (INVENTORY / ".lab").exists()
         status = medinfra("lab", "status", "-i", str(INVENTORY))
-        assert status.returncode == 1 and "0/11 hosts reachable" in status.stdout
+        assert status.returncode == 1 and f"0/{HOSTS} hosts reachable" in status.stdout
     finally:
         podman("network", "rm", bystander)

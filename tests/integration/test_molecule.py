@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import pytest
 
@@ -12,23 +15,21 @@ from tests.conftest import ROOT
 pytestmark = pytest.mark.integration
 
 ROLES = sorted(p.parent.parent.parent.name for p in ROOT.glob("roles/*/molecule/default/molecule.yml"))
+# Two scenarios at a time: each has its own containers and network, and most of a scenario is waiting on systemd,
+# apt and Ansible's round trips, so two share the 2 cores well. The longest starts first.
+PARALLEL = 2
+LONGEST_FIRST = ("monitoring_server", "rtc_relay")
 
 
-@pytest.fixture(scope="module")
-def lab_image() -> str:
-    result = run_tool(ROOT, "medinfra", "lab", "image")
-    assert result.returncode == 0, result.stderr
-    return result.stdout.strip()
+class Scenario(NamedTuple):
+    returncode: int
+    output: str
+    seconds: float
 
 
-def test_every_role_has_a_scenario() -> None:
-    roles = sorted(p.name for p in (ROOT / "roles").iterdir() if p.is_dir())
-    assert roles == ROLES
-
-
-@pytest.mark.parametrize("role", ROLES)
-def test_molecule(role: str, lab_image: str) -> None:
-    env = {**tool_env(ROOT), "MEDINFRA_LAB_IMAGE": lab_image, "MOLECULE_ROLE": role, "PY_COLORS": "0"}
+def run_scenario(role: str, image: str) -> Scenario:
+    env = {**tool_env(ROOT), "MEDINFRA_LAB_IMAGE": image, "MOLECULE_ROLE": role, "PY_COLORS": "0"}
+    started = time.monotonic()
     result = subprocess.run(
         [str(BIN / "molecule"), "-c", str(ROOT / "molecule/base.yml"), "test"],
         cwd=ROOT / "roles" / role,
@@ -38,4 +39,25 @@ def test_molecule(role: str, lab_image: str) -> None:
         check=False,
         timeout=1800,
     )
-    assert result.returncode == 0, (result.stdout + result.stderr)[-6000:]
+    return Scenario(result.returncode, result.stdout + result.stderr, time.monotonic() - started)
+
+
+@pytest.fixture(scope="module")
+def scenarios() -> dict[str, Scenario]:
+    image = run_tool(ROOT, "medinfra", "lab", "image")
+    assert image.returncode == 0, image.stderr
+    order = [*LONGEST_FIRST, *(role for role in ROLES if role not in LONGEST_FIRST)]
+    with ThreadPoolExecutor(PARALLEL) as pool:
+        futures = {role: pool.submit(run_scenario, role, image.stdout.strip()) for role in order}
+        return {role: future.result() for role, future in futures.items()}
+
+
+def test_every_role_has_a_scenario() -> None:
+    roles = sorted(p.name for p in (ROOT / "roles").iterdir() if p.is_dir())
+    assert roles == ROLES
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_molecule(role: str, scenarios: dict[str, Scenario]) -> None:
+    scenario = scenarios[role]
+    assert scenario.returncode == 0, f"{role} after {scenario.seconds:.0f} s:\n" + scenario.output[-6000:]

@@ -193,6 +193,7 @@ def test_collector_runs_standalone_and_never_fails():
         "tls",
         "pki",
         "monitoring",
+        "turn",
     }
     assert set(document["facts"]) == expected
     text = done.stdout

@@ -77,6 +77,7 @@ def test_host_vars(tertiary: dict[str, Any]) -> None:
     assert hostvars["ansible_host"] == "10.232.20.31"
     assert hostvars["medinfra_zone"] == "his"
     assert hostvars["medinfra_zone_cidr"] == "10.232.20.0/24"
+    assert hostvars["medinfra_address"] == "10.232.20.31"
     assert hostvars["medinfra_services"] == ["his_db"]
     assert hostvars["medinfra_sla"] == {"name": "24x7-critical", "rpo_minutes": 5, "rto_minutes": 30}
     assert hostvars["medinfra_data_classification"] == "phi"

@@ -107,8 +107,8 @@ CASES: list[tuple[str, Mutation, str, str]] = [
         "duplicate address 10.231.20.10 (already used by hosts[4])",
     ),
     ("duplicate zone name", _set(("zones", 5, "name"), "dmz"), "zones[5]", "duplicate zone name dmz"),
-    ("host named like a zone", _host("ws-01", "name", "clinical"), "hosts[9].name", "is also a zone name"),
-    ("host named like a group", _host("ws-01", "name", "phi"), "hosts[9].name", "is also an inventory group"),
+    ("host named like a zone", _host("ws-01", "name", "clinical"), "hosts[10].name", "is also a zone name"),
+    ("host named like a group", _host("ws-01", "name", "phi"), "hosts[10].name", "is also an inventory group"),
     (
         "flow from unknown endpoint",
         _set(("flows", 3, "from"), "radiology"),

@@ -149,10 +149,12 @@ CONNECTION_VARS = (
 )
 
 
-def load_targets(inventory: Path, limit: str | None, vault_password_file: Path | None = None) -> list[Target]:
-    """Every host of the inventory matching the limit, with its connection settings templated."""
+def read_hosts(
+    inventory: Path, pattern: str | None, vault_password_file: Path | None, keys: tuple[str, ...]
+) -> list[tuple[str, dict[str, Any]]]:
+    """(name, {key: templated value}) of every host matching `pattern`, for the `keys` the host has, read the way
+    a playbook would (inventory plugins, group_vars, host_vars, vaulted values)."""
     os.environ.setdefault("ANSIBLE_CONFIG", str(PROJECT_ROOT / "ansible.cfg"))
-    from ansible import constants
     from ansible.errors import AnsibleError
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
@@ -169,24 +171,32 @@ def load_targets(inventory: Path, limit: str | None, vault_password_file: Path |
             secret.load()
             loader.set_vault_secrets([("default", secret)])
         manager = InventoryManager(loader=loader, sources=[str(inventory)])
-        if limit:
-            manager.subset(limit)
-        hosts = manager.get_hosts("all")
+        if pattern:
+            manager.subset(pattern)
         variables = VariableManager(loader=loader, inventory=manager)
-        targets = []
-        for host in hosts:
+        found = []
+        for host in manager.get_hosts("all"):
             raw = variables.get_vars(host=host, include_hostvars=False)
             templar = Templar(loader=loader, variables=raw)
-            hostvars = {key: templar.template(raw[key]) for key in CONNECTION_VARS if key in raw}
-            settings = ssh_settings(host.name, hostvars, bool(constants.HOST_KEY_CHECKING))
-            if isinstance(settings, str):
-                targets.append(Target(host.name, inventory_view(hostvars), None, settings))
-            else:
-                targets.append(Target(host.name, inventory_view(hostvars), settings))
+            found.append((host.name, {key: templar.template(raw[key]) for key in keys if key in raw}))
     except AnsibleError as exc:
         raise UserInputError(
             [Problem(str(inventory), (), f"Ansible could not read the inventory: {exc.message}")]
         ) from None
+    return found
+
+
+def load_targets(inventory: Path, limit: str | None, vault_password_file: Path | None = None) -> list[Target]:
+    """Every host of the inventory matching the limit, with its connection settings templated."""
+    from ansible import constants
+
+    targets = []
+    for name, hostvars in read_hosts(inventory, limit, vault_password_file, CONNECTION_VARS):
+        settings = ssh_settings(name, hostvars, bool(constants.HOST_KEY_CHECKING))
+        if isinstance(settings, str):
+            targets.append(Target(name, inventory_view(hostvars), None, settings))
+        else:
+            targets.append(Target(name, inventory_view(hostvars), settings))
     if not targets:
         where = f" matching --limit {limit!r}" if limit else ""
         raise UserInputError([Problem(str(inventory), (), f"no hosts{where}")])

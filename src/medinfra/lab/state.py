@@ -25,6 +25,7 @@ LAB_SECRETS = (
     "monitoring_agent_scrape_password",
     "monitoring_server_admin_password",
     "monitoring_server_internal_password",
+    "rtc_relay_auth_secret",
 )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Network, collapse_addresses, ip_network
 from typing import Any
 
 from medinfra.topology.checks import parse_port_range
@@ -49,6 +49,42 @@ class Opening:
     ports: tuple[PortRange, ...]
     sources: tuple[str, ...]  # zone or host names
     comment: str
+
+
+@dataclass(frozen=True)
+class Egress:
+    """Where one service user's sockets may not send new traffic: every internal network but `allowed`."""
+
+    user: str
+    uid: int
+    allowed: tuple[IPv4Network, ...]
+    comment: str
+
+
+def parse_egress(
+    topology: Topology, items: Iterable[Mapping[str, Any]], uids: Mapping[str, int], where: str
+) -> list[Egress]:
+    """Egress limits from role variables. A user not (yet) on the host is skipped: its role has not run there, and
+    nft resolves no names, so the rule is rendered by uid once the user exists."""
+    limits, problems = [], []
+    endpoints = {zone.name for zone in topology.zones} | {host.name for host in topology.hosts}
+    for index, item in enumerate(items):
+        here = f"{where}[{index}]"
+        user, allowed = str(item.get("user") or ""), item.get("allow") or []
+        networks: list[IPv4Network] = []
+        for entry in allowed if isinstance(allowed, list) else [allowed]:
+            try:
+                named = isinstance(entry, str) and entry in endpoints
+                networks += endpoint_networks(topology, entry) if named else [IPv4Network(str(entry))]
+            except ValueError:
+                problems.append(f"{here}.allow: {entry!r} is no zone or host of the topology, nor an IPv4 network")
+        if not user:
+            problems.append(f"{here}.user: needs the service's user name")
+        elif user in uids and not problems:
+            limits.append(Egress(user, uids[user], tuple(networks), str(item.get("comment") or f"{user} egress")))
+    if problems:
+        raise ValueError("; ".join(problems))
+    return limits
 
 
 def parse_openings(topology: Topology, items: Iterable[Mapping[str, Any]], where: str) -> list[Opening]:
@@ -219,11 +255,51 @@ def input_chain(topology: Topology, host: Host, openings: Sequence[Opening], man
     return chain("input", "input", lines, "medinfra-in-drop: ")
 
 
+def internal_networks(topology: Topology, special: Iterable[str]) -> tuple[list[IPv4Network], list[IPv6Network]]:
+    """The site's zones and the `special` networks (private, loopback, link-local...), merged per IP version so
+    that nft gets an interval set without overlaps."""
+    networks = [ip_network(text) for text in special] + [zone.network for zone in topology.zones]
+    v4 = list(collapse_addresses(n for n in networks if isinstance(n, IPv4Network)))
+    v6 = list(collapse_addresses(n for n in networks if isinstance(n, IPv6Network)))
+    return v4, v6
+
+
+def output_chain(topology: Topology, limits: Sequence[Egress], special: Iterable[str]) -> str:
+    """Policy accept: only the listed users are limited, and only for new traffic (replies to clients, which sit in
+    internal zones too, are established)."""
+    v4, v6 = internal_networks(topology, special)
+    lines = ["  chain output {", "    type filter hook output priority filter; policy accept;",
+             "    ct state established,related accept"]
+    for limit in limits:
+        owner = f"meta skuid {limit.uid}"
+        if limit.allowed:
+            lines.append(f"    {owner} ip daddr {address_expression(topology, limit.allowed)} counter accept "
+                         f"comment {quote(f'{limit.user}: allowed internal peers')}")
+        for family, networks in (("ip", v4), ("ip6", v6)):
+            if networks:
+                targets = "{ " + ", ".join(str(n) for n in networks) + " }"
+                lines += [
+                    f"    {owner} {family} daddr {targets} limit rate {LOG_RATE} "
+                    f'log prefix "medinfra-out-drop: " level info',
+                    f"    {owner} {family} daddr {targets} counter drop comment {quote(limit.comment)}",
+                ]
+    lines.append("  }")
+    return "\n".join(lines)
+
+
 def host_ruleset(
-    topology: Topology, host: Host, openings: Sequence[Opening] = (), management: Sequence[IPv4Network] = ()
+    topology: Topology,
+    host: Host,
+    openings: Sequence[Opening] = (),
+    management: Sequence[IPv4Network] = (),
+    egress: Sequence[Egress] = (),
+    special: Iterable[str] = (),
 ) -> str:
-    """A host's table; the zone firewall's also limits forwarding to the declared flows."""
+    """A host's table; the zone firewall's also limits forwarding to the declared flows. `egress` limits service
+    users' new traffic to internal networks (the topology's zones and `special`)."""
     chains = [input_chain(topology, host, openings, management)]
+    if egress:
+        chains.append(output_chain(topology, egress, special))
     if "zone_firewall" in host.services:
         forward = [rule_line(topology, rule, True) for rule in forward_rules(topology)]
         chains.append(chain("forward", "forward", forward, "medinfra-fwd-drop: "))

@@ -1,0 +1,251 @@
+"""The relay on live containers, exercised by a real TURN client from another container: TLS allocations with
+time-limited credentials relay to the media server and the echo comes back; bad credentials get 401; every internal
+peer, IPv4 and IPv6 (on a real IPv6 relay too), gets 403; the turnserver user's own traffic into internal networks is
+dropped by the host firewall; TLS below 1.2 is refused; the secret stays in its 0640 file."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import time
+from typing import Any
+
+import pytest
+import testinfra
+
+from tests.container import python_in
+
+RELAY, MEDIA, CLIENT = "10.237.40.10", "10.237.40.20", "10.237.40.30"
+RELAY6, MEDIA6 = "fd00:237:40::10", "fd00:237:40::20"
+SECRET = "molecule-turn-secret-not-a-secret-0123456789"
+CLIENT_MODULE = "/usr/local/lib/medinfra_turn.py"
+RELAY_MODULE = "/usr/local/lib/medinfra/medinfra-turn-probe"
+CA = "/etc/medinfra/pki/ca.crt"
+# The issue's list, and this scenario's own zone addresses (the client, the relay itself).
+FORBIDDEN = (
+    "127.0.0.1", "0.0.0.0", "10.1.2.3", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.64.0.1",
+    "::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", CLIENT, RELAY,
+)
+FORBIDDEN_ON_IPV6_RELAY = ("::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1", MEDIA6, "fe80::1", "64:ff9b::a00:1")
+
+# Runs in a container: load the TURN client from its path and exercise the relay with the JSON request.
+EXERCISE = r"""
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("medinfra_turn", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+sys.modules["medinfra_turn"] = module
+spec.loader.exec_module(module)
+print(json.dumps(module.exercise(json.loads(sys.argv[2]))))
+"""
+
+
+def credentials(ttl: int, user: str = "doctor", secret: str = SECRET) -> tuple[str, str]:
+    """TURN REST credentials as the telemedicine application gets them (computed here independently)."""
+    username = f"{int(time.time()) + ttl}:{user}"
+    password = base64.b64encode(hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()).decode()
+    return username, password
+
+
+def exercise(host: Any, module: str, **request: Any) -> dict[str, Any]:
+    username, password = request.pop("credentials", None) or credentials(600)
+    request = {"server": RELAY, "port": 5349, "transport": "tls", "ca_file": CA, "server_name": RELAY,
+               "username": username, "password": password, **request}
+    return dict(json.loads(python_in(host, EXERCISE, module, json.dumps(request))))
+
+
+@pytest.fixture(scope="module")
+def client() -> Any:
+    return testinfra.get_host("podman://turn-client")
+
+
+@pytest.fixture(scope="module")
+def relayed_v4(client: Any) -> dict[str, Any]:
+    return exercise(client, CLIENT_MODULE, peers=[*FORBIDDEN, MEDIA],
+                    echo={"peer": MEDIA, "port": 40000, "payload": "consultation frame"})
+
+
+@pytest.fixture(scope="module")
+def relayed_v6(client: Any) -> dict[str, Any]:
+    return exercise(client, CLIENT_MODULE, family=6, peers=list(FORBIDDEN_ON_IPV6_RELAY))
+
+
+def test_allocation_over_tls_relays_to_the_media_server_and_the_data_arrives(relayed_v4: dict[str, Any]) -> None:
+    assert relayed_v4["tls_version"] == "TLSv1.2", relayed_v4
+    assert relayed_v4["allocate"]["ok"], relayed_v4
+    assert relayed_v4["relayed"] == RELAY
+    assert relayed_v4["permissions"][MEDIA]["ok"], relayed_v4
+    # The echo server on the media host answered the relayed address; the relay delivered its answer back.
+    assert relayed_v4["echo"] == {"from": f"{MEDIA}:40000", "payload": "echo:consultation frame"}
+
+
+@pytest.mark.parametrize("peer", FORBIDDEN)
+def test_internal_peer_is_forbidden(relayed_v4: dict[str, Any], peer: str) -> None:
+    assert relayed_v4["permissions"][peer] == {"ok": False, "code": 403, "reason": "Forbidden IP"}
+
+
+def test_ipv6_relay_allocates_on_the_ipv6_address(relayed_v6: dict[str, Any]) -> None:
+    assert relayed_v6["allocate"]["ok"], relayed_v6
+    assert relayed_v6["relayed"] == RELAY6
+
+
+@pytest.mark.parametrize("peer", FORBIDDEN_ON_IPV6_RELAY)
+def test_internal_peer_is_forbidden_on_the_ipv6_relay(relayed_v6: dict[str, Any], peer: str) -> None:
+    assert relayed_v6["permissions"][peer]["code"] == 403, relayed_v6
+
+
+@pytest.mark.parametrize(
+    ("case", "issued"),
+    [
+        ("expired", lambda: credentials(-60)),
+        ("wrong password", lambda: (credentials(600)[0], "d3JvbmcgcGFzc3dvcmQ=")),
+        ("signed with another secret", lambda: credentials(600, secret="another-site-secret-0123456789abcdef")),
+    ],
+)
+def test_bad_credentials_get_401(client: Any, case: str, issued: Any) -> None:
+    result = exercise(client, CLIENT_MODULE, credentials=issued())
+    assert result["allocate"] == {"ok": False, "code": 401, "reason": "Unauthorized"}, (case, result)
+
+
+def test_plain_tcp_and_udp_also_require_credentials(client: Any) -> None:
+    for transport in ("tcp", "udp"):
+        good = exercise(client, CLIENT_MODULE, port=3478, transport=transport)
+        assert good["allocate"]["ok"], (transport, good)
+        bad = exercise(client, CLIENT_MODULE, port=3478, transport=transport, credentials=credentials(-60))
+        assert bad["allocate"]["code"] == 401, (transport, bad)
+
+
+TLS_HANDSHAKE = r"""
+import socket, ssl, sys, warnings
+context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+context.set_ciphers("ALL:@SECLEVEL=0")
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", DeprecationWarning)
+    context.minimum_version = ssl.TLSVersion.TLSv1
+    context.maximum_version = getattr(ssl.TLSVersion, sys.argv[1])
+try:
+    with context.wrap_socket(socket.create_connection(("10.237.40.10", 5349), timeout=5)) as tls:
+        print(tls.version())
+except (OSError, ssl.SSLError) as exc:
+    print("refused", type(exc).__name__)
+"""
+
+
+@pytest.mark.parametrize(
+    ("ceiling", "expected"), [("TLSv1", "refused"), ("TLSv1_1", "refused"), ("TLSv1_2", "TLSv1.2")]
+)
+def test_tls_below_1_2_is_refused(client: Any, ceiling: str, expected: str) -> None:
+    assert python_in(client, TLS_HANDSHAKE, ceiling).split()[0] == expected
+
+
+EGRESS = r"""
+import socket, sys
+family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+s = socket.socket(family, socket.SOCK_DGRAM)
+s.settimeout(2)
+s.sendto(b"probe", (sys.argv[1], 40000))
+try:
+    print(s.recvfrom(100)[0].decode())
+except (socket.timeout, OSError) as exc:
+    print("no answer", type(exc).__name__)
+"""
+
+
+def as_turnserver(host: Any, peer: str) -> str:
+    encoded = base64.b64encode(EGRESS.encode()).decode()
+    return str(host.check_output(
+        f"setpriv --reuid=turnserver --regid=turnserver --clear-groups python3 -c "
+        f"'import base64; exec(base64.b64decode(\"{encoded}\"))' {peer}"
+    ))
+
+
+def drop_counter(host: Any) -> int:
+    chain = host.check_output("nft list chain inet medinfra output")
+    return sum(int(n) for n in re.findall(r"ip6? daddr .* counter packets (\d+) bytes \d+ drop", chain))
+
+
+def test_turnserver_user_reaches_the_media_server(host: Any) -> None:
+    assert as_turnserver(host, MEDIA) == "echo:probe"
+
+
+def test_turnserver_user_cannot_start_traffic_into_internal_networks(host: Any) -> None:
+    before = drop_counter(host)
+    assert as_turnserver(host, CLIENT).startswith("no answer")
+    assert as_turnserver(host, MEDIA6).startswith("no answer")
+    assert drop_counter(host) >= before + 2
+    # Root's traffic is not limited by the relay's rule: the echo on the media server's IPv6 address answers.
+    assert python_in(host, EGRESS, MEDIA6) == "echo:probe"
+
+
+def test_secret_stays_in_its_file(host: Any) -> None:
+    config = host.file("/etc/turnserver.conf")
+    assert (config.user, config.group, config.mode) == ("root", "turnserver", 0o640)
+    assert host.run(f"grep -rl {SECRET} /etc /usr/local /var/lib /run --exclude=turnserver.conf").stdout == ""
+    assert SECRET not in host.check_output("ps -eo args")
+    assert SECRET not in host.check_output("journalctl --no-pager -o cat")
+    probe = host.check_output("systemctl cat medinfra-turn-probe.service")
+    assert "LoadCredential=turnserver.conf:/etc/turnserver.conf" in probe and SECRET not in probe
+
+
+def test_probe_feeds_the_node_exporter(host: Any) -> None:
+    metrics = host.file("/var/lib/prometheus/node-exporter/medinfra_turn.prom").content_string
+    assert re.search(r"^medinfra_turn_allocation_success 1$", metrics, re.MULTILINE), metrics
+    assert re.search(r"^medinfra_turn_auth_required 1$", metrics, re.MULTILINE), metrics
+    assert host.service("medinfra-turn-probe.timer").is_running
+
+
+def test_probe_fails_when_allocations_fail(host: Any) -> None:
+    """Stopped relay: the probe exits non-zero and the metric turns to 0; started again, back to 1."""
+    prom = "/var/lib/prometheus/node-exporter/medinfra_turn.prom"
+    try:
+        host.check_output("systemctl stop coturn.service")
+        assert host.run("systemctl start medinfra-turn-probe.service").rc != 0
+        assert "medinfra_turn_allocation_success 0" in host.file(prom).content_string
+    finally:
+        host.check_output("systemctl start coturn.service")
+    for _ in range(20):
+        if host.run("systemctl start medinfra-turn-probe.service").rc == 0:
+            break
+        time.sleep(0.5)
+    assert "medinfra_turn_allocation_success 1" in host.file(prom).content_string
+
+
+RELOAD = r"""
+import importlib.util, subprocess, sys, time
+spec = importlib.util.spec_from_file_location("medinfra_turn", sys.argv[1])
+t = importlib.util.module_from_spec(spec)
+sys.modules["medinfra_turn"] = t
+spec.loader.exec_module(t)
+username, password = t.rest_credentials(sys.argv[2], 600, "reload")
+relay = t.Relay("10.237.40.10", 5349, "tls", "/etc/medinfra/pki/ca.crt", "10.237.40.10")
+print(relay.allocate(username, password).kind == t.SUCCESS)
+subprocess.run(["systemctl", "reload", "coturn.service"], check=True)
+time.sleep(1)
+refreshed = relay.transact(t.REFRESH, ((t.LIFETIME, (600).to_bytes(4, "big")),))
+print(refreshed.kind == t.SUCCESS)
+"""
+
+
+def test_certificate_reload_keeps_sessions(host: Any) -> None:
+    pid = host.check_output("systemctl show -P MainPID coturn.service")
+    assert python_in(host, RELOAD, RELAY_MODULE, SECRET).split() == ["True", "True"]
+    assert host.check_output("systemctl show -P MainPID coturn.service") == pid
+
+
+def test_coturn_runs_sandboxed_as_its_user(host: Any) -> None:
+    assert host.check_output("ps -o user= -C turnserver").split() == ["turnserver"]
+    properties = host.check_output("systemctl show -p ProtectSystem -p NoNewPrivileges -p PrivateDevices coturn")
+    assert "ProtectSystem=strict" in properties and "NoNewPrivileges=yes" in properties
+    analysis = host.check_output("systemd-analyze security coturn.service --no-pager")
+    exposure = float(re.search(r"Overall exposure level for coturn.service: ([0-9.]+)", analysis).group(1))
+    assert exposure <= 2.5, analysis[-2000:]
+
+
+def test_listens_on_its_zone_addresses_only(host: Any) -> None:
+    listening = host.check_output("ss -Hlntu")
+    turn_lines = [line for line in listening.splitlines() if re.search(r":(3478|5349)\s", line)]
+    addresses = {line.split()[4].rsplit(":", 1)[0] for line in turn_lines}
+    assert addresses == {RELAY, f"[{RELAY6}]"}, listening
