@@ -119,14 +119,14 @@ def xor_address(address: str, port: int, transaction: bytes) -> bytes:
     """An XOR-*-ADDRESS value (RFC 5389 15.2)."""
     ip = ipaddress.ip_address(address)
     mask = struct.pack("!I", MAGIC_COOKIE) + (transaction if ip.version == 6 else b"")
-    packed = bytes(a ^ b for a, b in zip(ip.packed, mask, strict=False))
+    packed = bytes(a ^ b for a, b in zip(ip.packed, mask, strict=True))
     return struct.pack("!BBH", 0, FAMILY_CODES[ip.version], port ^ (MAGIC_COOKIE >> 16)) + packed
 
 
 def parse_xor_address(value: bytes, transaction: bytes) -> tuple[str, int]:
     family, port = value[1], struct.unpack_from("!H", value, 2)[0] ^ (MAGIC_COOKIE >> 16)
     mask = struct.pack("!I", MAGIC_COOKIE) + (transaction if family == 0x02 else b"")
-    raw = bytes(a ^ b for a, b in zip(value[4:], mask, strict=False))
+    raw = bytes(a ^ b for a, b in zip(value[4:], mask, strict=True))
     return str(ipaddress.ip_address(raw)), port
 
 
@@ -287,9 +287,12 @@ class Relay:
                 raise TurnError("the relay closed the connection")
             self.buffer += chunk
 
-    def transact(self, method: int, attributes: tuple[tuple[int, bytes], ...] = ()) -> Message:
-        """A request and its response (indications arriving in between are skipped)."""
-        transaction = secrets.token_bytes(12)
+    def transact(
+        self, method: int, attributes: tuple[tuple[int, bytes], ...] = (), transaction: bytes | None = None
+    ) -> Message:
+        """A request and its response (indications arriving in between are skipped). Give `transaction` when an
+        attribute depends on it (an IPv6 XOR address)."""
+        transaction = transaction or secrets.token_bytes(12)
         self.send(Message(method | REQUEST, transaction, attributes + self.auth))
         deadline = time.monotonic() + self.timeout
         while time.monotonic() < deadline:
@@ -318,7 +321,8 @@ class Relay:
         return self.transact(ALLOCATE, ((REQUESTED_TRANSPORT, bytes([UDP_TRANSPORT, 0, 0, 0])),))
 
     def create_permission(self, peer: str) -> Message:
-        return self.transact(CREATE_PERMISSION, ((XOR_PEER_ADDRESS, xor_address(peer, 0, b"")),))
+        transaction = secrets.token_bytes(12)
+        return self.transact(CREATE_PERMISSION, ((XOR_PEER_ADDRESS, xor_address(peer, 0, transaction)),), transaction)
 
     def send_to(self, peer: str, port: int, payload: bytes) -> None:
         """A Send indication: the relay forwards `payload` to the peer from the relayed address."""

@@ -235,14 +235,16 @@ def turn_credentials(lab: str) -> dict[str, Any]:
     return dict(server)
 
 
-# The list, then the lab's own internal addresses (a HIS database, the monitoring server, a workstation,
-# the patient's own network, the relay itself and its gateway).
+# Internal IPv4 peers, then the lab's own addresses (a HIS database, the monitoring server, a workstation, the
+# patient's own network, the relay itself and its gateway): each 403.
 FORBIDDEN_PEERS = (
     "127.0.0.1", "0.0.0.0", "10.1.2.3", "172.16.5.4", "192.168.1.1", "169.254.169.254", "100.64.0.1",
-    "::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1",
     *(str(TOPOLOGY.host(name).address) for name in ("his-db", "monitor-01", "ws-01", "guest-01", "turn")),
     str(TOPOLOGY.zone("dmz").gateway),
 )
+# The lab's topology is IPv4 only, so its relay has no IPv6 relay address and cannot reach these at all (443, peer
+# address family mismatch). The 403 they get from a dual-stack relay is proven in the role's Molecule scenario.
+IPV6_PEERS = ("::1", "::ffff:127.0.0.1", "::ffff:10.0.0.1")
 
 
 @pytest.fixture(scope="module")
@@ -255,7 +257,8 @@ def patient_call(lab: str, turn_credentials: dict[str, Any]) -> dict[str, Any]:
                                   f"\"import base64; exec(base64.b64decode('{echo}'))\"")
     assert started.returncode == 0, started.stderr
     return turn_from("guest-01", turn_credentials["username"], turn_credentials["credential"],
-                     peers=[*FORBIDDEN_PEERS, media], echo={"peer": media, "port": 40000, "payload": "frame 1"})
+                     peers=[*FORBIDDEN_PEERS, *IPV6_PEERS, media],
+                     echo={"peer": media, "port": 40000, "payload": "frame 1"})
 
 
 def test_turn_credentials_name_the_relay_and_expire(turn_credentials: dict[str, Any]) -> None:
@@ -274,6 +277,11 @@ def test_patient_call_relays_to_the_media_server_over_tls(patient_call: dict[str
 @pytest.mark.parametrize("peer", FORBIDDEN_PEERS)
 def test_relay_refuses_internal_peer(patient_call: dict[str, Any], peer: str) -> None:
     assert patient_call["permissions"][peer] == {"ok": False, "code": 403, "reason": "Forbidden IP"}
+
+
+@pytest.mark.parametrize("peer", IPV6_PEERS)
+def test_relay_cannot_reach_ipv6_peers(patient_call: dict[str, Any], peer: str) -> None:
+    assert patient_call["permissions"][peer]["code"] == 443, patient_call["permissions"][peer]
 
 
 def test_relay_refuses_expired_and_wrong_credentials(turn_secret: str, turn_credentials: dict[str, Any]) -> None:

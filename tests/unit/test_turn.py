@@ -659,3 +659,13 @@ def test_cli_prints_ice_servers(inventory: Path, capsys: pytest.CaptureFixture[s
     expiry, user = server["username"].split(":")
     assert user == "dr" and before + 600 <= int(expiry) <= int(time.time()) + 600
     assert server["credential"] == rest_password(SECRET, server["username"])
+
+
+def test_an_ipv6_xor_address_needs_the_transaction_id() -> None:
+    """IPv6 addresses are masked with the cookie and the transaction id (RFC 5389 15.2); without the id the
+    attribute would be four bytes short, and a relay would read a different family."""
+    turn = turn_module()
+    with pytest.raises(ValueError):
+        turn.xor_address("fd00::20", 40000, b"")
+    transaction = bytes(range(12))
+    assert turn.parse_xor_address(turn.xor_address("fd00::20", 40000, transaction), transaction) == ("fd00::20", 40000)
