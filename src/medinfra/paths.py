@@ -9,3 +9,5 @@ COLLECTOR_PATH = PROJECT_ROOT / "plugins" / "module_utils" / "medinfra_collector
 REACHABILITY_PATH = PROJECT_ROOT / "plugins" / "module_utils" / "medinfra_reachability.py"
 CATALOG_DIR = PROJECT_ROOT / "compliance"
 TURN_CLIENT_PATH = PROJECT_ROOT / "plugins" / "module_utils" / "medinfra_turn.py"
+# coturn's telnet dependency, satisfied without a telnet client: the role installs it, and so does the lab image.
+TELNET_CLIENT_STUB_CONTROL = PROJECT_ROOT / "roles" / "rtc_relay" / "files" / "telnet-client-stub.control"

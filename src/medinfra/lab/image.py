@@ -11,6 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from medinfra.lab.podman import LabError, podman
+from medinfra.paths import TELNET_CLIENT_STUB_CONTROL
 
 IMAGE_DIR = Path(__file__).with_name("image")
 IMAGE_REPOSITORY = "localhost/medinfra-lab"
@@ -30,6 +31,7 @@ def recipe_digest() -> str:
     digest.update(SUITE.encode())
     for name in ("packages.txt", "role-packages.txt", "customize.sh"):
         digest.update((IMAGE_DIR / name).read_bytes())
+    digest.update(TELNET_CLIENT_STUB_CONTROL.read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -63,7 +65,8 @@ def build_image(tag: str, say: Callable[[str], None]) -> None:
                 mirror,
             ]
         )
-        _run(["sh", str(IMAGE_DIR / "customize.sh"), str(root), *image_packages("role-packages.txt")])
+        _run(["sh", str(IMAGE_DIR / "customize.sh"), str(root), str(TELNET_CLIENT_STUB_CONTROL),
+              *image_packages("role-packages.txt")])
         archive = Path(work) / "rootfs.tar"
         _run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(archive), "."])
         podman(

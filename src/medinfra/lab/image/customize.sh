@@ -1,9 +1,11 @@
 #!/bin/sh
 # Turns a debootstrapped bookworm tree ($1) into a systemd container image for the lab, with the packages
-# the roles install ($2...) added by apt-get (debootstrap's own dependency resolution is too weak for them).
+# the roles install ($3...) added by apt-get (debootstrap's own dependency resolution is too weak for them).
+# $2 is the control file of rtc_relay's telnet-client stub package.
 set -eu
 root="$1"
-shift
+stub_control="$2"
+shift 2
 
 # Package scripts must not start services inside the build tree.
 printf '#!/bin/sh\nexit 101\n' > "$root/usr/sbin/policy-rc.d"
@@ -11,6 +13,14 @@ chmod 0755 "$root/usr/sbin/policy-rc.d"
 cp /etc/resolv.conf "$root/etc/resolv.conf"
 mount -t proc proc "$root/proc"
 trap 'umount "$root/proc"' EXIT
+# coturn depends on "telnet | telnet-client" only for its CLI, which rtc_relay turns off. A stub providing telnet-client
+# (the role installs the same one on real hosts) keeps a plaintext telnet client out: baseline_hardening removes
+# telnet, and apt would remove coturn with it.
+stub="$root/tmp/telnet-client-stub"
+mkdir -p "$stub/DEBIAN" && cp "$stub_control" "$stub/DEBIAN/control"
+dpkg-deb --build --root-owner-group "$stub" "$root/tmp/telnet-client-stub.deb" >/dev/null
+chroot "$root" dpkg -i /tmp/telnet-client-stub.deb >/dev/null
+rm -rf "$stub" "$root/tmp/telnet-client-stub.deb"
 chroot "$root" apt-get update -qq
 chroot "$root" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 chroot "$root" apt-get clean

@@ -243,6 +243,13 @@ def test_certificate_reload_keeps_sessions(host: Any) -> None:
     assert host.check_output("systemctl show -P MainPID coturn.service") == pid
 
 
+def test_no_plaintext_telnet_client_on_the_relay(host: Any) -> None:
+    """coturn's "telnet | telnet-client" dependency is met by the role's stub package, not by a telnet client."""
+    assert host.package("medinfra-telnet-client-stub").is_installed
+    assert not host.package("telnet").is_installed and not host.package("inetutils-telnet").is_installed
+    assert host.run("apt-get check").rc == 0  # no broken dependency left
+
+
 def test_coturn_runs_sandboxed_as_its_user(host: Any) -> None:
     assert host.check_output("ps -o user= -C turnserver").split() == ["turnserver"]
     properties = host.check_output("systemctl show -p ProtectSystem -p NoNewPrivileges -p PrivateDevices coturn")
