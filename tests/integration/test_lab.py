@@ -171,7 +171,7 @@ def test_prometheus_scrapes_every_exporter_over_tls_and_probes_the_services(lab:
     # reaches Prometheus through the relay's node exporter.
     assert "service probes failing: none" in result.stdout, result.stdout[-2000:]
     turn = TOPOLOGY.host("turn")
-    assert f"TURN allocation probes: {turn.address}:9100 allocates" in result.stdout, result.stdout[-2000:]
+    assert f"TURN allocation probes: {turn.name} allocates" in result.stdout, result.stdout[-2000:]
 
 
 TLS_CONNECT = (
