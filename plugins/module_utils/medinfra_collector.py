@@ -1872,6 +1872,21 @@ def collect_turn(proc: str = "/proc", config_path: str = TURN_CONFIG_PATH, binar
     return facts
 
 
+def with_turn_tls_endpoints(turn: Json, tls: Json) -> Json:
+    """The relay's facts plus `tls_endpoints`: the handshakes (of the `tls` section) with turnserver's listeners on
+    its tls-listening-port. The plain TURN port 3478 is not TLS by design, so it is not among them."""
+    if not isinstance(turn, dict) or "unavailable" in turn or not turn.get("running"):
+        return turn
+    port = turn.get("tls_listening_port")
+    if not isinstance(tls, dict) or "endpoints" not in tls:
+        endpoints: Json = unavailable("TLS handshakes unavailable")
+    elif not isinstance(port, int):
+        endpoints = unavailable("tls-listening-port not known")
+    else:
+        endpoints = [e for e in tls["endpoints"] if e.get("process") == "turnserver" and e.get("port") == port]
+    return {**turn, "tls_endpoints": endpoints}
+
+
 # ---------------------------------------------------------------- the document
 
 
@@ -1911,6 +1926,7 @@ def collect() -> dict[str, Json]:
     # One after another: on a host audited with a hundred others, CPU is what is scarce, not time.
     facts = {name: safe(section) for name, section in independent.items()}
     facts["tls"] = safe(lambda: collect_tls(facts["sockets"]))
+    facts["turn"] = safe(lambda: with_turn_tls_endpoints(facts["turn"], facts["tls"]))
     return {
         "schema": EVIDENCE_SCHEMA,
         "collector_version": COLLECTOR_VERSION,

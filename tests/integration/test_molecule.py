@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -28,17 +29,21 @@ class Scenario(NamedTuple):
 
 
 def run_scenario(role: str, image: str) -> Scenario:
-    env = {**tool_env(ROOT), "MEDINFRA_LAB_IMAGE": image, "MOLECULE_ROLE": role, "PY_COLORS": "0"}
     started = time.monotonic()
-    result = subprocess.run(
-        [str(BIN / "molecule"), "-c", str(ROOT / "molecule/base.yml"), "test"],
-        cwd=ROOT / "roles" / role,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1800,
-    )
+    # Molecule names its working directory after the project directory and the scenario ("default" everywhere), so
+    # every role would share one inventory and one pki CA directory; each scenario gets its own.
+    with tempfile.TemporaryDirectory(prefix=f"molecule-{role}-") as ephemeral:
+        env = {**tool_env(ROOT), "MEDINFRA_LAB_IMAGE": image, "MOLECULE_ROLE": role, "PY_COLORS": "0",
+               "MOLECULE_EPHEMERAL_DIRECTORY": ephemeral}
+        result = subprocess.run(
+            [str(BIN / "molecule"), "-c", str(ROOT / "molecule/base.yml"), "test"],
+            cwd=ROOT / "roles" / role,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=1800,
+        )
     return Scenario(result.returncode, result.stdout + result.stderr, time.monotonic() - started)
 
 

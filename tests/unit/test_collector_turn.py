@@ -440,3 +440,20 @@ def test_collected_facts_decide_the_controls(relay: dict[str, Path]) -> None:
     statuses = judge(collect(relay))
     assert statuses["turn_auth_required"] is Status.FAIL
     assert statuses["turn_internal_peers_denied"] is Status.FAIL
+
+
+def test_turn_tls_endpoints_are_the_handshakes_on_its_tls_port() -> None:
+    """Only turnserver's listeners on the configured TLS port count; the plain TURN port is not TLS by design."""
+    endpoints = [
+        {"address": "10.231.40.10", "port": 5349, "process": "turnserver", "tls": True},
+        {"address": "10.231.40.10", "port": 3478, "process": "turnserver", "tls": False},
+        {"address": "0.0.0.0", "port": 5349, "process": "nginx", "tls": True},
+    ]
+    turn = {"running": True, "tls_listening_port": 5349}
+    found = collector.with_turn_tls_endpoints(turn, {"endpoints": endpoints})
+    assert found["tls_endpoints"] == [endpoints[0]]
+    assert "unavailable" in collector.with_turn_tls_endpoints(turn, {"unavailable": "no sockets"})["tls_endpoints"]
+    assert "unavailable" in collector.with_turn_tls_endpoints(
+        {"running": True, "tls_listening_port": None}, {"endpoints": endpoints}
+    )["tls_endpoints"]
+    assert collector.with_turn_tls_endpoints({"running": False}, {"endpoints": endpoints}) == {"running": False}

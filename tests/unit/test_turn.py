@@ -635,6 +635,19 @@ def test_credentials_from_a_real_inventory(inventory: Path) -> None:
     assert SECRET_CORE not in json.dumps(server)
 
 
+def test_credentials_from_a_vaulted_secret(inventory: Path) -> None:
+    """The secret as sites keep it: `!vault`-encrypted, read with the vault password file (the lab's way too)."""
+    from ansible.parsing.vault import VaultLib, VaultSecret
+
+    password = inventory / "vault-password"
+    password.write_text("unit-test-vault-password\n")
+    encrypted = VaultLib([("default", VaultSecret(b"unit-test-vault-password"))]).encrypt(SECRET).decode()
+    indented = "\n".join("  " + line for line in encrypted.splitlines())
+    (inventory / "group_vars" / "all" / "secret.yml").write_text(f"rtc_relay_auth_secret: !vault |\n{indented}\n")
+    (server,) = relay_credentials(inventory, password, 600, "dr", now=1_800_000_000)
+    assert server["credential"] == rest_password(SECRET, "1800000600:dr")
+
+
 def test_an_inventory_without_the_secret_says_which_variable(inventory: Path) -> None:
     with pytest.raises(UserInputError, match="rtc_relay_auth_secret is not set") as raised:
         relay_credentials(inventory, None, 600, "dr", now=1_800_000_000)

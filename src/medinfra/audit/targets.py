@@ -158,7 +158,7 @@ def read_hosts(
     from ansible.errors import AnsibleError
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
-    from ansible.parsing.vault import get_file_vault_secret
+    from ansible.parsing.vault import VaultSecretsContext, get_file_vault_secret
     from ansible.template import Templar
     from ansible.vars.manager import VariableManager
 
@@ -170,6 +170,12 @@ def read_hosts(
             secret = get_file_vault_secret(filename=str(vault_password_file), loader=loader)
             secret.load()
             loader.set_vault_secrets([("default", secret)])
+            # Templating decrypts vaulted values through this process-wide context (as ansible-playbook sets it up).
+            context = VaultSecretsContext.current(optional=True)
+            if context is None:
+                VaultSecretsContext.initialize(VaultSecretsContext([("default", secret)]))
+            else:
+                context.secrets.append(("default", secret))
         manager = InventoryManager(loader=loader, sources=[str(inventory)])
         if pattern:
             manager.subset(pattern)
