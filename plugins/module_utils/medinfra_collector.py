@@ -1873,17 +1873,23 @@ def collect_turn(proc: str = "/proc", config_path: str = TURN_CONFIG_PATH, binar
 
 
 def with_turn_tls_endpoints(turn: Json, tls: Json) -> Json:
-    """The relay's facts plus `tls_endpoints`: the handshakes (of the `tls` section) with turnserver's listeners on
-    its tls-listening-port. The plain TURN port 3478 is not TLS by design, so it is not among them."""
+    """The relay's facts plus `tls_endpoints`: the handshakes (of the `tls` section) with the relay's TLS port on its
+    listening addresses. Matched by address and port, because `ss` does not always name the process of a
+    sandboxed service. The plain TURN port 3478 is not TLS by design, so it is not among them."""
     if not isinstance(turn, dict) or "unavailable" in turn or not turn.get("running"):
         return turn
-    port = turn.get("tls_listening_port")
+    port, addresses = turn.get("tls_listening_port"), turn.get("listening_ips")
     if not isinstance(tls, dict) or "endpoints" not in tls:
         endpoints: Json = unavailable("TLS handshakes unavailable")
     elif not isinstance(port, int):
         endpoints = unavailable("tls-listening-port not known")
     else:
-        endpoints = [e for e in tls["endpoints"] if e.get("process") == "turnserver" and e.get("port") == port]
+        # Without listening-ip coturn listens on every address.
+        wanted = set(addresses) | {"0.0.0.0", "::"} if isinstance(addresses, list) and addresses else None
+        endpoints = [
+            e for e in tls["endpoints"]
+            if e.get("port") == port and (wanted is None or e.get("address") in wanted)
+        ]
     return {**turn, "tls_endpoints": endpoints}
 
 

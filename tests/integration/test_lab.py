@@ -17,8 +17,8 @@ from typing import Any, NamedTuple
 
 import pytest
 import yaml
+from ansible.parsing.vault import VaultLib, VaultSecret
 
-from medinfra.audit.targets import read_hosts
 from medinfra.compliance.catalog import load_catalog
 from medinfra.lab.plan import LABEL
 from medinfra.lab.podman import podman, podman_json
@@ -207,8 +207,13 @@ UDP_ECHO = (
 
 @pytest.fixture(scope="module")
 def turn_secret(lab: str) -> str:
-    [(_, hostvars)] = read_hosts(INVENTORY, "turn", INVENTORY / ".lab" / "vault-password", ("rtc_relay_auth_secret",))
-    return str(hostvars["rtc_relay_auth_secret"])
+    """The lab's TURN secret, decrypted from the file `lab up` wrote (to mint credentials the CLI never would)."""
+    text = (INVENTORY / "group_vars" / "all" / "lab_secrets.yml").read_text(encoding="utf-8")
+    block = re.search(r"^rtc_relay_auth_secret: !vault \|\n((?:[ \t]+\S.*\n?)+)", text, flags=re.M)
+    assert block, "lab up wrote no rtc_relay_auth_secret"
+    password = (INVENTORY / ".lab" / "vault-password").read_text(encoding="utf-8").strip().encode()
+    vault = VaultLib([("default", VaultSecret(password))])
+    return vault.decrypt("".join(line.strip() + "\n" for line in block.group(1).splitlines())).decode()
 
 
 def turn_from(client: str, username: str, password: str, **request: Any) -> dict[str, Any]:

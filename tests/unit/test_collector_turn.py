@@ -445,13 +445,15 @@ def test_collected_facts_decide_the_controls(relay: dict[str, Path]) -> None:
 def test_turn_tls_endpoints_are_the_handshakes_on_its_tls_port() -> None:
     """Only turnserver's listeners on the configured TLS port count; the plain TURN port is not TLS by design."""
     endpoints = [
-        {"address": "10.231.40.10", "port": 5349, "process": "turnserver", "tls": True},
+        {"address": "10.231.40.10", "port": 5349, "process": "?", "tls": True},  # ss named no process
         {"address": "10.231.40.10", "port": 3478, "process": "turnserver", "tls": False},
-        {"address": "0.0.0.0", "port": 5349, "process": "nginx", "tls": True},
+        {"address": "10.231.40.99", "port": 5349, "process": "nginx", "tls": True},  # another address
     ]
-    turn = {"running": True, "tls_listening_port": 5349}
+    turn = {"running": True, "tls_listening_port": 5349, "listening_ips": ["10.231.40.10"]}
     found = collector.with_turn_tls_endpoints(turn, {"endpoints": endpoints})
     assert found["tls_endpoints"] == [endpoints[0]]
+    everywhere = collector.with_turn_tls_endpoints({**turn, "listening_ips": []}, {"endpoints": endpoints})
+    assert everywhere["tls_endpoints"] == [endpoints[0], endpoints[2]]
     assert "unavailable" in collector.with_turn_tls_endpoints(turn, {"unavailable": "no sockets"})["tls_endpoints"]
     assert "unavailable" in collector.with_turn_tls_endpoints(
         {"running": True, "tls_listening_port": None}, {"endpoints": endpoints}
