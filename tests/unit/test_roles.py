@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -58,3 +62,31 @@ def test_required_options_take_no_default(tmp_path: Path) -> None:
     )
     (tmp_path / "defaults" / "main.yml").write_text("r_key: changeme\n")
     assert spec_mismatches(tmp_path) == ["r_key: required in meta/argument_specs.yml but has a default"]
+
+
+# Renders one task variable of a role with Ansible's own templating, in a fresh interpreter per hash seed.
+RENDER_TASK_VAR = """
+import json, sys
+import yaml
+from ansible.parsing.dataloader import DataLoader
+from ansible.template import Templar, trust_as_template
+tasks_file, name, variables = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+expression = next(t["vars"][name] for t in yaml.safe_load(open(tasks_file)) if name in t.get("vars", {}))
+defaults = yaml.safe_load(open(tasks_file.replace("/tasks/main.yml", "/defaults/main.yml")))
+templar = Templar(loader=DataLoader(), variables={**defaults, **variables})
+print(json.dumps(templar.template(trust_as_template(expression))))
+"""
+
+
+def test_standins_render_in_the_same_order_whatever_the_hash_seed() -> None:
+    """The stand-in services decide nginx.conf's order; a set-ordered list made a second run rewrite it."""
+    variables = json.dumps({"medinfra_services": ["pacs", "monitoring_agent", "his_app", "emr_web"]})
+    tasks_file = str(ROOT / "roles/lab_clinical_standins/tasks/main.yml")
+    rendered = {
+        subprocess.run(
+            [sys.executable, "-c", RENDER_TASK_VAR, tasks_file, "lab_clinical_standins_here", variables],
+            capture_output=True, text=True, check=True, env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        ).stdout
+        for seed in range(6)
+    }
+    assert [json.loads(out) for out in rendered] == [["emr_web", "his_app", "pacs"]]
