@@ -1,0 +1,348 @@
+#!/usr/bin/python3
+"""medinfra's backup runner: restic over SFTP, PostgreSQL dumps, integrity checks, restore drills, metrics.
+
+Standard library only: role backup installs this file as `medinfra-backup` on every backup client, and its systemd
+units run `backup`, `check` and `drill` for one backup set each. Every run records its outcome in a state file and
+rewrites the set's node exporter textfile from it (a temporary file, then a rename), so a failed run never erases
+the time of the last good one.
+
+The repository password reaches restic as a file (RESTIC_PASSWORD_FILE, a systemd credential): never on a command
+line, in the environment or in the journal.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+CONFIG_DIRECTORY = Path("/etc/medinfra/backup")
+STATE_DIRECTORY = Path("/var/lib/medinfra-backup")
+# restic exit code 3: the snapshot was written but some source files could not be read.
+RESTIC_INCOMPLETE = 3
+CHECK_SUBSET_DAYS = 30
+
+HELP = {
+    "medinfra_backup_last_run_timestamp_seconds": "When the last backup run of the set started",
+    "medinfra_backup_last_run_success": "1 if the last backup run of the set succeeded (dumps, snapshot, retention)",
+    "medinfra_backup_last_success_timestamp_seconds": "When the last successful backup run of the set started",
+    "medinfra_backup_duration_seconds": "How long the last successful backup run took",
+    "medinfra_backup_added_bytes": "Bytes the last successful backup added to the repository",
+    "medinfra_backup_snapshots": "Snapshots of the set in the repository after the last successful run",
+    "medinfra_backup_check_success": "1 if the last restic check of the repository passed",
+    "medinfra_backup_check_timestamp_seconds": "When the last restic check ran",
+    "medinfra_backup_restore_drill_success": "1 if the last restore drill restored and verified every file and dump",
+    "medinfra_backup_restore_drill_timestamp_seconds": "When the last restore drill ran",
+}
+
+
+class BackupError(Exception):
+    """A step failed; the message says which and why (never a secret)."""
+
+
+@dataclass(frozen=True)
+class BackupSet:
+    """One backup set as the role writes it (/etc/medinfra/backup/sets/NAME.json)."""
+
+    name: str
+    host: str
+    repository: str
+    ssh_config: str
+    paths: tuple[str, ...]
+    databases: tuple[str, ...] = ()
+    dump_directory: str = ""
+    keep: Mapping[str, int] = field(default_factory=dict)
+    textfile_directory: str = "/var/lib/prometheus/node-exporter"
+    scratch_directory: str = "/var/tmp/medinfra-backup-drill"
+    cache_directory: str = "/var/cache/medinfra-backup"
+    sanity_query: str = "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+
+    @classmethod
+    def load(cls, path: Path) -> BackupSet:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["paths"] = tuple(data.get("paths", ()))
+        data["databases"] = tuple(data.get("databases", ()))
+        return cls(**data)
+
+    @property
+    def sources(self) -> list[str]:
+        """What goes into a snapshot: the paths, and the dump directory when there are databases."""
+        return [*self.paths, *([self.dump_directory] if self.databases else [])]
+
+    def textfile(self) -> Path:
+        return Path(self.textfile_directory) / f"medinfra_backup_{self.name}.prom"
+
+
+def check_subset(day_of_month: int) -> str:
+    """The part of the pack files `restic check` reads today: a different thirtieth each day, all of them in a
+    month (day 31 reads the thirtieth again)."""
+    return f"{min(day_of_month, CHECK_SUBSET_DAYS)}/{CHECK_SUBSET_DAYS}"
+
+
+def label_value(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def sample(value: float) -> str:
+    """A metric value in full (`1`, `0.25`, `1800000123`), never rounded to six digits."""
+    number = float(value)
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
+def render_metrics(set_name: str, state: Mapping[str, float]) -> str:
+    """The set's textfile: every metric the state holds, in HELP order, labelled with the set."""
+    lines = []
+    for name, help_text in HELP.items():
+        if name in state:
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} gauge",
+                      f'{name}{{set="{label_value(set_name)}"}} {sample(state[name])}']
+    return "\n".join(lines) + "\n"
+
+
+def write_atomically(path: Path, text: str, mode: int) -> None:
+    """Written beside the target, then renamed: a reader (the node exporter) never sees half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    os.chmod(temporary, mode)
+    os.replace(temporary, path)
+
+
+def load_state(path: Path) -> dict[str, float]:
+    try:
+        return {str(k): float(v) for k, v in json.loads(path.read_text(encoding="utf-8")).items()}
+    except FileNotFoundError:
+        return {}
+
+
+def record(backup_set: BackupSet, updates: Mapping[str, float], state_directory: Path | None = None) -> None:
+    """Merge ``updates`` into the set's state, then rewrite its textfile from the whole state."""
+    state_path = (state_directory or STATE_DIRECTORY) / f"{backup_set.name}.json"
+    state = {**load_state(state_path), **updates}
+    write_atomically(state_path, json.dumps(state, sort_keys=True) + "\n", 0o600)
+    write_atomically(backup_set.textfile(), render_metrics(backup_set.name, state), 0o644)
+
+
+class Restic:
+    """restic against the set's repository over SFTP; the password comes from RESTIC_PASSWORD_FILE."""
+
+    def __init__(self, backup_set: BackupSet) -> None:
+        self.backup_set = backup_set
+
+    def command(self, *arguments: str) -> list[str]:
+        return ["restic", "--repo", self.backup_set.repository, "--cache-dir", self.backup_set.cache_directory,
+                "--option", f"sftp.command=ssh -F {self.backup_set.ssh_config} medinfra-backup-server -s sftp",
+                *arguments]
+
+    def run(self, *arguments: str, ok: Sequence[int] = (0,)) -> subprocess.CompletedProcess[str]:
+        result = subprocess.run(self.command(*arguments), capture_output=True, text=True, check=False)
+        if result.returncode not in ok:
+            raise BackupError(f"restic {arguments[0]} exited {result.returncode}: {result.stderr.strip()[-2000:]}")
+        return result
+
+    def selection(self) -> list[str]:
+        return ["--host", self.backup_set.host, "--tag", self.backup_set.name]
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        return list(json.loads(self.run("snapshots", "--json", *self.selection()).stdout or "[]"))
+
+
+def require_password_file() -> None:
+    path = os.environ.get("RESTIC_PASSWORD_FILE", "")
+    if not path or not os.path.isfile(path):
+        raise BackupError("RESTIC_PASSWORD_FILE does not name a readable file (run through the systemd units)")
+
+
+def as_postgres(*command: str, **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+    return subprocess.run(["runuser", "-u", "postgres", "--", *command], check=False, **kwargs)
+
+
+def dump_database(database: str, directory: Path) -> Path:
+    """`pg_dump -Fc` as the postgres user into a file; a dump is only kept if pg_dump says it succeeded."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    target = directory / f"{database}.dump"
+    partial = directory / f".{database}.dump.partial"
+    with partial.open("wb") as handle:
+        result = as_postgres("pg_dump", "--format=custom", database, stdout=handle, stderr=subprocess.PIPE)
+    if result.returncode != 0:
+        partial.unlink(missing_ok=True)
+        target.unlink(missing_ok=True)  # never back up yesterday's dump as if it were today's
+        raise BackupError(f"pg_dump of {database} exited {result.returncode}: {result.stderr.decode().strip()}")
+    partial.replace(target)
+    return target
+
+
+def run_init(backup_set: BackupSet) -> int:
+    """Create the repository if it does not exist; prints `created` or `exists` for the role's changed_when."""
+    require_password_file()
+    restic = Restic(backup_set)
+    if restic.run("cat", "config", ok=(0, 1, 10)).returncode == 0:
+        print("exists")
+        return 0
+    restic.run("init")
+    print("created")
+    return 0
+
+
+def run_backup(backup_set: BackupSet) -> int:
+    started = time.time()
+    record(backup_set, {"medinfra_backup_last_run_timestamp_seconds": round(started)})
+    try:
+        require_password_file()
+        restic = Restic(backup_set)
+        restic.run("unlock")  # only locks left by a killed run: restic removes none a live process holds
+        for database in backup_set.databases:
+            dump_database(database, Path(backup_set.dump_directory))
+        result = restic.run("backup", "--json", "--one-file-system", *restic.selection(), *backup_set.sources)
+        messages = [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+        summary: dict[str, Any] = next((m for m in messages if m.get("message_type") == "summary"), {})
+        keep = [f"--keep-{period}={count}" for period, count in sorted(backup_set.keep.items()) if count > 0]
+        if keep:
+            restic.run("forget", "--prune", "--group-by", "host,tags", *restic.selection(), *keep)
+        snapshots = len(restic.snapshots())
+    except BackupError as exc:
+        record(backup_set, {"medinfra_backup_last_run_success": 0})
+        print(f"backup of set {backup_set.name} failed: {exc}", file=sys.stderr)
+        return 1
+    record(backup_set, {
+        "medinfra_backup_last_run_success": 1,
+        "medinfra_backup_last_success_timestamp_seconds": round(started),
+        "medinfra_backup_duration_seconds": round(time.time() - started, 3),
+        "medinfra_backup_added_bytes": float(summary.get("data_added", 0)),
+        "medinfra_backup_snapshots": snapshots,
+    })
+    print(json.dumps({"set": backup_set.name, "snapshot": summary.get("snapshot_id", ""),
+                      "added_bytes": summary.get("data_added", 0), "snapshots": snapshots}))
+    return 0
+
+
+def run_check(backup_set: BackupSet, subset: str) -> int:
+    started = time.time()
+    try:
+        require_password_file()
+        Restic(backup_set).run("check", f"--read-data-subset={subset}")
+        success = 1
+    except BackupError as exc:
+        print(f"check of set {backup_set.name} ({subset}) failed: {exc}", file=sys.stderr)
+        success = 0
+    record(backup_set, {"medinfra_backup_check_success": success,
+                        "medinfra_backup_check_timestamp_seconds": round(started)})
+    return 0 if success else 1
+
+
+def restore_latest(backup_set: BackupSet, target: Path) -> list[dict[str, Any]]:
+    """Restore the newest snapshot of the set under ``target`` with restic's own verification of every blob,
+    then check that every file the snapshot lists is there with its size. Returns the snapshot's files."""
+    restic = Restic(backup_set)
+    restic.run("restore", "latest", *restic.selection(), "--target", str(target), "--verify")
+    listing = restic.run("ls", "--json", "latest", *restic.selection()).stdout.splitlines()
+    files = [node for node in map(json.loads, listing[1:]) if node.get("type") == "file"]
+    wrong = [node["path"] for node in files
+             if not (target / node["path"].lstrip("/")).is_file()
+             or (target / node["path"].lstrip("/")).stat().st_size != node.get("size", 0)]
+    if wrong:
+        raise BackupError(f"{len(wrong)} of {len(files)} restored files missing or of the wrong size: {wrong[:5]}")
+    return files
+
+
+def drill_database(backup_set: BackupSet, database: str, dump: Path) -> None:
+    """pg_restore the restored dump into a scratch database and run the sanity query; the scratch database goes."""
+    scratch = f"medinfra_drill_{database}"
+    as_postgres("dropdb", "--if-exists", scratch, capture_output=True)
+    try:
+        created = as_postgres("createdb", scratch, capture_output=True, text=True)
+        if created.returncode != 0:
+            raise BackupError(f"createdb {scratch} exited {created.returncode}: {created.stderr.strip()}")
+        with dump.open("rb") as handle:
+            restored = as_postgres("pg_restore", "--no-owner", "--exit-on-error", "--dbname", scratch,
+                                   stdin=handle, capture_output=True)
+        if restored.returncode != 0:
+            raise BackupError(f"pg_restore of {database} exited {restored.returncode}: {restored.stderr.decode()}")
+        answer = as_postgres("psql", "--no-psqlrc", "--tuples-only", "--no-align", "--dbname", scratch,
+                             "--command", backup_set.sanity_query, capture_output=True, text=True)
+        if answer.returncode != 0 or not answer.stdout.strip().isdigit() or int(answer.stdout.strip()) == 0:
+            raise BackupError(f"sanity query on the restored {database} answered {answer.stdout.strip()!r}"
+                              f" {answer.stderr.strip()}")
+    finally:
+        as_postgres("dropdb", "--if-exists", scratch, capture_output=True)
+
+
+def run_drill(backup_set: BackupSet) -> int:
+    started = time.time()
+    scratch = Path(backup_set.scratch_directory) / backup_set.name
+    try:
+        require_password_file()
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(mode=0o700, parents=True)
+        files = restore_latest(backup_set, scratch)
+        for database in backup_set.databases:
+            drill_database(backup_set, database, scratch / backup_set.dump_directory.lstrip("/") / f"{database}.dump")
+        success = 1
+        print(json.dumps({"set": backup_set.name, "files_verified": len(files),
+                          "databases_restored": list(backup_set.databases)}))
+    except BackupError as exc:
+        print(f"restore drill of set {backup_set.name} failed: {exc}", file=sys.stderr)
+        success = 0
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    record(backup_set, {"medinfra_backup_restore_drill_success": success,
+                        "medinfra_backup_restore_drill_timestamp_seconds": round(started)})
+    return 0 if success else 1
+
+
+def run_restore(backup_set: BackupSet, target: Path) -> int:
+    """For people: restore the newest snapshot under ``target`` and verify it, nothing recorded."""
+    require_password_file()
+    files = restore_latest(backup_set, target)
+    print(json.dumps({"set": backup_set.name, "target": str(target), "files_verified": len(files)}))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config-directory", type=Path, default=CONFIG_DIRECTORY / "sets")
+    commands = parser.add_subparsers(dest="command", required=True)
+    for name, text in (("init", "create the set's repository unless it exists"),
+                       ("run", "dump the databases, back up, apply retention, record metrics"),
+                       ("check", "restic check (a rotating thirtieth of the data), record the result"),
+                       ("drill", "restore the newest snapshot into scratch space and verify it, record the result"),
+                       ("restore", "restore the newest snapshot under --target and verify it")):
+        command = commands.add_parser(name, help=text)
+        command.add_argument("set", help="backup set name")
+        if name == "check":
+            command.add_argument("--subset", default="", help="restic's n/t (default: today's thirtieth)")
+        if name == "restore":
+            command.add_argument("--target", type=Path, required=True)
+    arguments = parser.parse_args(argv)
+    config = arguments.config_directory / f"{arguments.set}.json"
+    if not config.is_file():
+        print(f"medinfra-backup: no backup set {arguments.set!r} ({config} does not exist)", file=sys.stderr)
+        return 2
+    backup_set = BackupSet.load(config)
+    try:
+        if arguments.command == "init":
+            return run_init(backup_set)
+        if arguments.command == "run":
+            return run_backup(backup_set)
+        if arguments.command == "check":
+            return run_check(backup_set, arguments.subset or check_subset(time.localtime().tm_mday))
+        if arguments.command == "drill":
+            return run_drill(backup_set)
+        return run_restore(backup_set, arguments.target)
+    except BackupError as exc:
+        print(f"medinfra-backup {arguments.command} {backup_set.name}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

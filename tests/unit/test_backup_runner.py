@@ -1,0 +1,81 @@
+"""The backup runner's pure parts: the rotating check subset, metrics from state, state kept across failures."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from tests.conftest import ROOT
+
+
+def runner_module() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("medinfra_backup", ROOT / "plugins/module_utils/medinfra_backup.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the class is being made
+    spec.loader.exec_module(module)
+    return module
+
+
+runner = runner_module()
+
+
+def backup_set(tmp_path: Path, **fields: object) -> object:
+    values = {"name": "data", "host": "his-db", "repository": "sftp:medinfra-backup-server:/repo/data",
+              "ssh_config": "/etc/medinfra/backup/ssh_config", "paths": ("/srv/his",),
+              "textfile_directory": str(tmp_path / "textfile"), **fields}
+    return runner.BackupSet(**values)
+
+
+def test_check_reads_every_thirtieth_over_a_month() -> None:
+    subsets = {runner.check_subset(day) for day in range(1, 32)}
+    assert subsets == {f"{n}/30" for n in range(1, 31)}
+    assert runner.check_subset(31) == "30/30"
+
+
+def test_metrics_carry_the_set_and_full_values() -> None:
+    text = runner.render_metrics("data", {"medinfra_backup_last_run_success": 1,
+                                          "medinfra_backup_last_success_timestamp_seconds": 1_800_000_123})
+    assert 'medinfra_backup_last_run_success{set="data"} 1\n' in text
+    assert 'medinfra_backup_last_success_timestamp_seconds{set="data"} 1800000123\n' in text
+    assert "# TYPE medinfra_backup_last_run_success gauge" in text
+    assert "medinfra_backup_check_success" not in text  # no check has run: no metric, not a made-up value
+
+
+def test_label_values_are_escaped() -> None:
+    assert 'set="a\\"b\\\\c"' in runner.render_metrics('a"b\\c', {"medinfra_backup_snapshots": 3})
+
+
+def test_a_failed_run_keeps_the_last_success_time(tmp_path: Path) -> None:
+    data = backup_set(tmp_path)
+    runner.record(data, {"medinfra_backup_last_run_success": 1,
+                         "medinfra_backup_last_success_timestamp_seconds": 1000}, tmp_path / "state")
+    runner.record(data, {"medinfra_backup_last_run_success": 0}, tmp_path / "state")
+    text = (tmp_path / "textfile" / "medinfra_backup_data.prom").read_text()
+    assert 'medinfra_backup_last_run_success{set="data"} 0' in text
+    assert 'medinfra_backup_last_success_timestamp_seconds{set="data"} 1000' in text
+    assert oct((tmp_path / "state" / "data.json").stat().st_mode & 0o777) == "0o600"
+    assert list((tmp_path / "textfile").iterdir()) == [tmp_path / "textfile" / "medinfra_backup_data.prom"]
+
+
+def test_dump_directory_is_backed_up_only_with_databases(tmp_path: Path) -> None:
+    assert backup_set(tmp_path, dump_directory="/var/backups/x").sources == ["/srv/his"]
+    with_db = backup_set(tmp_path, databases=("hisdb",), dump_directory="/var/backups/x")
+    assert with_db.sources == ["/srv/his", "/var/backups/x"]
+
+
+def test_unknown_set_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert runner.main(["--config-directory", str(tmp_path), "run", "nosuch"]) == 2
+    assert "no backup set 'nosuch'" in capsys.readouterr().err
+
+
+def test_without_password_file_nothing_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RESTIC_PASSWORD_FILE", raising=False)
+    monkeypatch.setattr(runner, "STATE_DIRECTORY", tmp_path / "state")
+    data = backup_set(tmp_path)
+    assert runner.run_check(data, "1/30") == 1
+    assert 'medinfra_backup_check_success{set="data"} 0' in data.textfile().read_text()
