@@ -35,13 +35,13 @@ demo: deps
 
 ## Every test: lint, unit tests, then integration tests against a real podman lab.
 test: deps lint
-	pytest tests/unit tests/integration
+	pytest --durations=25 tests/unit tests/integration
 
 test-unit: venv
 	pytest tests/unit -q
 
 test-integration: deps
-	pytest tests/integration
+	pytest --durations=25 tests/integration
 
 lint: venv
 	ruff check src plugins tests benchmarks roles

@@ -19,7 +19,7 @@ ROLES = sorted(p.parent.parent.parent.name for p in ROOT.glob("roles/*/molecule/
 # Two scenarios at a time: each has its own containers and network, and most of a scenario is waiting on systemd,
 # apt and Ansible's round trips, so two share the 2 cores well. The longest starts first.
 PARALLEL = 2
-LONGEST_FIRST = ("monitoring_server", "rtc_relay")
+LONGEST_FIRST = ("monitoring_server", "backup", "rtc_relay")
 
 
 class Scenario(NamedTuple):
@@ -48,13 +48,21 @@ def run_scenario(role: str, image: str) -> Scenario:
 
 
 @pytest.fixture(scope="module")
-def scenarios() -> dict[str, Scenario]:
+def scenarios(request: pytest.FixtureRequest) -> dict[str, Scenario]:
     image = run_tool(ROOT, "medinfra", "lab", "image")
     assert image.returncode == 0, image.stderr
     order = [*LONGEST_FIRST, *(role for role in ROLES if role not in LONGEST_FIRST)]
+    started = time.monotonic()
     with ThreadPoolExecutor(PARALLEL) as pool:
         futures = {role: pool.submit(run_scenario, role, image.stdout.strip()) for role in order}
-        return {role: future.result() for role, future in futures.items()}
+        results = {role: future.result() for role, future in futures.items()}
+    # The figures that decide PARALLEL and LONGEST_FIRST, in CI's log.
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is not None:
+        reporter.write_line(f"\nMolecule: {time.monotonic() - started:.0f} s in all, {PARALLEL} at a time")
+        for role, scenario in sorted(results.items(), key=lambda item: -item[1].seconds):
+            reporter.write_line(f"  {role}: {scenario.seconds:.0f} s, exit {scenario.returncode}")
+    return results
 
 
 def test_every_role_has_a_scenario() -> None:
