@@ -13,6 +13,8 @@ line, in the environment or in the journal.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -20,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,6 +67,10 @@ class BackupSet:
     scratch_directory: str = "/var/tmp/medinfra-backup-drill"
     cache_directory: str = "/var/cache/medinfra-backup"
     sanity_query: str = "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public'"
+    # Read by the audit (collector), not the runner: the backup server and the RPO the set must meet.
+    server: str = ""
+    server_address: str = ""
+    rpo_minutes: int = 1440
 
     @classmethod
     def load(cls, path: Path) -> BackupSet:
@@ -308,6 +314,20 @@ def run_restore(backup_set: BackupSet, target: Path) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def set_lock(name: str) -> Iterator[None]:
+    """One job of a set at a time on this host: `restic check` and `forget --prune` lock the repository exclusively,
+    so a drill or check that started while a backup ran would otherwise fail instead of waiting its turn."""
+    STATE_DIRECTORY.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(STATE_DIRECTORY / f"{name}.lock", "w", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"medinfra-backup: waiting for another job of set {name} to finish", file=sys.stderr)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config-directory", type=Path, default=CONFIG_DIRECTORY / "sets")
@@ -329,6 +349,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"medinfra-backup: no backup set {arguments.set!r} ({config} does not exist)", file=sys.stderr)
         return 2
     backup_set = BackupSet.load(config)
+    with set_lock(backup_set.name):
+        return run_command(arguments, backup_set)
+
+
+def run_command(arguments: argparse.Namespace, backup_set: BackupSet) -> int:
     try:
         if arguments.command == "init":
             return run_init(backup_set)

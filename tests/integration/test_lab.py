@@ -193,6 +193,67 @@ def test_rtc_relay_again_changes_nothing(lab: str) -> None:
     assert_changes_nothing("playbooks/rtc-relay.yml")
 
 
+# The hosts role backup makes clients of: managed PHI hosts but the backup server, each with the default set "data".
+BACKUP_CLIENTS = sorted(h.name for h in TOPOLOGY.hosts
+                        if h.data_classification == "phi" and not h.legacy and "backup_server" not in h.services)
+BACKUP_CONTROLS = ("backup_set_configured", "backup_within_rpo", "backup_repository_encrypted",
+                   "backup_target_off_host", "backup_restore_drill_recent", "backup_integrity_checked")
+
+
+def backup_state(host: str) -> dict[str, float]:
+    result = lab_ssh(host, "sudo cat /var/lib/medinfra-backup/data.json")
+    return dict(json.loads(result.stdout)) if result.returncode == 0 else {}
+
+
+@pytest.fixture(scope="module")
+def backups(lab: str) -> dict[str, dict[str, float]]:
+    """Each client's runner state once its timers have run a backup, a check and a restore drill (the lab's
+    timers start them one to three minutes after deployment; nothing here starts a job by hand)."""
+    done = [f"medinfra_backup_{outcome}" for outcome in ("last_run_success", "check_success", "restore_drill_success")]
+    deadline = time.monotonic() + 600
+    while True:
+        states = {host: backup_state(host) for host in BACKUP_CLIENTS}
+        if all(all(key in state for key in done) for state in states.values()) or time.monotonic() > deadline:
+            return states
+        time.sleep(10)
+
+
+def test_backup_again_changes_nothing(lab: str) -> None:
+    assert_changes_nothing("playbooks/backup.yml")
+
+
+def test_backups_checks_and_restore_drills_run_from_their_timers(backups: dict[str, dict[str, float]]) -> None:
+    assert BACKUP_CLIENTS == ["his-app", "his-db", "pacs-01"]
+    for host, state in backups.items():
+        assert state.get("medinfra_backup_last_run_success") == 1, (host, state)
+        assert state.get("medinfra_backup_check_success") == 1, (host, state)
+        assert state.get("medinfra_backup_restore_drill_success") == 1, (host, state)
+        assert state["medinfra_backup_snapshots"] >= 1, (host, state)
+        triggered = lab_ssh(host, "systemctl show --property=LastTriggerUSecMonotonic"
+                                  " medinfra-backup-run@data.timer medinfra-backup-drill@data.timer")
+        assert re.findall(r"=(\d+)", triggered.stdout) and all(
+            int(t) > 0 for t in re.findall(r"=(\d+)", triggered.stdout)), (host, triggered.stdout)
+    # The database host's drill restored the HIS database from its dump into a scratch database and queried it.
+    drill = lab_ssh("his-db", "sudo journalctl --no-pager -o cat -u medinfra-backup-drill@data.service")
+    assert '"databases_restored": ["hisdb"]' in drill.stdout, drill.stdout[-2000:]
+
+
+def test_prometheus_shows_each_backup_and_drill(backups: dict[str, dict[str, float]]) -> None:
+    for _ in range(6):  # the node exporters' textfiles reach Prometheus at its next scrape
+        result = ansible_playbook("playbooks/monitoring-status.yml")
+        assert result.returncode == 0, result.stdout[-3000:]
+        ages = re.search(r"backups \(newest\): (.*?)\"", result.stdout)
+        drills = re.search(r"restore drills: (.*?)\"", result.stdout)
+        assert ages and drills, result.stdout[-3000:]
+        if all(f"{host}/data" in ages.group(1) and f"{host}/data passed" in drills.group(1) for host in BACKUP_CLIENTS):
+            break
+        time.sleep(15)
+    for host in BACKUP_CLIENTS:
+        minutes = re.search(rf"{host}/data (\d+(?:\.\d+)?) min ago", ages.group(1))
+        assert minutes and float(minutes.group(1)) < 15, ages.group(1)  # the 24x7-critical RPO
+        assert f"{host}/data passed" in drills.group(1), drills.group(1)
+
+
 # Runs on a lab host: the TURN client's source and the request arrive on stdin, the outcomes leave as JSON.
 TURN_CLIENT = (
     "import json, sys, types; d = json.load(sys.stdin); m = types.ModuleType('medinfra_turn');"
@@ -352,8 +413,11 @@ class AuditOutput(NamedTuple):
 
 
 @pytest.fixture(scope="module")
-def audits(lab: str, segmentation: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, AuditOutput]:
-    """The converged lab audited through both transports, before later tests recreate the router."""
+def audits(
+    lab: str, segmentation: Any, backups: dict[str, dict[str, float]], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, AuditOutput]:
+    """The converged lab audited through both transports (after its first backups and restore drills), before later
+    tests recreate the router."""
     out = tmp_path_factory.mktemp("audit")
     history = out / "history.sqlite"
     assert medinfra("keys", "generate", "--out", str(out / "keys" / "audit")).returncode == 0
@@ -405,6 +469,17 @@ def test_audit_shows_the_relay_controls_passing(audits: dict[str, Any]) -> None:
     for control in ("turn_auth_required", "turn_tls", "turn_internal_peers_denied", "turn_config_secret_protected"):
         assert found[("turn", control)] == "pass", control
         assert found[("his-db", control)] == "not_applicable", control
+
+
+def test_audit_shows_the_backup_controls_passing(audits: dict[str, Any]) -> None:
+    found = statuses(audits["pyinfra"][1])
+    for control in BACKUP_CONTROLS:
+        for host in BACKUP_CLIENTS:
+            assert found[(host, control)] == "pass", (host, control)
+        assert found[("backup-01", control)] == "not_applicable", control
+        assert found[("ws-01", control)] == "not_applicable", control  # no PHI
+    # The legacy LIS holds PHI that nothing backs up: the audit says so.
+    assert found[("lis-legacy", "backup_set_configured")] == "fail"
 
 
 def test_both_transports_write_the_same_findings(audits: dict[str, Any]) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import sys
+import threading
 from pathlib import Path
 from types import ModuleType
 
@@ -79,3 +80,21 @@ def test_without_password_file_nothing_runs(tmp_path: Path, monkeypatch: pytest.
     data = backup_set(tmp_path)
     assert runner.run_check(data, "1/30") == 1
     assert 'medinfra_backup_check_success{set="data"} 0' in data.textfile().read_text()
+
+
+def test_jobs_of_a_set_take_turns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(runner, "STATE_DIRECTORY", tmp_path / "state")
+    entered = threading.Event()
+
+    def second_job() -> None:
+        with runner.set_lock("data"):
+            entered.set()
+
+    with runner.set_lock("data"):
+        waiting = threading.Thread(target=second_job)
+        waiting.start()
+        assert not entered.wait(0.5), "a second job of the set ran while the first held the set"
+        with runner.set_lock("other"):  # another set is not held up
+            pass
+    assert entered.wait(5)
+    waiting.join()

@@ -194,6 +194,7 @@ def test_collector_runs_standalone_and_never_fails():
         "pki",
         "monitoring",
         "turn",
+        "backup",
     }
     assert set(document["facts"]) == expected
     text = done.stdout

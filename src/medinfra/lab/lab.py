@@ -173,7 +173,7 @@ def up(topology_file: Path, say: Say) -> Lab:
         say(change)
     image = ensure_image(say)
     public_key = lab.state.ensure_key(lab.plan.site)
-    lab.state.ensure_secrets()
+    lab.state.ensure_secrets(c.host for c in lab.plan.containers)
     kept = _reconcile_containers(lab, image, say)
     recreated = _reconcile_networks(lab, say)
     kept -= {c.name for c in lab.plan.containers if any(n in recreated for n, _ in c.attachments)}

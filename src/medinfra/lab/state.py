@@ -2,7 +2,8 @@
 the lab's secrets (vault-encrypted) with their vault password.
 
 They live in ``<inventory>/.lab/`` (hidden, so Ansible's directory loader skips it; the site CA too) and
-``<inventory>/group_vars/all/lab_{connection,secrets}.yml``; all are git-ignored and removed by `lab down`.
+``<inventory>/group_vars/all/lab_{connection,secrets}.yml`` with ``<inventory>/host_vars/HOST/lab_secrets.yml`` (the
+secrets each host has its own of); all are git-ignored and removed by `lab down`.
 """
 
 from __future__ import annotations
@@ -12,11 +13,16 @@ import re
 import secrets
 import shutil
 import subprocess
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from medinfra.lab.plan import LabPlan
 from medinfra.lab.podman import LabError
+
+if TYPE_CHECKING:
+    from ansible.parsing.vault import VaultLib
 
 LAB_USER = "medinfra"
 # What the roles take from the vault; the lab makes a random value for each, once.
@@ -26,6 +32,12 @@ LAB_SECRETS = (
     "monitoring_server_admin_password",
     "monitoring_server_internal_password",
     "rtc_relay_auth_secret",
+)
+# What the roles take from the vault per host (host_vars/HOST/lab_secrets.yml): each backup client's repository.
+LAB_HOST_SECRETS = ("backup_repository_password",)
+SECRETS_HEADER = (
+    "---\n# Written by `medinfra lab up`: random secrets of this lab, encrypted with the vault password in\n"
+    "# .lab/vault-password. Removed by `lab down`. Not committed. A real site keeps these in its own vault.\n"
 )
 
 
@@ -57,6 +69,9 @@ class LabState:
     def secret_vars(self) -> Path:
         return self.inventory_dir / "group_vars" / "all" / "lab_secrets.yml"
 
+    def host_secret_vars(self, host: str) -> Path:
+        return self.inventory_dir / "host_vars" / host / "lab_secrets.yml"
+
     @property
     def vault_password_file(self) -> Path:
         """Give it to Ansible as ``--vault-password-file`` (or ANSIBLE_VAULT_PASSWORD_FILE)."""
@@ -66,8 +81,9 @@ class LabState:
     def ca_directory(self) -> Path:
         return self.directory / "pki"
 
-    def ensure_secrets(self) -> None:
-        """A vault password and a vault-encrypted value for every name in LAB_SECRETS that has none yet.
+    def ensure_secrets(self, hosts: Iterable[str]) -> None:
+        """A vault password and a vault-encrypted value for every name in LAB_SECRETS, and in LAB_HOST_SECRETS for
+        each host, that has none yet.
 
         Existing values are kept: the CA key is encrypted with the passphrase made the first time.
         """
@@ -77,16 +93,9 @@ class LabState:
         if not self.vault_password_file.exists():
             _write_private(self.vault_password_file, secrets.token_urlsafe(32) + "\n")
         vault = VaultLib([("default", VaultSecret(self.vault_password_file.read_text().strip().encode()))])
-        text = self.secret_vars.read_text() if self.secret_vars.exists() else (
-            "---\n# Written by `medinfra lab up`: random secrets of this lab, encrypted with the vault password in\n"
-            "# .lab/vault-password. Removed by `lab down`. Not committed. A real site keeps these in its own vault.\n"
-        )
-        for name in LAB_SECRETS:
-            if not re.search(rf"^{name}:", text, flags=re.M):
-                encrypted = vault.encrypt(secrets.token_urlsafe(24)).decode()
-                text += f"{name}: !vault |\n" + "".join(f"  {line}\n" for line in encrypted.splitlines())
-        self.secret_vars.parent.mkdir(parents=True, exist_ok=True)
-        _write_private(self.secret_vars, text)
+        _ensure_vaulted(self.secret_vars, LAB_SECRETS, vault)
+        for host in hosts:
+            _ensure_vaulted(self.host_secret_vars(host), LAB_HOST_SECRETS, vault)
 
     def ensure_key(self, site: str) -> str:
         """Create the lab's SSH key once (0600, never committed); return the public key."""
@@ -167,9 +176,27 @@ class LabState:
         ):
             path.unlink(missing_ok=True)
         shutil.rmtree(self.ca_directory, ignore_errors=True)
-        for directory in (self.directory, self.connection_vars.parent, self.connection_vars.parent.parent):
+        host_vars = self.inventory_dir / "host_vars"
+        host_directories = sorted(host_vars.iterdir()) if host_vars.is_dir() else []
+        for directory in host_directories:
+            (directory / "lab_secrets.yml").unlink(missing_ok=True)
+        for directory in (
+            self.directory, self.connection_vars.parent, self.connection_vars.parent.parent, *host_directories,
+            host_vars,
+        ):
             if directory.is_dir() and not any(directory.iterdir()):
                 directory.rmdir()
+
+
+def _ensure_vaulted(path: Path, names: Iterable[str], vault: VaultLib) -> None:
+    """Add a random vault-encrypted value to the vars file for each name it does not set yet (0600)."""
+    text = path.read_text() if path.exists() else SECRETS_HEADER
+    for name in names:
+        if not re.search(rf"^{name}:", text, flags=re.M):
+            encrypted = vault.encrypt(secrets.token_urlsafe(24)).decode()
+            text += f"{name}: !vault |\n" + "".join(f"  {line}\n" for line in encrypted.splitlines())
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_private(path, text)
 
 
 def _write_private(path: Path, text: str) -> None:

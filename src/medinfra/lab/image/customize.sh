@@ -54,7 +54,7 @@ done
 # Installed for the roles but left as a stock install would leave them: off until a role configures them.
 chroot "$root" systemctl disable --quiet auditd.service acct.service dailyaidecheck.timer rsyslog.service \
     prometheus.service prometheus-alertmanager.service prometheus-blackbox-exporter.service \
-    prometheus-node-exporter.service nginx.service coturn.service
+    prometheus-node-exporter.service nginx.service coturn.service postgresql.service
 
 # The administrative account the controller uses (key installed per lab by `medinfra lab up`).
 chroot "$root" useradd --create-home --shell /bin/bash --groups sudo medinfra
