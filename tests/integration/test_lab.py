@@ -100,7 +100,7 @@ def test_lab_up_again_changes_nothing(lab: str) -> None:
 def ansible_playbook(playbook: str, *args: str) -> subprocess.CompletedProcess[str]:
     # `lab up` keeps the lab's secrets vault-encrypted; the password file sits beside the SSH key.
     vault = ("--vault-password-file", str(INVENTORY / ".lab" / "vault-password"))
-    return run_tool(ROOT, "ansible-playbook", "-i", str(INVENTORY), *vault, playbook, *args, timeout=1200)
+    return run_tool(ROOT, "ansible-playbook", "-i", str(INVENTORY), *vault, playbook, *args, timeout=1800)
 
 
 def recap(output: str) -> dict[str, dict[str, int]]:
