@@ -90,3 +90,25 @@ def test_standins_render_in_the_same_order_whatever_the_hash_seed() -> None:
         for seed in range(6)
     }
     assert [json.loads(out) for out in rendered] == [["emr_web", "his_app", "pacs"]]
+
+
+def test_a_backup_server_admits_only_its_own_clients() -> None:
+    """Two backup servers in one play: each makes accounts only for the clients that chose it."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar, trust_as_template
+
+    tasks = yaml.safe_load((ROOT / "roles/backup/tasks/server.yml").read_text())
+    expression = next(t["ansible.builtin.set_fact"]["backup_server_clients"] for t in tasks
+                      if "backup_server_clients" in t.get("ansible.builtin.set_fact", {}))
+    clients = {"his-db": "backup-01", "pacs-01": "backup-02", "his-app": "backup-01"}
+    hostvars = {name: {"inventory_hostname": name, "backup_client_public_key": f"ssh-ed25519 AAAA{name}",
+                       "backup_client_server": server} for name, server in clients.items()}
+    hostvars |= {name: {"inventory_hostname": name} for name in ("backup-01", "backup-02", "ws-01")}
+
+    def admitted(server: str) -> list[str]:
+        variables = {"ansible_play_hosts_all": sorted(hostvars), "hostvars": hostvars, "inventory_hostname": server}
+        rendered: list[str] = Templar(loader=DataLoader(), variables=variables).template(trust_as_template(expression))
+        return rendered
+
+    assert admitted("backup-01") == ["his-app", "his-db"]
+    assert admitted("backup-02") == ["pacs-01"]
