@@ -1962,6 +1962,7 @@ def collect_backup(services: Json, directory: str = BACKUP_DIRECTORY, state_dire
     """The host's backup sets (role backup) with their last outcomes, and its repository password file."""
     units = services.get("units", {}) if isinstance(services, dict) else {}
     addresses = local_addresses()
+    moment = time.time() if now is None else now
     sets = []
     for path in sorted(glob.glob(f"{directory}/sets/*.json")):
         try:
@@ -1973,7 +1974,7 @@ def collect_backup(services: Json, directory: str = BACKUP_DIRECTORY, state_dire
             state = json.loads(read_text(f"{state_directory}/{document.get('name')}.json") or "{}")
         except ValueError:
             state = {}
-        sets.append(backup_set_facts(document, state, units, addresses, time.time() if now is None else now))
+        sets.append(backup_set_facts(document, state, units, addresses, moment))
     return {"sets": sets, "password_file": file_facts(f"{directory}/repository-password")}
 
 
