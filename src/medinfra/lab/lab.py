@@ -20,6 +20,7 @@ from medinfra.topology.load import load_topology
 
 Say = Callable[[str], None]
 READY_STATES = ("running", "degraded")
+# The 12-host lab boots in 15-30 s on 2 cores; a boot still going after this has hung.
 READY_TIMEOUT_S = 180.0
 PARALLEL = 4
 
@@ -134,15 +135,48 @@ def _run_container(lab: Lab, container: LabContainer, image: str) -> None:
     podman(*args, image, "/sbin/init")
 
 
-def _wait_ready(container: LabContainer, deadline: float) -> str:
+def _boot_state(container: LabContainer) -> str:
+    result = podman("exec", container.name, "systemctl", "is-system-running", check=False)
+    # is-system-running prints the state even when it exits non-zero ("starting"); nothing means exec itself failed.
+    return result.stdout.strip() or f"no answer ({result.stderr.strip() or 'podman exec failed'})"
+
+
+def _boot_blockers(container: LabContainer) -> str:
+    """What a container that has not finished booting is waiting on: systemd's queued jobs, or why it is down."""
+    status = podman("container", "inspect", "--format", "{{.State.Status}}", container.name, check=False)
+    if status.stdout.strip() != "running":
+        logs = podman("logs", "--tail", "15", container.name, check=False)
+        return f"container {status.stdout.strip() or 'missing'}; last output:\n{logs.stdout}{logs.stderr}".rstrip()
+    jobs = podman("exec", container.name, "systemctl", "list-jobs", "--no-pager", "--no-legend", check=False)
+    return "jobs still queued:\n" + "\n".join(jobs.stdout.strip().splitlines()[:15])
+
+
+def _wait_booted(container: LabContainer, deadline: float) -> str:
     state = "unknown"
     while time.monotonic() < deadline:
-        result = podman("exec", container.name, "systemctl", "is-system-running", check=False)
-        state = result.stdout.strip() or "starting"
+        state = _boot_state(container)
         if state in READY_STATES:
-            return state
+            break
         time.sleep(0.5)
-    raise LabError(f"{container.name} did not finish booting within {READY_TIMEOUT_S:.0f} s (state: {state})")
+    return state
+
+
+def wait_ready(container: LabContainer, started: float, say: Say, timeout: float = READY_TIMEOUT_S) -> None:
+    """Wait for systemd in the container to finish booting; a boot that hangs gets one restart, then an error."""
+    state = _wait_booted(container, started + timeout)
+    if state in READY_STATES:
+        return
+    say(
+        f"{container.name} had not finished booting after {timeout:.0f} s (state: {state}); "
+        f"{_boot_blockers(container)}\nrestarting it once"
+    )
+    podman("restart", container.name)
+    state = _wait_booted(container, time.monotonic() + timeout)
+    if state not in READY_STATES:
+        raise LabError(
+            f"{container.name} did not finish booting within {timeout:.0f} s, twice (state: {state}); "
+            f"{_boot_blockers(container)}"
+        )
 
 
 PROVISION_SCRIPT = """set -eu
@@ -181,8 +215,8 @@ def up(topology_file: Path, say: Say) -> Lab:
     started = time.monotonic()
     _parallel(lambda c: _run_container(lab, c, image), todo)
     created = time.monotonic() - started
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    _parallel(lambda c: _wait_ready(c, deadline), lab.plan.containers)
+    booting = time.monotonic()
+    _parallel(lambda c: wait_ready(c, booting, say), lab.plan.containers)
     ready = time.monotonic() - started
     host_keys = dict(
         zip(
