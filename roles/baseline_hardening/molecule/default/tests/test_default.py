@@ -126,6 +126,9 @@ def test_aide_database_initialised(host) -> None:
     db = host.file("/var/lib/aide/aide.db")
     assert db.exists and db.size > 100_000
     assert db.mode & 0o077 == 0
+    # Recorded with SHA-512 alone, not Debian's every-hash default.
+    attributes = host.check_output("zcat /var/lib/aide/aide.db | grep -m1 '^@@db_spec'").split()
+    assert "sha512" in attributes and "md5" not in attributes and "tiger" not in attributes
 
 
 def test_file_modes(host) -> None:
