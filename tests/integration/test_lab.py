@@ -112,12 +112,20 @@ def recap(output: str) -> dict[str, dict[str, int]]:
     return counts
 
 
-def assert_changes_nothing(playbook: str) -> None:
-    """A second run of ``playbook`` on the converged lab succeeds and changes nothing on any host."""
-    result = ansible_playbook(playbook)
+def assert_changes_nothing(playbook: str, hosts: tuple[str, ...] = ()) -> None:
+    """A second run of ``playbook`` on the converged lab (on ``hosts`` only, if given) succeeds and changes nothing."""
+    result = ansible_playbook(playbook, *(("--limit", ",".join(hosts)) if hosts else ()))
     assert result.returncode == 0, result.stdout[-3000:]
     changed = {host: c["changed"] for host, c in recap(result.stdout).items()}
     assert changed and set(changed.values()) == {0}, changed
+    assert not hosts or set(changed) == set(hosts), changed
+
+
+# The two longest second runs (hardening, monitoring: 6 and 3 minutes on all hosts) go to one host of each kind whose
+# settings differ, which keeps `make test` under 45 minutes; site.yml has converged every host, and the shorter areas
+# run again on all of them.
+HARDENING_KINDS = ("fw", "bastion-01", "monitor-01", "his-db", "turn")  # router, time server, log server, PHI, DMZ
+MONITORING_KINDS = ("monitor-01", "his-app", "pacs-01", "turn")  # server; HIS, PACS and TURN probe targets
 
 
 def test_site_playbook_reaches_every_host_and_hardens_all_but_legacy(lab: str) -> None:
@@ -132,7 +140,7 @@ def test_site_playbook_reaches_every_host_and_hardens_all_but_legacy(lab: str) -
 
 
 def test_hardening_again_over_ssh_changes_nothing(lab: str) -> None:
-    assert_changes_nothing("playbooks/hardening.yml")
+    assert_changes_nothing("playbooks/hardening.yml", HARDENING_KINDS)
 
 
 def test_legacy_host_is_left_alone(lab: str) -> None:
@@ -155,7 +163,7 @@ def segmentation(lab: str, tmp_path_factory: pytest.TempPathFactory) -> tuple[su
 
 
 def test_monitoring_again_changes_nothing(lab: str) -> None:
-    assert_changes_nothing("playbooks/monitoring.yml")
+    assert_changes_nothing("playbooks/monitoring.yml", MONITORING_KINDS)
 
 
 def test_prometheus_scrapes_every_exporter_over_tls_and_probes_the_services(lab: str) -> None:
