@@ -15,6 +15,8 @@ from typing import Any
 from ansible.plugins.connection import ConnectionBase, ensure_connect
 from ansible_collections.containers.podman.plugins.connection.podman import Connection as CollectionConnection
 
+# The collection's options, word for word (Ansible reads DOCUMENTATION from this file's source, so it cannot be
+# imported): the same inventory variables, ansible.cfg keys and environment variables configure both plugins.
 DOCUMENTATION = """
     name: podman
     short_description: Run tasks in an existing podman container, pipelined
@@ -22,26 +24,44 @@ DOCUMENTATION = """
       - containers.podman.podman with pipelining; the container is mounted only when a file is copied.
     options:
       remote_addr:
-        description: The ID or name of the container.
+        description:
+          - The ID of the container you want to access.
         default: inventory_hostname
         vars:
           - name: ansible_host
           - name: inventory_hostname
           - name: ansible_podman_host
       remote_user:
-        description: User, by name, that commands run as inside the container.
+        description:
+            - User specified via name or UID which is used to execute commands inside the container. If you
+              specify the user via UID, you must set C(ANSIBLE_REMOTE_TMP) to a path that exits
+               inside the container and is writable by Ansible.
+        ini:
+          - section: defaults
+            key: remote_user
+        env:
+          - name: ANSIBLE_REMOTE_USER
         vars:
           - name: ansible_user
       podman_extra_args:
-        description: Extra arguments to pass to the podman command line.
+        description:
+          - Extra arguments to pass to the podman command line.
         default: ''
+        ini:
+          - section: defaults
+            key: podman_extra_args
         vars:
           - name: ansible_podman_extra_args
+        env:
+          - name: ANSIBLE_PODMAN_EXTRA_ARGS
       podman_executable:
-        description: Executable for podman command.
+        description:
+          - Executable for podman command.
         default: podman
         vars:
           - name: ansible_podman_executable
+        env:
+          - name: ANSIBLE_PODMAN_EXECUTABLE
 """
 
 

@@ -31,6 +31,11 @@ FIRST_BOOT_ONLY = "\nConditionPathExists=!/var/tmp/booted-once"
 TIMEOUT_S = 15.0
 
 
+def lab_container(name: str) -> LabContainer:
+    """What wait_ready needs of a lab host: its container's name (these test containers have no network)."""
+    return LabContainer(name, name, "none", IPv4Address("127.0.0.1"), (), (), False)
+
+
 def boot(name: str, unit_text: str, directory: Path) -> LabContainer:
     unit = directory / "boot-hang.service"
     unit.write_text(unit_text)
@@ -42,7 +47,7 @@ def boot(name: str, unit_text: str, directory: Path) -> LabContainer:
         "--volume", f"{wants}:/etc/systemd/system/multi-user.target.d/boot-hang.conf:ro",
         ensure_image(print), "/sbin/init",
     )  # fmt: skip
-    return LabContainer(name, name, "none", IPv4Address("127.0.0.1"), (), (), False)
+    return lab_container(name)
 
 
 @pytest.fixture
@@ -76,7 +81,7 @@ def test_a_boot_that_always_hangs_is_an_error_naming_the_job(container_name: str
 def test_a_container_that_exits_is_an_error_with_its_last_output(container_name: str) -> None:
     init = "echo 'Failed to mount cgroup at /sys/fs/cgroup/systemd: Operation not permitted'; exit 1"
     podman("run", "--detach", "--name", container_name, "--network", "none", ensure_image(print), "sh", "-c", init)
-    container = LabContainer(container_name, container_name, "none", IPv4Address("127.0.0.1"), (), (), False)
+    container = lab_container(container_name)
     said: list[str] = []
     with pytest.raises(LabError) as error:
         wait_ready(container, time.monotonic(), said.append, timeout=5)
