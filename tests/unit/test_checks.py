@@ -110,8 +110,20 @@ def test_quantifier_over_mapping_and_min_items():
     files = {"fact": "files", "every": {"fact": "owner", "equals": "root"}}
     assert run_check(files, ROOT, NOW).status == "pass"
     vacuous = {"fact": "users", "where": {"fact": "uid", "at_least": 5000}, "every": {"fact": "uid", "equals": 0}}
-    assert run_check(vacuous, ROOT, NOW).status == "pass"
     assert run_check({**vacuous, "min_items": 1}, ROOT, NOW).status == "fail"
+    assert run_check({**vacuous, "min_items": 0}, ROOT, NOW).status == "fail"
+
+
+@pytest.mark.parametrize("quantifier", ["every", "none"])
+def test_a_quantifier_over_nothing_proves_nothing_unless_the_check_says_why(quantifier: str) -> None:
+    over_nothing = {"fact": "users", "where": {"fact": "uid", "at_least": 5000}, quantifier: {"fact": "uid", "equals": 0}}
+    outcome = run_check(over_nothing, ROOT, NOW)
+    assert outcome.status == "fail" and "nothing proves compliance" in outcome.reason
+    assert run_check({"fact": "empty", quantifier: {"equals": 1}}, ROOT, NOW).status == "fail"
+    allowed = run_check({**over_nothing, "empty_ok": "no such users exist on a compliant host"}, ROOT, NOW)
+    assert allowed.status == "pass" and "no such users exist" in allowed.reason
+    # `some` over nothing was never a pass.
+    assert run_check({"fact": "empty", "some": {"equals": 1}}, ROOT, NOW).status == "fail"
     assert run_check({"fact": "sshd.permitrootlogin", "every": {"equals": "no"}}, ROOT, NOW).status == "fail"
     assert run_check({"fact": "sshd.ciphers", "every": {"matches": "^aes"}}, ROOT, NOW).status == "pass"
 

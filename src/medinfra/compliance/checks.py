@@ -2,6 +2,8 @@
 
 A check is a combinator (all, any, not), a quantifier over a list or mapping (every, some, none,
 with an optional `where` filter and `min_items`), or one operator applied to the value at `fact`.
+`every` and `none` over no items fail (nothing was shown) unless the check carries `empty_ok`, the
+reason why a host with none is compliant.
 Paths inside a quantifier are relative to the item. Every value that decided the outcome is kept
 as an excerpt, keyed by its path, so a finding shows its own evidence.
 """
@@ -303,6 +305,13 @@ def _quantify(
     if len(items) < minimum:
         return Outcome(
             "fail", f"{where}: {len(items)} matching item(s), need at least {minimum}", {where: excerpt_value(value)}
+        )
+    if not items and quantifier != "some":
+        # `every` and `none` hold over nothing: such a pass proves nothing unless the control says why it may.
+        if "empty_ok" in check:
+            return Outcome("pass", f"{where}: no item(s), which is compliant: {check['empty_ok']}", {where: []})
+        return Outcome(
+            "fail", f"{where}: no item(s) to check, so nothing proves compliance", {where: excerpt_value(value)}
         )
     results = [(item_path, run_check(check[quantifier], item, now, item_path)) for item_path, item in items]
     errors = [o for _, o in results if o.status == "error"]
