@@ -48,6 +48,7 @@ ROOT = {
         ({"fact": "empty", "empty": True}, "pass"),
         ({"fact": "users", "empty": True}, "fail"),
         ({"fact": "sshd.nosuchkey", "exists": False}, "pass"),
+        ({"fact": "sshd.nosuchkey", "empty": True}, "fail"),  # an unread list is not an empty one
         ({"fact": "sshd.nosuchkey", "equals": "no"}, "fail"),  # absent fails, never passes by accident
         ({"fact": ["sysctl", "net.ipv4.ip_forward"], "equals": 0}, "pass"),
         ({"fact": ["sysctl", "net.ipv4.ip_forward"], "equals": False}, "fail"),  # 0 is spelled "0", not "false"

@@ -166,8 +166,10 @@ def apply_operator(operator: str, argument: Any, value: Any, now: datetime) -> t
         present = value is not MISSING and value is not None
         return present == argument, f"{'present' if present else 'absent'}"
     if operator == "empty":
-        if value is MISSING or value is None:
-            return bool(argument), "absent"
+        if value is MISSING:
+            return False, "absent from the evidence"  # an unread list is not an empty one
+        if value is None:
+            return bool(argument), "none"
         if not isinstance(value, list | Mapping | str):
             return False, f"{value!r} is not a list"
         return (len(value) == 0) == argument, f"{len(value)} item(s)"
