@@ -313,13 +313,16 @@ def collect_host() -> Json:
     }
 
 
-def collect_sshd() -> Json:
-    argv = ["sshd", "-T"]
-    rc, out, err = run(argv)
-    if rc != 0:
-        return command_failure(argv, rc, err)
+SSHD_CONFIG = "/etc/ssh/sshd_config"
+# A source no Match block is written for (TEST-NET-3, RFC 5737): what an unlisted network gets.
+UNLISTED_SOURCE = {"user": "root", "host": "unlisted.invalid", "addr": "203.0.113.10", "laddr": "0.0.0.0", "lport": "22"}
+SSHD_MAX_CONNECTIONS = 12
+
+
+def parse_sshd_settings(text: str) -> dict[str, Json]:
+    """`sshd -T` output (lower-case `key value` lines) into settings; lists where sshd repeats or joins them."""
     config: dict[str, Json] = {}
-    for line in out.splitlines():
+    for line in text.splitlines():
         key, _, value = line.partition(" ")
         if key in SSHD_MULTI_KEYS:
             config.setdefault(key, []).append(value)
@@ -330,6 +333,127 @@ def collect_sshd() -> Json:
             config[key] = config[key].split(",")
     for key in ("allowgroups", "allowusers", "denyusers", "denygroups"):
         config[key] = [name for value in config.get(key, []) for name in value.split()]
+    return config
+
+
+def sshd_config_lines(path: str, read: Callable[[str], str | None] = read_text, depth: int = 0) -> list[str]:
+    """sshd_config without comments, with `Include` expanded in place as sshd does (globs, relative to /etc/ssh)."""
+    lines: list[str] = []
+    for line in config_lines(read(path)):
+        words = line.split()
+        if words[0].lower() == "include" and depth < 8:
+            for pattern in words[1:]:
+                pattern = pattern if pattern.startswith("/") else os.path.join("/etc/ssh", pattern)
+                for included in sorted(glob.glob(pattern)):
+                    lines.extend(sshd_config_lines(included, read, depth + 1))
+        else:
+            lines.append(line)
+    return lines
+
+
+def match_criteria(lines: Iterable[str]) -> list[list[tuple[str, str]]]:
+    """Every `Match` line as (criterion, pattern list) pairs, in order (`Match all` is an empty list)."""
+    blocks = []
+    for line in lines:
+        words = re.split(r"[\s=]+", line.strip(), maxsplit=1)
+        if words[0].lower() != "match" or len(words) < 2:
+            continue
+        tokens = words[1].split()
+        pairs = [
+            (tokens[i].lower(), tokens[i + 1] if i + 1 < len(tokens) else "") for i in range(0, len(tokens), 2)
+        ] if tokens[0].lower() != "all" else []
+        blocks.append(pairs)
+    return blocks
+
+
+def address_candidates(patterns: str) -> list[str]:
+    """Addresses inside the first network a Match Address list admits: its first, middle and last host, so that a
+    narrower block before it cannot hide the whole network by its first address alone."""
+    for pattern in patterns.split(","):
+        if pattern.startswith("!") or not pattern:
+            continue
+        try:
+            if "*" in pattern or "?" in pattern:
+                return [str(ipaddress.ip_address(re.sub(r"[*?]", "1", pattern)))]
+            network = ipaddress.ip_network(pattern, strict=False)
+        except ValueError:
+            continue
+        if network.num_addresses <= 2:
+            return [str(network.network_address)]
+        first, last = network.network_address + 1, network.broadcast_address - 1
+        middle = network.network_address + network.num_addresses // 2
+        return list(dict.fromkeys(str(address) for address in (first, middle, last)))
+    return []
+
+
+def first_name(patterns: str) -> str | None:
+    """A name a pattern list admits (its first positive pattern, wildcards filled in)."""
+    for pattern in patterns.split(","):
+        if pattern and not pattern.startswith("!"):
+            return re.sub(r"[*?]", "x", pattern)
+    return None
+
+
+def group_member(group: str) -> str | None:
+    try:
+        entry = grp.getgrnam(group)
+    except KeyError:
+        return None
+    if entry.gr_mem:
+        return str(entry.gr_mem[0])
+    return next((user.pw_name for user in pwd.getpwall() if user.pw_gid == entry.gr_gid), None)
+
+
+def match_connections(
+    blocks: Iterable[list[tuple[str, str]]], member: Callable[[str], str | None] = group_member
+) -> list[dict[str, str]]:
+    """Connections that reach each Match block: the block's own users, groups, hosts, addresses and local
+    endpoint, root where it names no user (root's login is what most overrides are about)."""
+    connections: list[dict[str, str]] = []
+    for pairs in blocks:
+        connection = dict(UNLISTED_SOURCE)
+        addresses = [UNLISTED_SOURCE["addr"]]
+        for criterion, patterns in pairs:
+            if criterion == "user":
+                connection["user"] = first_name(patterns) or connection["user"]
+            elif criterion == "group":
+                group = first_name(patterns)
+                user = member(group) if group else None
+                connection["user"] = user or connection["user"]
+            elif criterion == "host":
+                connection["host"] = first_name(patterns) or connection["host"]
+            elif criterion == "address":
+                addresses = address_candidates(patterns) or addresses
+            elif criterion == "localaddress":
+                connection["laddr"] = (address_candidates(patterns) or [connection["laddr"]])[0]
+            elif criterion == "localport":
+                connection["lport"] = first_name(patterns) or connection["lport"]
+        connections.extend({**connection, "addr": address} for address in addresses)
+    unique = [dict(c) for c in dict.fromkeys(tuple(sorted(c.items())) for c in [UNLISTED_SOURCE, *connections])]
+    return unique[:SSHD_MAX_CONNECTIONS]
+
+
+def connection_spec(connection: Mapping[str, str]) -> str:
+    return ",".join(f"{key}={connection[key]}" for key in ("user", "host", "addr", "laddr", "lport"))
+
+
+def collect_sshd() -> Json:
+    """`sshd -T` (its defaults), plus `sshd -T -C` for a connection reaching each Match block: the settings a
+    connection really gets, which a Match block can change for one network, user or group."""
+    argv = ["sshd", "-T"]
+    rc, out, err = run(argv)
+    if rc != 0:
+        return command_failure(argv, rc, err)
+    config = parse_sshd_settings(out)
+    blocks = match_criteria(sshd_config_lines(SSHD_CONFIG))
+    connections: list[Json] = []
+    for connection in match_connections(blocks):
+        spec = connection_spec(connection)
+        rc, out, err = run(["sshd", "-T", "-C", spec])
+        settings = parse_sshd_settings(out) if rc == 0 else command_failure(["sshd", "-T", "-C", spec], rc, err)
+        connections.append({"connection": spec, "settings": settings})
+    config["match_blocks"] = len(blocks)
+    config["connections"] = connections
     return config
 
 
@@ -344,6 +468,82 @@ def collect_sysctl() -> Json:
         raw = text.strip()
         values[key] = int(raw) if re.fullmatch(r"-?\d+", raw) else raw
     return values
+
+
+def audit_rule_fields(words: list[str]) -> tuple[str, str, dict[str, str]]:
+    """(list, action, fields) of one `-a`/`-A` or `-w` rule; a watch is an `always,exit` rule on its path."""
+    if words[0] == "-w":
+        return "exit", "always", {"path": words[1] if len(words) > 1 else ""}
+    pair = (words[1] if len(words) > 1 else "").split(",")
+    actions = [part for part in pair if part in ("always", "never")]
+    lists = [part for part in pair if part not in ("always", "never")]
+    fields = {}
+    for index, word in enumerate(words):
+        if word == "-F" and index + 1 < len(words):
+            field = re.match(r"^([^!=<>&]+)(?:!=|>=|<=|&=|=|>|<|&)(.*)$", words[index + 1])
+            if field:
+                fields[field.group(1)] = field.group(2)
+    return (lists[0] if lists else ""), (actions[0] if actions else ""), fields
+
+
+def audit_suppression(never: tuple[str, dict[str, str]], rule: tuple[str, dict[str, str]]) -> bool:
+    """Whether a `never` rule placed before `rule` on the same list keeps it from recording anything."""
+    never_list, never_fields = never
+    rule_list, rule_fields = rule
+    if never_list == "task":
+        return True  # no audit context for any task: no syscall rule ever fires
+    if never_list != rule_list:
+        return False
+    target = never_fields.get("path") or never_fields.get("dir")
+    if target is None:
+        return True  # no path limit: it swallows whatever reaches it first (other fields only narrow whose)
+    path = rule_fields.get("path") or rule_fields.get("dir") or ""
+    if "dir" in never_fields:
+        return path == target or path.startswith(target.rstrip("/") + "/")
+    return path == target
+
+
+def effective_audit_rules(lines: Iterable[str]) -> dict[str, Json]:
+    """The kernel's rule lists after these `auditctl` lines run in order (augenrules' order for rules.d, or
+    `auditctl -l`): `-D` clears, `-A` prepends, `-a`/`-w` append, `-e` sets the state. A rule is in force only if
+    auditing is enabled and no earlier `never` rule on its list, no `never,task` rule and no exclude of its
+    record types covers it; the others are listed with what suppressed them."""
+    ordered: list[str] = []
+    enabled: int | None = None
+    for line in lines:
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "-D":
+            ordered = []
+        elif words[0] == "-e" and len(words) > 1 and words[1].isdigit():
+            enabled = int(words[1])
+        elif words[0] == "-A":
+            ordered.insert(0, line)
+        elif words[0] in ("-a", "-w"):
+            ordered.append(line)
+    in_force: list[str] = []
+    suppressed: list[dict[str, str]] = []
+    nevers: list[tuple[str, tuple[str, dict[str, str]]]] = []
+    excluded_all = ""
+    for line in ordered:
+        rule_list, action, fields = audit_rule_fields(line.split())
+        if rule_list == "exclude" and action == "always":
+            types = set(fields.get("msgtype", "").split(",")) if "msgtype" in fields else {"*"}
+            if types & {"*", "SYSCALL", "PATH", "CWD", "EXECVE", "CONFIG_CHANGE"}:
+                excluded_all = excluded_all or line
+            continue
+        if action == "never":
+            nevers.append((line, (rule_list, fields)))
+            continue
+        cause = excluded_all or next((text for text, never in nevers if audit_suppression(never, (rule_list, fields))), "")
+        if enabled == 0:
+            cause = "-e 0 (auditing disabled)"
+        if cause:
+            suppressed.append({"rule": line, "by": cause})
+        else:
+            in_force.append(line)
+    return {"enabled": enabled, "rules": in_force, "suppressed": suppressed}
 
 
 def collect_auditd() -> Json:
@@ -366,6 +566,16 @@ def collect_auditd() -> Json:
         reason = command_failure(["auditctl", "-s"], rc, err)
         facts["status"] = reason
         facts["rules_loaded"] = reason
+    # What is in force: the kernel's loaded rules where they can be read; else what augenrules would load.
+    loaded = facts["rules_loaded"]
+    if isinstance(loaded, list):
+        effective = effective_audit_rules(loaded)
+        effective["enabled"] = facts["status"].get("enabled", effective["enabled"])
+        if effective["enabled"] == 0:
+            effective = effective_audit_rules([*loaded, "-e 0"])
+        facts["effective"] = {"source": "auditctl -l", **effective}
+    else:
+        facts["effective"] = {"source": "/etc/audit/rules.d", **effective_audit_rules(on_disk)}
     return facts
 
 
@@ -434,8 +644,17 @@ def collect_accounts() -> Json:
         "duplicate_user_names": sorted({u["name"] for u in users if [v["name"] for v in users].count(u["name"]) > 1}),
         "system_accounts_with_login_shell": [u["name"] for u in users if u["uid"] < 1000 and u["login_shell"]],
         "login_users": [u["name"] for u in users if u["login_shell"] and u.get("password") != "locked"],
-        "shadow_group_members": next((list(g.gr_mem) for g in groups if g.gr_name == "shadow"), []),
+        "shadow_group_members": group_members("shadow", groups, users),
     }
+
+
+def group_members(name: str, groups: Iterable[grp.struct_group], users: Iterable[Mapping[str, Json]]) -> list[str]:
+    """Who is in a group: listed in /etc/group, or having it as primary group (which /etc/group does not show)."""
+    group = next((g for g in groups if g.gr_name == name), None)
+    if group is None:
+        return []
+    primary = [str(u["name"]) for u in users if u["gid"] == group.gr_gid]
+    return sorted({*group.gr_mem, *primary})
 
 
 def collect_login_defs() -> Json:
@@ -443,84 +662,163 @@ def collect_login_defs() -> Json:
     return values or unavailable("/etc/login.defs missing")
 
 
-def collect_sudo() -> Json:
-    files = ["/etc/sudoers", *sorted_files("/etc/sudoers.d/*")]
-    defaults: list[str] = []
-    nopasswd: list[str] = []
-    rules: list[str] = []
-    readable = []
-    for path in files:
-        text = read_text(path)
-        if text is None:
+SUDOERS = "/etc/sudoers"
+
+
+def sudoers_included(directory: str) -> list[str]:
+    """Files sudo reads from an includedir: in order, skipping names with a dot or ending in `~` (as sudo does)."""
+    try:
+        names = sorted(os.listdir(directory))
+    except OSError:
+        return []
+    return [
+        os.path.join(directory, name)
+        for name in names
+        if "." not in name and not name.endswith("~") and os.path.isfile(os.path.join(directory, name))
+    ]
+
+
+def sudoers_lines(path: str, read: Callable[[str], str | None] = read_text, depth: int = 0) -> list[tuple[str, str]]:
+    """(file, logical line) in the order sudo reads them: continuations joined, comments dropped, `@include`
+    and `@includedir` (and their `#` spellings) followed where they stand."""
+    text = read(path)
+    if text is None:
+        return []
+    lines: list[tuple[str, str]] = []
+    for raw in re.sub(r"\\\n", " ", text).splitlines():
+        line = raw.strip()
+        include = re.match(r"^[@#](include|includedir)\s+(\S+)", line)
+        if include:
+            if depth < 8:
+                target = include.group(2)
+                target = target if target.startswith("/") else os.path.join(os.path.dirname(path), target)
+                files = sudoers_included(target) if include.group(1) == "includedir" else [target]
+                for included in files:
+                    lines.extend(sudoers_lines(included, read, depth + 1))
             continue
-        readable.append(path)
-        for line in config_lines(text):
-            if line.startswith(("@include", "#include")):
+        line = re.sub(r"(^|\s)#(?!\d).*$", "", line).strip()
+        if line:
+            lines.append((path, line))
+    return lines
+
+
+def sudo_defaults(entries: Iterable[tuple[str, str]]) -> tuple[dict[str, Json], list[dict[str, str]]]:
+    """The global Defaults in force (the last setting of each wins) and every scoped one (`Defaults:user`,
+    `Defaults>runas`, `Defaults@host`, `Defaults!command`), which overrides the global value for its scope."""
+    effective: dict[str, Json] = {}
+    scoped: list[dict[str, str]] = []
+    for path, line in entries:
+        match = re.match(r"^Defaults([:>@!]\S+)?\s+(.*)$", line)
+        if not match:
+            continue
+        for setting in re.findall(r'(?:[^,"]|"[^"]*")+', match.group(2)):
+            setting = setting.strip()
+            if not setting:
                 continue
-            if line.startswith("Defaults"):
-                defaults.extend(part.strip() for part in line.split(None, 1)[-1].split(","))
+            if match.group(1):
+                scoped.append({"scope": match.group(1), "setting": setting, "file": path})
+                continue
+            parts = re.match(r"^(!*)([^=+\-\s]+)\s*([+-]?=)?\s*(.*)$", setting)
+            if parts is None:
+                continue
+            name, operator, value = parts.group(2, 3, 4)
+            if operator:
+                effective[name] = value.strip().strip('"')
             else:
-                rules.append(line)
-                if "NOPASSWD" in line:
-                    nopasswd.append(line.split()[0])
-    logfile = next((d.split("=", 1)[1].strip().strip('"') for d in defaults if d.startswith("logfile")), None)
+                effective[name] = setting.count("!") % 2 == 0
+    return effective, scoped
+
+
+def collect_sudo() -> Json:
+    entries = sudoers_lines(SUDOERS)
+    effective, scoped = sudo_defaults(entries)
+    rules = [(path, line) for path, line in entries if not re.match(r"^(Defaults|\w+_Alias)\b", line)]
+    negated_scoped = {item["setting"].lstrip("!") for item in scoped if item["setting"].startswith("!")}
+    logfile = effective.get("logfile")
     return {
-        "files_read": readable,
-        "defaults": defaults,
-        "use_pty": "use_pty" in defaults,
-        "logfile": logfile,
-        "authenticate_disabled": "!authenticate" in defaults,
-        "nopasswd_principals": sorted(set(nopasswd)),
+        "files_read": sorted({path for path, _ in entries}),
+        "defaults": effective,
+        "scoped_defaults": scoped,
+        "use_pty": effective.get("use_pty") is True and "use_pty" not in negated_scoped,
+        "logfile": logfile if isinstance(logfile, str) and logfile else None,
+        "authenticate_disabled": effective.get("authenticate") is False or "authenticate" in negated_scoped,
+        "nopasswd_principals": sorted({line.split()[0] for _, line in rules if "NOPASSWD" in line}),
         "rule_count": len(rules),
     }
 
 
-def collect_pam() -> Json:
-    services: dict[str, Json] = {}
-    for name in PAM_SERVICES:
-        text = read_text(f"/etc/pam.d/{name}")
-        if text is None:
-            services[name] = unavailable(f"/etc/pam.d/{name} missing")
+PAM_DIRECTORY = "/etc/pam.d"
+PAM_LINE = re.compile(r"(-?\w+)\s+(\[[^\]]*\]|\S+)\s+(\S+)\s*(.*)")
+
+
+def pam_stack(
+    service: str, read: Callable[[str], str | None] = read_text, only_type: str | None = None, depth: int = 0
+) -> list[dict[str, Json]] | None:
+    """A service's stack as libpam runs it: `@include` inlined, `include`/`substack` controls replaced by the
+    included file's lines of that type; each entry says which file it came from. None if the file is missing."""
+    text = read(f"{PAM_DIRECTORY}/{service}")
+    if text is None:
+        return None
+    entries: list[dict[str, Json]] = []
+    for line in config_lines(text):
+        if line.startswith("@include"):
+            included = pam_stack(line.split()[-1], read, only_type, depth + 1) if depth < 8 else None
+            entries.extend(included or [])
             continue
-        entries = []
-        for line in config_lines(text):
-            if line.startswith("@include"):
-                entries.append({"type": "include", "control": "", "module": line.split()[-1], "args": []})
-                continue
-            match = re.match(r"(-?\w+)\s+(\[[^\]]*\]|\S+)\s+(\S+)\s*(.*)", line)
-            if match:
-                kind, control, module, args = match.groups()
-                entries.append(
-                    {
-                        "type": kind.lstrip("-"),
-                        "control": control,
-                        "module": module.rsplit("/", 1)[-1],
-                        "args": args.split(),
-                    }
-                )
-        services[name] = entries
+        match = PAM_LINE.match(line)
+        if not match:
+            continue
+        kind, control, module, args = match.groups()
+        kind = kind.lstrip("-")
+        if only_type is not None and kind != only_type:
+            continue
+        if control in ("include", "substack"):
+            included = pam_stack(module, read, kind, depth + 1) if depth < 8 else None
+            entries.extend(included or [])
+            continue
+        entries.append(
+            {"type": kind, "control": control, "module": module.rsplit("/", 1)[-1], "args": args.split(),
+             "file": service}
+        )
+    return entries
+
+
+def module_settings(conf: Mapping[str, str], args: Iterable[str]) -> dict[str, str]:
+    """A PAM module's settings as it applies them: its conf file, then the module line's arguments, which win."""
+    settings = dict(conf)
+    for arg in args:
+        key, equals, value = arg.partition("=")
+        settings[key] = value if equals else ""
+    return settings
+
+
+def collect_pam() -> Json:
+    try:
+        names = sorted(n for n in os.listdir(PAM_DIRECTORY) if os.path.isfile(f"{PAM_DIRECTORY}/{n}"))
+    except OSError as exc:
+        return unavailable(f"{PAM_DIRECTORY}: {exc.strerror}")
+    services: dict[str, Json] = {}
+    for name in sorted({*PAM_SERVICES, *names}):
+        stack = pam_stack(name)
+        services[name] = stack if stack is not None else unavailable(f"{PAM_DIRECTORY}/{name} missing")
+    stacks = {name: entries for name, entries in services.items() if isinstance(entries, list)}
     pwquality = key_values(
         ["/etc/security/pwquality.conf", *sorted_files("/etc/security/pwquality.conf.d/*.conf")], separator="="
     )
     faillock = key_values(["/etc/security/faillock.conf"], separator="=")
-    modules = {
-        name: sorted({e["module"] for e in entries}) for name, entries in services.items() if isinstance(entries, list)
-    }
-    unix_args = sorted(
-        {
-            arg
-            for entries in services.values()
-            if isinstance(entries, list)
-            for e in entries
-            if e["module"] == "pam_unix.so"
-            for arg in e["args"]
-        }
-    )
+    entries = [e for service in stacks.values() for e in service]
+    pwquality_lines = [
+        {"service": name, "control": e["control"], "settings": module_settings(pwquality, e["args"])}
+        for name, service in stacks.items()
+        for e in service
+        if e["module"] == "pam_pwquality.so" and e["type"] == "password"
+    ]
     return {
         "services": services,
-        "modules": modules,
-        "pam_unix_args": unix_args,
+        "modules": {name: sorted({e["module"] for e in service}) for name, service in stacks.items()},
+        "pam_unix_args": sorted({arg for e in entries if e["module"] == "pam_unix.so" for arg in e["args"]}),
         "pwquality": pwquality,
+        "pwquality_lines": pwquality_lines,
         "faillock": faillock,
     }
 
@@ -740,17 +1038,26 @@ def collect_packages() -> Json:
 
 
 def parse_apt_config(text: str, into: dict[str, list[str]]) -> None:
-    """apt.conf syntax (`A::B "v";`, `A { B "v"; };`, comments) into key -> values, in file order.
+    """apt.conf syntax (`A::B "v";`, `A { B "v"; };`, comments, `#clear`) into lower-case key -> values, in order.
 
     Read directly because `apt-config dump` costs a process and most of the collector's time.
     """
     text = re.sub(r"/\*.*?\*/", "", text, flags=re.S)
-    lines = (line for line in text.splitlines() if not line.lstrip().startswith("#"))
-    tokens = re.findall(r'"[^"]*"|//[^\n]*|[{};]|[^\s{};"]+', "\n".join(lines))
+    # `#clear Name;` is a directive, not a comment: it empties Name and everything below it.
+    lines = (
+        re.sub(r"^\s*#clear\s+", "\x00clear ", line) for line in text.splitlines()
+    )
+    lines = (line for line in lines if not line.lstrip().startswith("#"))
+    tokens = re.findall(r'\x00clear [^;\s]+|"[^"]*"|//[^\n]*|[{};]|[^\s{};"]+', "\n".join(lines))
     scopes: list[str] = []
     name: str | None = None
     for token in tokens:
         if token.startswith("//"):
+            continue
+        if token.startswith("\x00clear "):
+            cleared = token.split(" ", 1)[1].lower()
+            for key in [k for k in into if k == cleared or k.startswith(cleared + "::")]:
+                del into[key]
             continue
         if token == "{":
             scopes.append(name or "")
@@ -761,7 +1068,7 @@ def parse_apt_config(text: str, into: dict[str, list[str]]) -> None:
         elif token == ";":
             name = None
         elif token.startswith('"') or name is not None:
-            key = "::".join(part for part in [*scopes, name or ""] if part)
+            key = "::".join(part for part in [*scopes, name or ""] if part).lower()  # apt's keys ignore case
             into.setdefault(key, []).append(token.strip('"'))
             name = None
         else:
@@ -796,10 +1103,10 @@ def collect_updates(installed: dict[str, str]) -> Json:
         "security_lists_present": bool(sorted_files(SECURITY_PACKAGE_LISTS)),
         "pending_security": pending_security_updates(installed),
         "unattended_upgrades_installed": "unattended-upgrades" in installed,
-        "periodic_update_lists": (config.get("APT::Periodic::Update-Package-Lists") or [""])[-1],
-        "periodic_unattended_upgrade": (config.get("APT::Periodic::Unattended-Upgrade") or [""])[-1],
-        "origins_patterns": [v for v in config.get("Unattended-Upgrade::Origins-Pattern", []) if v],
-        "auto_reboot": (config.get("Unattended-Upgrade::Automatic-Reboot") or ["false"])[-1],
+        "periodic_update_lists": (config.get("apt::periodic::update-package-lists") or [""])[-1],
+        "periodic_unattended_upgrade": (config.get("apt::periodic::unattended-upgrade") or [""])[-1],
+        "origins_patterns": [v for v in config.get("unattended-upgrade::origins-pattern", []) if v],
+        "auto_reboot": (config.get("unattended-upgrade::automatic-reboot") or ["false"])[-1],
     }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import socket
 import ssl
@@ -229,12 +230,12 @@ APT { Periodic { Unattended-Upgrade "1"; }; };
 """,
         config,
     )
-    assert config["APT::Periodic::Update-Package-Lists"] == ["1"]
-    assert config["APT::Periodic::Unattended-Upgrade"] == ["0", "1"]  # later settings win: callers take the last
-    assert config["Unattended-Upgrade::Origins-Pattern"] == [
+    assert config["apt::periodic::update-package-lists"] == ["1"]
+    assert config["apt::periodic::unattended-upgrade"] == ["0", "1"]  # later settings win: callers take the last
+    assert config["unattended-upgrade::origins-pattern"] == [
         "origin=Debian,codename=${distro_codename},label=Debian-Security"
     ]
-    assert config["Acquire::http::Proxy"] == ["http://proxy.lab:3128/"]
+    assert config["acquire::http::proxy"] == ["http://proxy.lab:3128/"]
 
 
 @pytest.mark.skipif(shutil.which("apt-config") is None, reason="needs apt-config to compare with")
@@ -244,4 +245,27 @@ def test_apt_config_agrees_with_apt_on_this_machine():
     for line in dump.splitlines():
         key, _, value = line.partition(" ")
         if key.startswith(("APT::Periodic::", "Unattended-Upgrade::")) and value.strip('";'):
-            assert value.rstrip(";").strip('"') in ours.get(key.rstrip(":"), []), key
+            assert value.rstrip(";").strip('"') in ours.get(key.rstrip(":").lower(), []), key
+
+
+@pytest.mark.skipif(shutil.which("apt-config") is None, reason="needs apt-config to compare with")
+def test_apt_clear_and_key_case_as_apt_applies_them(tmp_path):
+    """`#clear` is a directive and keys ignore case: a later file can silently empty the security origins."""
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    (parts / "50unattended-upgrades").write_text(
+        'Unattended-Upgrade::Origins-Pattern { "origin=Debian,label=Debian-Security"; };\n'
+        'APT::Periodic::Unattended-Upgrade "1";\n'
+    )
+    (parts / "60local").write_text('#clear Unattended-Upgrade::Origins-Pattern;\napt::periodic::unattended-upgrade "0";\n')
+    main = tmp_path / "apt.conf"
+    main.write_text(f'Dir::Etc::Parts "{parts}";\nDir::Etc::Main "/dev/null";\n')
+    dump = subprocess.run(
+        ["apt-config", "dump"], capture_output=True, text=True, check=True, env={**os.environ, "APT_CONFIG": str(main)}
+    ).stdout
+    assert 'APT::Periodic::Unattended-Upgrade "0";' in dump and "Debian-Security" not in dump
+    ours: dict[str, list[str]] = {}
+    for path in sorted(parts.iterdir()):
+        collector.parse_apt_config(path.read_text(), ours)
+    assert ours.get("unattended-upgrade::origins-pattern", []) == []
+    assert ours["apt::periodic::unattended-upgrade"][-1] == "0"
