@@ -202,8 +202,18 @@ def config_lines(text: str | None, comment: str = "#") -> list[str]:
     return lines
 
 
-def sorted_files(pattern: str) -> list[str]:
-    return sorted(path for path in glob.glob(pattern) if os.path.isfile(path))
+def sorted_files(pattern: str, root: str = "/") -> list[str]:
+    """Files matching a pattern, by their path on the host (`root` is where the host's tree is: "/" but in tests)."""
+    return sorted(on_host(path, root) for path in glob.glob(at_root(pattern, root)) if os.path.isfile(path))
+
+
+def at_root(path: str, root: str) -> str:
+    """Where a host path is read: itself on the host, below `root` for a tree recorded from a host."""
+    return path if root == "/" else os.path.join(root, path.lstrip("/"))
+
+
+def on_host(path: str, root: str) -> str:
+    return path if root == "/" else "/" + os.path.relpath(path, root)
 
 
 def key_values(paths: Iterable[str], separator: str | None = None) -> dict[str, str]:
@@ -315,7 +325,9 @@ def collect_host() -> Json:
 
 SSHD_CONFIG = "/etc/ssh/sshd_config"
 # A source no Match block is written for (TEST-NET-3, RFC 5737): what an unlisted network gets.
-UNLISTED_SOURCE = {"user": "root", "host": "unlisted.invalid", "addr": "203.0.113.10", "laddr": "0.0.0.0", "lport": "22"}
+UNLISTED_SOURCE = {
+    "user": "root", "host": "unlisted.invalid", "addr": "203.0.113.10", "laddr": "0.0.0.0", "lport": "22"
+}
 SSHD_MAX_CONNECTIONS = 12
 
 
@@ -336,16 +348,16 @@ def parse_sshd_settings(text: str) -> dict[str, Json]:
     return config
 
 
-def sshd_config_lines(path: str, read: Callable[[str], str | None] = read_text, depth: int = 0) -> list[str]:
+def sshd_config_lines(path: str, root: str = "/", depth: int = 0) -> list[str]:
     """sshd_config without comments, with `Include` expanded in place as sshd does (globs, relative to /etc/ssh)."""
     lines: list[str] = []
-    for line in config_lines(read(path)):
+    for line in config_lines(read_text(at_root(path, root))):
         words = line.split()
         if words[0].lower() == "include" and depth < 8:
             for pattern in words[1:]:
                 pattern = pattern if pattern.startswith("/") else os.path.join("/etc/ssh", pattern)
-                for included in sorted(glob.glob(pattern)):
-                    lines.extend(sshd_config_lines(included, read, depth + 1))
+                for included in sorted_files(pattern, root):
+                    lines.extend(sshd_config_lines(included, root, depth + 1))
         else:
             lines.append(line)
     return lines
@@ -536,7 +548,8 @@ def effective_audit_rules(lines: Iterable[str]) -> dict[str, Json]:
         if action == "never":
             nevers.append((line, (rule_list, fields)))
             continue
-        cause = excluded_all or next((text for text, never in nevers if audit_suppression(never, (rule_list, fields))), "")
+        covering = (text for text, never in nevers if audit_suppression(never, (rule_list, fields)))
+        cause = excluded_all or next(covering, "")
         if enabled == 0:
             cause = "-e 0 (auditing disabled)"
         if cause:
@@ -546,9 +559,25 @@ def effective_audit_rules(lines: Iterable[str]) -> dict[str, Json]:
     return {"enabled": enabled, "rules": in_force, "suppressed": suppressed}
 
 
+def audit_rules_on_disk(root: str = "/") -> list[str]:
+    return [
+        line
+        for path in sorted_files("/etc/audit/rules.d/*.rules", root)
+        for line in config_lines(read_text(at_root(path, root)))
+    ]
+
+
+def augenrules_order(lines: Iterable[str]) -> list[str]:
+    """The rules augenrules loads from rules.d: one `-D` first wherever it was written, the rules in file order,
+    and only the last `-e` at the end (augenrules moves these control lines)."""
+    rules = [line for line in lines if not re.match(r"^\s*-(D\s*$|e\b|b\b|f\b)", line)]
+    enable = [line for line in lines if re.match(r"^\s*-e\b", line)]
+    return [*rules, *enable[-1:]]
+
+
 def collect_auditd() -> Json:
     config = key_values(["/etc/audit/auditd.conf"], separator="=")
-    on_disk = [line for path in sorted_files("/etc/audit/rules.d/*.rules") for line in config_lines(read_text(path))]
+    on_disk = audit_rules_on_disk()
     facts: dict[str, Json] = {
         "config": config or unavailable("/etc/audit/auditd.conf missing"),
         "rules_on_disk": on_disk,
@@ -575,7 +604,7 @@ def collect_auditd() -> Json:
             effective = effective_audit_rules([*loaded, "-e 0"])
         facts["effective"] = {"source": "auditctl -l", **effective}
     else:
-        facts["effective"] = {"source": "/etc/audit/rules.d", **effective_audit_rules(on_disk)}
+        facts["effective"] = {"source": "/etc/audit/rules.d", **effective_audit_rules(augenrules_order(on_disk))}
     return facts
 
 
@@ -665,23 +694,23 @@ def collect_login_defs() -> Json:
 SUDOERS = "/etc/sudoers"
 
 
-def sudoers_included(directory: str) -> list[str]:
+def sudoers_included(directory: str, root: str = "/") -> list[str]:
     """Files sudo reads from an includedir: in order, skipping names with a dot or ending in `~` (as sudo does)."""
     try:
-        names = sorted(os.listdir(directory))
+        names = sorted(os.listdir(at_root(directory, root)))
     except OSError:
         return []
     return [
         os.path.join(directory, name)
         for name in names
-        if "." not in name and not name.endswith("~") and os.path.isfile(os.path.join(directory, name))
+        if "." not in name and not name.endswith("~") and os.path.isfile(at_root(os.path.join(directory, name), root))
     ]
 
 
-def sudoers_lines(path: str, read: Callable[[str], str | None] = read_text, depth: int = 0) -> list[tuple[str, str]]:
+def sudoers_lines(path: str, root: str = "/", depth: int = 0) -> list[tuple[str, str]]:
     """(file, logical line) in the order sudo reads them: continuations joined, comments dropped, `@include`
     and `@includedir` (and their `#` spellings) followed where they stand."""
-    text = read(path)
+    text = read_text(at_root(path, root))
     if text is None:
         return []
     lines: list[tuple[str, str]] = []
@@ -692,9 +721,9 @@ def sudoers_lines(path: str, read: Callable[[str], str | None] = read_text, dept
             if depth < 8:
                 target = include.group(2)
                 target = target if target.startswith("/") else os.path.join(os.path.dirname(path), target)
-                files = sudoers_included(target) if include.group(1) == "includedir" else [target]
+                files = sudoers_included(target, root) if include.group(1) == "includedir" else [target]
                 for included in files:
-                    lines.extend(sudoers_lines(included, read, depth + 1))
+                    lines.extend(sudoers_lines(included, root, depth + 1))
             continue
         line = re.sub(r"(^|\s)#(?!\d).*$", "", line).strip()
         if line:
@@ -729,8 +758,8 @@ def sudo_defaults(entries: Iterable[tuple[str, str]]) -> tuple[dict[str, Json], 
     return effective, scoped
 
 
-def collect_sudo() -> Json:
-    entries = sudoers_lines(SUDOERS)
+def collect_sudo(root: str = "/") -> Json:
+    entries = sudoers_lines(SUDOERS, root)
     effective, scoped = sudo_defaults(entries)
     rules = [(path, line) for path, line in entries if not re.match(r"^(Defaults|\w+_Alias)\b", line)]
     negated_scoped = {item["setting"].lstrip("!") for item in scoped if item["setting"].startswith("!")}
@@ -752,17 +781,17 @@ PAM_LINE = re.compile(r"(-?\w+)\s+(\[[^\]]*\]|\S+)\s+(\S+)\s*(.*)")
 
 
 def pam_stack(
-    service: str, read: Callable[[str], str | None] = read_text, only_type: str | None = None, depth: int = 0
+    service: str, root: str = "/", only_type: str | None = None, depth: int = 0
 ) -> list[dict[str, Json]] | None:
     """A service's stack as libpam runs it: `@include` inlined, `include`/`substack` controls replaced by the
     included file's lines of that type; each entry says which file it came from. None if the file is missing."""
-    text = read(f"{PAM_DIRECTORY}/{service}")
+    text = read_text(at_root(f"{PAM_DIRECTORY}/{service}", root))
     if text is None:
         return None
     entries: list[dict[str, Json]] = []
     for line in config_lines(text):
         if line.startswith("@include"):
-            included = pam_stack(line.split()[-1], read, only_type, depth + 1) if depth < 8 else None
+            included = pam_stack(line.split()[-1], root, only_type, depth + 1) if depth < 8 else None
             entries.extend(included or [])
             continue
         match = PAM_LINE.match(line)
@@ -773,7 +802,7 @@ def pam_stack(
         if only_type is not None and kind != only_type:
             continue
         if control in ("include", "substack"):
-            included = pam_stack(module, read, kind, depth + 1) if depth < 8 else None
+            included = pam_stack(module, root, kind, depth + 1) if depth < 8 else None
             entries.extend(included or [])
             continue
         entries.append(
@@ -792,20 +821,23 @@ def module_settings(conf: Mapping[str, str], args: Iterable[str]) -> dict[str, s
     return settings
 
 
-def collect_pam() -> Json:
+def collect_pam(root: str = "/") -> Json:
     try:
-        names = sorted(n for n in os.listdir(PAM_DIRECTORY) if os.path.isfile(f"{PAM_DIRECTORY}/{n}"))
+        directory = at_root(PAM_DIRECTORY, root)
+        names = sorted(n for n in os.listdir(directory) if os.path.isfile(os.path.join(directory, n)))
     except OSError as exc:
         return unavailable(f"{PAM_DIRECTORY}: {exc.strerror}")
     services: dict[str, Json] = {}
     for name in sorted({*PAM_SERVICES, *names}):
-        stack = pam_stack(name)
+        stack = pam_stack(name, root)
         services[name] = stack if stack is not None else unavailable(f"{PAM_DIRECTORY}/{name} missing")
     stacks = {name: entries for name, entries in services.items() if isinstance(entries, list)}
     pwquality = key_values(
-        ["/etc/security/pwquality.conf", *sorted_files("/etc/security/pwquality.conf.d/*.conf")], separator="="
+        [at_root(path, root) for path in ["/etc/security/pwquality.conf",
+                                           *sorted_files("/etc/security/pwquality.conf.d/*.conf", root)]],
+        separator="=",
     )
-    faillock = key_values(["/etc/security/faillock.conf"], separator="=")
+    faillock = key_values([at_root("/etc/security/faillock.conf", root)], separator="=")
     entries = [e for service in stacks.values() for e in service]
     pwquality_lines = [
         {"service": name, "control": e["control"], "settings": module_settings(pwquality, e["args"])}
@@ -886,10 +918,16 @@ def collect_nftables() -> Json:
         return command_failure(["nft", "-j", "list", "ruleset"], rc, err)
     items = json.loads(out).get("nftables", [])
     tables = []
+    dormant: set[tuple[str, str]] = set()
     chains: dict[tuple[str, str, str], dict[str, Json]] = {}
     for item in items:
         if "table" in item:
-            tables.append({"family": item["table"]["family"], "name": item["table"]["name"]})
+            table = item["table"]
+            flags = table.get("flags", [])
+            is_dormant = "dormant" in ([flags] if isinstance(flags, str) else flags)
+            if is_dormant:
+                dormant.add((table["family"], table["name"]))
+            tables.append({"family": table["family"], "name": table["name"], "dormant": is_dormant})
         elif "chain" in item:
             chain = item["chain"]
             chains[(chain["family"], chain["table"], chain["name"])] = {
@@ -899,6 +937,7 @@ def collect_nftables() -> Json:
                 "hook": chain.get("hook", ""),
                 "type": chain.get("type", ""),
                 "policy": chain.get("policy", ""),
+                "dormant": (chain["family"], chain["table"]) in dormant,  # a dormant table filters nothing
                 "rules": 0,
             }
         elif "rule" in item:
@@ -912,7 +951,13 @@ def collect_nftables() -> Json:
                     )
     for chain in chains.values():
         chain.setdefault("ssh_accepts", [])
-    return {"tables": tables, "chains": list(chains.values()), "rule_count": sum(c["rules"] for c in chains.values())}
+    return {
+        "tables": tables,
+        "chains": list(chains.values()),
+        "rule_count": sum(c["rules"] for c in chains.values()),
+        # The whole ruleset, which the controller evaluates for probe packets as the kernel would.
+        "ruleset": [item for item in items if "metainfo" not in item],
+    }
 
 
 def nft_matches_field(expressions: list[Json], field: str) -> bool:
@@ -1075,15 +1120,15 @@ def parse_apt_config(text: str, into: dict[str, list[str]]) -> None:
             name = token
 
 
-def apt_config() -> dict[str, list[str]]:
+def apt_config(root: str = "/") -> dict[str, list[str]]:
     parts = sorted(
         path
-        for path in sorted_files("/etc/apt/apt.conf.d/*")
+        for path in sorted_files("/etc/apt/apt.conf.d/*", root)
         if re.fullmatch(r"[A-Za-z0-9_.\-]+", os.path.basename(path)) and not APT_IGNORED.search(path)
     )
     config: dict[str, list[str]] = {}
     for path in ["/etc/apt/apt.conf", *parts]:
-        text = read_text(path)
+        text = read_text(at_root(path, root))
         if text is not None:
             parse_apt_config(text, config)
     return config
@@ -1241,12 +1286,17 @@ def collect_chrony(installed: dict[str, str]) -> Json:
     return facts
 
 
-def collect_logging() -> Json:
-    journald = key_values(
-        ["/etc/systemd/journald.conf", *sorted_files("/etc/systemd/journald.conf.d/*.conf")], separator="="
-    )
-    text = "\n".join(read_text(p) or "" for p in ["/etc/rsyslog.conf", *sorted_files("/etc/rsyslog.d/*.conf")])
-    uncommented = "\n".join(config_lines(text))
+def rsyslog_uncommented(text: str) -> str:
+    """rsyslog configuration without its comments: `/* ... */` blocks (RainerScript, may span lines) and `#` to
+    the end of a line, outside quoted strings."""
+    kept = re.sub(r'("(?:[^"\\]|\\.)*")|/\*.*?\*/|#[^\n]*', lambda m: m.group(1) or "", text, flags=re.S)
+    return "\n".join(line.strip() for line in kept.splitlines() if line.strip())
+
+
+def rsyslog_forwards(root: str = "/") -> list[dict[str, Json]]:
+    """Where rsyslog forwards, from its configuration without comments (omfwd actions and legacy @/@@ lines)."""
+    files = ["/etc/rsyslog.conf", *sorted_files("/etc/rsyslog.d/*.conf", root)]
+    uncommented = rsyslog_uncommented("\n".join(read_text(at_root(path, root)) or "" for path in files))
     forwards = []
     for action in re.findall(r'action\(([^)]*type="omfwd"[^)]*)\)', uncommented, flags=re.S):
         params = dict(re.findall(r'([\w.]+)="([^"]*)"', action))
@@ -1264,7 +1314,18 @@ def collect_logging() -> Json:
         forwards.append(
             {"target": target, "port": int(port or 514), "protocol": "tcp" if proto == "@@" else "udp", "tls": False}
         )
-    return {"journald": journald, "journal_persistent_dir": os.path.isdir("/var/log/journal"), "forwards": forwards}
+    return forwards
+
+
+def collect_logging() -> Json:
+    journald = key_values(
+        ["/etc/systemd/journald.conf", *sorted_files("/etc/systemd/journald.conf.d/*.conf")], separator="="
+    )
+    return {
+        "journald": journald,
+        "journal_persistent_dir": os.path.isdir("/var/log/journal"),
+        "forwards": rsyslog_forwards(),
+    }
 
 
 def collect_limits() -> Json:
@@ -1283,26 +1344,34 @@ def collect_limits() -> Json:
     return {
         "entries": entries,
         "all_users_hard_core": hard_core[-1] if hard_core else None,
-        "coredump_storage": coredump.get("Storage"),
+        # systemd-coredump stores dumps on disk ("external") unless Storage says otherwise.
+        "coredump_storage": coredump.get("Storage", "external"),
     }
 
 
-def collect_shell() -> Json:
-    files = ["/etc/profile", "/etc/bash.bashrc", *sorted_files("/etc/profile.d/*.sh")]
-    tmout: list[int] = []
+def shell_settings(lines: Iterable[str]) -> dict[str, Json]:
+    """TMOUT and umask as a login shell ends up with them after sourcing these lines in order: the last
+    assignment wins, and once `readonly TMOUT` runs, later assignments fail and the value stays."""
+    tmout: int | None = None
     readonly = False
     umasks: list[str] = []
-    for path in files:
-        for line in config_lines(read_text(path)):
-            match = re.search(r"\bTMOUT=(\d+)", line)
-            if match:
-                tmout.append(int(match.group(1)))
-            if re.search(r"\breadonly\s+TMOUT\b|\btypeset\s+-r\s+TMOUT\b|\bdeclare\s+-r\s+TMOUT\b", line):
+    for line in lines:
+        for statement in re.split(r"\s*(?:;|&&|\|\|)\s*", line):
+            assignment = re.match(r"^(?:(?:export|readonly|declare\s+-r|typeset\s+-r)\s+)?TMOUT=(\S*)", statement)
+            if assignment and not readonly:
+                value = assignment.group(1).strip("'\"")
+                tmout = int(value) if value.isdigit() else 0
+            if re.match(r"^(?:readonly|declare\s+-r|typeset\s+-r)\s+TMOUT\b", statement):
                 readonly = True
-            match = re.match(r"umask\s+(\d{3,4})$", line)
-            if match:
-                umasks.append(match.group(1).zfill(4)[-3:])
-    return {"tmout": min(tmout) if tmout else None, "tmout_readonly": readonly, "umasks": umasks}
+            umask = re.match(r"^umask\s+(\d{3,4})$", statement)
+            if umask:
+                umasks.append(umask.group(1).zfill(4)[-3:])
+    return {"tmout": tmout, "tmout_readonly": readonly, "umasks": umasks}
+
+
+def collect_shell(root: str = "/") -> Json:
+    files = ["/etc/profile", *sorted_files("/etc/profile.d/*.sh", root), "/etc/bash.bashrc"]
+    return shell_settings(line for path in files for line in config_lines(read_text(at_root(path, root))))
 
 
 def collect_banner() -> Json:

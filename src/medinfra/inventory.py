@@ -106,5 +106,10 @@ def build_inventory(topology: Topology) -> InventoryData:
     return InventoryData(
         groups={name: tuple(members) for name, members in groups.items()},
         host_vars={host.name: host_vars(topology, host) for host in topology.hosts},
-        all_vars={"medinfra_site": topology.site.name, "medinfra_topology": topology_dict(topology)},
+        all_vars={
+            "medinfra_site": topology.site.name,
+            "medinfra_topology": topology_dict(topology),
+            # The zones alone, small enough for every host's audit view (the firewall probes come from them).
+            "medinfra_zones": [{"name": z.name, "cidr": str(z.network), "purpose": z.purpose} for z in topology.zones],
+        },
     )

@@ -11,7 +11,7 @@ import re
 import shlex
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -29,6 +29,7 @@ from medinfra.topology import load_topology
 from medinfra.turn import turn_module
 from tests.browser import render
 from tests.conftest import LAB_TOPOLOGY, ROOT
+from tests.integration.mutations import ADDED, MUTATIONS, RELOAD_FIREWALL, SAVED
 from tests.oscal_schema import oscal_validator
 
 pytestmark = pytest.mark.integration
@@ -520,6 +521,53 @@ def test_lab_reports_validate_render_and_verify(audits: dict[str, AuditOutput], 
         legacy_row = page.texts["#control-sshd_root_login_disabled tr.finding"]
         assert any("lis-legacy" in row and "sshd.permitrootlogin" in row for row in legacy_row), legacy_row
         assert page.texts["#changes"], "the ansible run's report compares with the pyinfra run before it"
+
+
+def audit_hosts(hosts: Iterable[str], out: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """One pyinfra audit of these lab hosts: every finding by (host, control)."""
+    result = medinfra("audit", "-i", str(INVENTORY), "-l", ",".join(sorted(hosts)), "-o", str(out), "-q",
+                      "--no-history")
+    assert result.returncode in (0, 1), result.stdout[-2000:] + result.stderr[-2000:]
+    document = json.loads((out / "findings.json").read_text(encoding="utf-8"))
+    return {(f["host"], f["control"]): f for f in document["findings"]}
+
+
+def in_container(host: str, command: str) -> subprocess.CompletedProcess[str]:
+    return podman("exec", f"lab-{host}", "sh", "-c", command, check=False)
+
+
+def test_real_misconfigurations_fail_the_controls_written_for_them(audits: Any, tmp_path: Path) -> None:
+    """Hostile changes on hardened hosts (a Match block, a suppressing audit rule, #clear, an accepting jump...):
+    each named control fails with evidence naming the cause; once the host is put back, each passes again."""
+    hosts = {m.host for m in MUTATIONS}
+    before = statuses(audits["pyinfra"][1])
+    assert {before[(m.host, m.control)] for m in MUTATIONS} == {"pass"}, "the mutations start from passing controls"
+    saved = " ".join(SAVED)
+    for host in hosts:
+        assert in_container(host, f"tar -cpf /root/medinfra-mutation.tar {saved}").returncode == 0
+    try:
+        for mutation in MUTATIONS:
+            applied = in_container(mutation.host, mutation.command)
+            assert applied.returncode == 0, (mutation.change, applied.stderr)
+        broken = audit_hosts(hosts, tmp_path / "broken")
+    finally:
+        for host in hosts:
+            restored = in_container(
+                host, f"tar -xpf /root/medinfra-mutation.tar -C / && rm -f {' '.join(ADDED)} && {RELOAD_FIREWALL}"
+            )
+            assert restored.returncode == 0, restored.stderr
+    missed = []
+    for mutation in MUTATIONS:
+        finding = broken[(mutation.host, mutation.control)]
+        shown = finding["reason"] + json.dumps(finding["evidence"], ensure_ascii=False)
+        if finding["status"] != "fail" or mutation.shows not in shown:
+            missed.append((mutation.host, mutation.control, mutation.change, finding["status"], shown[:300]))
+    print(f"mutation test: {len(MUTATIONS) - len(missed)} of {len(MUTATIONS)} real changes caught")
+    assert not missed, missed
+    repaired = audit_hosts(hosts, tmp_path / "repaired")
+    assert {(m.host, m.control): repaired[(m.host, m.control)]["status"] for m in MUTATIONS} == {
+        (m.host, m.control): "pass" for m in MUTATIONS
+    }
 
 
 def test_each_host_answers_ssh_on_its_zone_address_with_a_pinned_key(lab: str) -> None:

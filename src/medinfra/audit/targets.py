@@ -27,6 +27,7 @@ INVENTORY_VIEW = {
     "legacy": "medinfra_legacy",
     "groups": "group_names",
     "site": "medinfra_site",
+    "zones": "medinfra_zones",
 }
 
 
@@ -60,6 +61,7 @@ def inventory_view(hostvars: Mapping[str, Any]) -> dict[str, Any]:
     view["services"] = list(view["services"] or [])
     view["legacy"] = bool(view["legacy"])
     view["groups"] = sorted(view["groups"] or [])
+    view["zones"] = list(view["zones"] or [])
     return view
 
 
