@@ -21,21 +21,30 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
+from ipaddress import ip_network
 from typing import Any
 
-from medinfra.compliance.checks import Unavailable, resolve, run_check
+from medinfra.compliance.checks import Unavailable, is_unavailable, resolve, run_check
+from medinfra.compliance.firewall import Probe, input_verdict
 from medinfra.compliance.model import Catalog, Control, Finding, HostEvidence, Status, Waiver
+from medinfra.segmentation.rules import MANAGEMENT_PURPOSE
 
 EVIDENCE_SCHEMA = "medinfra-evidence/1"
 MONITORING_SERVICE = "monitoring_server"
+SSH_PORT = 22
+# A port no medinfra role opens, and sources outside every site (RFC 5737 / RFC 3849 documentation ranges).
+CLOSED_PORT = 4444
+OUTSIDE_SOURCES = ("203.0.113.10", "2001:db8::10")
 
 
 def evidence_root(host: HostEvidence, site: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-    """The tree checks read: the facts' sections, `inventory` and (when given) `site`."""
+    """The tree checks read: the facts' sections, `inventory`, `derived` (what the controller computes from this
+    host's own evidence, such as firewall verdicts) and (when given) `site`."""
     facts = host.evidence.get("facts")
     if host.evidence.get("schema") != EVIDENCE_SCHEMA or not isinstance(facts, Mapping):
         return None
     root = {**facts, "inventory": dict(host.inventory)}
+    root["derived"] = {"firewall": firewall_view(facts.get("nftables"), host.inventory)}
     if site is not None:
         root["site"] = dict(site)
     return root
@@ -43,6 +52,61 @@ def evidence_root(host: HostEvidence, site: Mapping[str, Any] | None = None) -> 
 
 def unavailable(reason: str) -> dict[str, str]:
     return {"unavailable": reason}
+
+
+def zone_sample(cidr: str) -> str:
+    """One host address inside a zone (its middle one, which a rule for the zone's first hosts does not cover)."""
+    network = ip_network(cidr, strict=False)
+    return str(network.network_address + network.num_addresses // 2) if network.num_addresses > 2 else str(
+        network.network_address
+    )
+
+
+def firewall_probes(zones: Iterable[Mapping[str, Any]], own_zone: str | None) -> list[tuple[str, str, Probe]]:
+    """(purpose, intended verdict, packet) of the new connections a compliant host's input filter must judge:
+    SSH from every management zone (accepted), from every other zone and from outside (dropped), and a port
+    nothing opens, from outside and from the host's own zone (dropped)."""
+    probes: list[tuple[str, str, Probe]] = []
+    for zone in zones:
+        source = zone_sample(str(zone["cidr"]))
+        if zone.get("purpose") == MANAGEMENT_PURPOSE:
+            probes.append(("ssh_from_management", "accept", Probe(source, "tcp", SSH_PORT)))
+        else:
+            probes.append((f"ssh_from_zone_{zone['name']}", "drop", Probe(source, "tcp", SSH_PORT)))
+        if zone.get("name") == own_zone:
+            probes.append(("closed_port_from_own_zone", "drop", Probe(source, "tcp", CLOSED_PORT)))
+    for source in OUTSIDE_SOURCES:
+        probes.append(("ssh_from_outside", "drop", Probe(source, "tcp", SSH_PORT)))
+        probes.append(("closed_port_from_outside", "drop", Probe(source, "tcp", CLOSED_PORT)))
+        probes.append(("closed_udp_port_from_outside", "drop", Probe(source, "udp", CLOSED_PORT)))
+    return probes
+
+
+def firewall_view(nftables: Any, inventory: Mapping[str, Any]) -> Any:
+    """What the host's nftables ruleset, evaluated as the kernel would, does with each probe packet."""
+    if not isinstance(nftables, Mapping):
+        return unavailable("no nftables evidence")
+    if is_unavailable(nftables):
+        return nftables
+    ruleset = nftables.get("ruleset")
+    if not isinstance(ruleset, list):
+        return unavailable("nftables.ruleset: absent from the evidence (collector older than 1.4)")
+    zones = [z for z in inventory.get("zones") or () if isinstance(z, Mapping) and "cidr" in z]
+    if not any(z.get("purpose") == MANAGEMENT_PURPOSE for z in zones):
+        return unavailable("the inventory names no management zone, so SSH from management cannot be probed")
+    probes = []
+    for purpose, intended, probe in firewall_probes(zones, inventory.get("zone")):
+        verdict = input_verdict(ruleset, probe)
+        probes.append(
+            {
+                "purpose": purpose,
+                "packet": f"{probe.protocol} {probe.saddr} -> port {probe.dport} (new)",
+                "intended": intended,
+                "verdict": verdict.verdict,
+                "decided_by": verdict.decided_by,
+            }
+        )
+    return {"input_probes": probes}
 
 
 def target_host(target: str) -> str:
