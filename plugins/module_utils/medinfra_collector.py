@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 if TYPE_CHECKING:  # ssl is imported only when there is a listener to probe
     import ssl
 
-COLLECTOR_VERSION = "1.3.0"
+COLLECTOR_VERSION = "1.4.0"
 EVIDENCE_SCHEMA = "medinfra-evidence/1"
 COMMAND_TIMEOUT = 10.0
 TLS_TIMEOUT = 2.0
@@ -604,8 +604,17 @@ def collect_auditd() -> Json:
             effective = effective_audit_rules([*loaded, "-e 0"])
         facts["effective"] = {"source": "auditctl -l", **effective}
     else:
-        facts["effective"] = {"source": "/etc/audit/rules.d", **effective_audit_rules(augenrules_order(on_disk))}
+        facts["effective"] = rules_d_effective(on_disk)
     return facts
+
+
+def rules_d_effective(on_disk: list[str]) -> dict[str, Json]:
+    """What augenrules would put in force from rules.d, where the kernel's own list cannot be read. auditd turns
+    auditing on when it starts (enabled 1); only an `-e` line changes that."""
+    effective = effective_audit_rules(augenrules_order(on_disk))
+    if effective["enabled"] is None:
+        effective["enabled"] = 1
+    return {"source": "/etc/audit/rules.d", **effective}
 
 
 def shadow_state(field: str) -> tuple[str, str]:
@@ -916,7 +925,38 @@ def collect_nftables() -> Json:
     rc, out, err = run(["nft", "-j", "list", "ruleset"])
     if rc != 0:
         return command_failure(["nft", "-j", "list", "ruleset"], rc, err)
-    items = json.loads(out).get("nftables", [])
+    flags: dict[tuple[str, str], list[str]] = {}
+    for item in json.loads(out).get("nftables", []):
+        table = item.get("table")
+        if isinstance(table, dict) and "flags" in table:
+            argv = ["nft", "list", "table", str(table["family"]), str(table["name"])]
+            rc, text, err = run(argv)
+            if rc != 0:
+                return command_failure(argv, rc, err)
+            flags[(table["family"], table["name"])] = table_flags(text)
+    return nftables_facts(out, flags)
+
+
+def table_flags(text: str) -> list[str]:
+    """A table's flags from `nft list table` text, e.g. `flags dormant`."""
+    for line in text.splitlines()[1:]:
+        if line.rstrip().endswith("{"):
+            break  # a set, map or chain: their flags are not the table's
+        match = re.match(r"^\s*flags\s+(.+?)\s*$", line)
+        if match:
+            return [flag.strip() for flag in match.group(1).split(",")]
+    return []
+
+
+def nftables_facts(text: str, flags: Mapping[tuple[str, str], list[str]] | None = None) -> Json:
+    """`nft -j list ruleset` output: tables, base chains with their policy, and the ruleset itself. nft 1.0.6
+    misprints a table's flags in JSON (`"flags": "inet"` for a dormant table): `flags` are the table's flags
+    as `nft list table` prints them, and replace the JSON's."""
+    items = json.loads(text).get("nftables", [])
+    for item in items:
+        table = item.get("table")
+        if isinstance(table, dict) and flags and (table.get("family"), table.get("name")) in flags:
+            table["flags"] = flags[(table["family"], table["name"])]
     tables = []
     dormant: set[tuple[str, str]] = set()
     chains: dict[tuple[str, str, str], dict[str, Json]] = {}
@@ -1134,6 +1174,16 @@ def apt_config(root: str = "/") -> dict[str, list[str]]:
     return config
 
 
+def unattended_settings(config: Mapping[str, list[str]]) -> dict[str, Json]:
+    """The settings unattended-upgrades runs with (the last value of each key wins, as in apt)."""
+    return {
+        "periodic_update_lists": (config.get("apt::periodic::update-package-lists") or [""])[-1],
+        "periodic_unattended_upgrade": (config.get("apt::periodic::unattended-upgrade") or [""])[-1],
+        "origins_patterns": [v for v in config.get("unattended-upgrade::origins-pattern", []) if v],
+        "auto_reboot": (config.get("unattended-upgrade::automatic-reboot") or ["false"])[-1],
+    }
+
+
 def collect_updates(installed: dict[str, str]) -> Json:
     lists = sorted_files("/var/lib/apt/lists/*_Packages")
     config = apt_config()
@@ -1148,10 +1198,7 @@ def collect_updates(installed: dict[str, str]) -> Json:
         "security_lists_present": bool(sorted_files(SECURITY_PACKAGE_LISTS)),
         "pending_security": pending_security_updates(installed),
         "unattended_upgrades_installed": "unattended-upgrades" in installed,
-        "periodic_update_lists": (config.get("apt::periodic::update-package-lists") or [""])[-1],
-        "periodic_unattended_upgrade": (config.get("apt::periodic::unattended-upgrade") or [""])[-1],
-        "origins_patterns": [v for v in config.get("unattended-upgrade::origins-pattern", []) if v],
-        "auto_reboot": (config.get("unattended-upgrade::automatic-reboot") or ["false"])[-1],
+        **unattended_settings(config),
     }
 
 

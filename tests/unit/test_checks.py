@@ -117,7 +117,8 @@ def test_quantifier_over_mapping_and_min_items():
 
 @pytest.mark.parametrize("quantifier", ["every", "none"])
 def test_a_quantifier_over_nothing_proves_nothing_unless_the_check_says_why(quantifier: str) -> None:
-    over_nothing = {"fact": "users", "where": {"fact": "uid", "at_least": 5000}, quantifier: {"fact": "uid", "equals": 0}}
+    nobody = {"fact": "uid", "at_least": 5000}
+    over_nothing = {"fact": "users", "where": nobody, quantifier: {"fact": "uid", "equals": 0}}
     outcome = run_check(over_nothing, ROOT, NOW)
     assert outcome.status == "fail" and "nothing proves compliance" in outcome.reason
     assert run_check({"fact": "empty", quantifier: {"equals": 1}}, ROOT, NOW).status == "fail"

@@ -257,7 +257,9 @@ def test_apt_clear_and_key_case_as_apt_applies_them(tmp_path):
         'Unattended-Upgrade::Origins-Pattern { "origin=Debian,label=Debian-Security"; };\n'
         'APT::Periodic::Unattended-Upgrade "1";\n'
     )
-    (parts / "60local").write_text('#clear Unattended-Upgrade::Origins-Pattern;\napt::periodic::unattended-upgrade "0";\n')
+    (parts / "60local").write_text(
+        '#clear Unattended-Upgrade::Origins-Pattern;\napt::periodic::unattended-upgrade "0";\n'
+    )
     main = tmp_path / "apt.conf"
     main.write_text(f'Dir::Etc::Parts "{parts}";\nDir::Etc::Main "/dev/null";\n')
     dump = subprocess.run(

@@ -113,7 +113,8 @@ def test_pam_stacks_as_recorded(tmp_path: Path) -> None:
     facts = collector.collect_pam(str(recorded("his-app", tmp_path)))
     lines = facts["pwquality_lines"]
     assert {line["service"] for line in lines} >= {"common-password", "passwd", "chpasswd"}
-    assert {line["settings"]["minlen"] for line in lines} == {"14"} and {line["control"] for line in lines} == {"requisite"}
+    assert {line["settings"]["minlen"] for line in lines} == {"14"}
+    assert {line["control"] for line in lines} == {"requisite"}
     assert "nullok" not in facts["pam_unix_args"]
     sshd_auth = [e for e in facts["services"]["sshd"] if e["type"] == "auth"]
     assert [e["module"] for e in sshd_auth][:2] == ["pam_faillock.so", "pam_unix.so"]  # @include common-auth

@@ -97,13 +97,14 @@ def firewall_view(nftables: Any, inventory: Mapping[str, Any]) -> Any:
     probes = []
     for purpose, intended, probe in firewall_probes(zones, inventory.get("zone")):
         verdict = input_verdict(ruleset, probe)
+        packet = f"new {probe.protocol} from {probe.saddr} to port {probe.dport}"
         probes.append(
             {
                 "purpose": purpose,
-                "packet": f"{probe.protocol} {probe.saddr} -> port {probe.dport} (new)",
                 "intended": intended,
                 "verdict": verdict.verdict,
-                "decided_by": verdict.decided_by,
+                # One line a finding can quote: what happened to which packet, and the rule that decided it.
+                "outcome": f"{verdict.verdict}: {packet}, by {verdict.decided_by}",
             }
         )
     return {"input_probes": probes}

@@ -1,14 +1,20 @@
 """The control catalog against real evidence: every control passes and fails where it should.
 
 Cases live in control_cases.yml: a fixture (a real evidence document) plus overrides, and optionally
-the `site` tree the evaluator's pre-pass would compute. Each control must have at least one passing
-and one failing case, so that no check can pass or fail vacuously.
+the `site` tree the evaluator's pre-pass would compute. A case can also take a host tree recorded from a
+lab host (tests/unit/fixtures/hosts), change its files the way an attacker would, and have the collector's
+own parsers read it again (`tree:`), or take a ruleset that nft itself printed (`nft:`), so the corpus of
+non-compliant configurations goes through the parsers and the evaluator, not only through the evaluator.
+Each control must have at least one passing and one failing case, so that no check can pass or fail
+vacuously.
 """
 
 from __future__ import annotations
 
 import copy
 import json
+import shutil
+import tempfile
 from datetime import datetime, timedelta
 from functools import cache
 from pathlib import Path
@@ -17,14 +23,27 @@ from typing import Any
 import pytest
 import yaml
 
+from medinfra.collector import collector_module
 from medinfra.compliance.catalog import load_catalog
 from medinfra.compliance.evaluate import evaluate_control, evidence_root
 from medinfra.compliance.model import Catalog, HostEvidence, Status
 
 HERE = Path(__file__).parent
 FIXTURES = HERE / "fixtures"
+HOST_TREES = HERE.parent / "fixtures" / "hosts"
+NFT_RULESETS = HERE.parent / "fixtures" / "nft"
 CASES_FILE = HERE / "control_cases.yml"
-DEFAULT_INVENTORY = {"services": [], "legacy": False}
+# The lab's zones, as the inventory gives them to every host (the firewall probes are drawn from them).
+LAB_ZONES = [
+    {"name": "mgmt", "cidr": "10.231.10.0/24", "purpose": "mgmt"},
+    {"name": "his", "cidr": "10.231.20.0/24", "purpose": "his"},
+    {"name": "pacs", "cidr": "10.231.30.0/24", "purpose": "pacs"},
+    {"name": "dmz", "cidr": "10.231.40.0/24", "purpose": "dmz"},
+    {"name": "clinical", "cidr": "10.231.50.0/24", "purpose": "clinical"},
+    {"name": "guest", "cidr": "10.231.60.0/24", "purpose": "guest"},
+]
+DEFAULT_INVENTORY = {"services": [], "legacy": False, "zone": "his", "zones": LAB_ZONES}
+collector = collector_module()
 KINDS = ("pass", "fail", "not_applicable", "error")
 # Coverage kinds each framework must use: HIPAA and GB/T mix all three; the CIS list holds only what controls cover.
 EXPECTED_COVERAGE = {
@@ -67,12 +86,83 @@ def parent_of(facts: dict[str, Any], path: list[Any]) -> tuple[Any, Any]:
     return node, path[-1]
 
 
+def edit_tree(root: Path, edits: list[dict[str, Any]]) -> None:
+    """Change recorded files: `write` a file, `prepend` or `append` a line, `replace` [old, new] (which must occur)."""
+    for edit in edits:
+        path = root / edit["file"].lstrip("/")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        text = path.read_text(encoding="utf-8") if path.exists() else ""
+        if "write" in edit:
+            text = edit["write"]
+        elif "prepend" in edit:
+            text = edit["prepend"] + "\n" + text
+        elif "append" in edit:
+            text = text + edit["append"] + "\n"
+        else:
+            old, new = edit["replace"]
+            assert old in text, f"{edit['file']}: {old!r} not found"
+            text = text.replace(old, new)
+        path.write_text(text, encoding="utf-8")
+
+
+def reread(facts: dict[str, Any], section: str, root: str) -> None:
+    """One section of the evidence as the collector's parsers read it from a host tree."""
+    if section == "pam":
+        facts["pam"] = collector.collect_pam(root)
+    elif section == "sudo":
+        facts["sudo"] = collector.collect_sudo(root)
+    elif section == "shell":
+        facts["shell"] = collector.collect_shell(root)
+    elif section == "audit_rules":
+        on_disk = collector.audit_rules_on_disk(root)
+        facts["auditd"].update(rules_on_disk=on_disk, effective=collector.rules_d_effective(on_disk))
+    elif section == "rsyslog":
+        facts["logging"]["forwards"] = collector.rsyslog_forwards(root)
+    elif section == "apt":
+        facts["updates"].update(collector.unattended_settings(collector.apt_config(root)))
+    else:
+        raise AssertionError(f"no parser for section {section!r}")
+
+
+def read_tree(facts: dict[str, Any], tree: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory() as scratch:
+        root = Path(scratch) / "root"
+        shutil.copytree(HOST_TREES / tree["host"] / "root", root, symlinks=True)
+        edit_tree(root, tree.get("edit", []))
+        for section in tree["sections"]:
+            reread(facts, section, str(root))
+
+
+def nft_facts(name: str) -> Any:
+    """The nftables section from a ruleset nft printed (`nft -j list ruleset`; for a table with flags, the table's
+    `nft list table` text beside it, as the collector reads them)."""
+    printed = (NFT_RULESETS / f"{name}.json").read_text(encoding="utf-8")
+    table_text = NFT_RULESETS / f"{name}.table.txt"
+    flags = {}
+    if table_text.exists():
+        for item in json.loads(printed)["nftables"]:
+            if "flags" in item.get("table", {}):
+                flags[(item["table"]["family"], item["table"]["name"])] = collector.table_flags(table_text.read_text())
+    return collector.nftables_facts(printed, flags)
+
+
 def apply_overrides(evidence: dict[str, Any], case: dict[str, Any]) -> dict[str, Any]:
     document = copy.deepcopy(evidence)
     facts = document["facts"]
+    if "tree" in case:
+        read_tree(facts, case["tree"])
+    if "nft" in case:
+        facts["nftables"] = nft_facts(case["nft"])
     for change in case.get("set", []):
         node, key = parent_of(facts, change["path"])
         node[key] = copy.deepcopy(change["value"])
+    if "match_connection" in case:
+        # A connection a Match block singles out: the default settings, with what the block changes.
+        extra = case["match_connection"]
+        defaults = facts["sshd"]["connections"][0]["settings"]
+        facts["sshd"]["connections"].append(
+            {"connection": extra["connection"], "settings": {**defaults, **extra["settings"]}}
+        )
     for path in case.get("remove", []):
         node, key = parent_of(facts, path)
         del node[key]  # a KeyError here means the case removes something the fixture does not have
