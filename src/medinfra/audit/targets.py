@@ -28,6 +28,7 @@ INVENTORY_VIEW = {
     "groups": "group_names",
     "site": "medinfra_site",
     "zones": "medinfra_zones",
+    "flows_in": "medinfra_flows_in",
 }
 
 
@@ -62,6 +63,7 @@ def inventory_view(hostvars: Mapping[str, Any]) -> dict[str, Any]:
     view["legacy"] = bool(view["legacy"])
     view["groups"] = sorted(view["groups"] or [])
     view["zones"] = list(view["zones"] or [])
+    view["flows_in"] = list(view["flows_in"] or [])
     return view
 
 

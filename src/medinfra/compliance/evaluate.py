@@ -28,6 +28,7 @@ from medinfra.compliance.checks import Unavailable, is_unavailable, resolve, run
 from medinfra.compliance.firewall import Probe, input_verdict
 from medinfra.compliance.model import Catalog, Control, Finding, HostEvidence, Status, Waiver
 from medinfra.segmentation.rules import MANAGEMENT_PURPOSE
+from medinfra.topology.checks import parse_port_range
 
 EVIDENCE_SCHEMA = "medinfra-evidence/1"
 MONITORING_SERVICE = "monitoring_server"
@@ -62,15 +63,32 @@ def zone_sample(cidr: str) -> str:
     )
 
 
-def firewall_probes(zones: Iterable[Mapping[str, Any]], own_zone: str | None) -> list[tuple[str, str, Probe]]:
+def declared_flow(flows: Iterable[Mapping[str, Any]], source_zone: str, protocol: str, port: int) -> str | None:
+    """The purpose of a topology flow that opens this port on the host to a whole zone, if one does."""
+    for flow in flows:
+        ranges = [parse_port_range(p) for p in flow.get("ports") or ()]
+        if flow.get("from") == source_zone and flow.get("proto") == protocol and any(a <= port <= b for a, b in ranges):
+            return str(flow.get("purpose") or "declared flow")
+    return None
+
+
+def firewall_probes(
+    zones: Iterable[Mapping[str, Any]], own_zone: str | None, flows_in: Iterable[Mapping[str, Any]] = ()
+) -> list[tuple[str, str, Probe]]:
     """(purpose, intended verdict, packet) of the new connections a compliant host's input filter must judge:
-    SSH from every management zone (accepted), from every other zone and from outside (dropped), and a port
+    SSH from every management zone (accepted), from every other zone and from outside (dropped, unless the
+    topology declares a flow from that zone to this host's SSH port: then accepted, and named), and a port
     nothing opens, from outside and from the host's own zone (dropped)."""
+    flows_in = list(flows_in)
     probes: list[tuple[str, str, Probe]] = []
     for zone in zones:
         source = zone_sample(str(zone["cidr"]))
+        declared = declared_flow(flows_in, str(zone["name"]), "tcp", SSH_PORT)
         if zone.get("purpose") == MANAGEMENT_PURPOSE:
             probes.append(("ssh_from_management", "accept", Probe(source, "tcp", SSH_PORT)))
+        elif declared:
+            probes.append((f"ssh_from_zone_{zone['name']} (declared flow: {declared})", "accept",
+                           Probe(source, "tcp", SSH_PORT)))
         else:
             probes.append((f"ssh_from_zone_{zone['name']}", "drop", Probe(source, "tcp", SSH_PORT)))
         if zone.get("name") == own_zone:
@@ -95,7 +113,7 @@ def firewall_view(nftables: Any, inventory: Mapping[str, Any]) -> Any:
     if not any(z.get("purpose") == MANAGEMENT_PURPOSE for z in zones):
         return unavailable("the inventory names no management zone, so SSH from management cannot be probed")
     probes = []
-    for purpose, intended, probe in firewall_probes(zones, inventory.get("zone")):
+    for purpose, intended, probe in firewall_probes(zones, inventory.get("zone"), inventory.get("flows_in") or ()):
         verdict = input_verdict(ruleset, probe)
         packet = f"new {probe.protocol} from {probe.saddr} to port {probe.dport}"
         probes.append(
