@@ -450,20 +450,19 @@ def connection_spec(connection: Mapping[str, str]) -> str:
 
 
 def collect_sshd() -> Json:
-    """`sshd -T` (its defaults), plus `sshd -T -C` for a connection reaching each Match block: the settings a
-    connection really gets, which a Match block can change for one network, user or group."""
-    argv = ["sshd", "-T"]
-    rc, out, err = run(argv)
-    if rc != 0:
-        return command_failure(argv, rc, err)
-    config = parse_sshd_settings(out)
+    """`sshd -T -C` for a connection from an unlisted source (the defaults) and for one reaching each Match block:
+    the settings a connection really gets, which a Match block can change for one network, user or group."""
     blocks = match_criteria(sshd_config_lines(SSHD_CONFIG))
     connections: list[Json] = []
     for connection in match_connections(blocks):
-        spec = connection_spec(connection)
-        rc, out, err = run(["sshd", "-T", "-C", spec])
-        settings = parse_sshd_settings(out) if rc == 0 else command_failure(["sshd", "-T", "-C", spec], rc, err)
-        connections.append({"connection": spec, "settings": settings})
+        # Always with -C: a plain `sshd -T` refuses a config whose Match blocks need a connection to decide.
+        argv = ["sshd", "-T", "-C", connection_spec(connection)]
+        rc, out, err = run(argv)
+        if rc != 0:
+            return command_failure(argv, rc, err)
+        connections.append({"connection": argv[-1], "settings": parse_sshd_settings(out)})
+    # The first connection comes from a source no Match block names: the settings everyone else gets.
+    config: dict[str, Json] = dict(connections[0]["settings"])
     config["match_blocks"] = len(blocks)
     config["connections"] = connections
     return config

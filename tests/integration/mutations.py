@@ -89,8 +89,11 @@ MUTATIONS = (
     # audit: the rules in force, not the lines on disk
     Mutation("his-app", "audit_rules_identity", "a never rule placed before the watches suppresses /etc/shadow",
              "printf -- '-a never,exit -F path=/etc/shadow\\n' > /etc/audit/rules.d/00-mutation.rules", "shadow"),
+    Mutation("his-app", "audit_rules_not_suppressed", "the same never rule, named as the cause",
+             "true", "-a never,exit -F path=/etc/shadow"),
     Mutation("pacs-01", "audit_rules_privilege_escalation", "auditing switched off with -e 0 in a late file",
              "printf -- '-e 0\\n' > /etc/audit/rules.d/99-mutation.rules", "auditd.effective.rules"),
+    Mutation("pacs-01", "audit_rules_not_suppressed", "the same -e 0, named as the cause", "true", "-e 0"),
     # logging and updates
     Mutation("his-app", "log_forwarding_configured", "the forward action commented out in a /* */ block",
              "sed -i 's|^action(|/* action(|; s|action.resumeRetryCount=\"-1\")|action.resumeRetryCount=\"-1\") */|'"

@@ -99,12 +99,13 @@ def test_quantifiers_filter_and_relative_paths():
     every_locked = {"fact": "users", "where": interactive, "every": {"fact": "password", "equals": "locked"}}
     outcome = run_check(every_locked, ROOT, NOW)
     assert outcome.status == "fail"
-    assert outcome.excerpt == {"users[1].password": "set"}  # the deciding item, by its path
+    # The deciding item, by its path and by its name.
+    assert outcome.excerpt == {"users[1].name": "alice", "users[1].password": "set"}
     assert run_check({"fact": "users", "some": {"fact": "uid", "equals": 0}}, ROOT, NOW).status == "pass"
     assert run_check({"fact": "users", "none": {"fact": "password", "equals": "empty"}}, ROOT, NOW).status == "pass"
     none_uid0 = run_check({"fact": "users", "none": {"fact": "uid", "equals": 0}}, ROOT, NOW)
     assert none_uid0.status == "fail"
-    assert none_uid0.excerpt == {"users[0].uid": 0}
+    assert none_uid0.excerpt == {"users[0].name": "root", "users[0].uid": 0}
 
 
 def test_quantifier_over_mapping_and_min_items():

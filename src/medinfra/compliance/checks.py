@@ -44,6 +44,8 @@ QUANTIFIERS = ("every", "some", "none")
 EXCERPT_ITEMS = 20
 EXCERPT_TEXT = 300
 FAILING_ITEMS_SHOWN = 5
+# Keys that name a list item in the evidence, in order of preference.
+IDENTITY_KEYS = ("name", "connection", "service", "path", "purpose", "rule", "target", "mountpoint", "address")
 
 
 class _Missing:
@@ -284,6 +286,15 @@ def _items(value: Any, path: tuple[PathPart, ...]) -> list[tuple[tuple[PathPart,
     raise TypeError
 
 
+def identity(item: Any, item_path: tuple[PathPart, ...]) -> dict[str, Any]:
+    """What names a list item (an account's name, a connection, a file's path...), so that a finding says
+    which item decided it, not only its index."""
+    if not isinstance(item, Mapping):
+        return {}
+    key = next((k for k in IDENTITY_KEYS if isinstance(item.get(k), str | int) and item.get(k) != ""), None)
+    return {show_path((*item_path, key)): item[key]} if key else {}
+
+
 def _quantify(
     quantifier: str, check: Mapping[str, Any], value: Any, path: tuple[PathPart, ...], now: datetime
 ) -> Outcome:
@@ -316,6 +327,8 @@ def _quantify(
             "fail", f"{where}: no item(s) to check, so nothing proves compliance", {where: excerpt_value(value)}
         )
     results = [(item_path, run_check(check[quantifier], item, now, item_path)) for item_path, item in items]
+    for (item_path, outcome), (_, item) in zip(results, items, strict=True):
+        outcome.excerpt = {**identity(item, item_path), **outcome.excerpt}
     errors = [o for _, o in results if o.status == "error"]
     passing = [o for _, o in results if o.status == "pass"]
     failing = [o for _, o in results if o.status == "fail"]
@@ -323,7 +336,8 @@ def _quantify(
         deciding, ok = failing, not failing
         summary = f"{where}: {len(passing)}/{len(results)} item(s) pass"
     elif quantifier == "some":
-        deciding, ok = passing[:1], bool(passing)
+        # A pass is shown by the item that passed; a failure by the items that came closest to it.
+        deciding, ok = (passing[:1], True) if passing else (failing, False)
         summary = f"{where}: {len(passing)} of {len(results)} item(s) pass"
     else:
         deciding, ok = passing, not passing
