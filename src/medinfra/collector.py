@@ -1,30 +1,66 @@
-"""The evidence collector as the controller sees it: its source (sent to hosts) and its code (reused).
+"""The evidence collector as the controller sees it: one program (sent to hosts) and its code (reused).
 
-The collector lives in plugins/module_utils so Ansible modules can import it; the controller loads
-the same file, so Debian version ordering and the evidence constants exist in one place only.
+The collector is a package in plugins/module_utils, one module per area, so that Ansible modules import
+it (AnsiballZ bundles the package). pyinfra pipes one file to `python3 -`, so the controller bundles the
+modules into one program here: in dependency order, without the package's own imports, ending with a call
+of `main()`. The controller loads that same program, so Debian version ordering and the evidence constants
+exist in one place only.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import ast
+import re
 from functools import cache
+from pathlib import Path
 from types import ModuleType
 
-from medinfra.paths import COLLECTOR_PATH
+from medinfra.paths import COLLECTOR_PACKAGE
+
+RELATIVE_IMPORT = re.compile(r"^from \.(\w+) import (\([^)]*\)|[^\n]*)\n", re.M)
+FUTURE_IMPORT = "from __future__ import annotations\n"
+
+
+def package_modules(package: Path = COLLECTOR_PACKAGE) -> dict[str, str]:
+    """Every module of the package but `__init__`, by name."""
+    paths = sorted(package.glob("*.py"))
+    return {path.stem: path.read_text(encoding="utf-8") for path in paths if path.stem != "__init__"}
+
+
+def dependency_order(modules: dict[str, str]) -> list[str]:
+    """Modules after the modules they import from (a topological order, ties by name)."""
+    needs = {name: {match.group(1) for match in RELATIVE_IMPORT.finditer(text)} for name, text in modules.items()}
+    ordered: list[str] = []
+    while len(ordered) < len(modules):
+        ready = sorted(name for name in modules if name not in ordered and needs[name] <= set(ordered))
+        if not ready:
+            raise ImportError(f"import cycle among collector modules: {sorted(set(modules) - set(ordered))}")
+        ordered.append(ready[0])
+    return ordered
+
+
+def bundle(modules: dict[str, str]) -> str:
+    """One standard-library program from the package's modules, each under a comment naming it."""
+    parts = [FUTURE_IMPORT]
+    for name in dependency_order(modules):
+        text = RELATIVE_IMPORT.sub("", modules[name]).replace(FUTURE_IMPORT, "")
+        parts.append(f"\n# ---------------------------------------------------------------- {name}\n{text}")
+    parts.append('\n\nif __name__ == "__main__":\n    main()\n')
+    return "".join(parts)
 
 
 @cache
 def collector_source() -> str:
-    return COLLECTOR_PATH.read_text(encoding="utf-8")
+    source = bundle(package_modules())
+    ast.parse(source)  # a bundling mistake fails here, on the controller, not on a hundred hosts
+    return source
 
 
 @cache
 def collector_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("medinfra_collector", COLLECTOR_PATH)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load the collector from {COLLECTOR_PATH}")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """The bundled program as a module: every area's functions in one namespace, as on the host."""
+    module = ModuleType("medinfra_collector")
+    exec(compile(collector_source(), "<medinfra collector>", "exec"), module.__dict__)
     return module
 
 

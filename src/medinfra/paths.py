@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-COLLECTOR_PATH = PROJECT_ROOT / "plugins" / "module_utils" / "medinfra_collector.py"
+COLLECTOR_PACKAGE = PROJECT_ROOT / "plugins" / "module_utils" / "medinfra_collector"
 REACHABILITY_PATH = PROJECT_ROOT / "plugins" / "module_utils" / "medinfra_reachability.py"
 CATALOG_DIR = PROJECT_ROOT / "compliance"
 TURN_CLIENT_PATH = PROJECT_ROOT / "plugins" / "module_utils" / "medinfra_turn.py"

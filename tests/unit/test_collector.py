@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import json
 import os
@@ -19,8 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from medinfra.collector import collector_module
-from medinfra.paths import COLLECTOR_PATH
+from medinfra.collector import collector_module, collector_source, dependency_order, package_modules
+from medinfra.paths import COLLECTOR_PACKAGE
 
 collector = collector_module()
 
@@ -162,7 +163,7 @@ def test_plain_listener_is_not_tls():
 def test_collector_runs_standalone_and_never_fails():
     """Piped to python3 exactly as pyinfra sends it; every section is present, read or unavailable."""
     done = subprocess.run(
-        [sys.executable, "-"], input=COLLECTOR_PATH.read_text(), capture_output=True, text=True, check=True, timeout=120
+        [sys.executable, "-"], input=collector_source(), capture_output=True, text=True, check=True, timeout=120
     )
     document = json.loads(done.stdout)
     assert document["schema"] == "medinfra-evidence/1"
@@ -204,12 +205,38 @@ def test_collector_runs_standalone_and_never_fails():
 
 
 def test_collector_uses_only_the_standard_library():
+    """What the host runs: the bundle, and every module of the package AnsiballZ sends."""
+    sources = [collector_source(), *(path.read_text() for path in COLLECTOR_PACKAGE.glob("*.py"))]
     imported = {
         line.split()[1].split(".")[0]
-        for line in COLLECTOR_PATH.read_text().splitlines()
-        if line.startswith(("import ", "from ")) and not line.startswith("from __future__")
+        for source in sources
+        for line in source.splitlines()
+        if line.startswith(("import ", "from ")) and not line.startswith(("from __future__", "from ."))
     }
-    assert imported <= set(sys.stdlib_module_names)
+    assert imported and imported <= set(sys.stdlib_module_names)
+
+
+def test_the_bundle_holds_each_module_once_and_no_name_twice():
+    """One namespace on the host: two modules defining the same name would silently shadow one another."""
+    modules = package_modules()
+    order = dependency_order(modules)
+    assert sorted(order) == sorted(modules) and order[0] == "base" and order[-1] == "collect"
+    names: dict[str, str] = {}
+    for module, text in modules.items():
+        for node in ast.parse(text).body:
+            defined = [node.name] if isinstance(node, ast.FunctionDef | ast.ClassDef) else [
+                target.id for target in getattr(node, "targets", [getattr(node, "target", None)])
+                if isinstance(target, ast.Name)
+            ]
+            for name in defined:
+                assert name not in names, f"{name} in both {names.get(name)} and {module}"
+                names[name] = module
+    assert "from ." not in collector_source() and collector_source().rstrip().endswith("main()")
+
+
+def test_a_cycle_between_collector_modules_is_refused():
+    with pytest.raises(ImportError, match="import cycle"):
+        dependency_order({"a": "from .b import x\n", "b": "from .a import y\n"})
 
 
 def test_apt_config_syntax():

@@ -1,0 +1,89 @@
+"""Backup sets: their configuration, timers and the state the backup runner leaves."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import time
+from collections.abc import Mapping
+
+from .base import Json, file_facts, iso_utc, read_text, run, unavailable
+
+BACKUP_DIRECTORY = "/etc/medinfra/backup"
+
+BACKUP_STATE_DIRECTORY = "/var/lib/medinfra-backup"
+
+BACKUP_JOBS = ("run", "check", "drill")
+
+def local_addresses() -> list[str]:
+    """Every address of this host's interfaces (loopback included), from `ip -json address`."""
+    rc, out, _ = run(["ip", "-json", "address", "show"])
+    if rc != 0:
+        return []
+    try:
+        interfaces = json.loads(out)
+    except ValueError:
+        return []
+    return sorted({info["local"] for interface in interfaces for info in interface.get("addr_info", [])
+                   if isinstance(info, dict) and "local" in info})
+
+def backup_moment(state: Mapping[str, Json], metric: str) -> str | None:
+    value = state.get(f"medinfra_backup_{metric}")
+    return iso_utc(float(value)) if isinstance(value, int | float) and value > 0 else None
+
+def backup_outcome(state: Mapping[str, Json], metric: str) -> bool | None:
+    value = state.get(f"medinfra_backup_{metric}")
+    return value == 1 if isinstance(value, int | float) else None
+
+def backup_set_facts(
+    document: Mapping[str, Json], state: Mapping[str, Json], units: Mapping[str, Json], addresses: list[str],
+    now: float,
+) -> Json:
+    """One backup set as its role wrote it and its runner last recorded it (/var/lib/medinfra-backup/SET.json)."""
+    name = str(document.get("name", ""))
+    server_address = str(document.get("server_address", ""))
+    last_success = state.get("medinfra_backup_last_success_timestamp_seconds")
+    age_minutes = round((now - float(last_success)) / 60, 1) if isinstance(last_success, int | float) else None
+    rpo = document.get("rpo_minutes")
+    return {
+        "name": name,
+        "paths": document.get("paths", []),
+        "databases": document.get("databases", []),
+        "repository": document.get("repository"),
+        "server": document.get("server"),
+        "server_address": server_address,
+        # Off the host: the repository's server is none of this host's own addresses.
+        "off_host": bool(server_address) and server_address not in addresses and server_address != "localhost",
+        "rpo_minutes": rpo,
+        "last_run_success": backup_outcome(state, "last_run_success"),
+        "last_success": backup_moment(state, "last_success_timestamp_seconds"),
+        "last_success_age_minutes": age_minutes,
+        "within_rpo": age_minutes is not None and isinstance(rpo, int | float) and age_minutes <= rpo,
+        "check_success": backup_outcome(state, "check_success"),
+        "last_check": backup_moment(state, "check_timestamp_seconds"),
+        "drill_success": backup_outcome(state, "restore_drill_success"),
+        "last_drill": backup_moment(state, "restore_drill_timestamp_seconds"),
+        "timers": {job: units.get(f"medinfra-backup-{job}@{name}.timer", {"enabled": "absent", "active": "absent"})
+                   for job in BACKUP_JOBS},
+    }
+
+def collect_backup(services: Json, directory: str = BACKUP_DIRECTORY, state_directory: str = BACKUP_STATE_DIRECTORY,
+                   now: float | None = None) -> Json:
+    """The host's backup sets (role backup) with their last outcomes, and its repository password file."""
+    units = services.get("units", {}) if isinstance(services, dict) else {}
+    addresses = local_addresses()
+    moment = time.time() if now is None else now
+    sets = []
+    for path in sorted(glob.glob(f"{directory}/sets/*.json")):
+        try:
+            document = json.loads(read_text(path) or "")
+        except ValueError:
+            sets.append({"name": os.path.basename(path)[:-5], **unavailable(f"{path} is not JSON")})
+            continue
+        try:
+            state = json.loads(read_text(f"{state_directory}/{document.get('name')}.json") or "{}")
+        except ValueError:
+            state = {}
+        sets.append(backup_set_facts(document, state, units, addresses, moment))
+    return {"sets": sets, "password_file": file_facts(f"{directory}/repository-password")}

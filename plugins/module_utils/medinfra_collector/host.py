@@ -1,0 +1,283 @@
+"""The host itself: OS, live sysctls, sensitive files, mounts, kernel modules, AIDE, chrony, limits, login shell
+settings, banner, the segmentation verdict left here.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import re
+import socket
+import sys
+from collections.abc import Iterable
+
+from .base import (
+    Json,
+    at_root,
+    command_failure,
+    config_lines,
+    file_facts,
+    iso_utc,
+    key_values,
+    read_text,
+    run,
+    sorted_files,
+    unavailable,
+)
+
+SYSCTL_KEYS = (
+    "kernel.randomize_va_space",
+    "kernel.yama.ptrace_scope",
+    "kernel.kptr_restrict",
+    "kernel.dmesg_restrict",
+    "kernel.sysrq",
+    "kernel.unprivileged_bpf_disabled",
+    "kernel.core_uses_pid",
+    "fs.suid_dumpable",
+    "fs.protected_hardlinks",
+    "fs.protected_symlinks",
+    "fs.protected_fifos",
+    "fs.protected_regular",
+    "net.ipv4.ip_forward",
+    "net.ipv4.conf.all.accept_redirects",
+    "net.ipv4.conf.default.accept_redirects",
+    "net.ipv4.conf.all.secure_redirects",
+    "net.ipv4.conf.default.secure_redirects",
+    "net.ipv4.conf.all.send_redirects",
+    "net.ipv4.conf.default.send_redirects",
+    "net.ipv4.conf.all.accept_source_route",
+    "net.ipv4.conf.default.accept_source_route",
+    "net.ipv4.conf.all.rp_filter",
+    "net.ipv4.conf.default.rp_filter",
+    "net.ipv4.conf.all.log_martians",
+    "net.ipv4.conf.default.log_martians",
+    "net.ipv4.icmp_echo_ignore_broadcasts",
+    "net.ipv4.icmp_ignore_bogus_error_responses",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv6.conf.all.accept_redirects",
+    "net.ipv6.conf.default.accept_redirects",
+    "net.ipv6.conf.all.accept_ra",
+    "net.ipv6.conf.default.accept_ra",
+    "net.ipv6.conf.all.accept_source_route",
+    "net.ipv6.conf.all.forwarding",
+)
+
+SENSITIVE_FILES = (
+    "/etc/passwd",
+    "/etc/passwd-",
+    "/etc/group",
+    "/etc/group-",
+    "/etc/shadow",
+    "/etc/shadow-",
+    "/etc/gshadow",
+    "/etc/gshadow-",
+    "/etc/shells",
+    "/etc/security/opasswd",
+    "/etc/ssh/sshd_config",
+    "/etc/sudoers",
+    "/etc/crontab",
+    "/etc/issue",
+    "/etc/issue.net",
+    "/etc/motd",
+    "/etc/login.defs",
+    "/etc/audit/auditd.conf",
+    "/etc/audit/rules.d",
+    "/var/log/audit",
+    "/var/log/sudo.log",
+    "/boot/grub/grub.cfg",
+    "/var/lib/aide/aide.db",
+)
+
+SENSITIVE_GLOBS = (
+    "/etc/ssh/ssh_host_*_key",
+    "/etc/ssh/ssh_host_*_key.pub",
+    "/etc/sudoers.d/*",
+    "/etc/cron.hourly",
+    "/etc/cron.daily",
+    "/etc/cron.weekly",
+    "/etc/cron.monthly",
+    "/etc/cron.d",
+    "/home/*",
+)
+
+def collect_host() -> Json:
+    os_release = {}
+    for line in config_lines(read_text("/etc/os-release")):
+        key, _, value = line.partition("=")
+        os_release[key] = value.strip('"')
+    # systemd writes the container manager's name here; asking systemd-detect-virt costs a process.
+    container = (read_text("/run/systemd/container") or "").strip()
+    if container:
+        virtualization = container
+    else:
+        rc, out, _ = run(["systemd-detect-virt", "--vm"])
+        virtualization = out.strip() if rc in (0, 1) and out.strip() else "unknown"
+    uname = os.uname()
+    return {
+        "hostname": socket.gethostname(),
+        "os_id": os_release.get("ID", ""),
+        "os_version_id": os_release.get("VERSION_ID", ""),
+        "os_pretty_name": os_release.get("PRETTY_NAME", ""),
+        "kernel": uname.release,
+        "architecture": uname.machine,
+        "virtualization": virtualization,
+        "container": bool(container),
+        "python": sys.version.split()[0],
+    }
+
+def collect_sysctl() -> Json:
+    values: dict[str, Json] = {}
+    for key in SYSCTL_KEYS:
+        path = "/proc/sys/" + key.replace(".", "/")
+        text = read_text(path)
+        if text is None:
+            values[key] = unavailable(f"{path} not readable here")
+            continue
+        raw = text.strip()
+        values[key] = int(raw) if re.fullmatch(r"-?\d+", raw) else raw
+    return values
+
+def collect_files() -> Json:
+    paths = list(SENSITIVE_FILES)
+    for pattern in SENSITIVE_GLOBS:
+        paths.extend(sorted(glob.glob(pattern)))
+    return {path: file_facts(path) for path in paths}
+
+def collect_mounts() -> Json:
+    mounts = []
+    for line in (read_text("/proc/self/mounts") or "").splitlines():
+        fields = line.split()
+        if len(fields) >= 4:
+            mounts.append(
+                {
+                    "device": fields[0],
+                    "mountpoint": fields[1].replace("\\040", " "),
+                    "fstype": fields[2],
+                    # Overlay layer paths say nothing about security and make the document large.
+                    "options": [o for o in fields[3].split(",") if not o.endswith("dir") and "dir=" not in o],
+                }
+            )
+    return {"mounts": mounts}
+
+def collect_kernel_modules() -> Json:
+    disabled: dict[str, dict[str, bool]] = {}
+    for path in sorted_files("/etc/modprobe.d/*.conf"):
+        for line in config_lines(read_text(path)):
+            fields = line.split()
+            if len(fields) >= 2 and fields[0] in ("install", "blacklist"):
+                entry = disabled.setdefault(
+                    fields[1].replace("-", "_"), {"install_disabled": False, "blacklisted": False}
+                )
+                if fields[0] == "blacklist":
+                    entry["blacklisted"] = True
+                elif " ".join(fields[2:]) in ("/bin/false", "/bin/true", "/usr/bin/false", "/usr/bin/true"):
+                    entry["install_disabled"] = True
+    loaded = sorted(line.split()[0] for line in (read_text("/proc/modules") or "").splitlines() if line.strip())
+    return {"modprobe": disabled, "loaded": loaded}
+
+def collect_aide(installed: dict[str, str]) -> Json:
+    database = "/var/lib/aide/aide.db"
+    return {
+        "installed": "aide" in installed,
+        "config_present": os.path.exists("/etc/aide/aide.conf"),
+        "database_present": os.path.exists(database),
+        "database_updated_at": iso_utc(os.path.getmtime(database)) if os.path.exists(database) else None,
+    }
+
+def collect_segmentation() -> Json:
+    """The verdict `medinfra segmentation verify` left here: real connection attempts from this host."""
+    text = read_text("/var/lib/medinfra/segmentation.json")
+    if text is None:
+        return {"recorded": False}
+    try:
+        record = json.loads(text)
+    except ValueError:
+        return {"unavailable": "/var/lib/medinfra/segmentation.json is not JSON"}
+    keys = ("verified_at", "probes", "ok", "unexpected", "unconfirmed")
+    return {"recorded": True, **{key: record.get(key) for key in keys}}
+
+def collect_chrony(installed: dict[str, str]) -> Json:
+    conf = [
+        "/etc/chrony/chrony.conf",
+        *sorted_files("/etc/chrony/conf.d/*.conf"),
+        *sorted_files("/etc/chrony/sources.d/*.sources"),
+    ]
+    sources = []
+    allow = []
+    for path in conf:
+        for line in config_lines(read_text(path)):
+            fields = line.split()
+            if fields[0] in ("server", "pool", "peer") and len(fields) > 1:
+                sources.append(fields[1])
+            elif fields[0] == "allow":
+                allow.append(fields[1] if len(fields) > 1 else "all")
+    facts: dict[str, Json] = {"installed": "chrony" in installed, "sources": sources, "serves": allow}
+    rc, out, err = run(["chronyc", "-n", "tracking"], timeout=3)
+    if rc == 0:
+        tracking = {}
+        for line in out.splitlines():
+            key, _, value = line.partition(":")
+            tracking[key.strip().lower().replace(" ", "_")] = value.strip()
+        offset = re.match(r"([\d.]+) seconds (fast|slow)", tracking.get("system_time", ""))
+        facts["tracking"] = {
+            "leap_status": tracking.get("leap_status", ""),
+            "reference": tracking.get("reference_id", ""),
+            "offset_seconds": float(offset.group(1)) if offset else None,
+        }
+    else:
+        facts["tracking"] = command_failure(["chronyc", "-n", "tracking"], rc, err)
+    return facts
+
+def collect_limits() -> Json:
+    entries = []
+    for path in ["/etc/security/limits.conf", *sorted_files("/etc/security/limits.d/*.conf")]:
+        for line in config_lines(read_text(path)):
+            fields = line.split()
+            if len(fields) == 4:
+                entries.append({"domain": fields[0], "type": fields[1], "item": fields[2], "value": fields[3]})
+    coredump = key_values(
+        ["/etc/systemd/coredump.conf", *sorted_files("/etc/systemd/coredump.conf.d/*.conf")], separator="="
+    )
+    hard_core = [
+        e["value"] for e in entries if e["domain"] == "*" and e["item"] == "core" and e["type"] in ("hard", "-")
+    ]
+    return {
+        "entries": entries,
+        "all_users_hard_core": hard_core[-1] if hard_core else None,
+        # systemd-coredump stores dumps on disk ("external") unless Storage says otherwise.
+        "coredump_storage": coredump.get("Storage", "external"),
+    }
+
+def shell_settings(lines: Iterable[str]) -> dict[str, Json]:
+    """TMOUT and umask as a login shell ends up with them after sourcing these lines in order: the last
+    assignment wins, and once `readonly TMOUT` runs, later assignments fail and the value stays."""
+    tmout: int | None = None
+    readonly = False
+    umasks: list[str] = []
+    for line in lines:
+        for statement in re.split(r"\s*(?:;|&&|\|\|)\s*", line):
+            assignment = re.match(r"^(?:(?:export|readonly|declare\s+-r|typeset\s+-r)\s+)?TMOUT=(\S*)", statement)
+            if assignment and not readonly:
+                value = assignment.group(1).strip("'\"")
+                tmout = int(value) if value.isdigit() else 0
+            if re.match(r"^(?:readonly|declare\s+-r|typeset\s+-r)\s+TMOUT\b", statement):
+                readonly = True
+            umask = re.match(r"^umask\s+(\d{3,4})$", statement)
+            if umask:
+                umasks.append(umask.group(1).zfill(4)[-3:])
+    return {"tmout": tmout, "tmout_readonly": readonly, "umasks": umasks}
+
+def collect_shell(root: str = "/") -> Json:
+    files = ["/etc/profile", *sorted_files("/etc/profile.d/*.sh", root), "/etc/bash.bashrc"]
+    return shell_settings(line for path in files for line in config_lines(read_text(at_root(path, root))))
+
+def collect_banner() -> Json:
+    issue_net = read_text("/etc/issue.net") or ""
+    issue = read_text("/etc/issue") or ""
+    leaks = re.compile(r"\\[mrsv]|Debian|GNU/Linux|Ubuntu|kernel", re.IGNORECASE)
+    return {
+        "issue_net_present": bool(issue_net.strip()),
+        "issue_present": bool(issue.strip()),
+        "reveals_os": bool(leaks.search(issue_net) or leaks.search(issue)),
+    }
