@@ -49,6 +49,9 @@ ROOT = {
         ({"fact": "users", "empty": True}, "fail"),
         ({"fact": "sshd.nosuchkey", "exists": False}, "pass"),
         ({"fact": "sshd.nosuchkey", "empty": True}, "fail"),  # an unread list is not an empty one
+        ({"fact": "updates.never", "matches": "\\S"}, "fail"),  # None is no text, not the word "None"
+        ({"fact": "updates.never", "not_matches": "^x"}, "fail"),
+        ({"fact": "sshd.ciphers", "matches": "aes"}, "fail"),  # a list is not text: quantify over it
         ({"fact": "sshd.nosuchkey", "equals": "no"}, "fail"),  # absent fails, never passes by accident
         ({"fact": ["sysctl", "net.ipv4.ip_forward"], "equals": 0}, "pass"),
         ({"fact": ["sysctl", "net.ipv4.ip_forward"], "equals": False}, "fail"),  # 0 is spelled "0", not "false"

@@ -46,6 +46,7 @@ def effective_audit_rules(lines: Iterable[str]) -> dict[str, Json]:
     record types covers it; the others are listed with what suppressed them."""
     ordered: list[str] = []
     enabled: int | None = None
+    backlog: int | None = None
     for line in lines:
         words = line.split()
         if not words:
@@ -54,6 +55,8 @@ def effective_audit_rules(lines: Iterable[str]) -> dict[str, Json]:
             ordered = []
         elif words[0] == "-e" and len(words) > 1 and words[1].isdigit():
             enabled = int(words[1])
+        elif words[0] == "-b" and len(words) > 1 and words[1].isdigit():
+            backlog = int(words[1])
         elif words[0] == "-A":
             ordered.insert(0, line)
         elif words[0] in ("-a", "-w"):
@@ -80,7 +83,7 @@ def effective_audit_rules(lines: Iterable[str]) -> dict[str, Json]:
             suppressed.append({"rule": line, "by": cause})
         else:
             in_force.append(line)
-    return {"enabled": enabled, "rules": in_force, "suppressed": suppressed}
+    return {"enabled": enabled, "backlog_limit": backlog, "rules": in_force, "suppressed": suppressed}
 
 def audit_rules_on_disk(root: str = "/") -> list[str]:
     return [
@@ -92,9 +95,11 @@ def audit_rules_on_disk(root: str = "/") -> list[str]:
 def augenrules_order(lines: Iterable[str]) -> list[str]:
     """The rules augenrules loads from rules.d: one `-D` first wherever it was written, the rules in file order,
     and only the last `-e` at the end (augenrules moves these control lines)."""
+    lines = list(lines)
     rules = [line for line in lines if not re.match(r"^\s*-(D\s*$|e\b|b\b|f\b)", line)]
+    backlog = [line for line in lines if re.match(r"^\s*-b\b", line)]
     enable = [line for line in lines if re.match(r"^\s*-e\b", line)]
-    return [*rules, *enable[-1:]]
+    return [*backlog[-1:], *rules, *enable[-1:]]
 
 def collect_auditd() -> Json:
     config = key_values(["/etc/audit/auditd.conf"], separator="=")
@@ -121,6 +126,7 @@ def collect_auditd() -> Json:
     if isinstance(loaded, list):
         effective = effective_audit_rules(loaded)
         effective["enabled"] = facts["status"].get("enabled", effective["enabled"])
+        effective["backlog_limit"] = facts["status"].get("backlog_limit", effective["backlog_limit"])
         if effective["enabled"] == 0:
             effective = effective_audit_rules([*loaded, "-e 0"])
         facts["effective"] = {"source": "auditctl -l", **effective}

@@ -124,7 +124,41 @@ def collect_host() -> Json:
         "virtualization": virtualization,
         "container": bool(container),
         "python": sys.version.split()[0],
+        "secure_boot": secure_boot(),
+        "apparmor": apparmor(),
     }
+
+
+SECURE_BOOT_VARIABLE = "/sys/firmware/efi/efivars/SecureBoot-8be4df61-93ca-11d2-aa0d-e98c2b1e7d47"
+
+
+def secure_boot(root: str = "/") -> str:
+    """`enabled`, `disabled`, or `no_efi` (booted without UEFI, so without Secure Boot), from the firmware's
+    SecureBoot variable (4 attribute bytes, then 1 when it is on)."""
+    if not os.path.isdir(at_root("/sys/firmware/efi", root)):
+        return "no_efi"
+    try:
+        with open(at_root(SECURE_BOOT_VARIABLE, root), "rb") as handle:
+            data = handle.read()
+    except OSError:
+        return "disabled"  # no variable: the firmware has Secure Boot off or does not offer it
+    return "enabled" if len(data) >= 5 and data[4] == 1 else "disabled"
+
+
+def apparmor(root: str = "/") -> Json:
+    """Whether the kernel runs AppArmor, and its loaded profiles by mode (securityfs, readable by root)."""
+    enabled = (read_text(at_root("/sys/module/apparmor/parameters/enabled", root)) or "").strip() == "Y"
+    if not enabled:
+        return {"enabled": False}
+    profiles = read_text(at_root("/sys/kernel/security/apparmor/profiles", root))
+    if profiles is None:
+        return {"enabled": True, "profiles": unavailable("/sys/kernel/security/apparmor/profiles not readable")}
+    modes: dict[str, int] = {}
+    for line in profiles.splitlines():
+        mode = re.search(r"\((\w+)\)\s*$", line)
+        if mode:
+            modes[mode.group(1)] = modes.get(mode.group(1), 0) + 1
+    return {"enabled": True, "profiles": modes}
 
 def collect_sysctl() -> Json:
     values: dict[str, Json] = {}
@@ -144,6 +178,30 @@ def collect_files() -> Json:
         paths.extend(sorted(glob.glob(pattern)))
     return {path: file_facts(path) for path in paths}
 
+def block_device_encrypted(device: str, root: str = "/", depth: int = 0) -> bool:
+    """Whether a block device (`major:minor`) is dm-crypt, or sits on one (LVM on LUKS: follow its slaves)."""
+    base = at_root(f"/sys/dev/block/{device}", root)
+    if (read_text(f"{base}/dm/uuid") or "").startswith("CRYPT-"):
+        return True
+    try:
+        slaves = os.listdir(f"{base}/slaves")
+    except OSError:
+        return False
+    for slave in slaves:
+        number = (read_text(at_root(f"/sys/class/block/{slave}/dev", root)) or "").strip()
+        if number and depth < 8 and block_device_encrypted(number, root, depth + 1):
+            return True
+    return False
+
+
+def mount_encrypted(mountpoint: str) -> bool:
+    try:
+        number = os.stat(mountpoint).st_dev
+    except OSError:
+        return False
+    return block_device_encrypted(f"{os.major(number)}:{os.minor(number)}")
+
+
 def collect_mounts() -> Json:
     mounts = []
     for line in (read_text("/proc/self/mounts") or "").splitlines():
@@ -156,6 +214,7 @@ def collect_mounts() -> Json:
                     "fstype": fields[2],
                     # Overlay layer paths say nothing about security and make the document large.
                     "options": [o for o in fields[3].split(",") if not o.endswith("dir") and "dir=" not in o],
+                    "encrypted": mount_encrypted(fields[1].replace("\\040", " ")),
                 }
             )
     return {"mounts": mounts}

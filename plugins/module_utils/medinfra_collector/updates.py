@@ -4,6 +4,7 @@ unattended-upgrades settings as apt reads them.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from collections.abc import Mapping
@@ -98,11 +99,65 @@ def pending_security_updates(installed: dict[str, str]) -> list[str]:
                 pending.add(name)
     return sorted(pending)
 
+# The packages whose programs decide who gets in (sshd, sudo, PAM, login, passwd). Their programs and PAM modules are checked
+# against dpkg's own checksums on every audit (hashing every package's files would cost seconds per host).
+VERIFIED_PACKAGES = ("openssh-server", "sudo", "libpam-modules", "libpam-modules-bin", "libpam-runtime", "login", "passwd")
+# Their programs, PAM modules and PAM's own library: what a trojan would replace to let itself in unseen.
+PROGRAM_PATH = re.compile(r"^(usr/)?(s?bin/|lib\w*/(\S+/)?(security/pam_\w+\.so|libpam\w*\.so))")
+DPKG_INFO = "/var/lib/dpkg/info"
+
+
+def parse_md5sums(text: str) -> list[tuple[str, str]]:
+    """A package's `md5sums` file (`<md5>  <path without the leading slash>`): its programs and PAM modules."""
+    entries = []
+    for line in text.splitlines():
+        digest, _, path = line.partition("  ")
+        if re.fullmatch(r"[0-9a-f]{32}", digest) and PROGRAM_PATH.match(path):
+            entries.append((digest, path))
+    return entries
+
+
+def file_md5(path: str) -> str | None:
+    digest = hashlib.md5(usedforsecurity=False)
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+def verify_packages(installed: Mapping[str, str], root: str = "/") -> Json:
+    """What `dpkg --verify` says of the programs and PAM modules of VERIFIED_PACKAGES (changed or missing files),
+    computed from dpkg's md5sums without the cost of verifying every file of every package."""
+    checked: list[str] = []
+    changed: list[dict[str, str]] = []
+    for name in VERIFIED_PACKAGES:
+        if name not in installed:
+            continue
+        sums = next(
+            (text for text in (read_text(at_root(f"{DPKG_INFO}/{name}{arch}.md5sums", root)) for arch in ("", ":amd64"))
+             if text is not None),
+            None,
+        )
+        if sums is None:
+            continue
+        checked.append(name)
+        for digest, path in parse_md5sums(sums):
+            actual = file_md5(at_root("/" + path, root))
+            if actual != digest:
+                change = "missing" if actual is None else "checksum"
+                changed.append({"package": name, "path": "/" + path, "change": change})
+    return {"packages": checked, "changed_files": changed}
+
+
 def collect_packages() -> Json:
     installed = installed_packages()
     if not installed:
         return unavailable("/var/lib/dpkg/status missing or empty (not a Debian-family host)")
-    return {"installed": installed, "count": len(installed)}
+    return {"installed": installed, "count": len(installed), "verify": verify_packages(installed)}
+
 
 def parse_apt_config(text: str, into: dict[str, list[str]]) -> None:
     """apt.conf syntax (`A::B "v";`, `A { B "v"; };`, comments, `#clear`) into lower-case key -> values, in order.
@@ -163,19 +218,64 @@ def unattended_settings(config: Mapping[str, list[str]]) -> dict[str, Json]:
         "auto_reboot": (config.get("unattended-upgrade::automatic-reboot") or ["false"])[-1],
     }
 
+# apt options that accept packages or lists nobody signed (each true disables a check).
+APT_UNSIGNED_OPTIONS = (
+    "apt::get::allowunauthenticated",
+    "acquire::allowinsecurerepositories",
+    "acquire::allowdowngradetoinsecurerepositories",
+    "acquire::allowweakrepositories",
+)
+
+
+def apt_sources(root: str = "/") -> list[dict[str, Json]]:
+    """Every source apt reads (one-line `deb` lines and deb822 `.sources` stanzas), with whether it is exempt
+    from signature checks (`[trusted=yes]`, `Trusted: yes`, or `allow-insecure` / `allow-weak`)."""
+    sources: list[dict[str, Json]] = []
+    for path in ["/etc/apt/sources.list", *sorted_files("/etc/apt/sources.list.d/*.list", root)]:
+        for line in config_lines(read_text(at_root(path, root))):
+            options = re.match(r"^deb(?:-src)?\s+\[([^\]]*)\]", line)
+            words = options.group(1).lower().split() if options else []
+            sources.append({"file": path, "source": line, "unsigned_allowed": unsigned_allowed(words)})
+    for path in sorted_files("/etc/apt/sources.list.d/*.sources", root):
+        for stanza in re.split(r"\n\s*\n", read_text(at_root(path, root)) or ""):
+            fields = dict(
+                (key.strip().lower(), value.strip().lower())
+                for key, _, value in (line.partition(":") for line in config_lines(stanza))
+            )
+            if fields.get("enabled", "yes") != "no" and "uris" in fields:
+                words = [f"{key}={value}" for key, value in fields.items()]
+                sources.append({"file": path, "source": fields["uris"], "unsigned_allowed": unsigned_allowed(words)})
+    return sources
+
+
+def unsigned_allowed(options: list[str]) -> bool:
+    return any(re.fullmatch(r"(trusted|allow-insecure|allow-weak)=yes", option) for option in options)
+
+
+def apt_unsigned_options(config: Mapping[str, list[str]]) -> list[str]:
+    """The apt options that turn a signature check off, as apt reads its configuration (the last value wins)."""
+    return [key for key in APT_UNSIGNED_OPTIONS if (config.get(key) or ["false"])[-1].lower() in ("1", "true", "yes")]
+
+
+def apt_settings(root: str = "/") -> dict[str, Json]:
+    """What apt's own configuration and sources say: the security source, unattended-upgrades' settings, and
+    every exemption from signature checks."""
+    config = apt_config(root)
+    sources = apt_sources(root)
+    return {
+        "security_source_configured": any("security" in str(entry["source"]) for entry in sources),
+        **unattended_settings(config),
+        "unsigned_sources": [entry for entry in sources if entry["unsigned_allowed"]],
+        "unsigned_options": apt_unsigned_options(config),
+    }
+
+
 def collect_updates(installed: dict[str, str]) -> Json:
     lists = sorted_files("/var/lib/apt/lists/*_Packages")
-    config = apt_config()
-    sources = [
-        line
-        for path in ["/etc/apt/sources.list", *sorted_files("/etc/apt/sources.list.d/*")]
-        for line in config_lines(read_text(path))
-    ]
     return {
         "package_lists_updated_at": iso_utc(max(os.path.getmtime(p) for p in lists)) if lists else None,
-        "security_source_configured": any("security" in line for line in sources),
         "security_lists_present": bool(sorted_files(SECURITY_PACKAGE_LISTS)),
         "pending_security": pending_security_updates(installed),
         "unattended_upgrades_installed": "unattended-upgrades" in installed,
-        **unattended_settings(config),
+        **apt_settings(),
     }

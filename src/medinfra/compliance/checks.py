@@ -185,6 +185,8 @@ def apply_operator(operator: str, argument: Any, value: Any, now: datetime) -> t
         found = any(same(value, option) for option in argument)
         return found == (operator == "in"), f"{value!r} {'is' if found else 'is not'} in {argument!r}"
     if operator in ("matches", "not_matches"):
+        if value is None or isinstance(value, list | Mapping):
+            return False, f"{value!r} is no text to match"  # not "None": an absent answer matches nothing
         found = re.search(argument, str(value)) is not None
         return found == (operator == "matches"), f"{value!r} {'matches' if found else 'does not match'} /{argument}/"
     if operator == "at_least":

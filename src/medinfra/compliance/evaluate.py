@@ -21,21 +21,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from ipaddress import ip_network
 from typing import Any
 
-from medinfra.compliance.checks import Unavailable, is_unavailable, resolve, run_check
-from medinfra.compliance.firewall import Probe, input_verdict
+from medinfra.compliance.checks import Unavailable, resolve, run_check
+from medinfra.compliance.derived import derived_views
 from medinfra.compliance.model import Catalog, Control, Finding, HostEvidence, Status, Waiver
-from medinfra.segmentation.rules import MANAGEMENT_PURPOSE
-from medinfra.topology.checks import parse_port_range
 
 EVIDENCE_SCHEMA = "medinfra-evidence/1"
 MONITORING_SERVICE = "monitoring_server"
-SSH_PORT = 22
-# A port no medinfra role opens, and sources outside every site (RFC 5737 / RFC 3849 documentation ranges).
-CLOSED_PORT = 4444
-OUTSIDE_SOURCES = ("203.0.113.10", "2001:db8::10")
 
 
 def evidence_root(host: HostEvidence, site: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
@@ -45,7 +38,7 @@ def evidence_root(host: HostEvidence, site: Mapping[str, Any] | None = None) -> 
     if host.evidence.get("schema") != EVIDENCE_SCHEMA or not isinstance(facts, Mapping):
         return None
     root = {**facts, "inventory": dict(host.inventory)}
-    root["derived"] = {"firewall": firewall_view(facts.get("nftables"), host.inventory)}
+    root["derived"] = derived_views(facts, host.inventory)
     if site is not None:
         root["site"] = dict(site)
     return root
@@ -53,79 +46,6 @@ def evidence_root(host: HostEvidence, site: Mapping[str, Any] | None = None) -> 
 
 def unavailable(reason: str) -> dict[str, str]:
     return {"unavailable": reason}
-
-
-def zone_sample(cidr: str) -> str:
-    """One host address inside a zone (its middle one, which a rule for the zone's first hosts does not cover)."""
-    network = ip_network(cidr, strict=False)
-    return str(network.network_address + network.num_addresses // 2) if network.num_addresses > 2 else str(
-        network.network_address
-    )
-
-
-def declared_flow(flows: Iterable[Mapping[str, Any]], source_zone: str, protocol: str, port: int) -> str | None:
-    """The purpose of a topology flow that opens this port on the host to a whole zone, if one does."""
-    for flow in flows:
-        ranges = [parse_port_range(p) for p in flow.get("ports") or ()]
-        if flow.get("from") == source_zone and flow.get("proto") == protocol and any(a <= port <= b for a, b in ranges):
-            return str(flow.get("purpose") or "declared flow")
-    return None
-
-
-def firewall_probes(
-    zones: Iterable[Mapping[str, Any]], own_zone: str | None, flows_in: Iterable[Mapping[str, Any]] = ()
-) -> list[tuple[str, str, Probe]]:
-    """(purpose, intended verdict, packet) of the new connections a compliant host's input filter must judge:
-    SSH from every management zone (accepted), from every other zone and from outside (dropped, unless the
-    topology declares a flow from that zone to this host's SSH port: then accepted, and named), and a port
-    nothing opens, from outside and from the host's own zone (dropped)."""
-    flows_in = list(flows_in)
-    probes: list[tuple[str, str, Probe]] = []
-    for zone in zones:
-        source = zone_sample(str(zone["cidr"]))
-        declared = declared_flow(flows_in, str(zone["name"]), "tcp", SSH_PORT)
-        if zone.get("purpose") == MANAGEMENT_PURPOSE:
-            probes.append(("ssh_from_management", "accept", Probe(source, "tcp", SSH_PORT)))
-        elif declared:
-            probes.append((f"ssh_from_zone_{zone['name']} (declared flow: {declared})", "accept",
-                           Probe(source, "tcp", SSH_PORT)))
-        else:
-            probes.append((f"ssh_from_zone_{zone['name']}", "drop", Probe(source, "tcp", SSH_PORT)))
-        if zone.get("name") == own_zone:
-            probes.append(("closed_port_from_own_zone", "drop", Probe(source, "tcp", CLOSED_PORT)))
-    for source in OUTSIDE_SOURCES:
-        probes.append(("ssh_from_outside", "drop", Probe(source, "tcp", SSH_PORT)))
-        probes.append(("closed_port_from_outside", "drop", Probe(source, "tcp", CLOSED_PORT)))
-        probes.append(("closed_udp_port_from_outside", "drop", Probe(source, "udp", CLOSED_PORT)))
-    return probes
-
-
-def firewall_view(nftables: Any, inventory: Mapping[str, Any]) -> Any:
-    """What the host's nftables ruleset, evaluated as the kernel would, does with each probe packet."""
-    if not isinstance(nftables, Mapping):
-        return unavailable("no nftables evidence")
-    if is_unavailable(nftables):
-        return nftables
-    ruleset = nftables.get("ruleset")
-    if not isinstance(ruleset, list):
-        return unavailable("nftables.ruleset: absent from the evidence (collector older than 1.4)")
-    zones = [z for z in inventory.get("zones") or () if isinstance(z, Mapping) and "cidr" in z]
-    if not any(z.get("purpose") == MANAGEMENT_PURPOSE for z in zones):
-        return unavailable("the inventory names no management zone, so SSH from management cannot be probed")
-    probes = []
-    for purpose, intended, probe in firewall_probes(zones, inventory.get("zone"), inventory.get("flows_in") or ()):
-        verdict = input_verdict(ruleset, probe)
-        packet = f"new {probe.protocol} from {probe.saddr} to port {probe.dport}"
-        probes.append(
-            {
-                "purpose": purpose,
-                "intended": intended,
-                "verdict": verdict.verdict,
-                # One line a finding can quote: what happened to which packet, and the rule that decided it.
-                "outcome": f"{verdict.verdict}: {packet}, by {verdict.decided_by}",
-            }
-        )
-    return {"input_probes": probes}
 
 
 def target_host(target: str) -> str:

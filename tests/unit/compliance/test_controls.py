@@ -119,7 +119,7 @@ def reread(facts: dict[str, Any], section: str, root: str) -> None:
     elif section == "rsyslog":
         facts["logging"]["forwards"] = collector.rsyslog_forwards(root)
     elif section == "apt":
-        facts["updates"].update(collector.unattended_settings(collector.apt_config(root)))
+        facts["updates"].update(collector.apt_settings(root))
     else:
         raise AssertionError(f"no parser for section {section!r}")
 

@@ -1,0 +1,172 @@
+"""Facts the controller derives from one host's own evidence and its inventory view, before any control runs
+(pure, like the evaluator): what the host's firewall does with probe packets, where its PHI paths are stored,
+which audit rules watch them. Checks read them under `derived`; a host's evidence cannot supply them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from ipaddress import ip_network
+from typing import Any
+
+from medinfra.compliance.checks import is_unavailable
+from medinfra.compliance.firewall import Probe, input_verdict
+from medinfra.segmentation.rules import MANAGEMENT_PURPOSE
+from medinfra.topology.checks import parse_port_range
+
+SSH_PORT = 22
+# A port no medinfra role opens, and sources outside every site (RFC 5737 / RFC 3849 documentation ranges).
+CLOSED_PORT = 4444
+OUTSIDE_SOURCES = ("203.0.113.10", "2001:db8::10")
+
+
+def unavailable(reason: str) -> dict[str, str]:
+    return {"unavailable": reason}
+
+
+def derived_views(facts: Mapping[str, Any], inventory: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "firewall": firewall_view(facts.get("nftables"), inventory),
+        "storage": storage_view(facts.get("mounts"), inventory),
+        "audit": audit_view(facts.get("auditd"), inventory),
+    }
+
+
+def zone_sample(cidr: str) -> str:
+    """One host address inside a zone (its middle one, which a rule for the zone's first hosts does not cover)."""
+    network = ip_network(cidr, strict=False)
+    return str(network.network_address + network.num_addresses // 2) if network.num_addresses > 2 else str(
+        network.network_address
+    )
+
+
+def declared_flow(flows: Iterable[Mapping[str, Any]], source_zone: str, protocol: str, port: int) -> str | None:
+    """The purpose of a topology flow that opens this port on the host to a whole zone, if one does."""
+    for flow in flows:
+        ranges = [parse_port_range(p) for p in flow.get("ports") or ()]
+        if flow.get("from") == source_zone and flow.get("proto") == protocol and any(a <= port <= b for a, b in ranges):
+            return str(flow.get("purpose") or "declared flow")
+    return None
+
+
+def firewall_probes(
+    zones: Iterable[Mapping[str, Any]], own_zone: str | None, flows_in: Iterable[Mapping[str, Any]] = ()
+) -> list[tuple[str, str, Probe]]:
+    """(purpose, intended verdict, packet) of the new connections a compliant host's input filter must judge:
+    SSH from every management zone (accepted), from every other zone and from outside (dropped, unless the
+    topology declares a flow from that zone to this host's SSH port: then accepted, and named), and a port
+    nothing opens, from outside and from the host's own zone (dropped)."""
+    flows_in = list(flows_in)
+    probes: list[tuple[str, str, Probe]] = []
+    for zone in zones:
+        source = zone_sample(str(zone["cidr"]))
+        declared = declared_flow(flows_in, str(zone["name"]), "tcp", SSH_PORT)
+        if zone.get("purpose") == MANAGEMENT_PURPOSE:
+            probes.append(("ssh_from_management", "accept", Probe(source, "tcp", SSH_PORT)))
+        elif declared:
+            probes.append((f"ssh_from_zone_{zone['name']} (declared flow: {declared})", "accept",
+                           Probe(source, "tcp", SSH_PORT)))
+        else:
+            probes.append((f"ssh_from_zone_{zone['name']}", "drop", Probe(source, "tcp", SSH_PORT)))
+        if zone.get("name") == own_zone:
+            probes.append(("closed_port_from_own_zone", "drop", Probe(source, "tcp", CLOSED_PORT)))
+    for source in OUTSIDE_SOURCES:
+        probes.append(("ssh_from_outside", "drop", Probe(source, "tcp", SSH_PORT)))
+        probes.append(("closed_port_from_outside", "drop", Probe(source, "tcp", CLOSED_PORT)))
+        probes.append(("closed_udp_port_from_outside", "drop", Probe(source, "udp", CLOSED_PORT)))
+    return probes
+
+
+def firewall_view(nftables: Any, inventory: Mapping[str, Any]) -> Any:
+    """What the host's nftables ruleset, evaluated as the kernel would, does with each probe packet."""
+    if not isinstance(nftables, Mapping):
+        return unavailable("no nftables evidence")
+    if is_unavailable(nftables):
+        return nftables
+    ruleset = nftables.get("ruleset")
+    if not isinstance(ruleset, list):
+        return unavailable("nftables.ruleset: absent from the evidence (collector older than 1.4)")
+    zones = [z for z in inventory.get("zones") or () if isinstance(z, Mapping) and "cidr" in z]
+    if not any(z.get("purpose") == MANAGEMENT_PURPOSE for z in zones):
+        return unavailable("the inventory names no management zone, so SSH from management cannot be probed")
+    probes = []
+    for purpose, intended, probe in firewall_probes(zones, inventory.get("zone"), inventory.get("flows_in") or ()):
+        verdict = input_verdict(ruleset, probe)
+        packet = f"new {probe.protocol} from {probe.saddr} to port {probe.dport}"
+        probes.append(
+            {
+                "purpose": purpose,
+                "intended": intended,
+                "verdict": verdict.verdict,
+                # One line a finding can quote: what happened to which packet, and the rule that decided it.
+                "outcome": f"{verdict.verdict}: {packet}, by {verdict.decided_by}",
+            }
+        )
+    return {"input_probes": probes}
+
+
+
+
+def data_paths(inventory: Mapping[str, Any]) -> list[str] | str:
+    """The host's PHI paths from the topology, or why there are none to check."""
+    paths = [str(path) for path in inventory.get("data_paths") or ()]
+    if not paths:
+        return "the inventory names no data_paths for this host, so where its PHI lies is unknown"
+    return paths
+
+
+def under(path: str, directory: str) -> bool:
+    """Whether a path is the directory or lies below it."""
+    return path == directory or path.startswith(directory.rstrip("/") + "/")
+
+
+def storage_view(mounts: Any, inventory: Mapping[str, Any]) -> Any:
+    """Each PHI path with the file system that holds it (the longest mount point above it) and whether that
+    file system sits on dm-crypt."""
+    paths = data_paths(inventory)
+    if isinstance(paths, str):
+        return unavailable(paths)
+    if not isinstance(mounts, Mapping) or is_unavailable(mounts) or not isinstance(mounts.get("mounts"), list):
+        return unavailable("no mount evidence")
+    entries = [m for m in mounts["mounts"] if isinstance(m, Mapping) and "mountpoint" in m]
+    phi = []
+    for path in paths:
+        holders = [m for m in entries if under(path, str(m["mountpoint"]))]
+        if not holders:
+            phi.append({"path": path, "mountpoint": None, "encrypted": False})
+            continue
+        mount = max(holders, key=lambda m: len(str(m["mountpoint"])))
+        phi.append(
+            {"path": path, "mountpoint": mount["mountpoint"], "device": mount.get("device"),
+             "fstype": mount.get("fstype"), "encrypted": mount.get("encrypted") is True}
+        )
+    return {"phi_paths": phi}
+
+
+def watch_covers(rule: str, path: str) -> bool:
+    """Whether an audit rule records both reads and writes of a path: a watch (`-w DIR -p ...r..w..`) on it
+    or a directory above it."""
+    words = rule.split()
+    if len(words) < 4 or words[0] != "-w" or "-p" not in words:
+        return False
+    permissions = words[words.index("-p") + 1] if words.index("-p") + 1 < len(words) else ""
+    return under(path, words[1].rstrip("/") or "/") and "r" in permissions and "w" in permissions
+
+
+def audit_view(auditd: Any, inventory: Mapping[str, Any]) -> Any:
+    """Each PHI path with the audit rule in force that records its reads and writes (or none)."""
+    paths = data_paths(inventory)
+    if isinstance(paths, str):
+        return unavailable(paths)
+    if not isinstance(auditd, Mapping) or is_unavailable(auditd):
+        return unavailable("no auditd evidence")
+    effective = auditd.get("effective")
+    if not isinstance(effective, Mapping) or not isinstance(effective.get("rules"), list):
+        return unavailable("auditd.effective.rules: absent from the evidence")
+    rules = [str(rule) for rule in effective["rules"]]
+    return {
+        "phi_paths": [
+            {"path": path, "watched_by": next((rule for rule in rules if watch_covers(rule, path)), None)}
+            for path in paths
+        ]
+    }
