@@ -101,7 +101,9 @@ def pending_security_updates(installed: dict[str, str]) -> list[str]:
 
 # The packages whose programs decide who gets in (sshd, sudo, PAM, login, passwd). Their programs and PAM modules are checked
 # against dpkg's own checksums on every audit (hashing every package's files would cost seconds per host).
-VERIFIED_PACKAGES = ("openssh-server", "sudo", "libpam-modules", "libpam-modules-bin", "libpam-runtime", "login", "passwd")
+VERIFIED_PACKAGES = (
+    "openssh-server", "sudo", "libpam-modules", "libpam-modules-bin", "libpam-runtime", "login", "passwd",
+)
 # Their programs, PAM modules and PAM's own library: what a trojan would replace to let itself in unseen.
 PROGRAM_PATH = re.compile(r"^(usr/)?(s?bin/|lib\w*/(\S+/)?(security/pam_\w+\.so|libpam\w*\.so))")
 DPKG_INFO = "/var/lib/dpkg/info"
@@ -136,11 +138,8 @@ def verify_packages(installed: Mapping[str, str], root: str = "/") -> Json:
     for name in VERIFIED_PACKAGES:
         if name not in installed:
             continue
-        sums = next(
-            (text for text in (read_text(at_root(f"{DPKG_INFO}/{name}{arch}.md5sums", root)) for arch in ("", ":amd64"))
-             if text is not None),
-            None,
-        )
+        candidates = (read_text(at_root(f"{DPKG_INFO}/{name}{arch}.md5sums", root)) for arch in ("", ":amd64"))
+        sums = next((text for text in candidates if text is not None), None)
         if sums is None:
             continue
         checked.append(name)
