@@ -99,8 +99,8 @@ def pending_security_updates(installed: dict[str, str]) -> list[str]:
                 pending.add(name)
     return sorted(pending)
 
-# The packages whose programs decide who gets in (sshd, sudo, PAM, login, passwd). Their programs and PAM modules are checked
-# against dpkg's own checksums on every audit (hashing every package's files would cost seconds per host).
+# The packages whose programs decide who gets in (sshd, sudo, PAM, login, passwd): their programs and PAM modules
+# are checked against dpkg's own checksums on every audit (hashing every package's files costs seconds per host).
 VERIFIED_PACKAGES = (
     "openssh-server", "sudo", "libpam-modules", "libpam-modules-bin", "libpam-runtime", "login", "passwd",
 )
