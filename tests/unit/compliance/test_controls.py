@@ -237,3 +237,15 @@ def test_automated_and_partial_clauses_are_covered_and_not_covered_ones_are_not(
                 assert covering, f"{name} {clause.id}"
             if clause.coverage == "not_covered":
                 assert not covering, f"{name} {clause.id}"
+
+
+def test_the_compliance_readme_counts_coverage_from_the_data():
+    readme = (HERE.parents[2] / "compliance" / "README.md").read_text(encoding="utf-8")
+    table = readme.split("<!-- coverage-table -->", 1)[1].split("<!-- /coverage-table -->", 1)[0]
+    kinds = ("automated", "partial", "manual", "not_covered")
+    expected = []
+    for name in sorted(catalog().frameworks):
+        clauses = catalog().frameworks[name].clauses
+        counts = [sum(clause.coverage == kind for clause in clauses) for kind in kinds]
+        expected.append(f"| {name} | {len(clauses)} | " + " | ".join(str(n) for n in counts) + " |")
+    assert [line for line in table.splitlines() if line.startswith("| ") and "---" not in line][1:] == expected
