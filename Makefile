@@ -10,7 +10,7 @@ PYTHON ?= python3
 INVENTORY ?= inventories/lab
 
 .PHONY: demo test test-unit test-integration lint deps apt venv lab-up lab-down scale-bench hardening-bench audit-bench \
-	report-bench clean
+	report-bench lynis-bench clean
 
 DEMO_KEY := .cache/demo-keys/audit
 # `medinfra lab up` writes the lab's secrets vault-encrypted, with this password file.
@@ -82,6 +82,10 @@ clean:
 ## Audit time for 10, 50 and 100 lab hosts through pyinfra and through Ansible, side by side.
 audit-bench: deps
 	python benchmarks/audit_speed.py
+
+## Lynis beside medinfra on a hardened and the legacy lab host (the lab up): agreement and the table.
+lynis-bench: deps
+	python benchmarks/lynis_agreement.py
 
 ## Every report format for 1,000 hosts x 60 controls of synthetic findings: time and peak memory.
 report-bench: venv
