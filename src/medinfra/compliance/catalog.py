@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 from referencing import Registry, Resource
 
+from medinfra.compliance.evidence_schema import missing_fact_paths
 from medinfra.compliance.model import (
     FRAMEWORKS,
     Bilingual,
@@ -99,6 +100,8 @@ def control_problems(document: YamlDocument, expected_id: str) -> list[Problem]:
                         re.compile(check[key])
                     except re.error as exc:
                         problems.append(document.problem((*path, key), f"invalid regular expression: {exc}"))
+    # A fact path the evidence schema (compliance/schemas/evidence.schema.json) lacks reads nothing on any host.
+    problems.extend(document.problem(missing.where, missing.message) for missing in missing_fact_paths(data))
     return problems
 
 
