@@ -138,6 +138,7 @@ def build_framework(data: Mapping[str, Any]) -> Framework:
                 title=bilingual(clause["title"]),
                 coverage=clause["coverage"],
                 note=bilingual(clause["note"]) if "note" in clause else None,
+                evaluation_unit=clause.get("evaluation_unit"),
             )
             for clause in data["clauses"]
         ),
@@ -187,10 +188,16 @@ def cross_problems(
                     )
     for name, (document, framework) in frameworks.items():
         ids: set[str] = set()
+        units: dict[str, str] = {}
         for index, clause in enumerate(framework.clauses):
             if clause.id in ids:
                 problems.append(document.problem(("clauses", index, "id"), f"duplicate clause {clause.id!r}"))
             ids.add(clause.id)
+            if (unit := clause.evaluation_unit) is not None:
+                if unit in units:
+                    message = f"evaluation unit {unit!r} also given to {units[unit]!r}"
+                    problems.append(document.problem(("clauses", index, "evaluation_unit"), message))
+                units.setdefault(unit, clause.id)
             covering = [c for _, c in controls if clause.id in c.references.get(name, ())]
             if clause.coverage in ("automated", "partial") and not covering:
                 problems.append(

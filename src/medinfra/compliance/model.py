@@ -47,6 +47,8 @@ class Clause:
     title: Bilingual
     coverage: str
     note: Bilingual | None
+    # The assessment standard's evaluation unit for the clause (GB/T 28448-2019 for gbt22239), where known.
+    evaluation_unit: str | None = None
 
 
 @dataclass(frozen=True)
