@@ -31,6 +31,7 @@ from tests.browser import render
 from tests.conftest import LAB_TOPOLOGY, ROOT
 from tests.integration.mutations import ADDED, MUTATIONS, RELOAD_FIREWALL, SAVED
 from tests.oscal_schema import oscal_validator
+from tests.unit.compliance.test_evidence_schema import schema_errors
 
 pytestmark = pytest.mark.integration
 
@@ -499,6 +500,16 @@ def test_both_transports_write_the_same_findings(audits: dict[str, Any]) -> None
     assert statuses(py_doc) == statuses(ans_doc)
     assert py_doc["summary"]["per_framework"] == ans_doc["summary"]["per_framework"]
     assert ans_code == 0  # the playbook reports findings; it fails only when it cannot audit
+
+
+def test_live_evidence_and_findings_match_their_schemas(audits: dict[str, AuditOutput]) -> None:
+    """What the collector wrote on every real lab host, through both transports, is what the schema says."""
+    for transport, (_, document, directory) in audits.items():
+        assert schema_errors("findings", document) == [], transport
+        files = sorted((directory / "evidence").glob("*.json"))
+        assert {path.stem for path in files} == {host.name for host in TOPOLOGY.hosts}, transport
+        for path in files:
+            assert schema_errors("evidence", json.loads(path.read_text(encoding="utf-8"))) == [], (transport, path)
 
 
 def test_lab_reports_validate_render_and_verify(audits: dict[str, AuditOutput], tmp_path: Path) -> None:
