@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from medinfra.segmentation.rules import Allow, forward_rules
 from medinfra.topology.model import Flow, Host, Topology
 
 
@@ -28,6 +29,16 @@ def flow_dict(flow: Flow) -> dict[str, Any]:
         "proto": flow.proto,
         "ports": [str(p) for p in flow.ports],
         "purpose": flow.purpose,
+    }
+
+
+def allow_dict(rule: Allow) -> dict[str, Any]:
+    return {
+        "sources": [str(net) for net in rule.sources],
+        "destinations": [str(net) for net in rule.destinations],
+        "proto": rule.proto,
+        "ports": [str(p) for p in rule.ports],
+        "purpose": rule.comment,
     }
 
 
@@ -89,6 +100,10 @@ def host_vars(topology: Topology, host: Host) -> dict[str, Any]:
         "medinfra_legacy": host.legacy,
         "medinfra_flows_in": [flow_dict(f) for f in topology.flows_to(host)],
         "medinfra_flows_out": [flow_dict(f) for f in topology.flows_from(host)],
+        # What a zone firewall must route (and nothing else), the reference its audit probes the live ruleset with.
+        "medinfra_forwarded_flows": [allow_dict(rule) for rule in forward_rules(topology)]
+        if "zone_firewall" in host.services
+        else [],
     }
 
 

@@ -179,6 +179,7 @@ def test_collector_runs_standalone_and_never_fails():
         "pam",
         "sockets",
         "nftables",
+        "network",
         "segmentation",
         "services",
         "packages",

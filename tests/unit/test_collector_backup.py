@@ -53,7 +53,10 @@ def client(tmp_path: Path) -> dict[str, Path]:
 
 def collect(client: dict[str, Path], units: dict[str, Any] | None = None) -> dict[str, Any]:
     services = {"units": RUNNING_TIMERS if units is None else units}
-    section: dict[str, Any] = collector.collect_backup(services, str(client["config"]), str(client["state"]), now=NOW)
+    network = collector.collect_network()  # this machine's own addresses: 127.0.0.1 is local, as on a host
+    section: dict[str, Any] = collector.collect_backup(
+        services, network, str(client["config"]), str(client["state"]), now=NOW
+    )
     return section
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from medinfra.compliance.firewall import Probe, Verdict, input_verdict, render_rule
+from medinfra.compliance.firewall import Probe, Verdict, probe_verdict, render_rule
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nft"
 MGMT = "10.231.10.5"
@@ -38,7 +38,7 @@ def load(case: str) -> list[dict[str, Any]]:
 
 
 def verdict(case: str, *args: Any, **kwargs: Any) -> Verdict:
-    return input_verdict(load(case), Probe(*args, **kwargs))
+    return probe_verdict(load(case), Probe(*args, **kwargs))
 
 
 def test_every_fixture_is_recorded_from_its_text_by_nft_1_0_6():
@@ -91,7 +91,7 @@ def test_every_fixture_is_recorded_from_its_text_by_nft_1_0_6():
 )
 def test_hardened_ruleset(probe, expected, decided_by):
     """The limit+log rule without a verdict and the icmpv6 accept do not make any of these unknown."""
-    assert input_verdict(load("hardened"), probe) == Verdict(expected, decided_by, (BASE,))
+    assert probe_verdict(load("hardened"), probe) == Verdict(expected, decided_by, (BASE,))
 
 
 # --- 2-5. rules that look narrow and are not -------------------------------------------------------------
@@ -143,7 +143,7 @@ def test_a_dormant_table_does_not_filter():
     """nft 1.0.6 prints a table's flags correctly only when it has two or more (here dormant and owner)."""
     assert load("dormant_owner")[1]["table"]["flags"] == ["dormant", "owner"]
     for probe in (Probe(OUTSIDE, "tcp", 22), Probe(OUTSIDE6, "udp", 514), Probe(HIS, "tcp", 4444)):
-        assert input_verdict(load("dormant_owner"), probe) == Verdict("accept", "no input base chain filters", ())
+        assert probe_verdict(load("dormant_owner"), probe) == Verdict("accept", "no input base chain filters", ())
 
 
 def test_a_single_misprinted_table_flag_gives_a_verdict_only_where_dormant_and_active_agree():
@@ -166,7 +166,7 @@ def test_a_single_misprinted_table_flag_gives_a_verdict_only_where_dormant_and_a
 def test_flags_that_say_dormant_are_trusted(flags):
     ruleset = load("dormant")
     ruleset[1]["table"]["flags"] = flags  # as nftables >= 1.0.7 prints it
-    assert input_verdict(ruleset, Probe(OUTSIDE, "tcp", 22)) == Verdict("accept", "no input base chain filters", ())
+    assert probe_verdict(ruleset, Probe(OUTSIDE, "tcp", 22)) == Verdict("accept", "no input base chain filters", ())
 
 
 # --- 7-8. several base chains on the hook ----------------------------------------------------------------
@@ -222,7 +222,7 @@ def test_a_later_base_chain_with_policy_drop_drops_what_medinfra_accepted():
     ],
 )
 def test_goto_and_return(probe, expected, decided_by, path):
-    assert input_verdict(load("goto_return"), probe) == Verdict(expected, decided_by, path)
+    assert probe_verdict(load("goto_return"), probe) == Verdict(expected, decided_by, path)
 
 
 @pytest.mark.parametrize(("verb", "chain"), [("jump", "jump_a"), ("goto", "goto_a")])
@@ -233,7 +233,7 @@ def test_a_loop_is_unknown_not_a_recursion_error(verb, chain):
     entry = copy.deepcopy(next(item for item in ruleset if item.get("rule", {}).get("chain") == "input"))
     entry["rule"]["expr"] = [{verb: {"target": chain}}]
     ruleset.insert(ruleset.index(next(item for item in ruleset if item.get("rule", {}).get("chain") == "input")), entry)
-    result = input_verdict(ruleset, Probe(OUTSIDE, "tcp", 22))
+    result = probe_verdict(ruleset, Probe(OUTSIDE, "tcp", 22))
     assert result.verdict == "unknown"
     assert "a jump loop, or more than 16 levels" in result.decided_by
     assert len(result.path) <= 18
@@ -245,7 +245,7 @@ def test_a_jump_to_a_missing_chain_is_unknown():
         item["rule"] for item in ruleset if {"jump": {"target": "allow_all"}} in item.get("rule", {}).get("expr", [])
     )
     jump["expr"] = [{"jump": {"target": "nowhere"}}]
-    result = input_verdict(ruleset, Probe(OUTSIDE, "tcp", 22))
+    result = probe_verdict(ruleset, Probe(OUTSIDE, "tcp", 22))
     assert result.verdict == "unknown"
     assert "no chain 'nowhere'" in result.decided_by
 
@@ -271,7 +271,7 @@ def test_a_jump_to_a_missing_chain_is_unknown():
     ],
 )
 def test_an_unmodelled_match_before_a_verdict_is_unknown(probe, rule, reason):
-    result = input_verdict(load("unmodelled"), probe)
+    result = probe_verdict(load("unmodelled"), probe)
     assert result == Verdict("unknown", f"{BASE} {rule}; {reason}", (BASE,))
 
 
@@ -306,13 +306,13 @@ def test_an_unknown_statement_is_taken_for_a_possible_verdict():
     ruleset = load("hardened")
     rule = next(item["rule"] for item in ruleset if item.get("rule", {}).get("handle") == 14)  # limit + log
     rule["expr"] = [{"queue": {"num": 1}}]
-    result = input_verdict(ruleset, Probe(OUTSIDE, "tcp", 22))
+    result = probe_verdict(ruleset, Probe(OUTSIDE, "tcp", 22))
     assert result.verdict == "unknown"
     assert result.decided_by.endswith("not modelled: statement 'queue {\"num\": 1}'")
 
 
 def test_a_ruleset_that_is_not_nft_json_is_unknown():
-    result = input_verdict([{"rule": {"family": "inet"}}], Probe(OUTSIDE, "tcp", 22))
+    result = probe_verdict([{"rule": {"family": "inet"}}], Probe(OUTSIDE, "tcp", 22))
     assert result.verdict == "unknown"
     assert result.decided_by.startswith("ruleset JSON not understood")
 
@@ -372,7 +372,7 @@ def test_iifname(iifname, decided_by):
     ],
 )
 def test_modelled_expressions(probe, expected, rule):
-    result = input_verdict(load("misc"), probe)
+    result = probe_verdict(load("misc"), probe)
     assert result.verdict == expected
     assert result.decided_by.startswith(f"{BASE} {rule}")
 
@@ -389,7 +389,7 @@ def test_modelled_expressions(probe, expected, rule):
 )
 def test_a_probe_that_is_not_a_tcp_or_udp_packet_is_an_error(probe):
     with pytest.raises(ValueError, match=r"."):
-        input_verdict(load("hardened"), probe)
+        probe_verdict(load("hardened"), probe)
 
 
 # --- 13. rendering ---------------------------------------------------------------------------------------
@@ -416,3 +416,60 @@ def rule_expr(case: str, handle: int) -> list[dict[str, Any]]:
 )
 def test_render_rule(case, handle, text):
     assert render_rule(rule_expr(case, handle)) == text
+
+
+def test_an_unknown_interface_is_not_lo_and_nothing_more():
+    """Without the host's routes the probe's interface is unknown: `iifname "lo"` cannot match a packet from another
+    host, but `iifname "eth*" accept` may, so no verdict is given rather than a drop."""
+    result = verdict("iifname", OUTSIDE, "tcp", 22)
+    assert result.verdict == "unknown", result
+    assert 'iifname "eth*" accept' in result.decided_by and "interface the probe uses is not known" in result.decided_by
+
+
+# --- 13. the forward hook (a zone firewall) ---------------------------------------------------------------
+
+CLINICAL = "10.231.50.128"
+HIS_APP = "10.231.20.10"
+FORWARD = "inet medinfra forward"
+
+
+def forward_probe(**changes: Any) -> Probe:
+    fields = {"daddr": HIS_APP, "hook": "forward", "iifname": "eth1", "oifname": "eth2", **changes}
+    return Probe(CLINICAL, "tcp", 443, **fields)
+
+
+def test_a_routed_packet_is_judged_by_the_forward_chain_with_its_interfaces():
+    assert probe_verdict(load("forward"), forward_probe()) == Verdict(
+        "accept",
+        f'{FORWARD} rule 2 (handle 5): iifname "eth1" oifname "eth2" ip saddr 10.231.50.0/24 ip daddr 10.231.20.10 '
+        "tcp dport 443 accept",
+        (FORWARD,),
+    )
+    # The same packet arriving by another interface misses that rule and is dropped at the end.
+    assert probe_verdict(load("forward"), forward_probe(iifname="eth3")).decided_by == (
+        f"{FORWARD} rule 4 (handle 7): counter drop"
+    )
+
+
+def test_an_unknown_output_interface_gives_no_verdict():
+    result = probe_verdict(load("forward"), forward_probe(oifname=None))
+    assert result.verdict == "unknown" and 'oifname "eth2"' in result.decided_by, result
+
+
+def test_the_input_hook_ignores_forward_chains_and_the_forward_hook_input_chains():
+    inbound = Probe(CLINICAL, "tcp", 443, iifname="eth1")
+    assert probe_verdict(load("forward"), inbound) == Verdict("drop", "inet medinfra input policy drop", (BASE,))
+    assert probe_verdict(load("hardened"), forward_probe()) == Verdict("accept", "no forward base chain filters", ())
+
+
+def test_an_output_interface_on_the_input_hook_is_not_modelled():
+    ruleset = load("iifname")
+    rule = next(item["rule"] for item in ruleset if "rule" in item and "eth*" in json.dumps(item))
+    rule["expr"][0]["match"]["left"]["meta"]["key"] = "oifname"
+    result = probe_verdict(ruleset, Probe(OUTSIDE, "tcp", 22, iifname="eth0"))
+    assert result.verdict == "unknown" and "oifname on the input hook" in result.decided_by, result
+
+
+def test_a_probe_on_another_hook_is_refused():
+    with pytest.raises(ValueError, match="hook"):
+        probe_verdict(load("hardened"), Probe(OUTSIDE, "tcp", 22, hook="output"))

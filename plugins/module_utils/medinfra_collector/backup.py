@@ -8,25 +8,14 @@ import os
 import time
 from collections.abc import Mapping
 
-from .base import Json, file_facts, iso_utc, read_text, run, unavailable
+from .base import Json, file_facts, iso_utc, read_text, unavailable
+from .network import local_addresses
 
 BACKUP_DIRECTORY = "/etc/medinfra/backup"
 
 BACKUP_STATE_DIRECTORY = "/var/lib/medinfra-backup"
 
 BACKUP_JOBS = ("run", "check", "drill")
-
-def local_addresses() -> list[str]:
-    """Every address of this host's interfaces (loopback included), from `ip -json address`."""
-    rc, out, _ = run(["ip", "-json", "address", "show"])
-    if rc != 0:
-        return []
-    try:
-        interfaces = json.loads(out)
-    except ValueError:
-        return []
-    return sorted({info["local"] for interface in interfaces for info in interface.get("addr_info", [])
-                   if isinstance(info, dict) and "local" in info})
 
 def backup_moment(state: Mapping[str, Json], metric: str) -> str | None:
     value = state.get(f"medinfra_backup_{metric}")
@@ -68,11 +57,11 @@ def backup_set_facts(
                    for job in BACKUP_JOBS},
     }
 
-def collect_backup(services: Json, directory: str = BACKUP_DIRECTORY, state_directory: str = BACKUP_STATE_DIRECTORY,
-                   now: float | None = None) -> Json:
+def collect_backup(services: Json, network: Json, directory: str = BACKUP_DIRECTORY,
+                   state_directory: str = BACKUP_STATE_DIRECTORY, now: float | None = None) -> Json:
     """The host's backup sets (role backup) with their last outcomes, and its repository password file."""
     units = services.get("units", {}) if isinstance(services, dict) else {}
-    addresses = local_addresses()
+    addresses = local_addresses(network)
     moment = time.time() if now is None else now
     sets = []
     for path in sorted(glob.glob(f"{directory}/sets/*.json")):

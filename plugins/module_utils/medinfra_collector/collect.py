@@ -28,6 +28,7 @@ from .host import (
 )
 from .logs import collect_logging
 from .monitoring import collect_monitoring
+from .network import collect_network
 from .pam import collect_pam
 from .pki import collect_pki
 from .services import collect_services, collect_sockets
@@ -53,6 +54,7 @@ def collect() -> dict[str, Json]:
         "pam": collect_pam,
         "sockets": collect_sockets,
         "nftables": collect_nftables,
+        "network": collect_network,
         "segmentation": collect_segmentation,
         "services": collect_services,
         "packages": collect_packages,
@@ -74,7 +76,7 @@ def collect() -> dict[str, Json]:
     facts = {name: safe(section) for name, section in independent.items()}
     facts["tls"] = safe(lambda: collect_tls(facts["sockets"]))
     facts["turn"] = safe(lambda: with_turn_tls_endpoints(facts["turn"], facts["tls"]))
-    facts["backup"] = safe(lambda: collect_backup(facts["services"]))
+    facts["backup"] = safe(lambda: collect_backup(facts["services"], facts["network"]))
     return {
         "schema": EVIDENCE_SCHEMA,
         "collector_version": COLLECTOR_VERSION,

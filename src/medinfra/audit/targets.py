@@ -29,6 +29,7 @@ INVENTORY_VIEW = {
     "site": "medinfra_site",
     "zones": "medinfra_zones",
     "flows_in": "medinfra_flows_in",
+    "forwarded_flows": "medinfra_forwarded_flows",
     "data_paths": "medinfra_data_paths",
 }
 
@@ -65,6 +66,7 @@ def inventory_view(hostvars: Mapping[str, Any]) -> dict[str, Any]:
     view["groups"] = sorted(view["groups"] or [])
     view["zones"] = list(view["zones"] or [])
     view["flows_in"] = list(view["flows_in"] or [])
+    view["forwarded_flows"] = list(view["forwarded_flows"] or [])
     view["data_paths"] = list(view["data_paths"] or [])
     return view
 

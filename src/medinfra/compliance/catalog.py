@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 from referencing import Registry, Resource
 
+from medinfra.compliance.checks import operator_schema
 from medinfra.compliance.evidence_schema import missing_fact_paths
 from medinfra.compliance.model import (
     FRAMEWORKS,
@@ -38,7 +39,7 @@ SCHEMA_DIR = CATALOG_DIR / "schemas"
 def schema_registry() -> Registry:
     resources = []
     for path in sorted(SCHEMA_DIR.glob("*.schema.json")):
-        contents = json.loads(path.read_text(encoding="utf-8"))
+        contents = schema(path.name.removesuffix(".schema.json"))
         resources.append((contents["$id"], Resource.from_contents(contents)))
         resources.append((path.name, Resource.from_contents(contents)))
     registry: Registry = Registry().with_resources(resources)
@@ -48,6 +49,12 @@ def schema_registry() -> Registry:
 @cache
 def schema(name: str) -> dict[str, Any]:
     loaded: dict[str, Any] = json.loads((SCHEMA_DIR / f"{name}.schema.json").read_text(encoding="utf-8"))
+    if name == "control":
+        # The check language's operators live in one place, its registry, which gives their part of the schema.
+        alternatives, arguments = operator_schema()
+        check = loaded["$defs"]["check"]
+        check["oneOf"] = [*check["oneOf"], *alternatives]
+        check["properties"] = {**check["properties"], **arguments}
     return loaded
 
 

@@ -20,26 +20,6 @@ from medinfra.collector import compare_debian_versions
 
 PathPart = str | int
 Outcome_ = Literal["pass", "fail", "error"]
-OPERATORS = (
-    "equals",
-    "not_equals",
-    "in",
-    "not_in",
-    "matches",
-    "not_matches",
-    "at_least",
-    "at_most",
-    "contains",
-    "not_contains",
-    "subset_of",
-    "empty",
-    "exists",
-    "mode_within",
-    "version_at_least",
-    "days_since_at_most",
-    "days_since_at_least",
-    "days_until_at_least",
-)
 QUANTIFIERS = ("every", "some", "none")
 EXCERPT_ITEMS = 20
 EXCERPT_TEXT = 300
@@ -162,72 +142,200 @@ def _numeric(value: Any, limit: float, test: Callable[[float, float], bool], wor
     return test(number, limit), f"{value} is {'' if test(number, limit) else 'not '}{word} {limit:g}"
 
 
-def apply_operator(operator: str, argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
-    """(passed, why) of one operator on one value."""
-    if operator == "exists":
-        present = value is not MISSING and value is not None
-        return present == argument, f"{'present' if present else 'absent'}"
-    if operator == "empty":
-        if value is MISSING:
-            return False, "absent from the evidence"  # an unread list is not an empty one
-        if value is None:
-            return bool(argument), "none"
-        if not isinstance(value, list | Mapping | str):
-            return False, f"{value!r} is not a list"
-        return (len(value) == 0) == argument, f"{len(value)} item(s)"
+# --- operators: each a small function of (argument, value, now) -> (passed, why), registered with the JSON Schema
+# of its argument; the control schema's operator alternatives are generated from this registry.
+
+OperatorTest = Callable[[Any, Any, datetime], tuple[bool, str]]
+SCALAR_SCHEMA: dict[str, Any] = {"$ref": "#/$defs/scalar"}
+SCALARS_SCHEMA: dict[str, Any] = {"type": "array", "minItems": 1, "items": SCALAR_SCHEMA}
+
+
+@dataclass(frozen=True)
+class Operator:
+    name: str
+    argument: dict[str, Any]  # JSON Schema of the argument in a control
+    test: OperatorTest
+    judges_absence: bool = False  # whether it decides on a value absent from the evidence itself
+
+
+OPERATORS: dict[str, Operator] = {}
+
+
+def operator(
+    name: str, argument: dict[str, Any], judges_absence: bool = False
+) -> Callable[[OperatorTest], OperatorTest]:
+    def register(test: OperatorTest) -> OperatorTest:
+        OPERATORS[name] = Operator(name, argument, test, judges_absence)
+        return test
+
+    return register
+
+
+def operator_schema() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The control schema's part for operators: one `required` alternative each, and each argument's schema."""
+    return [{"required": [name]} for name in OPERATORS], {name: op.argument for name, op in OPERATORS.items()}
+
+
+@operator("exists", {"type": "boolean"}, judges_absence=True)
+def _exists(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
+    present = value is not MISSING and value is not None
+    return present == argument, f"{'present' if present else 'absent'}"
+
+
+@operator("empty", {"type": "boolean"}, judges_absence=True)
+def _empty(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
     if value is MISSING:
+        return False, "absent from the evidence"  # an unread list is not an empty one
+    if value is None:
+        return bool(argument), "none"
+    if not isinstance(value, list | Mapping | str):
+        return False, f"{value!r} is not a list"
+    return (len(value) == 0) == argument, f"{len(value)} item(s)"
+
+
+@operator("equals", SCALAR_SCHEMA)
+def _equals(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
+    return same(value, argument), f"{value!r} {'=' if same(value, argument) else '!='} {argument!r}"
+
+
+@operator("not_equals", SCALAR_SCHEMA)
+def _not_equals(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
+    return not same(value, argument), f"{value!r} {'=' if same(value, argument) else '!='} {argument!r}"
+
+
+def _one_of(argument: Any, value: Any) -> tuple[bool, str]:
+    found = any(same(value, option) for option in argument)
+    return found, f"{value!r} {'is' if found else 'is not'} in {argument!r}"
+
+
+@operator("in", SCALARS_SCHEMA)
+def _in(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
+    return _one_of(argument, value)
+
+
+@operator("not_in", SCALARS_SCHEMA)
+def _not_in(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
+    found, why = _one_of(argument, value)
+    return not found, why
+
+
+def _search(pattern: str, value: Any) -> tuple[bool | None, str]:
+    if value is None or isinstance(value, list | Mapping):
+        return None, f"{value!r} is no text to match"  # not "None": an absent answer matches nothing
+    found = re.search(pattern, str(value)) is not None
+    return found, f"{value!r} {'matches' if found else 'does not match'} /{pattern}/"
+
+
+@operator("matches", {"type": "string", "minLength": 1})
+def _matches(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
+    found, why = _search(argument, value)
+    return found is True, why
+
+
+@operator("not_matches", {"type": "string", "minLength": 1})
+def _not_matches(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
+    found, why = _search(argument, value)
+    return found is False, why
+
+
+@operator("at_least", {"type": "number"})
+def _at_least(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
+    return _numeric(value, argument, lambda v, limit: v >= limit, "at least")
+
+
+@operator("at_most", {"type": "number"})
+def _at_most(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
+    return _numeric(value, argument, lambda v, limit: v <= limit, "at most")
+
+
+def _holds(argument: Any, value: Any) -> tuple[bool | None, str]:
+    if isinstance(value, str):
+        found = str(argument) in value
+    elif isinstance(value, list):
+        found = any(same(item, argument) for item in value)
+    else:
+        return None, f"{value!r} is neither a list nor text"
+    return found, f"{argument!r} {'found' if found else 'not found'}"
+
+
+@operator("contains", SCALAR_SCHEMA)
+def _contains(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
+    found, why = _holds(argument, value)
+    return found is True, why
+
+
+@operator("not_contains", SCALAR_SCHEMA)
+def _not_contains(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
+    found, why = _holds(argument, value)
+    return found is False, why
+
+
+@operator("subset_of", {"type": "array", "items": SCALAR_SCHEMA})
+def _subset_of(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
+    if not isinstance(value, list):
+        return False, f"{value!r} is not a list"
+    extra = [item for item in value if not any(same(item, allowed) for allowed in argument)]
+    return not extra, f"not allowed: {extra!r}" if extra else "all allowed"
+
+
+@operator("mode_within", {"type": "string", "pattern": "^0?[0-7]{3,4}$"})
+def _mode_within(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
+    if not isinstance(value, str) or not re.fullmatch(r"[0-7]{3,4}", value):
+        return False, f"{value!r} is not a file mode"
+    extra_bits = int(value, 8) & ~int(argument, 8)
+    return extra_bits == 0, f"mode {value} {'within' if not extra_bits else 'exceeds'} {argument}"
+
+
+@operator("version_at_least", {"type": "string", "minLength": 1})
+def _version_at_least(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
+    if not isinstance(value, str):
+        return False, f"{value!r} is not a version"
+    passed = compare_debian_versions(value, argument) >= 0
+    return passed, f"version {value} {'>=' if passed else '<'} {argument}"
+
+
+def _days_since(value: Any, now: datetime) -> tuple[float | None, str]:
+    """Days from the time in `value` to now (negative for a future time), or None and why not."""
+    moment = as_time(value)
+    if moment is None:
+        return None, f"{value!r} is not a time" if value is not None else "never"
+    return (now - moment).total_seconds() / 86400, ""
+
+
+@operator("days_since_at_most", {"type": "number", "minimum": 0})
+def _days_since_at_most(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
+    days, why = _days_since(value, now)
+    if days is None:
+        return False, why
+    return days <= argument, f"{days:.1f} days ago (limit {argument:g})"
+
+
+@operator("days_since_at_least", {"type": "number"})
+def _days_since_at_least(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
+    days, why = _days_since(value, now)
+    if days is None:
+        return False, why
+    when = f"{days:.1f} days ago" if days >= 0 else f"{-days:.1f} days in the future"
+    return days >= argument, f"{when} (need at least {argument:g} days ago)"
+
+
+@operator("days_until_at_least", {"type": "number"})
+def _days_until_at_least(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
+    days, why = _days_since(value, now)
+    if days is None:
+        return False, why
+    return -days >= argument, f"{-days:.1f} days left (need {argument:g})"
+
+
+def apply_operator(name: str, argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
+    """(passed, why) of one operator on one value; a value absent from the evidence passes none but those that
+    judge absence themselves."""
+    registered = OPERATORS.get(name)
+    if registered is None:
+        raise ValueError(f"unknown operator {name}")
+    if value is MISSING and not registered.judges_absence:
         return False, "absent from the evidence"
-    if operator == "equals":
-        return same(value, argument), f"{value!r} {'=' if same(value, argument) else '!='} {argument!r}"
-    if operator == "not_equals":
-        return not same(value, argument), f"{value!r} {'=' if same(value, argument) else '!='} {argument!r}"
-    if operator in ("in", "not_in"):
-        found = any(same(value, option) for option in argument)
-        return found == (operator == "in"), f"{value!r} {'is' if found else 'is not'} in {argument!r}"
-    if operator in ("matches", "not_matches"):
-        if value is None or isinstance(value, list | Mapping):
-            return False, f"{value!r} is no text to match"  # not "None": an absent answer matches nothing
-        found = re.search(argument, str(value)) is not None
-        return found == (operator == "matches"), f"{value!r} {'matches' if found else 'does not match'} /{argument}/"
-    if operator == "at_least":
-        return _numeric(value, argument, lambda v, limit: v >= limit, "at least")
-    if operator == "at_most":
-        return _numeric(value, argument, lambda v, limit: v <= limit, "at most")
-    if operator in ("contains", "not_contains"):
-        if isinstance(value, str):
-            found = str(argument) in value
-        elif isinstance(value, list):
-            found = any(same(item, argument) for item in value)
-        else:
-            return False, f"{value!r} is neither a list nor text"
-        return found == (operator == "contains"), f"{argument!r} {'found' if found else 'not found'}"
-    if operator == "subset_of":
-        if not isinstance(value, list):
-            return False, f"{value!r} is not a list"
-        extra = [item for item in value if not any(same(item, allowed) for allowed in argument)]
-        return not extra, f"not allowed: {extra!r}" if extra else "all allowed"
-    if operator == "mode_within":
-        if not isinstance(value, str) or not re.fullmatch(r"[0-7]{3,4}", value):
-            return False, f"{value!r} is not a file mode"
-        extra_bits = int(value, 8) & ~int(argument, 8)
-        return extra_bits == 0, f"mode {value} {'within' if not extra_bits else 'exceeds'} {argument}"
-    if operator == "version_at_least":
-        if not isinstance(value, str):
-            return False, f"{value!r} is not a version"
-        passed = compare_debian_versions(value, argument) >= 0
-        return passed, f"version {value} {'>=' if passed else '<'} {argument}"
-    if operator in ("days_since_at_most", "days_since_at_least", "days_until_at_least"):
-        moment = as_time(value)
-        if moment is None:
-            return False, f"{value!r} is not a time" if value is not None else "never"
-        days = (now - moment).total_seconds() / 86400
-        if operator == "days_since_at_most":
-            return days <= argument, f"{days:.1f} days ago (limit {argument:g})"
-        if operator == "days_since_at_least":
-            when = f"{days:.1f} days ago" if days >= 0 else f"{-days:.1f} days in the future"
-            return days >= argument, f"{when} (need at least {argument:g} days ago)"
-        return -days >= argument, f"{-days:.1f} days left (need {argument:g})"
-    raise ValueError(f"unknown operator {operator}")
+    return registered.test(argument, value, now)
 
 
 def operator_of(check: Mapping[str, Any]) -> str:

@@ -6,11 +6,12 @@ which audit rules watch them. Checks read them under `derived`; a host's evidenc
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from ipaddress import ip_network
+from dataclasses import replace
+from ipaddress import ip_address, ip_network
 from typing import Any
 
 from medinfra.compliance.checks import is_unavailable
-from medinfra.compliance.firewall import Probe, input_verdict
+from medinfra.compliance.firewall import Probe, probe_verdict
 from medinfra.segmentation.rules import MANAGEMENT_PURPOSE
 from medinfra.topology.checks import parse_port_range
 
@@ -18,6 +19,8 @@ SSH_PORT = 22
 # A port no medinfra role opens, and sources outside every site (RFC 5737 / RFC 3849 documentation ranges).
 CLOSED_PORT = 4444
 OUTSIDE_SOURCES = ("203.0.113.10", "2001:db8::10")
+# New connections from a zone to outside the site that a zone firewall must not route unless declared: web, DNS.
+EGRESS_SAMPLES = (("tcp", 443), ("udp", 53))
 
 
 def unavailable(reason: str) -> dict[str, str]:
@@ -26,7 +29,7 @@ def unavailable(reason: str) -> dict[str, str]:
 
 def derived_views(facts: Mapping[str, Any], inventory: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "firewall": firewall_view(facts.get("nftables"), inventory),
+        "firewall": firewall_view(facts.get("nftables"), facts.get("network"), inventory),
         "storage": storage_view(facts.get("mounts"), inventory),
         "audit": audit_view(facts.get("auditd"), inventory),
     }
@@ -35,8 +38,10 @@ def derived_views(facts: Mapping[str, Any], inventory: Mapping[str, Any]) -> dic
 def zone_sample(cidr: str) -> str:
     """One host address inside a zone (its middle one, which a rule for the zone's first hosts does not cover)."""
     network = ip_network(cidr, strict=False)
-    return str(network.network_address + network.num_addresses // 2) if network.num_addresses > 2 else str(
-        network.network_address
+    return (
+        str(network.network_address + network.num_addresses // 2)
+        if network.num_addresses > 2
+        else str(network.network_address)
     )
 
 
@@ -64,8 +69,9 @@ def firewall_probes(
         if zone.get("purpose") == MANAGEMENT_PURPOSE:
             probes.append(("ssh_from_management", "accept", Probe(source, "tcp", SSH_PORT)))
         elif declared:
-            probes.append((f"ssh_from_zone_{zone['name']} (declared flow: {declared})", "accept",
-                           Probe(source, "tcp", SSH_PORT)))
+            probes.append(
+                (f"ssh_from_zone_{zone['name']} (declared flow: {declared})", "accept", Probe(source, "tcp", SSH_PORT))
+            )
         else:
             probes.append((f"ssh_from_zone_{zone['name']}", "drop", Probe(source, "tcp", SSH_PORT)))
         if zone.get("name") == own_zone:
@@ -77,8 +83,98 @@ def firewall_probes(
     return probes
 
 
-def firewall_view(nftables: Any, inventory: Mapping[str, Any]) -> Any:
-    """What the host's nftables ruleset, evaluated as the kernel would, does with each probe packet."""
+def route_device(network: Any, address: str) -> str | None:
+    """The interface the host's main routing table sends `address` by: with the symmetric routing that strict
+    reverse-path filtering enforces, also the one a packet from it arrives on. None when the routes are unknown,
+    or the address has no route or an unreachable, blackhole or prohibit one."""
+    if not isinstance(network, Mapping) or not isinstance(network.get("routes"), list):
+        return None
+    target = ip_address(address)
+    best: tuple[int, str | None] | None = None
+    for route in network["routes"]:
+        if not isinstance(route, Mapping):
+            continue
+        destination = str(route.get("destination"))
+        everything = "0.0.0.0/0" if target.version == 4 else "::/0"
+        try:
+            net = ip_network(everything if destination == "default" else destination, strict=False)
+        except ValueError:
+            continue
+        if net.version == target.version and target in net and (best is None or net.prefixlen > best[0]):
+            device = route.get("device") if route.get("type", "unicast") == "unicast" else None
+            best = (net.prefixlen, str(device) if device else None)
+    return best[1] if best else None
+
+
+def covered(flows: Iterable[Mapping[str, Any]], probe: Probe) -> str | None:
+    """The purpose of the forwarded flow that routes this packet, if one does."""
+    source, destination = ip_address(probe.saddr), ip_address(str(probe.daddr))
+    for flow in flows:
+        ranges = [parse_port_range(p) for p in flow.get("ports") or ()]
+        if (
+            flow.get("proto") == probe.protocol
+            and any(source in ip_network(net) for net in flow.get("sources") or ())
+            and any(destination in ip_network(net) for net in flow.get("destinations") or ())
+            and any(a <= probe.dport <= b for a, b in ranges)
+        ):
+            return str(flow.get("purpose") or "declared flow")
+    return None
+
+
+def forward_probes(
+    zones: Iterable[Mapping[str, Any]], flows: Iterable[Mapping[str, Any]], network: Any
+) -> list[tuple[str, str, Probe]]:
+    """(purpose, intended verdict, packet) of the new connections a zone firewall must judge: between every two
+    zones a port nothing opens and SSH, from every zone to outside the site (egress) and from outside into every
+    zone; each dropped unless a forwarded flow of the topology routes it (then accepted, and named). Each packet
+    enters and leaves by the interfaces the host's routes give."""
+    flows = list(flows)
+    samples = [(str(zone["name"]), zone_sample(str(zone["cidr"]))) for zone in zones]
+    outside = OUTSIDE_SOURCES[0]
+    packets: list[tuple[str, str, str, int, str]] = []  # purpose, source, protocol, port, destination
+    for name, source in samples:
+        for other, destination in samples:
+            if other != name:
+                packets.append((f"closed_port_between_zones {name}->{other}", source, "tcp", CLOSED_PORT, destination))
+                packets.append((f"ssh_between_zones {name}->{other}", source, "tcp", SSH_PORT, destination))
+        for protocol, port in EGRESS_SAMPLES:
+            packets.append((f"egress_from_zone {name}", source, protocol, port, outside))
+        packets.append((f"from_outside_to_zone {name}", outside, "tcp", 443, source))
+    probes = []
+    for purpose, source, protocol, port, destination in packets:
+        probe = Probe(
+            source,
+            protocol,
+            port,
+            daddr=destination,
+            hook="forward",
+            iifname=route_device(network, source),
+            oifname=route_device(network, destination),
+        )
+        declared = covered(flows, probe)
+        named = f"{purpose} (declared flow: {declared})" if declared else purpose
+        probes.append((named, "accept" if declared else "drop", probe))
+    return probes
+
+
+def judged(purpose: str, intended: str, probe: Probe, ruleset: list[dict[str, Any]]) -> dict[str, str]:
+    """One probe's verdict as the evidence shows it."""
+    verdict = probe_verdict(ruleset, probe)
+    to = f" to {probe.daddr}" if probe.daddr else ""
+    via = "".join(f", {word} {name}" for word, name in (("in", probe.iifname), ("out", probe.oifname)) if name)
+    packet = f"new {probe.protocol} from {probe.saddr}{to} port {probe.dport}{via}"
+    return {
+        "purpose": purpose,
+        "intended": intended,
+        "verdict": verdict.verdict,
+        # One line a finding can quote: what happened to which packet, and the rule that decided it.
+        "outcome": f"{verdict.verdict}: {packet}, by {verdict.decided_by}",
+    }
+
+
+def firewall_view(nftables: Any, network: Any, inventory: Mapping[str, Any]) -> Any:
+    """What the host's nftables ruleset, evaluated as the kernel would, does with each probe packet (arriving by
+    the interface the host's routes give), and on a zone firewall what its forward hook does with routed ones."""
     if not isinstance(nftables, Mapping):
         return unavailable("no nftables evidence")
     if is_unavailable(nftables):
@@ -89,22 +185,25 @@ def firewall_view(nftables: Any, inventory: Mapping[str, Any]) -> Any:
     zones = [z for z in inventory.get("zones") or () if isinstance(z, Mapping) and "cidr" in z]
     if not any(z.get("purpose") == MANAGEMENT_PURPOSE for z in zones):
         return unavailable("the inventory names no management zone, so SSH from management cannot be probed")
-    probes = []
-    for purpose, intended, probe in firewall_probes(zones, inventory.get("zone"), inventory.get("flows_in") or ()):
-        verdict = input_verdict(ruleset, probe)
-        packet = f"new {probe.protocol} from {probe.saddr} to port {probe.dport}"
-        probes.append(
-            {
-                "purpose": purpose,
-                "intended": intended,
-                "verdict": verdict.verdict,
-                # One line a finding can quote: what happened to which packet, and the rule that decided it.
-                "outcome": f"{verdict.verdict}: {packet}, by {verdict.decided_by}",
-            }
+    view: dict[str, Any] = {
+        "input_probes": [
+            judged(purpose, intended, replace(probe, iifname=route_device(network, probe.saddr)), ruleset)
+            for purpose, intended, probe in firewall_probes(
+                zones, inventory.get("zone"), inventory.get("flows_in") or ()
+            )
+        ]
+    }
+    if "zone_firewall" in (inventory.get("services") or ()):
+        flows = inventory.get("forwarded_flows") or ()
+        view["forward_probes"] = (
+            [
+                judged(purpose, intended, probe, ruleset)
+                for purpose, intended, probe in forward_probes(zones, flows, network)
+            ]
+            if flows
+            else unavailable("the inventory gives this zone firewall no forwarded flows (medinfra_forwarded_flows)")
         )
-    return {"input_probes": probes}
-
-
+    return view
 
 
 def data_paths(inventory: Mapping[str, Any]) -> list[str] | str:
@@ -137,8 +236,13 @@ def storage_view(mounts: Any, inventory: Mapping[str, Any]) -> Any:
             continue
         mount = max(holders, key=lambda m: len(str(m["mountpoint"])))
         phi.append(
-            {"path": path, "mountpoint": mount["mountpoint"], "device": mount.get("device"),
-             "fstype": mount.get("fstype"), "encrypted": mount.get("encrypted") is True}
+            {
+                "path": path,
+                "mountpoint": mount["mountpoint"],
+                "device": mount.get("device"),
+                "fstype": mount.get("fstype"),
+                "encrypted": mount.get("encrypted") is True,
+            }
         )
     return {"phi_paths": phi}
 

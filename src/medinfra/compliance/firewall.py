@@ -1,4 +1,4 @@
-"""What the kernel's nftables input hook does with one new inbound connection, from `nft -j list ruleset`.
+"""What the kernel's nftables input or forward hook does with one new connection, from `nft -j list ruleset`.
 
 A compliance PASS is built on the `accept`/`drop` this module returns, so it walks the ruleset as the kernel
 does rather than judging a rule by its shape: `ip saddr 0.0.0.0/0`, a `jump` to a chain that accepts, or a set
@@ -50,6 +50,7 @@ _OTHER_TRANSPORTS = frozenset({"icmp", "icmpv6", "igmp", "dccp", "gre", "esp", "
 _NFPROTOS = {"ipv4": 2, "ipv6": 10}
 _ETHERTYPES = {"ip": 0x0800, "arp": 0x0806, "vlan": 0x8100, "ip6": 0x86DD}
 _HOOK_FAMILIES = {4: frozenset({"inet", "ip"}), 6: frozenset({"inet", "ip6"})}
+_HOOKS = frozenset({"input", "forward"})
 # Statements that neither decide nor stop a rule.
 _HARMLESS_STATEMENTS = frozenset({"counter", "log", "notrack", "dup", "ct helper"})
 # Statements that act as a match which may fail (over the rate, the quota, the connection count, a full set).
@@ -63,16 +64,20 @@ _BINARY_OPERATORS = ("&", "|", "^", "<<", ">>")
 
 @dataclass(frozen=True)
 class Probe:
-    """One new inbound connection. `daddr=None`: no destination address is known, so a rule that matches on
-    one cannot be decided."""
+    """One new connection through `hook` ("input": to this host; "forward": routed through it). `daddr=None`: no
+    destination address is known, so a rule that matches on one cannot be decided. `iifname`/`oifname=None`: the
+    interface is not known, so a rule that matches on one cannot be decided, but for "lo", which a packet from
+    another host never arrives on."""
 
     saddr: str
     protocol: str
     dport: int
     daddr: str | None = None
     sport: int = 40000
-    iifname: str = "probe0"
+    iifname: str | None = None
+    oifname: str | None = None
     ct_state: str = "new"
+    hook: str = "input"
 
 
 @dataclass(frozen=True)
@@ -128,7 +133,7 @@ class _Field:
     text: str
     value: Any
     parse: Callable[[Any], Any]
-    ifname: bool = False  # a trailing `*` in a literal matches any suffix
+    ifname: bool = False  # an interface: iif/oif, or iifname/oifname where a trailing `*` matches any suffix
     bitmask: bool = False  # op `in` is a flag test, `==` an exact compare
 
 
@@ -150,15 +155,15 @@ class _Outcome:
 # --- public API --------------------------------------------------------------------------------------------
 
 
-def input_verdict(ruleset: list[dict[str, Any]], probe: Probe) -> Verdict:
-    """The verdict of the input hook on `probe`, from the list under `nft -j list ruleset`'s "nftables" key.
+def probe_verdict(ruleset: list[dict[str, Any]], probe: Probe) -> Verdict:
+    """The verdict of the probe's hook on it, from the list under `nft -j list ruleset`'s "nftables" key.
 
     Raises ValueError for a probe that is not a TCP or UDP packet with valid addresses; a ruleset that cannot
     be read gives `unknown`, because an audit must report it rather than stop."""
     saddr, daddr = _probe_addresses(probe)
     try:
         index = _index(ruleset)
-        unreadable = [key for key in _unreadable_tables(index) if _filters(index, key, saddr.version)]
+        unreadable = [key for key in _unreadable_tables(index) if _filters(index, key, probe.hook, saddr.version)]
         if len(unreadable) > MAX_UNREADABLE_TABLES:
             return Verdict("unknown", f"{len(unreadable)} tables have misprinted flags", ())
         worlds = [
@@ -188,6 +193,8 @@ def _probe_addresses(probe: Probe) -> tuple[IPv4Address | IPv6Address, IPv4Addre
     for port in (probe.dport, probe.sport):
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"probe port out of range: {port!r}")
+    if probe.hook not in _HOOKS:
+        raise ValueError(f"probe hook must be one of {sorted(_HOOKS)}, not {probe.hook!r}")
     if probe.ct_state not in _CT_STATES:
         raise ValueError(f"probe ct_state must be one of {sorted(_CT_STATES)}, not {probe.ct_state!r}")
     saddr = ip_address(probe.saddr)
@@ -238,14 +245,14 @@ def _table_label(key: tuple[str, str]) -> str:
     return " ".join(key)
 
 
-def _input_chains(index: _Index, version: int) -> Iterator[dict[str, Any]]:
+def _hook_chains(index: _Index, hook: str, version: int) -> Iterator[dict[str, Any]]:
     for (family, _, _), chain in index.chains.items():
-        if chain.get("hook") == "input" and family in _HOOK_FAMILIES[version]:
+        if chain.get("hook") == hook and family in _HOOK_FAMILIES[version]:
             yield chain
 
 
-def _filters(index: _Index, table: tuple[str, str], version: int) -> bool:
-    return any((chain["family"], chain["table"]) == table for chain in _input_chains(index, version))
+def _filters(index: _Index, table: tuple[str, str], hook: str, version: int) -> bool:
+    return any((chain["family"], chain["table"]) == table for chain in _hook_chains(index, hook, version))
 
 
 def _priority(chain: Mapping[str, Any]) -> int:
@@ -273,7 +280,7 @@ def _evaluate(
 ) -> _Outcome:
     """Run the base chains in ascending priority (the listing's order among equals); `accept` passes the packet
     on to the next one, anything else is final."""
-    chains = [c for c in _input_chains(index, saddr.version) if (c["family"], c["table"]) not in dormant]
+    chains = [c for c in _hook_chains(index, probe.hook, saddr.version) if (c["family"], c["table"]) not in dormant]
     path: list[str] = []
     last: _Outcome | None = None
     for chain in sorted(chains, key=_priority):
@@ -284,7 +291,7 @@ def _evaluate(
             return _Outcome(outcome.verdict, outcome.decided_by, tuple(path))
         last = outcome
     if last is None:
-        return _Outcome("accept", "no input base chain filters")
+        return _Outcome("accept", f"no {probe.hook} base chain filters")
     return _Outcome("accept", last.decided_by, tuple(path))
 
 
@@ -326,7 +333,8 @@ def _base_chain(scope: _Scope, chain: Mapping[str, Any]) -> _Outcome:
     if chain.get("type", "filter") != "filter":
         if scope.index.rules.get((*scope.table, base)) or policy.verdict != "accept":
             return _Outcome(
-                "unknown", f"{label}: a {chain.get('type')} chain on the input hook is not modelled", (label,)
+                "unknown", f"{label}: a {chain.get('type')} chain on the {scope.probe.hook} hook is not modelled",
+                (label,),
             )
         return policy
     path = [label]
@@ -495,13 +503,19 @@ def _element_matches(key: _Field, element: Any) -> bool:
         low, high = (key.parse(bound) for bound in element["range"])
         return bool(low <= key.value <= high)
     if key.ifname:
-        return _ifname_matches(key.parse(element), key.value)
+        return _ifname_matches(key.parse(element), key.value, wildcard=key.text.endswith("name"))
     return bool(key.parse(element) == key.value)
 
 
-def _ifname_matches(pattern: str, name: str) -> bool:
-    """nft's interface-name compare: a trailing unescaped `*` matches any suffix, `\\*` is a literal star."""
-    if pattern.endswith("*") and not pattern.endswith("\\*"):
+def _ifname_matches(pattern: str, name: str | None, wildcard: bool) -> bool:
+    """nft's interface-name compare: a trailing unescaped `*` matches any suffix (iifname, oifname), `\\*` is a
+    literal star. An unknown interface is not "lo" (the probes come from and go to other hosts), and nothing else
+    can be said of it."""
+    if name is None:
+        if pattern == "lo":
+            return False
+        raise _Unmodelled(f"interface {pattern!r} (which interface the probe uses is not known)")
+    if wildcard and pattern.endswith("*") and not pattern.endswith("\\*"):
         return name.startswith(pattern[:-1].replace("\\*", "*"))
     return name == pattern.replace("\\*", "*")
 
@@ -550,10 +564,12 @@ def _meta_field(key: str, scope: _Scope) -> _Field:
         return _Field("meta nfproto", _NFPROTOS[f"ipv{scope.version}"], _named_number(_NFPROTOS))
     if key == "protocol":
         return _Field("meta protocol", _ETHERTYPES["ip" if scope.version == 4 else "ip6"], _named_number(_ETHERTYPES))
-    if key == "iifname":
-        return _Field("iifname", probe.iifname, _string, ifname=True)
-    if key == "iif":
-        return _Field("iif", probe.iifname, _string)  # nft prints an interface index as its name
+    if key in _IFNAME_KEYS:
+        name = probe.iifname if key.startswith("i") else probe.oifname
+        if key in ("oif", "oifname") and probe.hook == "input":
+            raise _Unmodelled(f"{key} on the input hook")
+        # nft prints an interface index (iif, oif) as its name; only names (iifname, oifname) take a wildcard.
+        return _Field(key, name, _string, ifname=key.endswith("name"))
     raise _Unmodelled(f"meta {key}")
 
 

@@ -23,10 +23,14 @@ from typing import Any
 import pytest
 import yaml
 
+from medinfra.audit.targets import inventory_view
 from medinfra.collector import collector_module
 from medinfra.compliance.catalog import load_catalog
 from medinfra.compliance.evaluate import evaluate_control, evidence_root
 from medinfra.compliance.model import Catalog, HostEvidence, Status
+from medinfra.inventory import build_inventory
+from medinfra.topology.load import load_topology
+from tests.conftest import LAB_TOPOLOGY
 
 HERE = Path(__file__).parent
 FIXTURES = HERE / "fixtures"
@@ -43,6 +47,7 @@ LAB_ZONES = [
     {"name": "guest", "cidr": "10.231.60.0/24", "purpose": "guest"},
 ]
 DEFAULT_INVENTORY = {"services": [], "legacy": False, "zone": "his", "zones": LAB_ZONES}
+LAB_INVENTORY = build_inventory(load_topology(LAB_TOPOLOGY))
 collector = collector_module()
 KINDS = ("pass", "fail", "not_applicable", "error")
 # Coverage kinds each framework must use: HIPAA and GB/T mix all three; the CIS list holds only what controls cover.
@@ -65,6 +70,17 @@ CASES = load_cases()
 @cache
 def catalog() -> Catalog:
     return load_catalog()
+
+
+def lab_inventory(host: str) -> dict[str, Any]:
+    """The host's view as the hospital inventory plugin gives it for the lab (`inventory: lab` in a case)."""
+    groups = sorted(name for name, members in LAB_INVENTORY.groups.items() if host in members)
+    return inventory_view({**LAB_INVENTORY.all_vars, **LAB_INVENTORY.host_vars[host], "group_names": groups})
+
+
+def case_inventory(case: dict[str, Any]) -> dict[str, Any]:
+    inventory = case.get("inventory", DEFAULT_INVENTORY)
+    return lab_inventory(case["base"]) if inventory == "lab" else dict(inventory)
 
 
 @cache
@@ -182,7 +198,7 @@ def case_params() -> list[Any]:
 def test_control_case(control_id, expected, case):
     control = catalog().by_id()[control_id]
     evidence = fixture(case["base"])
-    host = HostEvidence(case["base"], apply_overrides(evidence, case), case.get("inventory", DEFAULT_INVENTORY))
+    host = HostEvidence(case["base"], apply_overrides(evidence, case), case_inventory(case))
     root = evidence_root(host, case.get("site"))
     assert root is not None
     finding = evaluate_control(control, host, root, [], audit_time(evidence))

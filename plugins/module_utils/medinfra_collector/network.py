@@ -1,0 +1,45 @@
+"""Interfaces and routes (`ip -json`): the host's own addresses, and which interface a packet from or to an
+address uses, so that the controller can give its firewall probes the interfaces the kernel would."""
+
+from __future__ import annotations
+
+import json
+
+from .base import Json, command_failure, run
+
+ADDRESS_COMMAND = ["ip", "-json", "address", "show"]
+ROUTE_COMMANDS = (["ip", "-json", "-4", "route", "show", "table", "main"],
+                  ["ip", "-json", "-6", "route", "show", "table", "main"])
+
+def collect_network() -> Json:
+    outputs = []
+    for argv in (ADDRESS_COMMAND, *ROUTE_COMMANDS):
+        rc, out, err = run(argv)
+        if rc != 0:
+            return command_failure(argv, rc, err)
+        outputs.append(out)
+    return network_facts(outputs[0], outputs[1:])
+
+def network_facts(addresses_text: str, route_texts: list[str]) -> Json:
+    """`ip -json address show` and `ip -json route show` (one text per IP version): each interface with its
+    addresses in CIDR form, and each route of the main table with its destination ("default", a network, or an
+    address) and the device it leaves by (none for unreachable, blackhole and prohibit routes)."""
+    interfaces = []
+    for interface in json.loads(addresses_text or "[]"):
+        addresses = [f"{info['local']}/{info['prefixlen']}" for info in interface.get("addr_info", [])
+                     if isinstance(info, dict) and "local" in info and "prefixlen" in info]
+        interfaces.append({"name": str(interface.get("ifname", "")), "state": str(interface.get("operstate", "")),
+                           "addresses": addresses})
+    routes = []
+    for text in route_texts:
+        for route in json.loads(text or "[]"):
+            routes.append({"destination": str(route.get("dst", "")), "type": str(route.get("type", "unicast")),
+                           "device": route.get("dev"), "gateway": route.get("gateway")})
+    return {"interfaces": interfaces, "routes": routes}
+
+def local_addresses(network: Json) -> list[str]:
+    """Every address of the host's interfaces (loopback included), without prefix lengths."""
+    if not isinstance(network, dict) or not isinstance(network.get("interfaces"), list):
+        return []
+    return sorted({address.split("/")[0] for interface in network["interfaces"]
+                   for address in interface.get("addresses", [])})
