@@ -118,4 +118,11 @@ MUTATIONS = (
              "nft add table inet medinfra '{ flags dormant; }'", "dormant"),
     Mutation("guest-01", "firewall_ssh_management_only", "ct state new accepted before the SSH rule",
              "nft insert rule inet medinfra input ct state new accept", "ct state"),
+    Mutation("his-app", "firewall_ssh_management_only", "SSH accepted on eth0, the interface every zone reaches it by",
+             "nft 'insert rule inet medinfra input iifname \"eth0\" tcp dport 22 accept'", 'iifname "eth0"'),
+    # the zone firewall's forward hook
+    Mutation("fw", "zone_firewall_forward_default_drop", "a port accepted between all zones on every eth* interface",
+             "nft 'insert rule inet medinfra forward iifname \"eth*\" tcp dport 4444 accept'", 'iifname "eth*"'),
+    Mutation("fw", "zone_firewall_egress_restricted", "everything to addresses outside 10.0.0.0/8 routed",
+             "nft 'insert rule inet medinfra forward ip daddr != 10.0.0.0/8 accept'", "!= 10.0.0.0/8"),
 )
