@@ -10,7 +10,7 @@ PYTHON ?= python3
 INVENTORY ?= inventories/lab
 
 .PHONY: demo test test-unit test-integration lint deps apt venv lab-up lab-down scale-bench hardening-bench audit-bench \
-	report-bench lynis-bench clean
+	report-bench lynis-bench collector-bench clean
 
 DEMO_KEY := .cache/demo-keys/audit
 # `medinfra lab up` writes the lab's secrets vault-encrypted, with this password file.
@@ -86,6 +86,10 @@ audit-bench: deps
 ## Lynis beside medinfra on a hardened and the legacy lab host (the lab up): agreement and the table.
 lynis-bench: deps
 	python benchmarks/lynis_agreement.py
+
+## The collector's CPU time on a lab host (the lab up): this checkout beside the one before the effective-state audit.
+collector-bench: deps
+	python benchmarks/collector_cpu.py
 
 ## Every report format for 1,000 hosts x 60 controls of synthetic findings: time and peak memory.
 report-bench: venv
