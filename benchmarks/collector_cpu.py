@@ -75,7 +75,7 @@ def main() -> int:
     for name, runs in samples.items():
         cpu, wall = statistics.median(c for c, _ in runs), statistics.median(w for _, w in runs)
         medians[name] = cpu
-        print(f"  {name:<24} {cpu:6.2f} CPU s {wall:6.2f} s   program {len(programs[name]) // 1024} KiB")
+        print(f"  {name:<24} {cpu:6.3f} CPU s {wall:6.3f} s   program {len(programs[name]) // 1024} KiB")
     before, after = medians.values()
     print(f"CPU time change: {100 * (after - before) / before:+.0f}%")
     return 0

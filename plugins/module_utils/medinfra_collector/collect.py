@@ -57,7 +57,7 @@ def collect() -> dict[str, Json]:
         "network": collect_network,
         "segmentation": collect_segmentation,
         "services": collect_services,
-        "packages": collect_packages,
+        "packages": lambda: collect_packages(installed),
         "updates": lambda: collect_updates(installed),
         "files": collect_files,
         "mounts": collect_mounts,

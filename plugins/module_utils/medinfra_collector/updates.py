@@ -151,8 +151,7 @@ def verify_packages(installed: Mapping[str, str], root: str = "/") -> Json:
     return {"packages": checked, "changed_files": changed}
 
 
-def collect_packages() -> Json:
-    installed = installed_packages()
+def collect_packages(installed: dict[str, str]) -> Json:
     if not installed:
         return unavailable("/var/lib/dpkg/status missing or empty (not a Debian-family host)")
     return {"installed": installed, "count": len(installed), "verify": verify_packages(installed)}
