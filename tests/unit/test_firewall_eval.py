@@ -473,3 +473,11 @@ def test_an_output_interface_on_the_input_hook_is_not_modelled():
 def test_a_probe_on_another_hook_is_refused():
     with pytest.raises(ValueError, match="hook"):
         probe_verdict(load("hardened"), Probe(OUTSIDE, "tcp", 22, hook="output"))
+
+
+def test_a_match_on_the_source_port_gives_no_verdict_unless_the_probe_names_one():
+    """A client may send from any port: a rule that accepts some source ports admits the clients that use them."""
+    unknown = probe_verdict(load("ssh_by_source_port"), Probe(OUTSIDE, "tcp", 22))
+    assert unknown.verdict == "unknown" and "a client may send from any port" in unknown.decided_by, unknown
+    assert probe_verdict(load("ssh_by_source_port"), Probe(OUTSIDE, "tcp", 22, sport=55000)).verdict == "accept"
+    assert probe_verdict(load("ssh_by_source_port"), Probe(OUTSIDE, "tcp", 22, sport=40000)).verdict == "drop"

@@ -67,13 +67,14 @@ class Probe:
     """One new connection through `hook` ("input": to this host; "forward": routed through it). `daddr=None`: no
     destination address is known, so a rule that matches on one cannot be decided. `iifname`/`oifname=None`: the
     interface is not known, so a rule that matches on one cannot be decided, but for "lo", which a packet from
-    another host never arrives on."""
+    another host never arrives on. `sport=None`: any port a client may send from, so a rule that matches on the
+    source port cannot be decided (`tcp sport 50000-60999 accept` admits the clients that happen to use one)."""
 
     saddr: str
     protocol: str
     dport: int
     daddr: str | None = None
-    sport: int = 40000
+    sport: int | None = None
     iifname: str | None = None
     oifname: str | None = None
     ct_state: str = "new"
@@ -190,7 +191,7 @@ def _probe_addresses(probe: Probe) -> tuple[IPv4Address | IPv6Address, IPv4Addre
     """The probe's addresses, after checking that the probe is a packet this module can follow."""
     if probe.protocol not in ("tcp", "udp"):
         raise ValueError(f"probe protocol must be tcp or udp, not {probe.protocol!r}")
-    for port in (probe.dport, probe.sport):
+    for port in (probe.dport, *(() if probe.sport is None else (probe.sport,))):
         if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
             raise ValueError(f"probe port out of range: {port!r}")
     if probe.hook not in _HOOKS:
@@ -549,6 +550,8 @@ def _payload_field(protocol: str, name: str, scope: _Scope) -> _Field | None:
     elif protocol in ("tcp", "udp", "th"):
         if protocol not in ("th", probe.protocol):
             return None
+        if name == "sport" and probe.sport is None:
+            raise _Unmodelled(f"{text} (a client may send from any port)")
         if name in ("dport", "sport"):
             return _Field(text, probe.dport if name == "dport" else probe.sport, _port)
     elif protocol in _OTHER_TRANSPORTS:
