@@ -120,6 +120,9 @@ MUTATIONS = (
              "nft insert rule inet medinfra input ct state new accept", "ct state"),
     Mutation("his-app", "firewall_ssh_management_only", "SSH accepted on eth0, the interface every zone reaches it by",
              "nft 'insert rule inet medinfra input iifname \"eth0\" tcp dport 22 accept'", 'iifname "eth0"'),
+    Mutation("pacs-01", "firewall_listeners_limited_to_declared_flows", "the guest Wi-Fi let in to the DICOM port",
+             "nft 'insert rule inet medinfra input ip saddr 10.231.60.0/24 tcp dport 104 accept'",
+             "tcp/104 (nginx) from zone guest"),
     # the zone firewall's forward hook
     Mutation("fw", "zone_firewall_forward_default_drop", "a port accepted between all zones on every eth* interface",
              "nft 'insert rule inet medinfra forward iifname \"eth*\" tcp dport 4444 accept'", 'iifname "eth*"'),

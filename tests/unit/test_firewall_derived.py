@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from medinfra.collector import collector_module
-from medinfra.compliance.derived import forward_probes, route_device
+from medinfra.compliance.derived import forward_probes, listener_probes, route_device
 from medinfra.inventory import build_inventory
 from medinfra.topology.load import load_topology
 from tests.conftest import LAB_TOPOLOGY
@@ -76,3 +76,22 @@ def test_forward_probes_cover_every_zone_pair_egress_and_ingress() -> None:
 def test_only_zone_firewalls_carry_forwarded_flows() -> None:
     assert LAB.host_vars["fw"]["medinfra_forwarded_flows"]
     assert LAB.host_vars["his-app"]["medinfra_forwarded_flows"] == []
+
+
+def test_listener_probes_skip_ssh_loopback_and_management_and_name_declared_flows() -> None:
+    listening = [
+        {"protocol": "tcp", "port": 22, "process": "sshd", "loopback_only": False},
+        {"protocol": "tcp", "port": 5432, "process": "postgres", "loopback_only": True},
+        {"protocol": "tcp", "port": 443, "process": "nginx", "loopback_only": False},
+        {"protocol": "udp", "port": 123, "process": "chronyd", "loopback_only": False},
+    ]
+    view = LAB.host_vars["his-app"]
+    probes = listener_probes(listening, LAB.all_vars["medinfra_zones"], view["medinfra_flows_in"])
+    purposes = {purpose: intended for purpose, intended, _ in probes}
+    zones = [z["name"] for z in LAB.all_vars["medinfra_zones"] if z["purpose"] != "mgmt"]
+    # Two services, each from every zone but management and from outside over IPv4 and IPv6.
+    assert len(probes) == 2 * (len(zones) + 2)
+    assert purposes["tcp/443 (nginx) from zone clinical (declared flow: Clinicians use the HIS web)"] == "accept"
+    assert purposes["tcp/443 (nginx) from zone guest"] == "drop"
+    assert purposes["udp/123 (chronyd) from outside"] == "drop"
+    assert not any("22" in purpose.split()[0] or "5432" in purpose for purpose in purposes)

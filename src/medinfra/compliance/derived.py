@@ -29,7 +29,7 @@ def unavailable(reason: str) -> dict[str, str]:
 
 def derived_views(facts: Mapping[str, Any], inventory: Mapping[str, Any]) -> dict[str, Any]:
     return {
-        "firewall": firewall_view(facts.get("nftables"), facts.get("network"), inventory),
+        "firewall": firewall_view(facts.get("nftables"), facts.get("network"), facts.get("sockets"), inventory),
         "storage": storage_view(facts.get("mounts"), inventory),
         "audit": audit_view(facts.get("auditd"), inventory),
     }
@@ -172,9 +172,47 @@ def judged(purpose: str, intended: str, probe: Probe, ruleset: list[dict[str, An
     }
 
 
-def firewall_view(nftables: Any, network: Any, inventory: Mapping[str, Any]) -> Any:
+def listener_probes(
+    listening: Iterable[Mapping[str, Any]],
+    zones: Iterable[Mapping[str, Any]],
+    flows_in: Iterable[Mapping[str, Any]],
+) -> list[tuple[str, str, Probe]]:
+    """(purpose, intended verdict, packet) of new connections to each service listening beyond loopback, from every
+    zone but the management zones and from outside the site: dropped unless a topology flow opens that port to that
+    zone (then accepted, and named). SSH has its own probes; management zones are left out because roles open
+    their consoles to them (Prometheus, Alertmanager) without a topology flow."""
+    flows_in = list(flows_in)
+    ports = sorted(
+        {
+            (str(listener["protocol"]), int(listener["port"]), str(listener.get("process") or "?"))
+            for listener in listening
+            if listener.get("protocol") in ("tcp", "udp")
+            and not listener.get("loopback_only")
+            and isinstance(listener.get("port"), int)
+            and listener["port"] != SSH_PORT
+        }
+    )
+    probes: list[tuple[str, str, Probe]] = []
+    for protocol, port, process in ports:
+        service = f"{protocol}/{port} ({process})"
+        for zone in zones:
+            if zone.get("purpose") == MANAGEMENT_PURPOSE:
+                continue
+            probe = Probe(zone_sample(str(zone["cidr"])), protocol, port)
+            declared = declared_flow(flows_in, str(zone["name"]), protocol, port)
+            purpose = f"{service} from zone {zone['name']}"
+            probes.append(
+                (f"{purpose} (declared flow: {declared})", "accept", probe) if declared else (purpose, "drop", probe)
+            )
+        for source in OUTSIDE_SOURCES:
+            probes.append((f"{service} from outside", "drop", Probe(source, protocol, port)))
+    return probes
+
+
+def firewall_view(nftables: Any, network: Any, sockets: Any, inventory: Mapping[str, Any]) -> Any:
     """What the host's nftables ruleset, evaluated as the kernel would, does with each probe packet (arriving by
-    the interface the host's routes give), and on a zone firewall what its forward hook does with routed ones."""
+    the interface the host's routes give): SSH and closed ports, each listening service, and on a zone firewall
+    what its forward hook does with routed packets."""
     if not isinstance(nftables, Mapping):
         return unavailable("no nftables evidence")
     if is_unavailable(nftables):
@@ -193,6 +231,14 @@ def firewall_view(nftables: Any, network: Any, inventory: Mapping[str, Any]) -> 
             )
         ]
     }
+    listening = sockets.get("listening") if isinstance(sockets, Mapping) else None
+    if isinstance(listening, list):
+        view["listener_probes"] = [
+            judged(purpose, intended, replace(probe, iifname=route_device(network, probe.saddr)), ruleset)
+            for purpose, intended, probe in listener_probes(listening, zones, inventory.get("flows_in") or ())
+        ]
+    else:
+        view["listener_probes"] = sockets if is_unavailable(sockets) else unavailable("no listening sockets evidence")
     if "zone_firewall" in (inventory.get("services") or ()):
         flows = inventory.get("forwarded_flows") or ()
         view["forward_probes"] = (
