@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from medinfra.collector import collector_module
-from medinfra.compliance.derived import forward_probes, listener_probes, route_device
+from medinfra.compliance.derived import forward_probes, inbound, listener_probes, own_address, route_device
+from medinfra.compliance.firewall import Probe
 from medinfra.inventory import build_inventory
 from medinfra.topology.load import load_topology
 from tests.conftest import LAB_TOPOLOGY
@@ -95,3 +96,16 @@ def test_listener_probes_skip_ssh_loopback_and_management_and_name_declared_flow
     assert purposes["tcp/443 (nginx) from zone guest"] == "drop"
     assert purposes["udp/123 (chronyd) from outside"] == "drop"
     assert not any("22" in purpose.split()[0] or "5432" in purpose for purpose in purposes)
+
+
+def test_probes_go_to_the_inventory_address_only_where_the_host_holds_it() -> None:
+    assert own_address(network("his-app"), {"address": "10.231.20.10"}) == "10.231.20.10"
+    # A jump name, a NAT address or no network evidence: the destination stays unknown.
+    assert own_address(network("his-app"), {"address": "his-app.example"}) is None
+    assert own_address(network("his-app"), {"address": "192.0.2.10"}) is None
+    assert own_address({"unavailable": "ip: not installed"}, {"address": "10.231.20.10"}) is None
+    v4, v6 = Probe("10.231.10.128", "tcp", 22), Probe("2001:db8::10", "tcp", 22)
+    assert inbound(v4, network("his-app"), "10.231.20.10") == Probe(
+        "10.231.10.128", "tcp", 22, daddr="10.231.20.10", iifname="eth0"
+    )
+    assert inbound(v6, network("his-app"), "10.231.20.10").daddr is None

@@ -209,6 +209,29 @@ def listener_probes(
     return probes
 
 
+def own_address(network: Any, inventory: Mapping[str, Any]) -> str | None:
+    """The inventory's address of the host when the host's interfaces hold it (not a jump name, not a NAT address):
+    where the probes are sent, so that rules matching `ip daddr` can be decided."""
+    address = str(inventory.get("address") or "")
+    interfaces = network.get("interfaces") if isinstance(network, Mapping) else None
+    if not isinstance(interfaces, list):
+        return None
+    held = {
+        str(cidr).split("/")[0]
+        for item in interfaces
+        if isinstance(item, Mapping)
+        for cidr in item.get("addresses") or ()
+    }
+    return address if address in held else None
+
+
+def inbound(probe: Probe, network: Any, address: str | None) -> Probe:
+    """The probe as it reaches this host: by the interface the routes give, to its own address of the same IP
+    version where one is known."""
+    same_version = address is not None and ip_address(address).version == ip_address(probe.saddr).version
+    return replace(probe, iifname=route_device(network, probe.saddr), daddr=address if same_version else None)
+
+
 def firewall_view(nftables: Any, network: Any, sockets: Any, inventory: Mapping[str, Any]) -> Any:
     """What the host's nftables ruleset, evaluated as the kernel would, does with each probe packet (arriving by
     the interface the host's routes give): SSH and closed ports, each listening service, and on a zone firewall
@@ -223,9 +246,10 @@ def firewall_view(nftables: Any, network: Any, sockets: Any, inventory: Mapping[
     zones = [z for z in inventory.get("zones") or () if isinstance(z, Mapping) and "cidr" in z]
     if not any(z.get("purpose") == MANAGEMENT_PURPOSE for z in zones):
         return unavailable("the inventory names no management zone, so SSH from management cannot be probed")
+    address = own_address(network, inventory)
     view: dict[str, Any] = {
         "input_probes": [
-            judged(purpose, intended, replace(probe, iifname=route_device(network, probe.saddr)), ruleset)
+            judged(purpose, intended, inbound(probe, network, address), ruleset)
             for purpose, intended, probe in firewall_probes(
                 zones, inventory.get("zone"), inventory.get("flows_in") or ()
             )
@@ -234,7 +258,7 @@ def firewall_view(nftables: Any, network: Any, sockets: Any, inventory: Mapping[
     listening = sockets.get("listening") if isinstance(sockets, Mapping) else None
     if isinstance(listening, list):
         view["listener_probes"] = [
-            judged(purpose, intended, replace(probe, iifname=route_device(network, probe.saddr)), ruleset)
+            judged(purpose, intended, inbound(probe, network, address), ruleset)
             for purpose, intended, probe in listener_probes(listening, zones, inventory.get("flows_in") or ())
         ]
     else:
