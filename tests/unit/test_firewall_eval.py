@@ -481,3 +481,15 @@ def test_a_match_on_the_source_port_gives_no_verdict_unless_the_probe_names_one(
     assert unknown.verdict == "unknown" and "a client may send from any port" in unknown.decided_by, unknown
     assert probe_verdict(load("ssh_by_source_port"), Probe(OUTSIDE, "tcp", 22, sport=55000)).verdict == "accept"
     assert probe_verdict(load("ssh_by_source_port"), Probe(OUTSIDE, "tcp", 22, sport=40000)).verdict == "drop"
+
+
+def test_an_interface_index_match_on_an_unknown_interface_gives_no_verdict():
+    """`iif` (an index, printed as its name) is as undecidable as `iifname` when the probe's interface is unknown,
+    and takes no wildcard when it is known."""
+    ruleset = load("iifname")
+    rule = next(item["rule"] for item in ruleset if "rule" in item and "eth*" in json.dumps(item))
+    rule["expr"][0]["match"]["left"]["meta"]["key"] = "iif"
+    assert probe_verdict(ruleset, Probe(OUTSIDE, "tcp", 22)).verdict == "unknown"
+    # Known: `iif "eth*"` names an interface called eth*, which eth0 is not; the next rule decides.
+    known = probe_verdict(ruleset, Probe(OUTSIDE, "tcp", 22, iifname="eth0"))
+    assert known.decided_by.endswith('iifname != "lo" accept'), known

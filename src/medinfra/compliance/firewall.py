@@ -572,7 +572,7 @@ def _meta_field(key: str, scope: _Scope) -> _Field:
         if key in ("oif", "oifname") and probe.hook == "input":
             raise _Unmodelled(f"{key} on the input hook")
         # nft prints an interface index (iif, oif) as its name; only names (iifname, oifname) take a wildcard.
-        return _Field(key, name, _string, ifname=key.endswith("name"))
+        return _Field(key, name, _string, ifname=True)
     raise _Unmodelled(f"meta {key}")
 
 
