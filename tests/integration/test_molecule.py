@@ -70,7 +70,14 @@ def test_every_role_has_a_scenario() -> None:
     assert roles == ROLES
 
 
+def failure_excerpt(output: str) -> str:
+    """What a red scenario's reader needs: the failing task or verifier lines (Ansible's `fatal:`, pytest's `E` and
+    `FAILED` lines), which the destroy step's output pushes far above the end, then the end itself."""
+    failing = [line for line in output.splitlines() if line.startswith(("E ", "FAILED ", "fatal:"))]
+    return "\n".join(failing[-100:]) + "\n...\n" + output[-3000:]
+
+
 @pytest.mark.parametrize("role", ROLES)
 def test_molecule(role: str, scenarios: dict[str, Scenario]) -> None:
     scenario = scenarios[role]
-    assert scenario.returncode == 0, f"{role} after {scenario.seconds:.0f} s:\n" + scenario.output[-6000:]
+    assert scenario.returncode == 0, f"{role} after {scenario.seconds:.0f} s:\n" + failure_excerpt(scenario.output)
