@@ -22,8 +22,7 @@ LAB = build_inventory(load_topology(LAB_TOPOLOGY))
 def network(host: str) -> Any:
     """A lab host's network section, as the collector parses what `ip -json` printed there."""
     folder = RECORDED / host
-    routes = [(folder / "route4.json").read_text()]
-    return collector_module().network_facts((folder / "address.json").read_text(), routes)
+    return collector_module().network_facts((folder / "address.json").read_text(), (folder / "route4.json").read_text())
 
 
 def test_the_parser_keeps_each_interface_with_its_addresses() -> None:

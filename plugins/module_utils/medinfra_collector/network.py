@@ -19,10 +19,10 @@ def collect_network() -> Json:
         if rc != 0:
             return command_failure(argv, rc, err)
         outputs.append(out)
-    return network_facts(outputs[0], outputs[1:])
+    return network_facts(*outputs)
 
-def network_facts(addresses_text: str, route_texts: list[str]) -> Json:
-    """`ip -json address show` and `ip -json route show` (one text per IP version read): each interface with its
+def network_facts(addresses_text: str, routes_text: str) -> Json:
+    """`ip -json address show` and `ip -json -4 route show`: each interface with its
     addresses in CIDR form, and each route of the main table with its destination ("default", a network, or an
     address) and the device it leaves by (none for unreachable, blackhole and prohibit routes)."""
     interfaces = []
@@ -32,15 +32,15 @@ def network_facts(addresses_text: str, route_texts: list[str]) -> Json:
         interfaces.append({"name": str(interface.get("ifname", "")), "state": str(interface.get("operstate", "")),
                            "addresses": addresses})
     routes = []
-    for text in route_texts:
-        for route in json.loads(text or "[]"):
-            routes.append({"destination": str(route.get("dst", "")), "type": str(route.get("type", "unicast")),
-                           "device": route.get("dev"), "gateway": route.get("gateway")})
+    for route in json.loads(routes_text or "[]"):
+        routes.append({"destination": str(route.get("dst", "")), "type": str(route.get("type", "unicast")),
+                       "device": route.get("dev"), "gateway": route.get("gateway")})
     return {"interfaces": interfaces, "routes": routes}
 
 def local_addresses(network: Json) -> list[str]:
-    """Every address of the host's interfaces (loopback included), without prefix lengths."""
+    """Every address of the host's interfaces (loopback included), without prefix lengths. Also read on the
+    controller from a host's evidence, so items of the wrong shape are skipped."""
     if not isinstance(network, dict) or not isinstance(network.get("interfaces"), list):
         return []
-    return sorted({address.split("/")[0] for interface in network["interfaces"]
-                   for address in interface.get("addresses", [])})
+    return sorted({str(address).split("/")[0] for interface in network["interfaces"] if isinstance(interface, dict)
+                   for address in interface.get("addresses") or ()})

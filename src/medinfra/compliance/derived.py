@@ -10,6 +10,7 @@ from dataclasses import replace
 from ipaddress import ip_address, ip_network
 from typing import Any
 
+from medinfra.collector import collector_module
 from medinfra.compliance.checks import is_unavailable
 from medinfra.compliance.firewall import Probe, probe_verdict
 from medinfra.segmentation.rules import MANAGEMENT_PURPOSE
@@ -90,12 +91,12 @@ def route_device(network: Any, address: str) -> str | None:
     if not isinstance(network, Mapping) or not isinstance(network.get("routes"), list):
         return None
     target = ip_address(address)
+    everything = "0.0.0.0/0" if target.version == 4 else "::/0"
     best: tuple[int, str | None] | None = None
     for route in network["routes"]:
         if not isinstance(route, Mapping):
             continue
         destination = str(route.get("destination"))
-        everything = "0.0.0.0/0" if target.version == 4 else "::/0"
         try:
             net = ip_network(everything if destination == "default" else destination, strict=False)
         except ValueError:
@@ -213,16 +214,7 @@ def own_address(network: Any, inventory: Mapping[str, Any]) -> str | None:
     """The inventory's address of the host when the host's interfaces hold it (not a jump name, not a NAT address):
     where the probes are sent, so that rules matching `ip daddr` can be decided."""
     address = str(inventory.get("address") or "")
-    interfaces = network.get("interfaces") if isinstance(network, Mapping) else None
-    if not isinstance(interfaces, list):
-        return None
-    held = {
-        str(cidr).split("/")[0]
-        for item in interfaces
-        if isinstance(item, Mapping)
-        for cidr in item.get("addresses") or ()
-    }
-    return address if address in held else None
+    return address if address in collector_module().local_addresses(network) else None
 
 
 def inbound(probe: Probe, network: Any, address: str | None) -> Probe:
