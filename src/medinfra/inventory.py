@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from medinfra.segmentation.rules import Allow, forward_rules
+from medinfra.topology.groups import LEGACY_GROUP, MANAGED_GROUP, PHI_GROUP, SLA_PREFIX, ZONE_PREFIX, group_name
 from medinfra.topology.model import Flow, Host, Topology
 
 
@@ -15,11 +15,6 @@ class InventoryData:
     groups: dict[str, tuple[str, ...]]
     host_vars: dict[str, dict[str, Any]]
     all_vars: dict[str, Any]
-
-
-def group_name(prefix: str, name: str) -> str:
-    """Ansible group names must be identifiers: ``24x7-critical`` -> ``sla_24x7_critical``."""
-    return f"{prefix}_{re.sub(r'[^A-Za-z0-9_]', '_', name)}"
 
 
 def flow_dict(flow: Flow) -> dict[str, Any]:
@@ -110,14 +105,14 @@ def host_vars(topology: Topology, host: Host) -> dict[str, Any]:
 def build_inventory(topology: Topology) -> InventoryData:
     groups: dict[str, list[str]] = {}
     for host in topology.hosts:
-        names = [group_name("zone", host.zone), group_name("sla", host.sla), *host.services]
+        names = [group_name(ZONE_PREFIX, host.zone), group_name(SLA_PREFIX, host.sla), *host.services]
         if host.data_classification == "phi":
-            names.append("phi")
-        names.append("legacy" if host.legacy else "managed")
+            names.append(PHI_GROUP)
+        names.append(LEGACY_GROUP if host.legacy else MANAGED_GROUP)
         for name in names:
             groups.setdefault(name, []).append(host.name)
     for zone in topology.zones:
-        groups.setdefault(group_name("zone", zone.name), [])
+        groups.setdefault(group_name(ZONE_PREFIX, zone.name), [])
     return InventoryData(
         groups={name: tuple(members) for name, members in groups.items()},
         host_vars={host.name: host_vars(topology, host) for host in topology.hosts},

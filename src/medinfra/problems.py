@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from medinfra.safe_text import one_line
+
 PathPart = str | int
 DocPath = tuple[PathPart, ...]
 
@@ -30,8 +32,9 @@ class Problem:
     line: int | None = None
 
     def __str__(self) -> str:
+        """One terminal line: file names, keys and messages may carry hostile text (ESC, newlines, surrogates)."""
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
-        return f"{where}: {format_path(self.path)}: {self.message}"
+        return one_line(f"{where}: {format_path(self.path)}: {self.message}")
 
 
 class UserInputError(Exception):

@@ -1,7 +1,18 @@
-"""Load YAML while remembering the line of every node, so problems can name their line."""
+"""The one loader of YAML files people send medinfra (topologies, catalog controls and frameworks, waivers).
+
+Such a file may be hostile: a few hundred bytes of aliases expand to gigabytes, deep nesting exhausts the
+recursive composer, a second `expires:` key silently replaces the first, a FIFO or /dev/zero never ends.
+So the document is built here in one pass over the parser's events, without recursion and without the
+composer: only regular files up to MAX_YAML_BYTES are read, aliases are refused (no shipped file uses them),
+nesting deeper than MAX_YAML_DEPTH, more than MAX_YAML_NODES values, duplicate keys, tags other than the
+plain scalar ones and values no constructor can read are all located problems. The line of every value is
+remembered so that later problems (schema, semantics) can name their line too.
+"""
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +21,32 @@ from typing import Any
 import jsonschema
 import yaml
 
-from medinfra.problems import DocPath, Problem, UserInputError
+from medinfra.problems import DocPath, PathPart, Problem, UserInputError
+
+# The largest plausible topology, 10,000 zones with 3 hosts and 2 flows each, is 8 MiB in flow style
+# (benchmarks/topology_validation.py) and about twice that in block style.
+MAX_YAML_BYTES = 32 * 2**20
+# That topology has about 500,000 values; each costs roughly 100 bytes here, so the cap bounds memory.
+MAX_YAML_NODES = 2_000_000
+# The deepest shipped file (a control's nested check) is 12 levels deep.
+MAX_YAML_DEPTH = 64
+# Numbers, booleans, dates and nulls are short; a long one only feeds slow conversions (sexagesimal
+# integers are quadratic, decimal ones beyond 4,300 digits a ValueError).
+MAX_TYPED_SCALAR_CHARS = 100
+
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 5x faster
+_TAG = "tag:yaml.org,2002:"
+STR_TAG, SEQ_TAG, MAP_TAG = f"{_TAG}str", f"{_TAG}seq", f"{_TAG}map"
+# The scalar types JSON-shaped data needs (and the dates waivers use); !!binary, !!set, !!omap and
+# application tags have no place in medinfra's formats.
+_SCALAR_TAGS = frozenset(f"{_TAG}{name}" for name in ("str", "null", "bool", "int", "float", "timestamp"))
+_FILE_KINDS: tuple[tuple[Callable[[int], bool], str], ...] = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
 
 
 @dataclass
@@ -43,38 +79,199 @@ def validation_problems(
     return sorted(problems, key=lambda p: (p.line or 0, str(p)))
 
 
-def _walk(node: yaml.Node, path: DocPath, lines: dict[DocPath, int]) -> None:
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            if isinstance(key_node, yaml.ScalarNode):
-                _walk(value_node, (*path, key_node.value), lines)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _walk(item, (*path, index), lines)
+def read_regular_file(path: Path, max_bytes: int) -> bytes:
+    """The bytes of ``path`` if it is a regular file of at most ``max_bytes``; else UserInputError.
+
+    Opened without blocking and checked with fstat before any read, so that a FIFO waiting for a writer
+    or a device that never ends is refused at once.
+    """
+    name = str(path)
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise UserInputError([Problem(name, (), "file not found")]) from None
+    except OSError as exc:
+        raise UserInputError([Problem(name, (), f"cannot read file: {exc.strerror or exc}")]) from None
+    with open(descriptor, "rb", closefd=True) as file:
+        info = os.fstat(descriptor)
+        kind = next((what for test, what in _FILE_KINDS if test(info.st_mode)), "not a regular file")
+        if not stat.S_ISREG(info.st_mode):
+            raise UserInputError([Problem(name, (), f"not a regular file but {kind}")])
+        too_big = f"larger than {max_bytes:,} bytes, the most medinfra reads from such a file"
+        if info.st_size > max_bytes:
+            raise UserInputError([Problem(name, (), f"{info.st_size:,} bytes: {too_big}")])
+        content = file.read(max_bytes + 1)  # the file may grow after fstat
+    if len(content) > max_bytes:
+        raise UserInputError([Problem(name, (), too_big)])
+    return content
 
 
 def load_yaml(path: Path) -> YamlDocument:
-    """Parse ``path`` safely; unreadable or malformed files raise UserInputError."""
+    """Parse ``path`` with the bounds above; unreadable, malformed or hostile files raise UserInputError."""
     name = str(path)
+    content = read_regular_file(path, MAX_YAML_BYTES)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise UserInputError([Problem(name, (), "file not found")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserInputError([Problem(name, (), f"cannot read file: {exc}")]) from None
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)(text)  # libyaml when present: 5x faster
-    try:
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.YAMLError as exc:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = content.count(b"\n", 0, exc.start) + 1
+        message = f"not UTF-8 text: byte 0x{content[exc.start]:02x} ({exc.reason})"
+        raise UserInputError([Problem(name, (), message, line)]) from None
+    return _Builder(name, text).document()
+
+
+@dataclass(slots=True)
+class _Open:
+    """A mapping or sequence being filled, where it is, and (for a mapping) the key awaiting its value."""
+
+    container: list[Any] | dict[Any, Any]
+    path: DocPath
+    key: Any = None
+    has_key: bool = False
+
+
+class _Builder:
+    """Plain data from a stream of parser events: what PyYAML's composer and constructor do, minus
+    aliases, recursion and last-wins keys, with a bound on every dimension."""
+
+    def __init__(self, name: str, text: str) -> None:
+        self.name = name
+        self.text = text
+        self.loader = _LOADER(text)
+        self.lines: dict[DocPath, int] = {}
+        self.open: list[_Open] = []
+        self.data: Any = None
+        self.nodes = 0
+        self.documents = 0
+
+    def problem(self, path: DocPath, message: str, mark: Any) -> UserInputError:
+        return UserInputError([Problem(self.name, path, message, _line(mark))])
+
+    def document(self) -> YamlDocument:
+        loader = self.loader
+        try:
+            while loader.check_event():
+                self.take(loader.get_event())
+        except yaml.YAMLError as exc:
+            raise self.syntax_problem(exc) from None
+        finally:
+            loader.dispose()
+        return YamlDocument(self.name, self.data, self.lines)
+
+    def syntax_problem(self, exc: yaml.YAMLError) -> UserInputError:
+        """The scanner runs ahead of the events, so only the line (not the path) of a syntax error is known."""
+        if isinstance(exc, yaml.reader.ReaderError):
+            # Raw control characters and the like: the reader knows only the character offset.
+            line = self.text.count("\n", 0, exc.position) + 1
+            character = chr(exc.character) if isinstance(exc.character, int) else exc.character
+            message = f"invalid YAML: {exc.reason}: {character!r}"
+            return UserInputError([Problem(self.name, (), message, line)])
         mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
         reason = getattr(exc, "problem", None) or str(exc)
-        raise UserInputError([Problem(name, (), f"invalid YAML: {reason}", line)]) from None
-    finally:
-        loader.dispose()
-    lines: dict[DocPath, int] = {}
-    if node is not None:
-        _walk(node, (), lines)
-    return YamlDocument(name, data, lines)
+        return self.problem((), f"invalid YAML: {reason}", mark)
+
+    def take(self, event: yaml.Event) -> None:
+        if isinstance(event, yaml.ScalarEvent):
+            self.place(event, self.scalar(event))
+        elif isinstance(event, yaml.CollectionEndEvent):
+            self.open.pop()
+        elif isinstance(event, yaml.SequenceStartEvent | yaml.MappingStartEvent):
+            self.collection(event)
+        elif isinstance(event, yaml.AliasEvent):
+            message = (
+                f"alias *{event.anchor}: medinfra's YAML files have no use for anchors and aliases, and one alias "
+                "can repeat a value billions of times; write the value out"
+            )
+            raise self.problem(self.where(), message, event.start_mark)
+        elif isinstance(event, yaml.DocumentStartEvent):
+            self.documents += 1
+            if self.documents > 1:
+                raise self.problem((), "a second YAML document (---) in one file", event.start_mark)
+
+    def where(self) -> DocPath:
+        """Path of the value the next event gives (a key counts as its mapping)."""
+        if not self.open:
+            return ()
+        top = self.open[-1]
+        if isinstance(top.container, list):
+            return (*top.path, len(top.container))
+        return (*top.path, _path_part(top.key)) if top.has_key else top.path
+
+    def counted(self, event: yaml.NodeEvent) -> None:
+        self.nodes += 1
+        if self.nodes > MAX_YAML_NODES:
+            raise self.problem(self.where(), f"more than {MAX_YAML_NODES:,} values in one file", event.start_mark)
+
+    def scalar(self, event: yaml.ScalarEvent) -> Any:
+        self.counted(event)
+        tag = event.tag
+        if tag is None or tag == "!":
+            tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
+        if tag == STR_TAG:
+            return event.value
+        if tag not in _SCALAR_TAGS:
+            raise self.problem(self.where(), f"tag {tag} is not allowed here", event.start_mark)
+        kind = tag.removeprefix(_TAG)
+        if len(event.value) > MAX_TYPED_SCALAR_CHARS:
+            message = f"{kind} of {len(event.value):,} characters: longer than the {MAX_TYPED_SCALAR_CHARS} allowed"
+            raise self.problem(self.where(), message, event.start_mark)
+        node = yaml.ScalarNode(tag, event.value, style=event.style)
+        try:
+            return self.loader.yaml_constructors[tag](self.loader, node)
+        # The constructors trust the resolver's pattern; an explicit tag on other text (`!!bool maybe`,
+        # `!!timestamp soon`) fails with whatever error that text provokes.
+        except (yaml.YAMLError, ValueError, OverflowError, KeyError, AttributeError, TypeError) as exc:
+            reason = getattr(exc, "problem", None) or str(exc)
+            message = f"{event.value!r} is not a valid {kind}: {reason}"
+            raise self.problem(self.where(), message, event.start_mark) from None
+
+    def collection(self, event: yaml.SequenceStartEvent | yaml.MappingStartEvent) -> None:
+        self.counted(event)
+        is_sequence = isinstance(event, yaml.SequenceStartEvent)
+        expected = SEQ_TAG if is_sequence else MAP_TAG
+        if event.tag not in (None, "!", expected):
+            raise self.problem(self.where(), f"tag {event.tag} is not allowed here", event.start_mark)
+        if len(self.open) >= MAX_YAML_DEPTH:
+            message = f"nested deeper than {MAX_YAML_DEPTH} levels"
+            raise self.problem(self.where(), message, event.start_mark)
+        container: list[Any] | dict[Any, Any] = [] if is_sequence else {}
+        path = self.place(event, container)
+        self.open.append(_Open(container, path))
+
+    def place(self, event: yaml.NodeEvent, value: Any) -> DocPath:
+        """Put ``value`` where the document is at; a value read as a mapping key waits for its own value."""
+        path: DocPath
+        if not self.open:
+            self.data, path = value, ()
+        else:
+            top = self.open[-1]
+            if isinstance(top.container, list):
+                path = (*top.path, len(top.container))
+                top.container.append(value)
+            elif not top.has_key:
+                self.key(top, event, value)
+                return top.path
+            else:
+                path = (*top.path, _path_part(top.key))
+                top.container[top.key] = value
+                top.has_key = False
+        line = _line(event.start_mark)
+        if line is not None:
+            self.lines[path] = line
+        return path
+
+    def key(self, mapping: _Open, event: yaml.NodeEvent, key: Any) -> None:
+        if isinstance(key, list | dict):
+            raise self.problem(mapping.path, "a mapping key must be a plain value", event.start_mark)
+        if key in mapping.container:
+            first = self.lines.get((*mapping.path, _path_part(key)))
+            message = f"duplicate key {key!r} (first at line {first}): a second value would replace the first"
+            raise self.problem((*mapping.path, _path_part(key)), message, event.start_mark)
+        mapping.key, mapping.has_key = key, True
+
+
+def _line(mark: Any) -> int | None:
+    return mark.line + 1 if mark is not None else None
+
+
+def _path_part(key: Any) -> PathPart:
+    return key if isinstance(key, str | int) else str(key)
