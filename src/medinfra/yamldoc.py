@@ -23,12 +23,12 @@ import yaml
 
 from medinfra.problems import DocPath, PathPart, Problem, UserInputError
 
-# The largest plausible topology, 10,000 zones with 3 hosts and 2 flows each, is 8 MiB in flow style
-# (benchmarks/topology_validation.py) and about twice that in block style.
+# The largest plausible topology, 10,000 zones with 3 hosts and 2 flows each, is 8 MiB of YAML and 510,000
+# values (benchmarks/topology_validation.py); the caps leave four times that. At about 130 bytes a value,
+# the value cap bounds memory too: 2,000,000 one-letter values take 280 MB and 5 s to read.
 MAX_YAML_BYTES = 32 * 2**20
-# That topology has about 500,000 values; each costs roughly 100 bytes here, so the cap bounds memory.
 MAX_YAML_NODES = 2_000_000
-# The deepest shipped file (a control's nested check) is 12 levels deep.
+# The deepest shipped file (a control's nested check) is 11 levels deep.
 MAX_YAML_DEPTH = 64
 # Numbers, booleans, dates and nulls are short; a long one only feeds slow conversions (sexagesimal
 # integers are quadratic, decimal ones beyond 4,300 digits a ValueError).
@@ -92,15 +92,20 @@ def read_regular_file(path: Path, max_bytes: int) -> bytes:
         raise UserInputError([Problem(name, (), "file not found")]) from None
     except OSError as exc:
         raise UserInputError([Problem(name, (), f"cannot read file: {exc.strerror or exc}")]) from None
-    with open(descriptor, "rb", closefd=True) as file:
+    try:
         info = os.fstat(descriptor)
-        kind = next((what for test, what in _FILE_KINDS if test(info.st_mode)), "not a regular file")
         if not stat.S_ISREG(info.st_mode):
+            kind = next((what for test, what in _FILE_KINDS if test(info.st_mode)), "something else")
             raise UserInputError([Problem(name, (), f"not a regular file but {kind}")])
         too_big = f"larger than {max_bytes:,} bytes, the most medinfra reads from such a file"
         if info.st_size > max_bytes:
             raise UserInputError([Problem(name, (), f"{info.st_size:,} bytes: {too_big}")])
-        content = file.read(max_bytes + 1)  # the file may grow after fstat
+        with open(descriptor, "rb", closefd=False) as file:
+            content = file.read(info.st_size + 1)  # a buffer of the file's size, not of the cap
+            if len(content) > info.st_size:  # grown since fstat, or a /proc file that says 0
+                content += file.read(max_bytes + 1 - len(content))
+    finally:
+        os.close(descriptor)
     if len(content) > max_bytes:
         raise UserInputError([Problem(name, (), too_big)])
     return content
@@ -136,7 +141,7 @@ class _Builder:
     def __init__(self, name: str, text: str) -> None:
         self.name = name
         self.text = text
-        self.loader = _LOADER(text)
+        self.loader: Any = None
         self.lines: dict[DocPath, int] = {}
         self.open: list[_Open] = []
         self.data: Any = None
@@ -147,14 +152,13 @@ class _Builder:
         return UserInputError([Problem(self.name, path, message, _line(mark))])
 
     def document(self) -> YamlDocument:
-        loader = self.loader
         try:
+            self.loader = loader = _LOADER(self.text)  # PyYAML's reader checks the characters already here
             while loader.check_event():
                 self.take(loader.get_event())
+            loader.dispose()
         except yaml.YAMLError as exc:
             raise self.syntax_problem(exc) from None
-        finally:
-            loader.dispose()
         return YamlDocument(self.name, self.data, self.lines)
 
     def syntax_problem(self, exc: yaml.YAMLError) -> UserInputError:

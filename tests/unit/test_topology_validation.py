@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
+from ipaddress import IPv4Network
 from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import given
+import yaml
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from medinfra import yamldoc
+from medinfra.cli import main
 from medinfra.problems import Problem, UserInputError
 from medinfra.topology import load_topology
-from medinfra.topology.checks import check_flows
+from medinfra.topology.checks import _earlier_overlaps, check_flows, check_zones
 from tests.conftest import LAB_TOPOLOGY, TERTIARY_TOPOLOGY, write_yaml
 
 
@@ -80,6 +85,29 @@ def _host(name: str, key: str, value: Any) -> Mutation:
     return mutate
 
 
+def _add_zone(name: str, third_octet: int) -> Mutation:
+    def mutate(data: dict[str, Any]) -> None:
+        cidr = f"10.231.{third_octet}.0/24"
+        data["zones"].append({"name": name, "cidr": cidr, "trust": "low", "purpose": "office"})
+
+    return mutate
+
+
+def _add_sla(name: str) -> Mutation:
+    def mutate(data: dict[str, Any]) -> None:
+        data["sla_classes"][name] = {"rpo_minutes": 1, "rto_minutes": 1}
+
+    return mutate
+
+
+def _both(first: Mutation, second: Mutation) -> Mutation:
+    def mutate(data: dict[str, Any]) -> None:
+        first(data)
+        second(data)
+
+    return mutate
+
+
 # (error class, mutation, expected path, words the message must contain)
 CASES: list[tuple[str, Mutation, str, str]] = [
     ("missing required key", lambda d: d["hosts"][0].pop("zone"), "hosts[0]", "'zone' is a required property"),
@@ -109,6 +137,55 @@ CASES: list[tuple[str, Mutation, str, str]] = [
     ("duplicate zone name", _set(("zones", 5, "name"), "dmz"), "zones[5]", "duplicate zone name dmz"),
     ("host named like a zone", _host("ws-01", "name", "clinical"), "hosts[10].name", "is also a zone name"),
     ("host named like a group", _host("ws-01", "name", "phi"), "hosts[10].name", "is also an inventory group"),
+    ("host named like a service", _host("ws-01", "name", "his_app"), "hosts[10].name", "service 'his_app'"),
+    (
+        "host named like a zone's group",
+        _host("ws-01", "name", "zone_his"),
+        "hosts[10].name",
+        "is also an inventory group, the group of zone 'his' (zones[1].name)",
+    ),
+    (
+        "zones that become one group",
+        _both(_add_zone("his_x", 70), _add_zone("his-x", 80)),
+        "zones[7].name",
+        "zone 'his-x' becomes inventory group 'zone_his_x', which is already the group of zone 'his_x' (zones[6].name)",
+    ),
+    (
+        "zone named like a service group",
+        _add_zone("firewall", 70),
+        "zones[6].name",
+        "zone 'firewall' becomes inventory group 'zone_firewall', which is already the group of the hosts with "
+        "service 'zone_firewall'",
+    ),
+    (
+        "SLA classes that become one group",
+        _add_sla("24x7_critical"),
+        "sla_classes.24x7_critical",
+        "becomes inventory group 'sla_24x7_critical', which is already the group of SLA class '24x7-critical'",
+    ),
+    # Python's `$` matches before a final newline, so the schema's patterns let these through.
+    ("newline after a host name", _host("his-db", "name", "his-db\n"), "hosts[5].name", "'his-db\\x0a' contains"),
+    ("newline in data_paths", _host("his-db", "data_paths", ["/srv/his\n"]), "hosts[5].data_paths[0]", "line breaks"),
+    (
+        "audit rule in data_paths",
+        _host("his-db", "data_paths", ["/srv/his\n-w /etc/shadow -p r"]),
+        "hosts[5].data_paths[0]",
+        "does not match",
+    ),
+    ("whitespace in data_paths", _host("his-db", "data_paths", ["/srv/his -k x"]), "hosts[5].data_paths[0]", "match"),
+    ("newline in time_servers", _set(("site", "time_servers"), ["10.231.10.10\n"]), "site.time_servers[0]", "line"),
+    (
+        "chrony directive in time_servers",
+        _set(("site", "time_servers"), ["10.231.10.10\nallow all"]),
+        "site.time_servers[0]",
+        "does not match",
+    ),
+    ("options in time_servers", _set(("site", "time_servers"), ["ntp minpoll 0"]), "site.time_servers[0]", "match"),
+    ("escape in the title", _set(("site", "title"), "lab\x1b[2J"), "site.title", "'lab\\x1b[2J' contains"),
+    ("newline in the domain", _set(("site", "domain"), "lab.medinfra.test\n"), "site.domain", "line breaks"),
+    ("newline in a flow purpose", _set(("flows", 0, "purpose"), "SSH\n}"), "flows[0].purpose", "line breaks"),
+    ("bidi override in an address", _host("his-db", "address", "10.231.20.11\u202e"), "hosts[5].address", "bidi"),
+    ("escape in a description", _set(("zones", 0, "description"), "a\x1b]0;x\x07"), "zones[0].description", "cont"),
     (
         "flow from unknown endpoint",
         _set(("flows", 3, "from"), "radiology"),
@@ -189,3 +266,94 @@ def test_port_ranges_are_accepted_exactly_when_sane(start: int, end: int) -> Non
         return  # the schema's pattern rejects signs before the semantic check runs
     findings = check_flows(flows, zones, [])
     assert (not findings) == (1 <= start <= end <= 65535)
+
+
+def write_text(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_descriptions_may_span_lines(tmp_path: Path, topology_data: dict[str, Any]) -> None:
+    topology_data["zones"][0]["description"] = "Management:\n\tbastions and monitoring\n"
+    load_topology(write_yaml(tmp_path / "hospital.yml", topology_data))
+
+
+def test_a_key_with_a_line_break_is_refused(tmp_path: Path, topology_data: dict[str, Any]) -> None:
+    topology_data["sla_classes"]["spare\n"] = {"rpo_minutes": 1, "rto_minutes": 1}
+    problems = problems_of(tmp_path, topology_data)
+    assert [p.path for p in problems] == [("sla_classes", "spare\n")]
+    assert "key 'spare\\x0a' contains line breaks" in problems[0].message
+    assert "\n" not in str(problems[0])
+
+
+def test_a_lone_surrogate_in_a_host_name_is_a_located_problem(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """libyaml refuses the escape outright; PyYAML's own parser (the fallback) reads it, the schema refuses it."""
+    text = LAB_TOPOLOGY.read_text(encoding="utf-8").replace("name: his-db,", r'name: "his-\udc80db",')
+    path = tmp_path / "hospital.yml"
+    path.write_text(text, encoding="utf-8")
+    line = next(number for number, content in enumerate(text.splitlines(), 1) if "udc80" in content)
+    assert main(["topology", "validate", str(path)]) == 2
+    assert f"{path}:{line}: (top level): invalid YAML: found invalid Unicode" in capsys.readouterr().err
+    monkeypatch.setattr(yamldoc, "_LOADER", yaml.SafeLoader)
+    assert main(["topology", "validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    err.encode("utf-8")
+    assert f"{path}:{line}: hosts[5].name: 'his-\\udc80db' does not match" in err
+
+
+def test_a_lone_surrogate_in_free_text_is_a_located_problem(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = LAB_TOPOLOGY.read_text(encoding="utf-8").replace('purpose: "Administration over SSH"', r'purpose: "\ud800"')
+    monkeypatch.setattr(yamldoc, "_LOADER", yaml.SafeLoader)
+    with pytest.raises(UserInputError) as caught:
+        load_topology(write_text(tmp_path / "hospital.yml", text))
+    first = caught.value.problems[0]
+    assert (first.path, first.message) == (
+        ("flows", 0, "purpose"),
+        "'\\ud800' contains line breaks, control, bidi or surrogate characters (shown escaped)",
+    )
+
+
+def test_overlaps_name_a_few_zones_and_count_the_rest(topology_data: dict[str, Any]) -> None:
+    zones = topology_data["zones"]
+    zones.append({"name": "all-of-it", "cidr": "10.231.0.0/16", "trust": "low", "purpose": "office"})
+    findings, _ = check_zones(zones)
+    assert findings == [
+        (
+            ("zones", 6, "cidr"),
+            "10.231.0.0/16 overlaps 10.231.10.0/24 of zones[0] (mgmt), 10.231.20.0/24 of zones[1] (his), "
+            "10.231.30.0/24 of zones[2] (pacs), 10.231.40.0/24 of zones[3] (dmz), 10.231.50.0/24 of zones[4] "
+            "(clinical) and 1 more",
+        )
+    ]
+
+
+def _block(address: int, prefix: int) -> str:
+    return str(IPv4Network((address, prefix), strict=False))
+
+
+CIDRS = ["10.0.0.0/8", "10.1.0.0/16", "10.1.2.0/24", "10.1.2.128/25", "10.2.0.0/16", "11.0.0.0/8", "0.0.0.0/0"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(CIDRS) | st.builds(_block, st.integers(0, 2**32 - 1), st.integers(0, 32)), max_size=12))
+def test_the_sweep_flags_exactly_the_zones_an_earlier_zone_overlaps(cidrs: list[str]) -> None:
+    networks = [(index, IPv4Network(cidr)) for index, cidr in enumerate(cidrs)]
+    found = _earlier_overlaps(networks)
+    for index, network in networks:
+        earlier = {other for other, net in networks[:index] if net.overlaps(network)}
+        assert (index in found) == bool(earlier)
+        assert set(found.get(index, [])) <= earlier
+
+
+def test_zone_checks_are_near_linear() -> None:
+    """20,000 zones took over 300 s when every pair of CIDRs was compared."""
+    zones = [
+        {"name": f"z{i}", "cidr": f"10.{i // 256}.{i % 256}.0/24", "gateway": f"10.{i // 256}.{i % 256}.1"}
+        for i in range(20_000)
+    ]
+    started = time.perf_counter()
+    findings, networks = check_zones(zones)
+    assert time.perf_counter() - started < 10
+    assert findings == [] and len(networks) == 20_000

@@ -249,11 +249,11 @@ def load_catalog(root: Path = CATALOG_DIR) -> Catalog:
 def load_waivers(path: Path, catalog: Catalog) -> tuple[Waiver, ...]:
     """Waivers from a YAML file; each must name a control of the catalog."""
     document = load_yaml(path)
-    if isinstance(document.data, dict):
-        for item in document.data.get("waivers") or []:
-            # An unquoted `expires: 2027-06-30` is a YAML date; the schema speaks of ISO text.
-            if isinstance(item, dict) and isinstance(item.get("expires"), date):
-                item["expires"] = item["expires"].isoformat()
+    items = document.data.get("waivers") if isinstance(document.data, dict) else None
+    for item in items if isinstance(items, list) else ():
+        # An unquoted `expires: 2027-06-30` is a YAML date; the schema speaks of ISO text.
+        if isinstance(item, dict) and isinstance(item.get("expires"), date):
+            item["expires"] = item["expires"].isoformat()
     problems = (
         schema_problems(document, "waivers")
         if isinstance(document.data, dict)

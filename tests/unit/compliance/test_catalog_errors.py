@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
 
-from medinfra.compliance.catalog import load_catalog
+from medinfra.compliance.catalog import load_catalog, load_waivers
 from medinfra.problems import UserInputError
 
 CONTROL = """\
@@ -209,3 +210,80 @@ def test_all_problems_are_reported_at_once(tmp_path):
     found = problems(root)
     assert any("a_bad.yml" in p and "invalid regular expression" in p for p in found)
     assert any("b_renamed.yml" in p and "must match the file name" in p for p in found)
+
+
+WAIVER = """\
+waivers:
+  - control: root_login
+    hosts: [lis-legacy]
+    justification: "Vendor tool breaks without it until June"
+    approver: "Head of IT operations"
+    risk: low
+    risk_acceptance: "Accepted for the first half of 2026 only"
+    compensating_control: none
+    expires: 2026-06-30
+"""
+
+
+def waiver_problems(tmp_path: Path, text: str) -> list[str]:
+    (tmp_path / "catalog").mkdir()
+    catalog = load_catalog(write_catalog(tmp_path / "catalog", {"root_login": control()}))
+    path = tmp_path / "waivers.yml"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(UserInputError) as caught:
+        load_waivers(path, catalog)
+    return [str(problem) for problem in caught.value.problems]
+
+
+def test_a_well_formed_waiver_loads(tmp_path):
+    (tmp_path / "catalog").mkdir()
+    catalog = load_catalog(write_catalog(tmp_path / "catalog", {"root_login": control()}))
+    (tmp_path / "waivers.yml").write_text(WAIVER, encoding="utf-8")
+    (waiver,) = load_waivers(tmp_path / "waivers.yml", catalog)
+    assert waiver.expires.isoformat() == "2026-06-30"
+
+
+def test_a_second_expires_cannot_extend_a_lapsed_waiver(tmp_path):
+    text = WAIVER + "    expires: 2099-12-31\n"
+    file = tmp_path / "waivers.yml"
+    assert waiver_problems(tmp_path, text) == [
+        f"{file}:10: waivers[0].expires: duplicate key 'expires' (first at line 9): "
+        "a second value would replace the first"
+    ]
+
+
+def test_waivers_alias_bomb_is_refused_at_once(tmp_path):
+    levels = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    pairs = zip("abcdefg", "bcdefgh", strict=True)
+    levels += [f"{name}: &{name} [{','.join([f'*{prev}'] * 9)}]" for prev, name in pairs]
+    text = "\n".join([*levels, "waivers: [{control: x, hosts: *h}]"]) + "\n"
+    assert len(text) < 400
+    started = time.perf_counter()
+    found = waiver_problems(tmp_path, text)
+    assert time.perf_counter() - started < 1.0
+    assert found == [
+        f"{tmp_path / 'waivers.yml'}:2: b[0]: alias *a: medinfra's YAML files have no use for anchors and aliases, "
+        "and one alias can repeat a value billions of times; write the value out"
+    ]
+
+
+def test_waivers_that_are_not_a_list(tmp_path):
+    expected = f"{tmp_path / 'waivers.yml'}:1: waivers: 5 is not of type 'array'"
+    assert waiver_problems(tmp_path, "waivers: 5\n") == [expected]
+
+
+def test_duplicate_key_in_a_control(tmp_path):
+    text = control().replace("severity: high\n", "severity: high\nseverity: low\n")
+    root = write_catalog(tmp_path, {"root_login": text})
+    file = root / "controls" / "root_login.yml"
+    line = line_of(text, "severity: low")
+    assert problems(root)[0] == (
+        f"{file}:{line}: severity: duplicate key 'severity' (first at line {line - 1}): "
+        "a second value would replace the first"
+    )
+
+
+def test_alias_in_a_control(tmp_path):
+    text = control().replace("severity: high", "severity: &s high\nextra: *s")
+    root = write_catalog(tmp_path, {"root_login": text})
+    assert f"{root / 'controls' / 'root_login.yml'}:{line_of(text, 'extra')}: extra: alias *s" in problems(root)[0]
