@@ -9,6 +9,8 @@ from medinfra.safe_text import one_line
 
 PathPart = str | int
 DocPath = tuple[PathPart, ...]
+# Schema messages quote the offending value whole, and keys can be long; megabytes would flood the terminal.
+MAX_SHOWN = 1000
 
 
 def format_path(path: DocPath) -> str:
@@ -34,7 +36,11 @@ class Problem:
     def __str__(self) -> str:
         """One terminal line: file names, keys and messages may carry hostile text (ESC, newlines, surrogates)."""
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
-        return one_line(f"{where}: {format_path(self.path)}: {self.message}")
+        return one_line(f"{where}: {_shortened(format_path(self.path))}: {_shortened(self.message)}")
+
+
+def _shortened(text: str) -> str:
+    return f"{text[:MAX_SHOWN]}... ({len(text) - MAX_SHOWN:,} more characters)" if len(text) > MAX_SHOWN else text
 
 
 class UserInputError(Exception):

@@ -239,3 +239,9 @@ def test_problems_print_as_one_safe_line(hostile: str) -> None:
     assert "\n" not in text and "\x1b" not in text and "\u202e" not in text
     text.encode("utf-8")  # a lone surrogate would make this (and print) raise
     assert "\\x1b" in text or "\\udc80" in text or "\\x0a" in text or "\\u202e" in text
+
+
+def test_a_huge_value_does_not_flood_the_terminal() -> None:
+    text = str(Problem("hospital.yml", ("zones", "k" * 5000), f"'{'x' * 3_000_000}' is not of type 'array'", 29))
+    assert len(text) < 2500
+    assert text.endswith("... (2,999,025 more characters)")
