@@ -36,7 +36,7 @@ MAX_TYPED_SCALAR_CHARS = 100
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: 5x faster
 _TAG = "tag:yaml.org,2002:"
-STR_TAG, SEQ_TAG, MAP_TAG = f"{_TAG}str", f"{_TAG}seq", f"{_TAG}map"
+_STR_TAG, _SEQ_TAG, _MAP_TAG = f"{_TAG}str", f"{_TAG}seq", f"{_TAG}map"
 # The scalar types JSON-shaped data needs (and the dates waivers use); !!binary, !!set, !!omap and
 # application tags have no place in medinfra's formats.
 _SCALAR_TAGS = frozenset(f"{_TAG}{name}" for name in ("str", "null", "bool", "int", "float", "timestamp"))
@@ -210,7 +210,7 @@ class _Builder:
         tag = event.tag
         if tag is None or tag == "!":
             tag = self.loader.resolve(yaml.ScalarNode, event.value, event.implicit)
-        if tag == STR_TAG:
+        if tag == _STR_TAG:
             return event.value
         if tag not in _SCALAR_TAGS:
             raise self.problem(self.where(), f"tag {tag} is not allowed here", event.start_mark)
@@ -231,7 +231,7 @@ class _Builder:
     def collection(self, event: yaml.SequenceStartEvent | yaml.MappingStartEvent) -> None:
         self.counted(event)
         is_sequence = isinstance(event, yaml.SequenceStartEvent)
-        expected = SEQ_TAG if is_sequence else MAP_TAG
+        expected = _SEQ_TAG if is_sequence else _MAP_TAG
         if event.tag not in (None, "!", expected):
             raise self.problem(self.where(), f"tag {event.tag} is not allowed here", event.start_mark)
         if len(self.open) >= MAX_YAML_DEPTH:
