@@ -623,7 +623,8 @@ def test_relay_names_a_host_with_the_turn_relay_service_not_a_pattern(inventory:
     (inventory / "group_vars" / "all" / "secret.yml").write_text(f"rtc_relay_auth_secret: {SECRET}\n")
     with pytest.raises(UserInputError) as raised:
         relay_credentials(inventory, None, 600, "", now=0, relay=relay)
-    assert str(raised.value) == f"{inventory}: (top level): no host {relay!r} with the turn_relay service in the inventory"
+    expected = f"{inventory}: (top level): no host {relay!r} with the turn_relay service in the inventory"
+    assert str(raised.value) == expected
 
 
 @pytest.mark.parametrize(
@@ -696,7 +697,7 @@ def test_credentials_from_a_vaulted_secret(inventory: Path) -> None:
 
 
 def test_an_inventory_without_the_secret_says_which_variable(inventory: Path) -> None:
-    with pytest.raises(UserInputError, match="turn.rtc_relay_auth_secret: is not set") as raised:
+    with pytest.raises(UserInputError, match=r"turn\.rtc_relay_auth_secret: is not set") as raised:
         relay_credentials(inventory, None, 600, "dr", now=1_800_000_000)
     assert "--vault-password-file" in str(raised.value) and "turn" in str(raised.value)
 
