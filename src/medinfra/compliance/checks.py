@@ -6,6 +6,8 @@ with an optional `where` filter and `min_items`), or one operator applied to the
 reason why a host with none is compliant.
 Paths inside a quantifier are relative to the item. Every value that decided the outcome is kept
 as an excerpt, keyed by its path, so a finding shows its own evidence.
+Evidence comes from hosts that may be hostile: a pattern is never applied to more than MATCHED_TEXT_LIMIT
+characters (longer text leaves the check `error`), so no check backtracks for long.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ QUANTIFIERS = ("every", "some", "none")
 EXCERPT_ITEMS = 20
 EXCERPT_TEXT = 300
 FAILING_ITEMS_SHOWN = 5
+# Longest text a `matches`/`not_matches` pattern is applied to; the longest the collector writes is under 500
+# characters (an sshd algorithm list), audit rule lines about 120.
+MATCHED_TEXT_LIMIT = 4096
 # Keys that name a list item in the evidence, in order of preference.
 IDENTITY_KEYS = ("name", "connection", "service", "path", "purpose", "rule", "target", "mountpoint", "address")
 
@@ -36,7 +41,11 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
-class Unavailable(Exception):
+class Undecided(Exception):
+    """The evidence cannot decide a check either way: the check gives `error`, with this reason."""
+
+
+class Unavailable(Undecided):
     """The evidence says this fact could not be read on the host."""
 
     def __init__(self, path: str, reason: str) -> None:
@@ -222,7 +231,12 @@ def _not_in(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
 def _search(pattern: str, value: Any) -> tuple[bool | None, str]:
     if value is None or isinstance(value, list | Mapping):
         return None, f"{value!r} is no text to match"  # not "None": an absent answer matches nothing
-    found = re.search(pattern, str(value)) is not None
+    text = str(value)
+    if len(text) > MATCHED_TEXT_LIMIT:
+        # Python's re backtracks: an unanchored `.*` pattern takes time quadratic in the text (32 s here for one
+        # 334 KB line). Cutting the text could hide the part that decides, so the check cannot say.
+        raise Undecided(f"{len(text)} characters, more than the {MATCHED_TEXT_LIMIT} a pattern is matched against")
+    found = re.search(pattern, text) is not None
     return found, f"{value!r} {'matches' if found else 'does not match'} /{pattern}/"
 
 
@@ -366,8 +380,12 @@ def _run(check: Mapping[str, Any], root: Any, now: datetime, base: tuple[PathPar
     if quantifier is not None:
         return _quantify(quantifier, check, value, path, now)
     operator = operator_of(check)
-    passed, why = apply_operator(operator, check[operator], value, now)
-    return Outcome("pass" if passed else "fail", f"{show_path(path)}: {why}", {show_path(path): excerpt_value(value)})
+    excerpt = {show_path(path): excerpt_value(value)}
+    try:
+        passed, why = apply_operator(operator, check[operator], value, now)
+    except Undecided as exc:
+        return Outcome("error", f"{show_path(path)}: {exc}", excerpt)
+    return Outcome("pass" if passed else "fail", f"{show_path(path)}: {why}", excerpt)
 
 
 def _all(outcomes: list[Outcome]) -> Outcome:
@@ -452,7 +470,9 @@ def _quantify(
     else:
         deciding, ok = passing, not passing
         summary = f"{where}: {len(passing)} item(s) match, none allowed"
-    if not ok and errors and not deciding:
+    # Like `all` and `any`: an item that cannot be judged leaves `some` undecided unless another item passes (it
+    # might have been the one), and `every` undecided unless another item fails.
+    if not ok and errors and (not deciding or quantifier == "some"):
         return Outcome("error", errors[0].reason, errors[0].excerpt)
     if ok and errors and quantifier != "some":
         return Outcome("error", errors[0].reason, errors[0].excerpt)
