@@ -62,7 +62,7 @@ ROOT = {
         ({"fact": "sshd.nosuchkey", "empty": True}, "fail"),  # an unread list is not an empty one
         ({"fact": "updates.never", "matches": "\\S"}, "fail"),  # None is no text, not the word "None"
         ({"fact": "updates.never", "not_matches": "^x"}, "fail"),
-        ({"fact": "sshd.ciphers", "matches": "aes"}, "fail"),  # a list is not text: quantify over it
+        ({"fact": "sshd.ciphers", "matches": "aes"}, "error"),  # a list is not text: quantify over it
         ({"fact": "sshd.nosuchkey", "equals": "no"}, "fail"),  # absent fails, never passes by accident
         ({"fact": ["sysctl", "net.ipv4.ip_forward"], "equals": 0}, "pass"),
         ({"fact": ["sysctl", "net.ipv4.ip_forward"], "equals": False}, "fail"),  # 0 is spelled "0", not "false"
@@ -141,7 +141,7 @@ def test_a_quantifier_over_nothing_proves_nothing_unless_the_check_says_why(quan
     assert allowed.status == "pass" and "no such users exist" in allowed.reason
     # `some` over nothing was never a pass.
     assert run_check({"fact": "empty", "some": {"equals": 1}}, ROOT, NOW).status == "fail"
-    assert run_check({"fact": "sshd.permitrootlogin", "every": {"equals": "no"}}, ROOT, NOW).status == "fail"
+    assert run_check({"fact": "sshd.permitrootlogin", "every": {"equals": "no"}}, ROOT, NOW).status == "error"
     assert run_check({"fact": "sshd.ciphers", "every": {"matches": "^aes"}}, ROOT, NOW).status == "pass"
 
 
@@ -151,6 +151,32 @@ def test_excerpt_names_the_value_that_decided():
     assert "exceeds" in outcome.reason
     error = run_check({"fact": "auditd.rules", "empty": False}, ROOT, NOW)
     assert "not permitted in a container" in error.reason
+
+
+# --- malformed evidence (a list or mapping where one value belongs, one value where a list belongs) decides
+# nothing: the check gives `error`, so that no `not`, `none` or negative operator turns it into a pass
+
+
+@pytest.mark.parametrize(
+    ("check", "value"),
+    [
+        ({"fact": "setting", "not_equals": "yes"}, ["yes"]),
+        ({"fact": "setting", "not_in": ["yes"]}, {"yes": 1}),
+        ({"fact": "setting", "not_matches": "^yes"}, ["yes"]),
+        ({"not": {"fact": "setting", "equals": "no"}}, ["no"]),
+        ({"fact": "setting", "at_most": 4}, [5]),
+        ({"fact": "setting", "not_contains": "nullok"}, [["nullok"], "obscure"]),
+        ({"fact": "setting", "not_contains": "nullok"}, 7),
+        ({"fact": "setting", "empty": False}, 0),
+        ({"fact": "setting", "subset_of": ["aes128-ctr"]}, "3des-cbc"),
+        ({"fact": "setting", "none": {"matches": "pool"}}, [["pool.ntp.org"]]),
+        ({"not": {"fact": "setting", "every": {"equals": "x"}}}, "x"),
+    ],
+)
+def test_a_value_of_the_wrong_kind_is_an_error(check: dict, value: object) -> None:
+    outcome = run_check(check, {"setting": value}, NOW)
+    assert outcome.status == "error", outcome.reason
+    assert "was expected" in outcome.reason or "is not one value" in outcome.reason
 
 
 # --- hostile evidence: patterns meet text no longer than MATCHED_TEXT_LIMIT; a longer text cannot decide a check

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from medinfra.compliance.checks import Unavailable, resolve, run_check
+from medinfra.compliance.checks import Undecided, resolve, run_check
 from medinfra.compliance.derived import derived_views
 from medinfra.compliance.model import Catalog, Control, Finding, HostEvidence, Status, Waiver
 
@@ -83,7 +83,7 @@ def scraped_names(root: Mapping[str, Any] | None) -> set[str] | str:
         if not isinstance(prometheus, Mapping) or prometheus.get("running") is not True:
             return set()  # no Prometheus running: it scrapes nobody
         targets = resolve(root, (), ("monitoring", "prometheus", "node_targets"))
-    except Unavailable as exc:
+    except Undecided as exc:
         return str(exc)
     if not isinstance(targets, list):
         return "monitoring.prometheus.node_targets: absent from the evidence"
@@ -104,7 +104,7 @@ def monitoring_servers(hosts: Sequence[HostEvidence], roots: Mapping[str, Any]) 
         declared = MONITORING_SERVICE in (host.inventory.get("services") or ())
         try:
             running = root is not None and resolve(root, (), ("monitoring", "prometheus", "running")) is True
-        except Unavailable:
+        except Undecided:
             running = False
         if declared or running:
             servers[host.host] = scraped_names(root)
