@@ -245,3 +245,28 @@ def test_hostile_hosts_over_ssh_are_bounded_redacted_and_escaped(tmp_path: Path,
     files = [path for path in (tmp_path / "out").rglob("*") if path.is_file()]
     assert_nothing_shows(files, database, done.stdout + done.stderr)
     assert seconds < 120, f"a flooding host held the audit {seconds:.0f} s"
+
+
+# --- the Ansible transport: what `medinfra_evidence` registered goes through the same host_result
+
+
+def test_the_ansible_transport_redacts_escapes_and_bounds_what_hosts_registered() -> None:
+    from plugins.action.medinfra_findings import host_result, started_at
+
+    failed = host_result("a", {"failed": True, "msg": f"MODULE FAILURE {PAINTED} {BECOME}\nmore"}, SECRETS)
+    assert failed.status == "error"
+    assert failed.reason == "MODULE FAILURE \\x1b[2K\\x0dverified: signature valid ***\\x0amore"
+    gone = host_result("b", {"unreachable": True, "msg": f"ssh: {SSH_PASSWORD}@host refused"}, SECRETS)
+    assert (gone.status, gone.reason) == ("unreachable", "ssh: ***@host refused")
+    evidence = {**hostile_evidence(), "collection_seconds": "soon", "collected_at": "yesterday"}
+    echoed = host_result("c", {"evidence": evidence}, SECRETS)
+    assert echoed.status == "audited" and echoed.seconds == 0.0
+    text = json.dumps(echoed.evidence, ensure_ascii=False)
+    assert BECOME not in text and SSH_PASSWORD not in text and "\x1b" not in text
+    assert started_at([echoed], NOW) == NOW  # a collected_at that is no time is not one
+    deep: dict = {"schema": "medinfra-evidence/1"}
+    for _ in range(200):
+        deep = {"facts": deep}
+    assert host_result("d", {"evidence": deep}, SECRETS).reason == "collector output nests deeper than 32 levels"
+    huge = {**hostile_evidence(), "padding": "x" * (OUTPUT_LIMIT + 1)}
+    assert host_result("e", {"evidence": huge}, SECRETS).reason.startswith("collector output is ")
