@@ -10,6 +10,8 @@ packages=(
   chromium fonts-noto-cjk postgresql
   # promtool and amtool: the alert rule and routing unit tests.
   prometheus prometheus-alertmanager
+  # The become tests run medinfra's collector command line under a real sudo (root's: it does not prompt).
+  sudo
 )
 
 missing=()

@@ -7,6 +7,7 @@ ends in the same code as `medinfra audit` (medinfra.audit.results), so both tran
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,8 +15,9 @@ from typing import Any
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
 
+from medinfra.audit import received
 from medinfra.audit.results import AuditRun, HostResult, exit_code, judge, summary_text
-from medinfra.audit.targets import INVENTORY_VIEW, inventory_view
+from medinfra.audit.targets import INVENTORY_VIEW, SECRET_VARIABLES, host_secrets, inventory_view
 from medinfra.compliance.catalog import load_catalog, load_waivers
 from medinfra.history.store import default_history_location
 from medinfra.paths import CATALOG_DIR
@@ -29,24 +31,33 @@ def plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=str))
 
 
-def host_result(name: str, registered: Any) -> HostResult:
+def host_result(name: str, registered: Any, secrets: tuple[str, ...]) -> HostResult:
+    """What `medinfra_evidence` registered for one host, made safe by the same code as pyinfra's transport."""
     if not isinstance(registered, dict) or not registered:
-        return HostResult(name, "error", "no evidence registered (host left the play before collection)", None, 0.0)
+        reason = "no evidence registered (host left the play before collection)"
+        return received.host_result(name, "error", reason, None, 0.0, secrets)
     if registered.get("unreachable"):
-        return HostResult(name, "unreachable", str(registered.get("msg", "unreachable")).strip(), None, 0.0)
+        return received.host_result(name, "unreachable", str(registered.get("msg", "unreachable")), None, 0.0, secrets)
     evidence = registered.get("evidence")
     if registered.get("failed") or not isinstance(evidence, dict):
-        return HostResult(name, "error", str(registered.get("msg", "collector failed")).strip()[-300:], None, 0.0)
-    return HostResult(name, "audited", "", evidence, float(evidence.get("collection_seconds", 0.0)))
+        return received.host_result(name, "error", str(registered.get("msg", "collector failed")), None, 0.0, secrets)
+    seconds = evidence.get("collection_seconds")
+    seconds = float(seconds) if isinstance(seconds, int | float) and not isinstance(seconds, bool) else 0.0
+    return received.host_result(name, "audited", "", evidence, seconds, secrets)
+
+
+def collected_at(evidence: Mapping[str, Any]) -> datetime | None:
+    """When a host says it collected its evidence; None when it does not say so in ISO 8601 (UTC)."""
+    try:
+        moment = datetime.fromisoformat(str(evidence.get("collected_at")).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.utcoffset() is not None else None
 
 
 def started_at(results: list[HostResult], now: datetime) -> datetime:
-    times = [
-        datetime.fromisoformat(str(r.evidence["collected_at"]).replace("Z", "+00:00"))
-        for r in results
-        if r.evidence is not None and "collected_at" in r.evidence
-    ]
-    return min(times, default=now)
+    times = [collected_at(r.evidence) for r in results if r.evidence is not None]
+    return min((t for t in times if t is not None), default=now)
 
 
 class ActionModule(ActionBase):  # type: ignore[misc]
@@ -68,7 +79,14 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             raise AnsibleActionFail("\n".join(str(p) for p in exc.problems)) from None
         hostvars = task_vars["hostvars"]
         names = list(task_vars.get("ansible_play_hosts_all", []))
-        results = [host_result(name, plain(hostvars[name].get(evidence_var))) for name in names]
+        results = [
+            host_result(
+                name,
+                plain(hostvars[name].get(evidence_var)),
+                host_secrets(plain({v: hostvars[name].get(v) for v in SECRET_VARIABLES})),
+            )
+            for name in names
+        ]
         views = {
             name: inventory_view(plain({v: hostvars[name].get(v) for v in INVENTORY_VIEW.values()})) for name in names
         }

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 from medinfra import __version__
 from medinfra.paths import CATALOG_DIR
 from medinfra.problems import PrerequisiteError, Problem, UserInputError
+from medinfra.safe_text import one_line
 
 if TYPE_CHECKING:
     from medinfra.report.publish import Published
@@ -166,8 +167,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     def progress(result: HostResult, done: int, total: int) -> None:
         if not args.quiet:
             note = f": {result.reason}" if result.reason else ""
-            print(f"[{done:>{len(str(total))}}/{total}] {result.host} {result.status} ({result.seconds:.1f} s){note}",
-                  file=sys.stderr, flush=True)
+            line = f"[{done:>{len(str(total))}}/{total}] {result.host} {result.status} ({result.seconds:.1f} s){note}"
+            print(one_line(line), file=sys.stderr, flush=True)
 
     results = collect_all(targets, collector_source(), connect_timeout=args.timeout, parallel=args.forks,
                           progress=progress)
@@ -281,7 +282,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"signature: INVALID ({reason})")
     for label, paths in (("altered", result.altered), ("added", result.added), ("removed", result.removed)):
         for path in paths:
-            print(f"{label}: {path}")
+            # Names come from the directory or manifest someone sent: escaped, so none can paint a line of its own.
+            print(f"{label}: {one_line(path)}")
     return 1
 
 

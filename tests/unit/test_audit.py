@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import stat
 from datetime import UTC, date, datetime
 
@@ -20,6 +21,7 @@ from medinfra.audit.results import (
     summary_text,
 )
 from medinfra.audit.targets import (
+    BOOTSTRAP,
     SshSettings,
     collector_command,
     inventory_view,
@@ -253,15 +255,18 @@ def test_bad_catalog_and_inventory_exit_2(tmp_path):
 
 
 def test_collector_command_keeps_the_sudo_password_off_the_command_line():
+    program = f"python3 -I -S -c {shlex.quote(BOOTSTRAP % 'M')}"
     plain = SshSettings(hostname="h")
-    assert collector_command(plain, "SRC") == ("python3 -I -S -", "SRC")
+    assert collector_command(plain, "SRC", "M") == (program, "M\nSRC")
     nopasswd = SshSettings(hostname="h", become=True)
-    assert collector_command(nopasswd, "SRC") == ("sudo -H -n python3 -I -S -", "SRC")
+    assert collector_command(nopasswd, "SRC", "M") == (f"sudo -H -n {program}", "M\nSRC")
     with_password = SshSettings(hostname="h", become=True, become_user="audit", become_password="pa ss")
-    command, stdin = collector_command(with_password, "SRC")
+    command, stdin = collector_command(with_password, "SRC", "M")
     assert "pa ss" not in command
-    assert command == "sudo -H -S -p '' -u audit python3 -I -S -"
-    assert stdin == "pa ss\nSRC"
+    assert command == f"sudo -H -S -p '' -u audit {program}"
+    assert stdin == "pa ss\nM\nSRC"
+    markers = {collector_command(plain, "SRC")[1].partition("\n")[0] for _ in range(3)}
+    assert len(markers) == 3 and all(len(m) > 32 for m in markers), "a fresh random start marker for every run"
 
 
 def test_a_bad_signing_key_is_reported_before_any_host_is_contacted(tmp_path):
@@ -271,3 +276,20 @@ def test_a_bad_signing_key_is_reported_before_any_host_is_contacted(tmp_path):
     assert done.returncode == 2
     assert f"{key}: (top level): is not a PEM private key" in done.stderr
     assert not (tmp_path / "out").exists() and "Traceback" not in done.stderr
+
+
+def test_verify_shows_crafted_file_names_escaped(tmp_path, capsys):
+    """A results directory someone sent may hold a file whose name paints a fake "signature valid" line."""
+    from medinfra.cli import main
+    from medinfra.signing import generate_keypair, sign_directory
+
+    private, public = generate_keypair(tmp_path / "keys" / "audit")
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "findings.json").write_text("{}")
+    sign_directory(results, private)
+    (results / "x\x1b[2K\rverified: 1 files, signature valid").write_text("")
+    assert main(["verify", str(results), "--pubkey", str(public)]) == 1
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\r" not in out
+    assert out == "added: x\\x1b[2K\\x0dverified: 1 files, signature valid\n"

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+import json
+import re
+import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
-from medinfra.compliance.checks import run_check
+from medinfra.compliance.catalog import load_catalog
+from medinfra.compliance.checks import MATCHED_TEXT_LIMIT, parse_path, run_check
+from medinfra.compliance.evaluate import FACT_LIMIT, evaluate
+from medinfra.compliance.model import HostEvidence
+from medinfra.paths import CATALOG_DIR
+
+FIXTURE = Path(__file__).parent / "compliance" / "fixtures" / "evidence-his-app.json"
+FIXTURE_EVIDENCE = json.loads(FIXTURE.read_text())
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
 ROOT = {
@@ -51,7 +62,7 @@ ROOT = {
         ({"fact": "sshd.nosuchkey", "empty": True}, "fail"),  # an unread list is not an empty one
         ({"fact": "updates.never", "matches": "\\S"}, "fail"),  # None is no text, not the word "None"
         ({"fact": "updates.never", "not_matches": "^x"}, "fail"),
-        ({"fact": "sshd.ciphers", "matches": "aes"}, "fail"),  # a list is not text: quantify over it
+        ({"fact": "sshd.ciphers", "matches": "aes"}, "error"),  # a list is not text: quantify over it
         ({"fact": "sshd.nosuchkey", "equals": "no"}, "fail"),  # absent fails, never passes by accident
         ({"fact": ["sysctl", "net.ipv4.ip_forward"], "equals": 0}, "pass"),
         ({"fact": ["sysctl", "net.ipv4.ip_forward"], "equals": False}, "fail"),  # 0 is spelled "0", not "false"
@@ -130,7 +141,7 @@ def test_a_quantifier_over_nothing_proves_nothing_unless_the_check_says_why(quan
     assert allowed.status == "pass" and "no such users exist" in allowed.reason
     # `some` over nothing was never a pass.
     assert run_check({"fact": "empty", "some": {"equals": 1}}, ROOT, NOW).status == "fail"
-    assert run_check({"fact": "sshd.permitrootlogin", "every": {"equals": "no"}}, ROOT, NOW).status == "fail"
+    assert run_check({"fact": "sshd.permitrootlogin", "every": {"equals": "no"}}, ROOT, NOW).status == "error"
     assert run_check({"fact": "sshd.ciphers", "every": {"matches": "^aes"}}, ROOT, NOW).status == "pass"
 
 
@@ -140,3 +151,108 @@ def test_excerpt_names_the_value_that_decided():
     assert "exceeds" in outcome.reason
     error = run_check({"fact": "auditd.rules", "empty": False}, ROOT, NOW)
     assert "not permitted in a container" in error.reason
+
+
+# --- malformed evidence (a list or mapping where one value belongs, one value where a list belongs) decides
+# nothing: the check gives `error`, so that no `not`, `none` or negative operator turns it into a pass
+
+
+@pytest.mark.parametrize(
+    ("check", "value"),
+    [
+        ({"fact": "setting", "not_equals": "yes"}, ["yes"]),
+        ({"fact": "setting", "not_in": ["yes"]}, {"yes": 1}),
+        ({"fact": "setting", "not_matches": "^yes"}, ["yes"]),
+        ({"not": {"fact": "setting", "equals": "no"}}, ["no"]),
+        ({"fact": "setting", "at_most": 4}, [5]),
+        ({"fact": "setting", "not_contains": "nullok"}, [["nullok"], "obscure"]),
+        ({"fact": "setting", "not_contains": "nullok"}, 7),
+        ({"fact": "setting", "empty": False}, 0),
+        ({"fact": "setting", "subset_of": ["aes128-ctr"]}, "3des-cbc"),
+        ({"fact": "setting", "none": {"matches": "pool"}}, [["pool.ntp.org"]]),
+        ({"not": {"fact": "setting", "every": {"equals": "x"}}}, "x"),
+    ],
+)
+def test_a_value_of_the_wrong_kind_is_an_error(check: dict, value: object) -> None:
+    outcome = run_check(check, {"setting": value}, NOW)
+    assert outcome.status == "error", outcome.reason
+    assert "was expected" in outcome.reason or "is not one value" in outcome.reason
+
+
+# --- hostile evidence: patterns meet text no longer than MATCHED_TEXT_LIMIT; a longer text cannot decide a check
+
+# One line of a hostile host's audit rules: Python's re backtracks on the catalog's `arch=b64 .*-S \S*\badjtimex\b`
+# over it in time quadratic in its length (32 s for 334 KB here before the cap, 98 s on the issue's machine).
+HOSTILE_LINE = ("arch=b64 " * 40_000)[:334_000]
+TIME_CHANGE = {"fact": "rules", "some": {"matches": r"arch=b64 .*-S \S*\badjtimex\b"}}
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        TIME_CHANGE,
+        {"fact": "rules", "none": {"matches": r"arch=b64 .*-S \S*\badjtimex\b"}},
+        {"fact": "rules", "every": {"not_matches": "^-a never"}},
+        {"not": TIME_CHANGE},
+        {"any": [TIME_CHANGE, {"fact": "rules", "empty": True}]},
+    ],
+)
+def test_a_text_longer_than_the_cap_is_an_error_never_a_pass_and_fast(check: dict) -> None:
+    started = time.perf_counter()
+    outcome = run_check(check, {"rules": ["-w /etc/passwd -p wa", HOSTILE_LINE]}, NOW)
+    assert time.perf_counter() - started < 0.5
+    assert outcome.status == "error"
+    too_long = f"rules[1]: 334000 characters, more than the {MATCHED_TEXT_LIMIT} a pattern is matched against"
+    assert too_long in outcome.reason
+
+
+def test_a_text_at_the_cap_is_matched() -> None:
+    rule = " arch=b64 -S adjtimex"
+    line = "x" * (MATCHED_TEXT_LIMIT - len(rule)) + rule
+    assert len(line) == MATCHED_TEXT_LIMIT
+    assert run_check(TIME_CHANGE, {"rules": [line]}, NOW).status == "pass"
+    assert run_check(TIME_CHANGE, {"rules": [line + " "]}, NOW).status == "error"
+
+
+def test_the_worst_catalog_pattern_on_the_longest_matched_text_is_quick() -> None:
+    """Every `matches`/`not_matches` pattern of the catalog on texts of MATCHED_TEXT_LIMIT characters built from its
+    own literal parts (what makes a backtracking pattern slow): none takes more than a few milliseconds."""
+    slowest, worst = 0.0, ""
+    for pattern in catalog_patterns():
+        for filler in {*re.split(r"[\\()\[\]*+?.^$|{}]", pattern), "arch=b64 ", " "} - {""}:
+            text = (filler * (MATCHED_TEXT_LIMIT // len(filler) + 1))[:MATCHED_TEXT_LIMIT]
+            started = time.perf_counter()
+            re.search(pattern, text)
+            seconds = time.perf_counter() - started
+            if seconds > slowest:
+                slowest, worst = seconds, f"/{pattern}/ on {filler!r}..."
+    assert slowest < 0.05, f"{worst}: {slowest * 1000:.1f} ms"
+
+
+def values_of(key: str, check: object) -> list:
+    """Every value of `key` anywhere in a check."""
+    if isinstance(check, dict):
+        return ([check[key]] if key in check else []) + [v for item in check.values() for v in values_of(key, item)]
+    return [v for item in check for v in values_of(key, item)] if isinstance(check, list) else []
+
+
+def catalog_patterns() -> set[str]:
+    controls = load_catalog(CATALOG_DIR).controls
+    return {p for c in controls for op in ("matches", "not_matches") for p in values_of(op, [c.check, c.applies_when])}
+
+
+def test_a_fact_over_the_size_cap_makes_the_checks_reading_it_errors() -> None:
+    """A section of the facts larger than FACT_LIMIT is judged as unavailable: an error, never a pass."""
+    evidence = json.loads(json.dumps(FIXTURE_EVIDENCE))
+    evidence["facts"]["auditd"]["effective"]["rules"].extend(["-a never,task"] * (FACT_LIMIT // 16))
+    catalog = load_catalog(CATALOG_DIR)
+    findings = {f.control: f for f in evaluate([HostEvidence("h", evidence, {})], catalog, (), NOW)}
+    recorded = {f.control: f for f in evaluate([HostEvidence("h", FIXTURE_EVIDENCE, {})], catalog, (), NOW)}
+    auditd = [c.id for c in catalog.controls if "auditd" in {parse_path(f)[0] for f in values_of("fact", c.check)}]
+    judged = [c for c in auditd if recorded[c].status != "not_applicable"]
+    assert len(judged) > 5
+    for control in judged:
+        assert findings[control].status == "error", control
+        assert "characters of JSON, over the limit of" in findings[control].reason
+    others = [c.id for c in catalog.controls if c.id not in auditd]
+    assert {c: findings[c].status for c in others} == {c: recorded[c].status for c in others}

@@ -606,15 +606,63 @@ def test_one_relay_by_name_and_its_address_and_ports(monkeypatch: pytest.MonkeyP
 
     monkeypatch.setattr("medinfra.audit.targets.read_hosts", read_hosts)
     (server,) = relay_credentials(tmp_path, None, 600, "", now=0, relay="turn-b")
-    assert asked == ["turn-b"]
+    assert asked == ["turn_relay"]  # the name is looked for among the relays, never used as a host pattern
     assert server["urls"] == [
         "turns:10.0.0.9:443?transport=tcp",
         "turn:10.0.0.9:3478?transport=udp",
         "turn:10.0.0.9:3478?transport=tcp",
     ]
     monkeypatch.setattr("medinfra.audit.targets.read_hosts", lambda *args: [])
-    with pytest.raises(UserInputError, match="no host 'turn-b' in the inventory"):
+    with pytest.raises(UserInputError, match="no host 'turn-b' with the turn_relay service in the inventory"):
         relay_credentials(tmp_path, None, 600, "", now=0, relay="turn-b")
+
+
+@pytest.mark.parametrize("relay", ["his-db", "all", "*", "his*", "turn_relay:his-db", "turn-a,his-db"])
+def test_relay_names_a_host_with_the_turn_relay_service_not_a_pattern(inventory: Path, relay: str) -> None:
+    """--relay used to be an Ansible host pattern: credentials naming PHI hosts (his-db) were minted."""
+    (inventory / "group_vars" / "all" / "secret.yml").write_text(f"rtc_relay_auth_secret: {SECRET}\n")
+    with pytest.raises(UserInputError) as raised:
+        relay_credentials(inventory, None, 600, "", now=0, relay=relay)
+    expected = f"{inventory}: (top level): no host {relay!r} with the turn_relay service in the inventory"
+    assert str(raised.value) == expected
+
+
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [
+        ("x", "is 1 characters long; the relay needs at least 32"),
+        (SECRET[:31], "is 31 characters long; the relay needs at least 32"),
+        (SECRET[:31] + "!", "has characters other than letters, digits and +/=_-"),
+        (SECRET + " 'quoted'", "has characters other than letters, digits and +/=_-"),
+    ],
+)
+def test_a_secret_the_role_refuses_is_refused_located_and_not_repeated(
+    inventory: Path, capsys: pytest.CaptureFixture[str], secret: str, message: str
+) -> None:
+    (inventory / "group_vars" / "all" / "secret.yml").write_text(f"rtc_relay_auth_secret: {json.dumps(secret)}\n")
+    assert main(["turn", "credentials", "--ttl", "600", "-i", str(inventory)]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err.startswith(f"{inventory}: turn.rtc_relay_auth_secret: {message}")
+    assert secret not in err and "Traceback" not in err
+
+
+def test_the_documented_minimum_is_accepted(inventory: Path) -> None:
+    secret = SECRET[:32]
+    (inventory / "group_vars" / "all" / "secret.yml").write_text(f"rtc_relay_auth_secret: {secret}\n")
+    (server,) = relay_credentials(inventory, None, 600, "dr", now=1_800_000_000)
+    assert server["credential"] == rest_password(secret, "1800000600:dr")
+
+
+@pytest.mark.parametrize("port", ["abc", "0", "65536", "1" * 5000, "²", "true"])
+def test_a_bad_port_is_located_without_a_traceback(inventory: Path, port: str) -> None:
+    (inventory / "group_vars" / "all" / "secret.yml").write_text(
+        f"rtc_relay_auth_secret: {SECRET}\nrtc_relay_tls_listening_port: {json.dumps(port)}\n"
+    )
+    with pytest.raises(UserInputError) as raised:
+        relay_credentials(inventory, None, 600, "", now=0)
+    assert str(raised.value).startswith(f"{inventory}: turn.rtc_relay_tls_listening_port: ")
+    assert "is not a port number" in str(raised.value) and SECRET_CORE not in str(raised.value)
 
 
 @pytest.fixture
@@ -649,7 +697,7 @@ def test_credentials_from_a_vaulted_secret(inventory: Path) -> None:
 
 
 def test_an_inventory_without_the_secret_says_which_variable(inventory: Path) -> None:
-    with pytest.raises(UserInputError, match="rtc_relay_auth_secret is not set") as raised:
+    with pytest.raises(UserInputError, match=r"turn\.rtc_relay_auth_secret: is not set") as raised:
         relay_credentials(inventory, None, 600, "dr", now=1_800_000_000)
     assert "--vault-password-file" in str(raised.value) and "turn" in str(raised.value)
 

@@ -10,7 +10,6 @@ from gevent import monkey
 
 monkey.patch_all()
 
-import json  # noqa: E402 - after the gevent patch, as pyinfra requires
 import logging  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterator, Mapping, Sequence  # noqa: E402
@@ -18,11 +17,21 @@ from contextlib import contextmanager  # noqa: E402
 from typing import Any  # noqa: E402
 
 import gevent  # noqa: E402
+from paramiko import SSHException  # noqa: E402
 from pyinfra.api.config import Config  # noqa: E402
 from pyinfra.api.exceptions import ConnectError, PyinfraError  # noqa: E402
 from pyinfra.api.inventory import Inventory  # noqa: E402
 from pyinfra.api.state import State  # noqa: E402
 
+from medinfra.audit.received import (  # noqa: E402
+    OUTPUT_LIMIT,
+    STDERR_KEPT,
+    ProgramOutput,
+    host_result,
+    program_result,
+    read_bounded,
+    read_tail,
+)
 from medinfra.audit.results import HostResult  # noqa: E402
 from medinfra.audit.targets import SshSettings, Target, collector_command  # noqa: E402
 
@@ -61,39 +70,46 @@ def host_data(ssh: SshSettings) -> dict[str, Any]:
     return data
 
 
-def parse_output(output: Any) -> tuple[dict[str, Any] | None, str]:
-    stdout = "\n".join(output.stdout_lines)
+def run_program(client: Any, command: str, stdin: str, timeout: float) -> ProgramOutput:
+    """Run `command` on an SSH connection (paramiko's client, which pyinfra holds) with `stdin`, reading its output
+    with bounds: pyinfra's own runner keeps all of it in memory and fails on text that is not UTF-8."""
+    channel = client.get_transport().open_session(timeout=timeout)
     try:
-        document = json.loads(stdout)
-    except ValueError:
-        stderr = " ".join(output.stderr_lines)[-300:]
-        return None, f"collector printed no JSON document: {stderr or stdout[-300:] or 'no output'}"
-    if not isinstance(document, dict):
-        return None, "collector output is not a JSON object"
-    return document, ""
+        with gevent.Timeout(timeout):
+            channel.exec_command(command)
+            channel.sendall(stdin.encode("utf-8"))
+            channel.shutdown_write()
+            stderr = gevent.spawn(read_tail, channel.recv_stderr, STDERR_KEPT)
+            stdout, over_limit = read_bounded(channel.recv, OUTPUT_LIMIT)
+            if over_limit:
+                stderr.kill()
+                return ProgramOutput(stdout, b"", -1, over_limit=True)
+            exit_status = channel.recv_exit_status()
+            stderr_tail, stderr_cut = stderr.get()
+            return ProgramOutput(stdout, stderr_tail, exit_status, stderr_cut=stderr_cut)
+    finally:
+        channel.close()
 
 
 def collect_one(host: Any, target: Target, source: str, timeout: float) -> HostResult:
     assert target.ssh is not None
     started = time.monotonic()
+
+    def unreachable(reason: str) -> HostResult:
+        return host_result(target.name, "unreachable", reason, None, time.monotonic() - started, target.secrets)
+
     try:
         host.connect(raise_exceptions=True, show_errors=False)
     except ConnectError as exc:
-        return HostResult(target.name, "unreachable", f"SSH: {exc}", None, time.monotonic() - started)
+        return unreachable(f"SSH: {exc}")
     try:
         command, stdin = collector_command(target.ssh, source)
-        ok, output = host.run_shell_command(command, _stdin=stdin, _timeout=timeout, _shell_executable=None)
-    except (PyinfraError, OSError, gevent.Timeout) as exc:
-        return HostResult(
-            target.name, "unreachable", f"collector run: {type(exc).__name__}: {exc}", None, time.monotonic() - started
-        )
+        output = run_program(host.connector.client, command, stdin, timeout)
+    except (PyinfraError, SSHException, OSError, gevent.Timeout) as exc:
+        return unreachable(f"collector run: {type(exc).__name__}: {exc}")
     finally:
         host.disconnect()
-    document, problem = parse_output(output)
-    if document is None:
-        exit_note = "" if ok else " (collector exited non-zero)"
-        return HostResult(target.name, "error", problem + exit_note, None, time.monotonic() - started)
-    return HostResult(target.name, "audited", "", document, time.monotonic() - started)
+    return program_result(target.name, output, time.monotonic() - started, target.secrets)
 
 
 def collect_all(
@@ -113,7 +129,7 @@ def collect_all(
     reachable = [t for t in targets if t.ssh is not None]
     for target in targets:
         if target.ssh is None:
-            results[target.name] = HostResult(target.name, "error", target.problem, None, 0.0)
+            results[target.name] = host_result(target.name, "error", target.problem, None, 0.0, ())
     if reachable:
         names = [(t.name, host_data(t.ssh)) for t in reachable if t.ssh is not None]
         inventory = Inventory((names, {}))  # type: ignore[no-untyped-call]
@@ -130,10 +146,11 @@ def collect_all(
             for host in inventory
         }
         for done, job in enumerate(gevent.iwait(list(jobs)), start=1):
+            name = jobs[job]
             result = (
                 job.get()
                 if job.successful()
-                else HostResult(jobs[job], "error", f"transport failure: {job.exception}", None, 0.0)
+                else host_result(name, "error", f"transport failure: {job.exception}", None, 0.0, by_name[name].secrets)
             )
             results[result.host] = result
             if progress is not None:

@@ -7,6 +7,7 @@ included), group_vars, host_vars and vaulted values behave exactly as in a playb
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,11 @@ class SshSettings:
     become_user: str | None = None
     become_password: str | None = field(default=None, repr=False)
 
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What a host's text must never show: the passwords medinfra gives it."""
+        return tuple(s for s in (self.password, self.become_password) if s)
+
 
 @dataclass(frozen=True)
 class Target:
@@ -56,6 +62,19 @@ class Target:
     inventory: Mapping[str, Any]
     ssh: SshSettings | None
     problem: str = ""
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return self.ssh.secrets if self.ssh is not None else ()
+
+
+# The connection variables that hold passwords (Ansible's names and their older aliases).
+SECRET_VARIABLES = ("ansible_password", "ansible_ssh_pass", "ansible_become_password", "ansible_become_pass")
+
+
+def host_secrets(hostvars: Mapping[str, Any]) -> tuple[str, ...]:
+    """The passwords a host's variables give it, which nothing the host sends back may show."""
+    return tuple(str(hostvars[name]) for name in SECRET_VARIABLES if hostvars.get(name))
 
 
 def inventory_view(hostvars: Mapping[str, Any]) -> dict[str, Any]:
@@ -99,6 +118,10 @@ def ssh_settings(name: str, hostvars: Mapping[str, Any], host_key_checking: bool
     options = ssh_options(
         " ".join(str(hostvars.get(k) or "") for k in ("ansible_ssh_common_args", "ansible_ssh_extra_args"))
     )
+    become_password = hostvars.get("ansible_become_password") or hostvars.get("ansible_become_pass")
+    if become and become_password and ("\n" in str(become_password) or "\r" in str(become_password)):
+        # sudo -S reads a password up to the first line break: the rest would be taken as further attempts.
+        return "the become password holds a line break, which sudo -S cannot read as one password"
     port = hostvars.get("ansible_port") or hostvars.get("ansible_ssh_port")
     if "proxyjump" in options or "proxycommand" in options:
         return "SSH through a jump host is not supported by medinfra audit yet; use playbooks/audit.yml"
@@ -112,27 +135,41 @@ def ssh_settings(name: str, hostvars: Mapping[str, Any], host_key_checking: bool
         strict_host_key_checking=options.get("stricthostkeychecking", "yes" if host_key_checking else "no"),
         become=become,
         become_user=hostvars.get("ansible_become_user") if hostvars.get("ansible_become_user") != "root" else None,
-        become_password=hostvars.get("ansible_become_password") or hostvars.get("ansible_become_pass"),
+        become_password=become_password,
     )
 
 
 # -I -S: the collector needs nothing but the standard library, so skip site-packages and PYTHON* vars.
-COLLECT_COMMAND = "python3 -I -S -"
+# The program is not `-`: python would run whatever stdin starts with, and a sudo that does not prompt (NOPASSWD,
+# cached credentials, already root) leaves the password line there, which then came back in a SyntaxError. This
+# fixed bootstrap drops everything up to a start marker (the password line, if sudo did not read it) and runs the
+# rest. sudo reads its password one byte at a time up to the newline, so it never takes more than that line;
+# after a wrong password it reads further lines as new attempts and then fails without running python at all.
+BOOTSTRAP = """import sys, __main__
+skipped, start, program = sys.stdin.buffer.read().partition(b"%s\\n")
+del skipped
+if not start:
+    sys.exit("medinfra: no program after the start marker on stdin")
+exec(compile(program, "<medinfra program>", "exec"), __main__.__dict__)
+"""
 
 
-def collector_command(ssh: SshSettings, source: str) -> tuple[str, str]:
-    """(command line, stdin) that runs the collector, under sudo when Ansible would become.
+def collector_command(ssh: SshSettings, source: str, marker: str | None = None) -> tuple[str, str]:
+    """(command line, stdin) that runs the program `source`, under sudo when Ansible would become.
 
-    A sudo password goes to `sudo -S` as the first line of stdin (sudo reads exactly one line;
-    python reads the rest), never onto the command line or into a file on the host, which is
-    what pyinfra's own askpass mechanism would do. No `sh -c` wrapper: one process fewer per host.
+    stdin is the sudo password line (when there is one), a start marker line and the program; the command line
+    holds the bootstrap and the marker, never a secret. `marker` is a fresh random one unless given (tests).
+    The password never goes onto the command line or into a file on the host (pyinfra's askpass would do that).
     """
+    marker = marker or f"medinfra-start-{secrets.token_hex(16)}"
+    program = f"python3 -I -S -c {shlex.quote(BOOTSTRAP % marker)}"
+    stdin = f"{marker}\n{source}"
     if not ssh.become:
-        return COLLECT_COMMAND, source
+        return program, stdin
     user = f"-u {shlex.quote(ssh.become_user)} " if ssh.become_user else ""
     if ssh.become_password:
-        return f"sudo -H -S -p '' {user}{COLLECT_COMMAND}", f"{ssh.become_password}\n{source}"
-    return f"sudo -H -n {user}{COLLECT_COMMAND}", source
+        return f"sudo -H -S -p '' {user}{program}", f"{ssh.become_password}\n{stdin}"
+    return f"sudo -H -n {user}{program}", stdin
 
 
 CONNECTION_VARS = (

@@ -6,6 +6,8 @@ with an optional `where` filter and `min_items`), or one operator applied to the
 reason why a host with none is compliant.
 Paths inside a quantifier are relative to the item. Every value that decided the outcome is kept
 as an excerpt, keyed by its path, so a finding shows its own evidence.
+Evidence comes from hosts that may be hostile: a pattern is never applied to more than MATCHED_TEXT_LIMIT
+characters (longer text leaves the check `error`), so no check backtracks for long.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ QUANTIFIERS = ("every", "some", "none")
 EXCERPT_ITEMS = 20
 EXCERPT_TEXT = 300
 FAILING_ITEMS_SHOWN = 5
+# Longest text a `matches`/`not_matches` pattern is applied to; the longest the collector writes is under 500
+# characters (an sshd algorithm list), audit rule lines about 120.
+MATCHED_TEXT_LIMIT = 4096
 # Keys that name a list item in the evidence, in order of preference.
 IDENTITY_KEYS = ("name", "connection", "service", "path", "purpose", "rule", "target", "mountpoint", "address")
 
@@ -36,7 +41,11 @@ class _Missing:
 MISSING: Any = _Missing()
 
 
-class Unavailable(Exception):
+class Undecided(Exception):
+    """The evidence cannot decide a check either way: the check gives `error`, with this reason."""
+
+
+class Unavailable(Undecided):
     """The evidence says this fact could not be read on the host."""
 
     def __init__(self, path: str, reason: str) -> None:
@@ -71,19 +80,23 @@ def is_unavailable(value: Any) -> bool:
 
 
 def resolve(root: Any, base: tuple[PathPart, ...], relative: tuple[PathPart, ...]) -> Any:
-    """The value at base+relative below root (root is at base); MISSING when a key is absent."""
+    """The value at base+relative below root (root is at base); MISSING when a key or an item is absent (or a
+    value on the way is None). A value on the way that cannot hold the next part (text where a mapping belongs)
+    is malformed evidence, which decides nothing."""
     node = root
     walked = base
     for part in relative:
         if is_unavailable(node):
             raise Unavailable(show_path(walked), node["unavailable"])
-        walked = (*walked, part)
         if isinstance(node, Mapping) and not isinstance(part, int):
             node = node.get(part, MISSING)
-        elif isinstance(node, list) and isinstance(part, int) and part < len(node):
-            node = node[part]
-        else:
+        elif isinstance(node, list) and isinstance(part, int):
+            node = node[part] if 0 <= part < len(node) else MISSING
+        elif node is None:
             return MISSING
+        else:
+            raise Undecided(f"{show_path(walked)}: {excerpt_value(node)!r} cannot hold {show_path((part,))}")
+        walked = (*walked, part)
         if node is MISSING:
             return MISSING
     if is_unavailable(node):
@@ -156,16 +169,17 @@ class Operator:
     argument: dict[str, Any]  # JSON Schema of the argument in a control
     test: OperatorTest
     judges_absence: bool = False  # whether it decides on a value absent from the evidence itself
+    reads_many: bool = False  # whether it reads a list (or text, or a mapping) rather than one value
 
 
 OPERATORS: dict[str, Operator] = {}
 
 
 def operator(
-    name: str, argument: dict[str, Any], judges_absence: bool = False
+    name: str, argument: dict[str, Any], judges_absence: bool = False, reads_many: bool = False
 ) -> Callable[[OperatorTest], OperatorTest]:
     def register(test: OperatorTest) -> OperatorTest:
-        OPERATORS[name] = Operator(name, argument, test, judges_absence)
+        OPERATORS[name] = Operator(name, argument, test, judges_absence, reads_many)
         return test
 
     return register
@@ -176,20 +190,20 @@ def operator_schema() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return [{"required": [name]} for name in OPERATORS], {name: op.argument for name, op in OPERATORS.items()}
 
 
-@operator("exists", {"type": "boolean"}, judges_absence=True)
+@operator("exists", {"type": "boolean"}, judges_absence=True, reads_many=True)
 def _exists(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
     present = value is not MISSING and value is not None
     return present == argument, f"{'present' if present else 'absent'}"
 
 
-@operator("empty", {"type": "boolean"}, judges_absence=True)
+@operator("empty", {"type": "boolean"}, judges_absence=True, reads_many=True)
 def _empty(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
     if value is MISSING:
         return False, "absent from the evidence"  # an unread list is not an empty one
     if value is None:
         return bool(argument), "none"
     if not isinstance(value, list | Mapping | str):
-        return False, f"{value!r} is not a list"
+        raise Undecided(f"{value!r} where a list was expected")
     return (len(value) == 0) == argument, f"{len(value)} item(s)"
 
 
@@ -220,9 +234,14 @@ def _not_in(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
 
 
 def _search(pattern: str, value: Any) -> tuple[bool | None, str]:
-    if value is None or isinstance(value, list | Mapping):
-        return None, f"{value!r} is no text to match"  # not "None": an absent answer matches nothing
-    found = re.search(pattern, str(value)) is not None
+    if value is None:
+        return None, "None is no text to match"  # not "None": an absent answer matches nothing
+    text = str(value)
+    if len(text) > MATCHED_TEXT_LIMIT:
+        # Python's re backtracks: an unanchored `.*` pattern takes time quadratic in the text (32 s here for one
+        # 334 KB line). Cutting the text could hide the part that decides, so the check cannot say.
+        raise Undecided(f"{len(text)} characters, more than the {MATCHED_TEXT_LIMIT} a pattern is matched against")
+    found = re.search(pattern, text) is not None
     return found, f"{value!r} {'matches' if found else 'does not match'} /{pattern}/"
 
 
@@ -249,31 +268,35 @@ def _at_most(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
 
 
 def _holds(argument: Any, value: Any) -> tuple[bool | None, str]:
-    if isinstance(value, str):
-        found = str(argument) in value
-    elif isinstance(value, list):
-        found = any(same(item, argument) for item in value)
-    else:
-        return None, f"{value!r} is neither a list nor text"
+    if value is None:
+        return None, "None is not a list"
+    if not isinstance(value, list):
+        raise Undecided(f"{excerpt_value(value)!r} where a list was expected")
+    inner = next((item for item in value if isinstance(item, list | Mapping)), None)
+    if inner is not None:
+        raise Undecided(f"item {excerpt_value(inner)!r} of the list is not one value")
+    found = any(same(item, argument) for item in value)
     return found, f"{argument!r} {'found' if found else 'not found'}"
 
 
-@operator("contains", SCALAR_SCHEMA)
+@operator("contains", SCALAR_SCHEMA, reads_many=True)
 def _contains(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
     found, why = _holds(argument, value)
     return found is True, why
 
 
-@operator("not_contains", SCALAR_SCHEMA)
+@operator("not_contains", SCALAR_SCHEMA, reads_many=True)
 def _not_contains(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
     found, why = _holds(argument, value)
     return found is False, why
 
 
-@operator("subset_of", {"type": "array", "items": SCALAR_SCHEMA})
+@operator("subset_of", {"type": "array", "items": SCALAR_SCHEMA}, reads_many=True)
 def _subset_of(argument: Any, value: Any, now: datetime) -> tuple[bool, str]:
+    if value is None:
+        return False, "None is not a list"
     if not isinstance(value, list):
-        return False, f"{value!r} is not a list"
+        raise Undecided(f"{excerpt_value(value)!r} where a list was expected")
     extra = [item for item in value if not any(same(item, allowed) for allowed in argument)]
     return not extra, f"not allowed: {extra!r}" if extra else "all allowed"
 
@@ -335,6 +358,9 @@ def apply_operator(name: str, argument: Any, value: Any, now: datetime) -> tuple
         raise ValueError(f"unknown operator {name}")
     if value is MISSING and not registered.judges_absence:
         return False, "absent from the evidence"
+    if isinstance(value, list | Mapping) and not registered.reads_many:
+        # Malformed evidence decides nothing: a list where one value belongs is neither equal nor unequal to it.
+        raise Undecided(f"{excerpt_value(value)!r} where one value was expected")
     return registered.test(argument, value, now)
 
 
@@ -346,7 +372,7 @@ def run_check(check: Mapping[str, Any], root: Any, now: datetime, base: tuple[Pa
     """Evaluate one check against root (which sits at path base). Pure: reads only its arguments."""
     try:
         return _run(check, root, now, base)
-    except Unavailable as exc:
+    except Undecided as exc:
         return Outcome("error", str(exc), {})
 
 
@@ -366,8 +392,12 @@ def _run(check: Mapping[str, Any], root: Any, now: datetime, base: tuple[PathPar
     if quantifier is not None:
         return _quantify(quantifier, check, value, path, now)
     operator = operator_of(check)
-    passed, why = apply_operator(operator, check[operator], value, now)
-    return Outcome("pass" if passed else "fail", f"{show_path(path)}: {why}", {show_path(path): excerpt_value(value)})
+    excerpt = {show_path(path): excerpt_value(value)}
+    try:
+        passed, why = apply_operator(operator, check[operator], value, now)
+    except Undecided as exc:
+        return Outcome("error", f"{show_path(path)}: {exc}", excerpt)
+    return Outcome("pass" if passed else "fail", f"{show_path(path)}: {why}", excerpt)
 
 
 def _all(outcomes: list[Outcome]) -> Outcome:
@@ -414,7 +444,7 @@ def _quantify(
     try:
         items = _items(value, path)
     except TypeError:
-        return Outcome("fail", f"{where}: {value!r} is not a list", {where: excerpt_value(value)})
+        return Outcome("error", f"{where}: {value!r} where a list was expected", {where: excerpt_value(value)})
     if "where" in check:
         selected = []
         for item_path, item in items:
@@ -452,7 +482,9 @@ def _quantify(
     else:
         deciding, ok = passing, not passing
         summary = f"{where}: {len(passing)} item(s) match, none allowed"
-    if not ok and errors and not deciding:
+    # Like `all` and `any`: an item that cannot be judged leaves `some` undecided unless another item passes (it
+    # might have been the one), and `every` undecided unless another item fails.
+    if not ok and errors and (not deciding or quantifier == "some"):
         return Outcome("error", errors[0].reason, errors[0].excerpt)
     if ok and errors and quantifier != "some":
         return Outcome("error", errors[0].reason, errors[0].excerpt)

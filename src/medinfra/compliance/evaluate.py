@@ -19,24 +19,43 @@ itself: the pre-pass replaces whatever its evidence holds under that name.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from medinfra.compliance.checks import Unavailable, resolve, run_check
+from medinfra.compliance.checks import Undecided, resolve, run_check
 from medinfra.compliance.derived import derived_views
 from medinfra.compliance.model import Catalog, Control, Finding, HostEvidence, Status, Waiver
 
 EVIDENCE_SCHEMA = "medinfra-evidence/1"
+# Characters of JSON in one section of the facts (sshd, packages, auditd...). The collector writes under 35 KB
+# for the largest (pam on a lab host); a megabyte leaves room for big hosts and bounds the time spent judging
+# a hostile one.
+FACT_LIMIT = 2**20
 MONITORING_SERVICE = "monitoring_server"
 
 
+def bounded_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
+    """The facts with each section over FACT_LIMIT replaced by an unavailable fact, so that every check reading it
+    gives `error`: a hostile host cannot make the evaluator spend unbounded time on one fact, nor pass by it."""
+    bounded = {}
+    for name, value in facts.items():
+        size = len(json.dumps(value))
+        bounded[name] = value if size <= FACT_LIMIT else unavailable(
+            f"{size} characters of JSON, over the limit of {FACT_LIMIT} for one fact"
+        )
+    return bounded
+
+
 def evidence_root(host: HostEvidence, site: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
-    """The tree checks read: the facts' sections, `inventory`, `derived` (what the controller computes from this
-    host's own evidence, such as firewall verdicts) and (when given) `site`."""
+    """The tree checks read: the facts' sections (bounded), `inventory` (the host as the inventory describes it),
+    `derived` (what the controller computes from this host's own evidence, such as firewall verdicts) and (when
+    given) `site`."""
     facts = host.evidence.get("facts")
     if host.evidence.get("schema") != EVIDENCE_SCHEMA or not isinstance(facts, Mapping):
         return None
+    facts = bounded_facts(facts)
     root = {**facts, "inventory": dict(host.inventory)}
     root["derived"] = derived_views(facts, host.inventory)
     if site is not None:
@@ -64,7 +83,7 @@ def scraped_names(root: Mapping[str, Any] | None) -> set[str] | str:
         if not isinstance(prometheus, Mapping) or prometheus.get("running") is not True:
             return set()  # no Prometheus running: it scrapes nobody
         targets = resolve(root, (), ("monitoring", "prometheus", "node_targets"))
-    except Unavailable as exc:
+    except Undecided as exc:
         return str(exc)
     if not isinstance(targets, list):
         return "monitoring.prometheus.node_targets: absent from the evidence"
@@ -85,7 +104,7 @@ def monitoring_servers(hosts: Sequence[HostEvidence], roots: Mapping[str, Any]) 
         declared = MONITORING_SERVICE in (host.inventory.get("services") or ())
         try:
             running = root is not None and resolve(root, (), ("monitoring", "prometheus", "running")) is True
-        except Unavailable:
+        except Undecided:
             running = False
         if declared or running:
             servers[host.host] = scraped_names(root)
@@ -155,7 +174,9 @@ def evaluate(
     sites = site_views(hosts, roots)
     findings = []
     for host in hosts:
-        root = evidence_root(host, sites[host.host])
+        root = roots[host.host]
+        if root is not None:
+            root = {**root, "site": sites[host.host]}
         for control in catalog.controls:
             if root is None:
                 findings.append(
