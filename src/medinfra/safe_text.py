@@ -33,20 +33,32 @@ def one_line(text: str) -> str:
     return _UNSAFE_OR_LINE_BREAK.sub(_escape, text)
 
 
-def redact(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every occurrence of each non-empty secret replaced, longest first (one may contain another)."""
-    for secret in sorted((s for s in secrets if s), key=len, reverse=True):
+def _longest_first(secrets: Iterable[str]) -> tuple[str, ...]:
+    """Non-empty secrets, longest first: one secret may contain another."""
+    return tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+
+
+def _redacted(text: str, ordered: tuple[str, ...]) -> str:
+    for secret in ordered:
         text = text.replace(secret, REDACTED)
     return text
 
 
+def redact(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every occurrence of each non-empty secret replaced by ***."""
+    return _redacted(text, _longest_first(secrets))
+
+
 def cleaned(value: Any, secrets: Iterable[str] = ()) -> Any:
     """A JSON-shaped value with every string in it (keys too) redacted and cleaned."""
-    known = tuple(s for s in secrets if s)
+    return _cleaned(value, _longest_first(secrets))
+
+
+def _cleaned(value: Any, ordered: tuple[str, ...]) -> Any:
     if isinstance(value, str):
-        return clean(redact(value, known))
+        return clean(_redacted(value, ordered))
     if isinstance(value, dict):
-        return {cleaned(key, known): cleaned(item, known) for key, item in value.items()}
+        return {_cleaned(key, ordered): _cleaned(item, ordered) for key, item in value.items()}
     if isinstance(value, list):
-        return [cleaned(item, known) for item in value]
+        return [_cleaned(item, ordered) for item in value]
     return value
