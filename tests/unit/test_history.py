@@ -176,19 +176,21 @@ class HistoryContract:
         assert store.previous(lab1.id) == lab0
         assert store.previous(lab0.id) is None
         assert store.previous(ter2.id) == ter1
-        assert store.trend(lab2.id) == [lab0, lab1, lab2]
-        assert store.trend(lab3.id, limit=2) == [lab2, lab3]
-        assert store.trend(ter2.id) == [ter1, ter2]
+        assert store.earlier("lab", lab2.started_at, lab2.id, 19) == [lab0, lab1]
+        assert store.earlier("lab", lab3.started_at, lab3.id, 1) == [lab2]
+        assert store.earlier("tertiary", ter2.started_at, ter2.id, 19) == [ter1]
+        # A run not recorded yet comes after every run of its site that started no later.
+        assert store.earlier("lab", lab3.started_at, None, 19) == [lab0, lab1, lab2, lab3]
         assert store.runs(site="tertiary") == [ter2, ter1]
         assert store.runs(limit=2) == [lab3, ter2]
 
     def test_runs_started_in_the_same_second_are_ordered_by_id(self, store: HistoryStore) -> None:
         first, second = (store.record(make_document(BEFORE)) for _ in range(2))
         assert store.previous(second.id) == first
-        assert store.trend(second.id) == [first, second]
+        assert store.earlier("lab", second.started_at, second.id, 19) == [first]
 
     def test_unknown_run_is_a_located_user_error(self, location: str, store: HistoryStore) -> None:
-        for lookup in (store.get, store.document, store.previous, store.trend):
+        for lookup in (store.get, store.document, store.previous):
             with pytest.raises(UserInputError) as caught:
                 lookup(999)
             assert str(caught.value) == f"{redact(location)}: (top level): no run 999"
@@ -288,14 +290,17 @@ def test_unusable_sqlite_location_exits_2(tmp_path: Path, capsys: pytest.Capture
     (tmp_path / "file").write_text("", encoding="utf-8")
     location = tmp_path / "file" / "history.sqlite"
     assert main(["diff", "--history", str(location)]) == 2
-    assert capsys.readouterr().err == (
-        f"{location}: (top level): cannot open history: {location.parent} is not a directory\n"
-    )
+    assert capsys.readouterr().err == f"{location}: (top level): cannot open history: Not a directory: {location}\n"
     deeper = tmp_path / "file" / "sub" / "history.sqlite"
     assert main(["history", "--history", str(deeper)]) == 2
-    assert capsys.readouterr().err == (
-        f"{deeper}: (top level): cannot open history: Not a directory: {deeper.parent}\n"
-    )
+    assert capsys.readouterr().err == f"{deeper}: (top level): cannot open history: Not a directory: {deeper}\n"
+    # Recording creates what is missing, and says which part is in the way.
+    with pytest.raises(UserInputError) as caught:
+        open_history(str(location))
+    assert str(caught.value) == f"{location}: (top level): cannot open history: {location.parent} is not a directory"
+    with pytest.raises(UserInputError) as caught:
+        open_history(str(deeper))
+    assert str(caught.value) == f"{deeper}: (top level): cannot open history: Not a directory: {deeper.parent}"
 
 
 def test_default_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

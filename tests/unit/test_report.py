@@ -132,7 +132,7 @@ def test_publish_writes_every_format_privately_records_history_and_signs(tmp_pat
     assert not (out / "evidence" / "lis-01.json").exists()
     assert second.history.previous is not None and second.history.previous.id == first.history.run.id
     assert second.history.changes is not None and [h.name for h in second.history.changes.hosts_removed] == ["lis-01"]
-    assert len(second.history.trend) == 2 and 'id="changes"' in (out / "report.en.html").read_text()
+    assert second.history.earlier == (first.history.run,) and 'id="changes"' in (out / "report.en.html").read_text()
     assert verify_directory(out, public).ok
 
 
@@ -148,7 +148,7 @@ def test_report_command_rerenders_a_past_run_and_rejects_bad_input(tmp_path, cap
     assert "broken.json:1: (top level): not JSON" in capsys.readouterr().err
     (tmp_path / "other.json").write_text('{"format": "something-else"}')
     assert main(["report", str(tmp_path / "other.json"), "--no-history"]) == 2
-    assert "expected 'medinfra-findings/1'" in capsys.readouterr().err
+    assert "other.json: format: 'medinfra-findings/1' was expected" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not SHARED_SCHEMA_PATH.exists(), reason="the shared conformance folder is not beside this clone")
