@@ -452,7 +452,8 @@ class HistoryStore:
             try:
                 runs.append(run_info(row))
             except (TypeError, ValueError) as exc:
-                raise self._problem(("runs", one_line(str(row[0]))), f"damaged row: {reason(exc)}") from None
+                key = row[0] if isinstance(row[0], int) else one_line(str(row[0]))
+                raise self._problem(("runs", key), f"damaged row: {reason(exc)}") from None
         return runs
 
     def record(self, document: Mapping[str, Any]) -> RunInfo:
