@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
@@ -121,11 +122,15 @@ def finding_validator() -> Draft202012Validator:
 
 
 @cache
-def finding_shape() -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
-    """Required keys, allowed keys and statuses of a finding, as the schema says."""
+def finding_shape() -> tuple[frozenset[str], frozenset[str], frozenset[str], re.Pattern[str]]:
+    """Required keys, allowed keys, statuses and the control id pattern of a finding, as the schemas say."""
     definitions = schema("findings")["$defs"]
     finding = definitions["finding"]
-    return frozenset(finding["required"]), frozenset(finding["properties"]), frozenset(definitions["status"]["enum"])
+    control_id = re.compile(schema("control")["properties"]["id"]["pattern"])
+    return (
+        frozenset(finding["required"]), frozenset(finding["properties"]), frozenset(definitions["status"]["enum"]),
+        control_id,
+    )
 
 
 def plainly_valid(record: Any) -> bool:
@@ -134,7 +139,7 @@ def plainly_valid(record: Any) -> bool:
     Validating 60,000 findings with jsonschema takes seconds; this takes milliseconds. A finding it does not pass
     is validated by the schema itself, which says what is wrong.
     """
-    required, allowed, statuses = finding_shape()
+    required, allowed, statuses, control_id = finding_shape()
     if type(record) is not dict or not required <= record.keys() <= allowed:
         return False
     host, control, status = record["host"], record["control"], record["status"]
@@ -144,6 +149,7 @@ def plainly_valid(record: Any) -> bool:
         type(host) is str
         and bool(host)
         and type(control) is str
+        and control_id.search(control) is not None
         and type(status) is str
         and status in statuses
         and type(record["reason"]) is str
