@@ -590,3 +590,21 @@ def test_report_reads_the_history_without_creating_it(tmp_path: Path, monkeypatc
     assert main(["report", str(tmp_path / "reports")]) == 0
     assert not (tmp_path / "home").exists()
     assert os.listdir(tmp_path) == ["reports"]
+
+
+def test_texts_a_column_cannot_hold_are_stored_cleaned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A host or site named with a lone surrogate (a YAML "\\ud800") or an escape sequence: before, the driver's
+    UnicodeEncodeError escaped as a traceback; the columns now hold the cleaned text, the document the original."""
+    location = str(tmp_path / "history.sqlite")
+    document = make_document({"db\ud800\x1b[2J": {"ssh_root": "fail"}}, site="lab\ud800")
+    with open_history(location) as store:
+        run = store.record(document)
+        assert run.site == "lab\\ud800" and store.document(run.id) == document
+        assert store.find(document["run_id"]) == run
+        second = store.record(make_document({"db\ud800\x1b[2J": {"ssh_root": "pass"}}, "lab\ud800", stamp(30)))
+        assert store.previous(second.id) == run
+    assert raw_sql(location, "SELECT host FROM medinfra_results") == [("db\\ud800\\x1b[2J",)] * 2
+    assert main(["history", "--history", location]) == 0
+    assert main(["diff", "--history", location]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "lab\\ud800" in out and "db\\ud800\\x1b[2J ssh_root: pass (was fail)" in out

@@ -24,7 +24,7 @@ from urllib.parse import quote, unquote
 
 from medinfra.audit.results import FINDINGS_FORMAT, FINDINGS_MAX_BYTES
 from medinfra.problems import DocPath, PrerequisiteError, Problem, UserInputError
-from medinfra.safe_text import one_line
+from medinfra.safe_text import clean, one_line
 
 SCHEMA_VERSION = 1
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -258,7 +258,11 @@ def parse_started(text: str) -> datetime:
 
 
 def run_values(document: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The runs-table columns (RUN_COLUMNS order) for a findings document; UserInputError if it is not one."""
+    """The runs-table columns (RUN_COLUMNS order) for a findings document; UserInputError if it is not one.
+
+    Texts are stored cleaned (safe_text.clean): they come from hosts and inventories, and a lone surrogate or a
+    control character has no place in a database column (the drivers refuse the one, terminals obey the other).
+    """
     if document.get("format") != FINDINGS_FORMAT:
         raise invalid(("format",), f"expected {FINDINGS_FORMAT!r}, got {document.get('format')!r}")
     try:
@@ -266,10 +270,10 @@ def run_values(document: Mapping[str, Any]) -> tuple[Any, ...]:
         overall = summary["overall"]
         run_uuid = document.get("run_id")
         return (
-            str(run_uuid) if run_uuid else None,
-            str(document.get("site") or document["inventory"]),
-            str(document["inventory"]),
-            str(document["transport"]),
+            clean(str(run_uuid)) if run_uuid else None,
+            clean(str(document.get("site") or document["inventory"])),
+            clean(str(document["inventory"])),
+            clean(str(document["transport"])),
             parse_started(document["started_at"]).strftime(STARTED_FORMAT),
             sum(1 for h in hosts if h["status"] == "audited"),
             len(hosts),
@@ -287,9 +291,9 @@ def site_and_start(document: Mapping[str, Any]) -> tuple[str, datetime]:
     return values[1], parse_started(values[4])
 
 
-def result_rows(document: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+def result_rows(document: Mapping[str, Any]) -> list[tuple[str, ...]]:
     try:
-        return [(str(f["host"]), str(f["control"]), str(f["status"])) for f in document["findings"]]
+        return [tuple(clean(str(f[key])) for key in ("host", "control", "status")) for f in document["findings"]]
     except (KeyError, TypeError) as exc:
         raise invalid(("findings",), f"missing or malformed field: {exc}") from exc
 
@@ -491,7 +495,7 @@ class HistoryStore:
 
     def find(self, run_uuid: str) -> RunInfo | None:
         """The run recorded with this run id (the findings document's UUID), if any."""
-        found = self._select("WHERE run_uuid = ?", (run_uuid,), 1)
+        found = self._select("WHERE run_uuid = ?", (clean(run_uuid),), 1)
         return found[0] if found else None
 
     def document(self, run_id: int) -> dict[str, Any]:
