@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import json
 import stat
 import uuid
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 from benchmarks.synthetic import synthetic_document
 from medinfra.audit.results import AuditRun, HostResult, findings_document
 from medinfra.compliance.model import Bilingual, Catalog, Control, Finding, Remediation, Status, Waiver
-from medinfra.report.csv_export import COLUMNS, write_csv
+from medinfra.report.csv_export import COLUMNS, lines, write_csv
 from medinfra.report.junit import write_junit
 from medinfra.report.model import Report, build_report
 from medinfra.report.oscal import NS, UUID_NAMESPACE, Names, write_oscal
@@ -381,3 +383,16 @@ def test_exports_are_private(handmade, tmp_path):
     for write in (write_oscal, write_junit, write_csv):
         path = written(write, handmade, tmp_path / write.__name__)
         assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_every_formula_start_is_neutralised(start):
+    """OWASP's CSV injection starts; a carriage return is written as an escape before it gets there."""
+    report = build_report(handmade_document())
+    report = replace(report, findings=tuple(replace(f, reason=start + "1+1") for f in report.findings))
+    rows = list(csv.DictReader(io.StringIO("".join(lines(report)), newline="")))
+    assert [row["reason"] for row in rows] == ["'" + start + "1+1"] * len(report.findings)
+    document = handmade_document()
+    document["findings"][0]["reason"] = start + "1+1"
+    shown = next(csv.DictReader(io.StringIO("".join(lines(build_report(document))), newline="")))["reason"]
+    assert shown == ("\\x0d1+1" if start == "\r" else "'" + start + "1+1")
