@@ -1,7 +1,7 @@
 """Report speed: every format for 1,000 hosts x 60 controls of synthetic findings, time and peak memory.
 
 The findings document is made first (not timed). A fresh child process then does what `medinfra report`
-does: read findings.json, build the report, write HTML (English and 中文), OSCAL, JUnit, CSV and the
+does: read findings.json (and check it), build the report, write HTML (English and 中文), OSCAL, JUnit, CSV and the
 findings JSON again. It prints per-format times; the parent prints the child's peak RSS (the whole
 process: interpreter, libraries, document and report). Goals: <= 3 s and <= 300 MB. Prints figures,
 asserts nothing. Usage: `make report-bench`.
@@ -27,13 +27,14 @@ CHILD = """
 import json, sys, time
 from pathlib import Path
 clock = time.perf_counter()
+from medinfra.report.findings_file import read_findings
 from medinfra.report.html import write_html
 from medinfra.report.model import build_report
 from medinfra.report.publish import MACHINE_FORMATS, FINDINGS_FILE
-from medinfra.audit.results import write_private
+from medinfra.safe_output import OutputDirectory
 imported = time.perf_counter()
-directory = Path(sys.argv[1])
-document = json.loads((directory / FINDINGS_FILE).read_text(encoding="utf-8"))
+directory = OutputDirectory.open(Path(sys.argv[1]))
+document = read_findings(directory.path / FINDINGS_FILE)
 loaded = time.perf_counter()
 report = build_report(document)
 modelled = time.perf_counter()
@@ -44,10 +45,10 @@ for lang in ("en", "zh"):
     times[f"html {lang}"] = time.perf_counter() - start
 for name, write in MACHINE_FORMATS.items():
     start = time.perf_counter()
-    write(report, directory / name)
+    write(report, directory, name)
     times[name] = time.perf_counter() - start
 start = time.perf_counter()
-write_private(directory / "findings.json", json.dumps(document, indent=1, ensure_ascii=False) + "\\n")
+directory.write_text("findings.json", json.dumps(document, indent=1, ensure_ascii=False) + "\\n")
 times["findings.json"] = time.perf_counter() - start
 print(json.dumps(times))
 """

@@ -115,7 +115,11 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             changed=False,
             findings=str(published.directory / FINDINGS_FILE),
             files=[str(path) for path in published.files],
-            exit_code=exit_code(run),
+            exit_code=exit_code(run, recorded=published.history_error is None),
             summary=text.splitlines(),
         )
+        if published.history_error is not None:
+            # The reports are complete; only the history lacks this run. Said, not failed: the audit was done.
+            result["history_error"] = published.history_error
+            result["warnings"] = [f"this run was NOT recorded in the history: {published.history_error}"]
         return result

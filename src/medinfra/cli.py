@@ -117,9 +117,11 @@ def cmd_roles_doc(args: argparse.Namespace) -> int:
 
 
 def chosen_history(args: argparse.Namespace) -> str:
-    from medinfra.history.store import default_history_location
+    """The history location given or the default; refused (exit 2, password redacted) if it cannot be one."""
+    from medinfra.history.store import default_history_location, parse_location
 
     location: str = args.history or default_history_location()
+    parse_location(location)
     return location
 
 
@@ -131,6 +133,9 @@ def history_location(args: argparse.Namespace) -> str | None:
 def print_published(published: Published) -> None:
     if published.history.run is not None:
         print(f"history: run #{published.history.run.id} recorded")
+    if published.history_error is not None:
+        print(f"medinfra: history: this run was NOT recorded ({published.history_error}); the reports below are "
+              "complete", file=sys.stderr)
     if published.history.changes is not None and published.history.previous is not None:
         changes = published.history.changes
         print(f"since run #{published.history.previous.id}: {len(changes.new_failures)} new failure(s), "
@@ -151,16 +156,18 @@ def cmd_audit(args: argparse.Namespace) -> int:
     from medinfra.audit.targets import load_targets
     from medinfra.collector import collector_source
     from medinfra.compliance.catalog import load_catalog, load_waivers
-    from medinfra.report.publish import publish
+    from medinfra.report.publish import check_output_directory, publish
     from medinfra.signing import load_private_key
 
-    # Every input is checked before any host is contacted.
+    # Every input is checked before any host is contacted, and the output directory last (it is created).
     catalog = load_catalog(args.catalog)
     waivers = load_waivers(args.waivers, catalog) if args.waivers else ()
     if args.sign is not None:
         load_private_key(args.sign)
+    history = history_location(args)
     with quiet_hub():
         targets = load_targets(args.inventory, args.limit, args.vault_password_file)
+    check_output_directory(args.out)
     started = datetime.now(UTC)
     clock = time.monotonic()
 
@@ -176,40 +183,35 @@ def cmd_audit(args: argparse.Namespace) -> int:
     findings = judge(results, views, catalog, waivers, datetime.now(UTC))
     run = AuditRun("pyinfra", str(args.inventory), started, results, findings, catalog, waivers,
                    time.monotonic() - clock, views=views)
-    published = publish(run, args.out, history_location(args), args.sign)
+    published = publish(run, args.out, history, args.sign)
     print(summary_text(run))
     print_published(published)
-    return exit_code(run)
+    return exit_code(run, recorded=published.history_error is None)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from medinfra.report.model import ReportInputError
+    from medinfra.report.findings_file import read_findings
+    from medinfra.report.model import HistoryContext
     from medinfra.report.pdf import print_pdf
-    from medinfra.report.publish import FINDINGS_FILE, HistoryContext, recorded_context, write_reports
+    from medinfra.report.publish import FINDINGS_FILE, history_context, write_reports
+    from medinfra.safe_output import OutputDirectory
+    from medinfra.signing import load_private_key, sign_directory
 
     source = args.results / FINDINGS_FILE if args.results.is_dir() else args.results
-    try:
-        document = json.loads(source.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise UserInputError([Problem(str(source), (), f"cannot read: {exc.strerror or exc}")]) from None
-    except json.JSONDecodeError as exc:
-        raise UserInputError([Problem(str(source), (), f"not JSON: {exc.msg}", exc.lineno)]) from None
-    location = history_location(args)
-    context = recorded_context(location, document) if location is not None else HistoryContext()
-    out = args.out or source.parent
-    langs = ("en", "zh") if args.lang == "both" else (args.lang,)
-    try:
-        files = write_reports(document, out, context, langs)
-    except ReportInputError as exc:
-        raise UserInputError([Problem(str(source), (), str(exc))]) from None
-    if args.pdf:
-        files += [print_pdf(path, path.with_suffix(".pdf")) for path in files if path.suffix == ".html"]
-    for path in files:
-        print(path)
+    document = read_findings(source)
     if args.sign is not None:
-        from medinfra.signing import sign_directory
-
-        print(sign_directory(out, args.sign))
+        load_private_key(args.sign)
+    location = history_location(args)
+    context = history_context(location, document) if location is not None else HistoryContext()
+    langs = ("en", "zh") if args.lang == "both" else (args.lang,)
+    with OutputDirectory.open(args.out or source.parent) as out:
+        files = write_reports(document, out, context, langs)
+        if args.pdf:
+            files += [print_pdf(path, out) for path in files if path.suffix == ".html"]
+        for path in files:
+            print(path)
+        if args.sign is not None:
+            print(sign_directory(out, args.sign))
     return 0
 
 
@@ -223,7 +225,7 @@ def cmd_turn_credentials(args: argparse.Namespace) -> int:
 
 def cmd_segmentation_verify(args: argparse.Namespace) -> int:
     from medinfra.audit.pyinfra_transport import collect_all, quiet_hub
-    from medinfra.audit.results import EXIT_FAILURES, EXIT_UNREACHABLE, write_private
+    from medinfra.audit.results import EXIT_FAILURES, EXIT_UNREACHABLE
     from medinfra.audit.targets import load_targets
     from medinfra.paths import REACHABILITY_PATH
     from medinfra.segmentation.verify import matrix_text, observations, plan, probe_script, summary
@@ -253,7 +255,10 @@ def cmd_segmentation_verify(args: argparse.Namespace) -> int:
     print(f"{counts['ok']} as intended, {counts['unexpected']} unexpected, {counts['unconfirmed']} unconfirmed"
           + ("" if args.no_record else "; recorded on each host for the audit (/var/lib/medinfra/segmentation.json)"))
     if args.json is not None:
-        write_private(args.json, json.dumps([vars(o) for o in found], indent=1) + "\n")
+        from medinfra.safe_output import OutputDirectory
+
+        with OutputDirectory.open(args.json.parent) as directory:
+            directory.write_text(args.json.name, json.dumps([vars(o) for o in found], indent=1) + "\n")
     if counts["unexpected"]:
         return EXIT_FAILURES
     return EXIT_UNREACHABLE if unreachable else 0
@@ -291,7 +296,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     from medinfra.history import open_history
     from medinfra.history.diff import runs_table
 
-    with open_history(chosen_history(args)) as store:
+    with open_history(chosen_history(args), read_only=True) as store:
         runs = store.runs(args.site, args.limit)
     if not runs:
         print(f"no runs recorded in {store.location}" + (f" for site {args.site}" if args.site else ""))
@@ -304,7 +309,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from medinfra.history import RunInfo, diff_runs, diff_text, open_history
     from medinfra.history.diff import run_label
 
-    with open_history(chosen_history(args)) as store:
+    with open_history(chosen_history(args), read_only=True) as store:
         if args.run_a is None:
             latest = store.runs(limit=1)
             if not latest:
@@ -351,7 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit = commands.add_parser(
         "audit",
         help="collect evidence from every host over SSH (pyinfra) and judge it against the control catalog",
-        description="Exit 0: all pass or waived; 1: failures or errors; 2: bad input; 3: some hosts not audited.",
+        description="Exit 0: all pass or waived; 1: failures or errors; 2: bad input; 3: some hosts not audited, "
+        "or the run could not be recorded in the history (the reports are written all the same).",
     )
     audit.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
                        help="Ansible inventory (directory or file), read as ansible-playbook would")

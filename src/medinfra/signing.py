@@ -14,10 +14,12 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from medinfra.problems import Problem, UserInputError
+from medinfra.safe_output import FILE_MODE, PRIVATE_MODE, OutputDirectory
+from medinfra.safe_text import one_line
 
 MANIFEST = "MANIFEST.sha256"
 SIGNATURE = "MANIFEST.sha256.sig"
-SIGNED_FILE_MODE = 0o640
+SIGNED_FILE_MODE = FILE_MODE
 # GNU sha256sum's format: a leading backslash marks a name with these characters escaped.
 _ESCAPES = {b"\\": b"\\\\", b"\n": b"\\n", b"\r": b"\\r"}
 _UNESCAPES = {b"\\": b"\\", b"n": b"\n", b"r": b"\r"}
@@ -44,41 +46,25 @@ def _problem(path: Path, message: str) -> UserInputError:
     return UserInputError([Problem(str(path), (), message)])
 
 
-def _write(path: Path, data: bytes, mode: int, *, exclusive: bool = False) -> None:
-    """Create the file with its final mode, so it is never briefly readable by others, and not through a symlink."""
-    flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_EXCL if exclusive else os.O_TRUNC)
-    try:
-        descriptor = os.open(path, flags, mode)
-        with os.fdopen(descriptor, "wb") as handle:
-            os.fchmod(descriptor, mode)  # the umask may have cleared bits, and an existing file keeps its old mode
-            handle.write(data)
-    except OSError as exc:
-        raise _problem(path, f"cannot write: {exc.strerror or exc}") from None
-
-
 def generate_keypair(prefix: Path) -> tuple[Path, Path]:
-    """Write ``<prefix>.key`` (private, 0600) and ``<prefix>.pub``; return both paths."""
+    """Write ``<prefix>.key`` (private, 0600) and ``<prefix>.pub``; return both paths. Neither is ever overwritten."""
     if not prefix.name:
         raise _problem(prefix, "needs a file name prefix, e.g. keys/audit")
-    private_path = prefix.with_name(prefix.name + ".key")
-    public_path = prefix.with_name(prefix.name + ".pub")
-    for path in (private_path, public_path):
-        if os.path.lexists(path):
-            raise _problem(path, "already exists; refusing to overwrite a signing key")
-    key = Ed25519PrivateKey.generate()
-    private_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    try:
-        private_path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    except OSError as exc:
-        raise _problem(private_path.parent, f"cannot create directory: {exc.strerror or exc}") from None
-    # O_EXCL as well as the check above: a file appearing in between is still never overwritten.
-    _write(private_path, private_pem, 0o600, exclusive=True)
-    _write(public_path, public_pem, 0o644, exclusive=True)
+    private_name, public_name = prefix.name + ".key", prefix.name + ".pub"
+    with OutputDirectory.open(prefix.parent, mode=0o700) as directory:
+        for name in (private_name, public_name):
+            if os.path.lexists(prefix.parent / name):
+                raise _problem(prefix.parent / name, "already exists; refusing to overwrite a signing key")
+        key = Ed25519PrivateKey.generate()
+        private_pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        public_pem = key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        # Exclusive as well as the check above: a file (or symlink) appearing in between is still never replaced.
+        private_path = directory.write_bytes(private_name, private_pem, PRIVATE_MODE, exclusive=True)
+        public_path = directory.write_bytes(public_name, public_pem, 0o644, exclusive=True)
     return private_path, public_path
 
 
@@ -187,19 +173,19 @@ def _parse_manifest(data: bytes) -> tuple[dict[str, str], bool]:
     return entries, well_formed
 
 
-def sign_directory(directory: Path, private_key: Path) -> Path:
+def sign_directory(directory: OutputDirectory, private_key: Path) -> Path:
     """Write MANIFEST.sha256 over every regular file under directory and its signature; return the manifest path."""
     key = load_private_key(private_key)
-    regular, other = _scan(directory)
+    regular, other = _scan(directory.path)
     if other:
         raise UserInputError(
-            [Problem(str(directory / name), (), "is not a regular file (symlink, pipe or device); cannot sign it")
+            [Problem(one_line(str(directory.path / name)), (),
+                     "is not a regular file (symlink, pipe or device); cannot sign it")
              for name in sorted(other)]
         )
     manifest = b"".join(_manifest_line(name, _sha256(path)) for name, path in sorted(regular.items()))
-    manifest_path = directory / MANIFEST
-    _write(manifest_path, manifest, SIGNED_FILE_MODE)
-    _write(directory / SIGNATURE, base64.b64encode(key.sign(manifest)) + b"\n", SIGNED_FILE_MODE)
+    manifest_path = directory.write_bytes(MANIFEST, manifest, SIGNED_FILE_MODE)
+    directory.write_bytes(SIGNATURE, base64.b64encode(key.sign(manifest)) + b"\n", SIGNED_FILE_MODE)
     return manifest_path
 
 

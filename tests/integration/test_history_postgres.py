@@ -94,3 +94,16 @@ def test_unreachable_server_is_reported_without_its_password(
     assert captured.err.startswith(f"{shown}: (top level): cannot open history: connection")
     assert captured.err.count("\n") == 1
     assert "s3cret" not in captured.err + captured.out
+
+
+def test_key_value_strings_and_any_scheme_spelling_reach_the_same_server(postgres_url: str) -> None:
+    """libpq's key=value form and POSTGRESQL:// in capitals are PostgreSQL, never a SQLite file of that name."""
+    from medinfra.history import open_history
+    from tests.unit.test_history import BEFORE, make_document
+
+    with open_history(postgres_url.replace("postgresql://", "POSTGRESQL://", 1)) as store:
+        run = store.record(make_document(BEFORE))
+    host = postgres_url.split("?host=", 1)[1]
+    name = postgres_url.split("@/", 1)[1].split("?")[0]
+    with open_history(f"host={host} user=postgres dbname={name} password='not needed'", read_only=True) as store:
+        assert store.runs() == [run] and store.location.endswith("password=***")

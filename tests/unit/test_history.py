@@ -6,6 +6,10 @@ tests/integration/test_history_postgres.py runs it against a real PostgreSQL ser
 
 from __future__ import annotations
 
+import gzip
+import json
+import multiprocessing
+import os
 import random
 import sqlite3
 import time
@@ -31,7 +35,7 @@ from medinfra.history import (
     diff_text,
     open_history,
 )
-from medinfra.history.store import redact
+from medinfra.history.store import parse_location, redact
 from medinfra.problems import PrerequisiteError, UserInputError
 
 FRAMEWORKS_OF = {
@@ -176,19 +180,21 @@ class HistoryContract:
         assert store.previous(lab1.id) == lab0
         assert store.previous(lab0.id) is None
         assert store.previous(ter2.id) == ter1
-        assert store.trend(lab2.id) == [lab0, lab1, lab2]
-        assert store.trend(lab3.id, limit=2) == [lab2, lab3]
-        assert store.trend(ter2.id) == [ter1, ter2]
+        assert store.earlier("lab", lab2.started_at, lab2.id, 19) == [lab0, lab1]
+        assert store.earlier("lab", lab3.started_at, lab3.id, 1) == [lab2]
+        assert store.earlier("tertiary", ter2.started_at, ter2.id, 19) == [ter1]
+        # A run not recorded yet comes after every run of its site that started no later.
+        assert store.earlier("lab", lab3.started_at, None, 19) == [lab0, lab1, lab2, lab3]
         assert store.runs(site="tertiary") == [ter2, ter1]
         assert store.runs(limit=2) == [lab3, ter2]
 
     def test_runs_started_in_the_same_second_are_ordered_by_id(self, store: HistoryStore) -> None:
         first, second = (store.record(make_document(BEFORE)) for _ in range(2))
         assert store.previous(second.id) == first
-        assert store.trend(second.id) == [first, second]
+        assert store.earlier("lab", second.started_at, second.id, 19) == [first]
 
     def test_unknown_run_is_a_located_user_error(self, location: str, store: HistoryStore) -> None:
-        for lookup in (store.get, store.document, store.previous, store.trend):
+        for lookup in (store.get, store.document, store.previous):
             with pytest.raises(UserInputError) as caught:
                 lookup(999)
             assert str(caught.value) == f"{redact(location)}: (top level): no run 999"
@@ -264,6 +270,25 @@ class HistoryContract:
         assert captured.out == ""
 
 
+    def test_read_only_store_reads_and_refuses_to_write(self, location: str) -> None:
+        with open_history(location) as store:
+            run = store.record(make_document(BEFORE))
+        with open_history(location, read_only=True) as reader:
+            assert reader.runs() == [run] and reader.document(run.id)["run_id"] == run.run_uuid
+            with pytest.raises(UserInputError, match=r"recording run: .*read-?only"):
+                reader.record(make_document(AFTER))
+        with open_history(location, read_only=True) as reader:
+            assert reader.runs() == [run]
+
+    def test_read_only_store_of_a_history_never_written_is_empty(self, location: str) -> None:
+        with open_history(location, read_only=True) as reader:
+            assert reader.runs() == [] and reader.find(str(uuid.uuid4())) is None
+            with pytest.raises(UserInputError, match="no run 1"):
+                reader.get(1)
+        with open_history(location) as store:
+            assert store.runs() == []
+
+
 class TestSQLiteHistory(HistoryContract):
     @pytest.fixture
     def location(self, tmp_path: Path) -> str:
@@ -288,14 +313,17 @@ def test_unusable_sqlite_location_exits_2(tmp_path: Path, capsys: pytest.Capture
     (tmp_path / "file").write_text("", encoding="utf-8")
     location = tmp_path / "file" / "history.sqlite"
     assert main(["diff", "--history", str(location)]) == 2
-    assert capsys.readouterr().err == (
-        f"{location}: (top level): cannot open history: {location.parent} is not a directory\n"
-    )
+    assert capsys.readouterr().err == f"{location}: (top level): cannot open history: Not a directory: {location}\n"
     deeper = tmp_path / "file" / "sub" / "history.sqlite"
     assert main(["history", "--history", str(deeper)]) == 2
-    assert capsys.readouterr().err == (
-        f"{deeper}: (top level): cannot open history: Not a directory: {deeper.parent}\n"
-    )
+    assert capsys.readouterr().err == f"{deeper}: (top level): cannot open history: Not a directory: {deeper}\n"
+    # Recording creates what is missing, and says which part is in the way.
+    with pytest.raises(UserInputError) as caught:
+        open_history(str(location))
+    assert str(caught.value) == f"{location}: (top level): cannot open history: {location.parent} is not a directory"
+    with pytest.raises(UserInputError) as caught:
+        open_history(str(deeper))
+    assert str(caught.value) == f"{deeper}: (top level): cannot open history: Not a directory: {deeper.parent}"
 
 
 def test_default_location(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -384,3 +412,199 @@ def test_diff_text_names_controls_in_both_languages() -> None:
         "  old: unreachable: connection refused (had 1 failing)\n"
         "  retired: absent (had 2 failing)"
     )
+
+
+def record_when_all_are_ready(location: str, start: Any, results: Any, index: int) -> None:
+    start.wait()
+    try:
+        with open_history(location) as store:
+            results.put(("recorded", store.record(make_document(BEFORE, started=stamp(index % 28 + 1))).id))
+    except Exception as exc:  # reported to the parent, which shows what was lost
+        results.put(("lost", str(exc)))
+
+
+def test_24_concurrent_writers_all_record_their_run(tmp_path: Path) -> None:
+    """24 audits finishing at once while a large run's recording holds the write lock for longer than sqlite3's
+    default 5 s wait. Before, writers gave up with `database is locked` (the issue saw 7 of 24 runs lost): each one
+    threw away a finished audit."""
+    location = str(tmp_path / "history.sqlite")
+    open_history(location).close()
+    context = multiprocessing.get_context("fork")
+    start, results = context.Barrier(25), context.Queue()
+    writers = [context.Process(target=record_when_all_are_ready, args=(location, start, results, i)) for i in range(24)]
+    for writer in writers:  # forked before this process opens the database: SQLite's lock state is per process
+        writer.start()
+    with closing(sqlite3.connect(location, isolation_level=None)) as long_recording:
+        long_recording.execute("BEGIN IMMEDIATE")
+        start.wait()
+        time.sleep(5.5)
+        long_recording.execute("COMMIT")
+    outcomes = [results.get(timeout=120) for _ in writers]
+    for writer in writers:
+        writer.join(timeout=30)
+    assert [outcome for outcome in outcomes if outcome[0] == "lost"] == []
+    with open_history(location, read_only=True) as store:
+        recorded = sorted(run.id for run in store.runs())
+    assert recorded == sorted(outcome[1] for outcome in outcomes) == list(range(1, 25))
+
+
+def test_history_and_diff_create_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    location = tmp_path / "new" / "history.sqlite"
+    assert main(["history", "--history", str(location)]) == 0
+    assert main(["diff", "--history", str(location)]) == 0
+    assert capsys.readouterr().out == f"no runs recorded in {location}\n" * 2
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_history_and_diff_never_write_to_the_database(tmp_path: Path) -> None:
+    location = tmp_path / "history.sqlite"
+    with open_history(str(location)) as store:
+        store.record(make_document(BEFORE, started=stamp(1)))
+        store.record(make_document(AFTER, started=stamp(2)))
+    before = location.read_bytes(), location.stat().st_mtime_ns
+    assert main(["history", "--history", str(location)]) == 0
+    assert main(["diff", "--history", str(location)]) == 0
+    assert (location.read_bytes(), location.stat().st_mtime_ns) == before
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["history.sqlite"]
+
+
+@pytest.mark.parametrize(
+    ("location", "postgres", "shown"),
+    [
+        ("POSTGRESQL://audit:s3cret@db/history", True, "postgresql://audit:***@db/history"),
+        ("Postgres://audit@db/history?Password=s3cret", True, "postgres://audit@db/history?Password=***"),
+        ("postgresql://audit:s3/cr@et@db/history", True, "postgresql://audit:***@db/history"),
+        ("postgresql://audit@db/history?pass%77ord=s3cret&x=1", True, "postgresql://audit@db/history?pass%77ord=***&x=1"),
+        ("host=db user=audit password=s3cret dbname=history", True, "host=db user=audit password=*** dbname=history"),
+        ("host=db  password = 's3 cret\\' x' port=5432", True, "host=db password=*** port=5432"),
+        ("PASSWORD=s3cret host=db", True, "PASSWORD=*** host=db"),
+        ("host=db password='s3cret", True, "host=db password=***"),
+        ("/var/lib/medinfra/history.sqlite", False, "/var/lib/medinfra/history.sqlite"),
+        ("relative/history.sqlite", False, "relative/history.sqlite"),
+        ("/srv/a=b/history.sqlite", False, "/srv/a=b/history.sqlite"),
+    ],
+)
+def test_locations_are_parsed_and_shown_without_passwords(location: str, postgres: bool, shown: str) -> None:
+    parsed = parse_location(location)
+    assert (parsed.postgres, parsed.shown) == (postgres, shown)
+    assert redact(location) == shown
+    if postgres:
+        assert parsed.target.startswith(("postgresql://", "host=", "PASSWORD="))
+        assert all("s3" in secret for secret in parsed.secrets) and parsed.secrets
+
+
+@pytest.mark.parametrize(
+    ("location", "shown", "message"),
+    [
+        ("mysql://audit:s3cret@db/history", "mysql://audit:***@db/history", "unsupported scheme 'mysql'"),
+        ("sqlite:///var/lib/history.sqlite", "sqlite:///var/lib/history.sqlite", "unsupported scheme 'sqlite'"),
+        ("host=db password=s3cret 'oops", "host=db password=***", "not a valid key=value connection string"),
+        ("", "''", "is empty"),
+        ("   ", "'   '", "is empty"),
+        ("/tmp/h\0password=s3cret", "/tmp/h\\x00password=***", "contains a NUL character"),
+    ],
+)
+def test_unusable_locations_are_refused_without_their_password(location: str, shown: str, message: str) -> None:
+    with pytest.raises(UserInputError) as caught:
+        parse_location(location)
+    assert str(caught.value).startswith(f"{shown}: (top level): {message}")
+    assert "s3cret" not in str(caught.value) and redact(location) == shown
+
+
+@pytest.mark.parametrize(
+    "location",
+    ["host=127.0.0.1 port=1 password=s3cret connect_timeout=3", "POSTGRESQL://medinfra:s3cret@127.0.0.1:1/history"],
+)
+def test_a_connection_string_never_becomes_a_sqlite_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], location: str
+) -> None:
+    """Before: a SQLite file named with the password was created in the working directory and printed."""
+    monkeypatch.chdir(tmp_path)
+    for command in ("history", "diff"):
+        assert main([command, "--history", location]) == 2
+        captured = capsys.readouterr()
+        assert "cannot open history" in captured.err and "s3cret" not in captured.out + captured.err
+    assert list(tmp_path.iterdir()) == []
+
+
+def stored(location: Path, run_id: int, column: str, value: object) -> None:
+    with closing(sqlite3.connect(location)) as database, database:
+        database.execute(f"UPDATE medinfra_runs SET {column} = ? WHERE id = ?", (value, run_id))
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "message"),
+    [
+        ("document", b"\x00\x01\x02", "runs[1].document: damaged: Error -3 while decompressing data"),
+        ("document", gzip.compress(b"{not json"), "runs[1].document: damaged: Expecting property name"),
+        ("document", gzip.compress(b"\xff\xfe"), "runs[1].document: damaged: 'utf-8' codec can't decode"),
+        ("document", gzip.compress(b"[" * 100_000), "runs[1].document: damaged: nested too deeply"),
+        ("document", gzip.compress(b"{}")[:-4], "runs[1].document: damaged: the compressed data is cut short"),
+        ("document", gzip.compress(b"[]"), "runs[1].document: is not a JSON object"),
+        ("document", gzip.compress(b'{"hosts": [], "findings": [{"host": 1}]}'),
+         "runs[1].document.findings[0]: needs text host, control and status (and reason)"),
+        ("document", gzip.compress(b'{"hosts": {}, "findings": []}'),
+         "runs[1].document.hosts: is missing or not a list"),
+        ("document", gzip.compress(json.dumps({"hosts": [], "findings": [], "summary": {"overall": {"score": "x"}}})
+                                   .encode()), "runs[1].document.summary.overall: needs a numeric score (or null)"),
+        ("document", "text, not bytes", "runs[1].document: damaged:"),
+        ("framework_scores", "not json", "runs[1]: damaged row: Expecting value"),
+        ("counts", "[]", "runs[1]: damaged row: framework scores and counts must be JSON objects"),
+        ("started_at", "yesterday", "runs[1]: damaged row: time data 'yesterday' does not match format"),
+    ],
+)
+def test_a_damaged_stored_run_is_a_located_problem(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], column: str, value: object, message: str
+) -> None:
+    location = tmp_path / "history.sqlite"
+    with open_history(str(location)) as store:
+        first = store.record(make_document(BEFORE, started=stamp(1)))
+        store.record(make_document(AFTER, started=stamp(2)))
+    stored(location, first.id, column, value)
+    assert main(["diff", "--history", str(location)]) == 2
+    captured = capsys.readouterr()
+    assert captured.err.startswith(f"{location}: {message}") and captured.err.count("\n") == 1
+    assert "Traceback" not in captured.err
+
+
+def test_a_stored_run_that_inflates_past_the_cap_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    location = tmp_path / "history.sqlite"
+    with open_history(str(location)) as store:
+        store.record(make_document(BEFORE, started=stamp(1)))
+        store.record(make_document(AFTER, started=stamp(2)))
+    monkeypatch.setattr("medinfra.history.store.FINDINGS_MAX_BYTES", 1000)
+    assert main(["diff", "--history", str(location)]) == 2
+    assert "runs[1].document: damaged: inflates to more than 0 MB" in capsys.readouterr().err
+
+
+def test_report_reads_the_history_without_creating_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from medinfra.report.publish import publish
+    from tests.unit.test_report import two_host_run
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("MEDINFRA_HISTORY", raising=False)
+    monkeypatch.delenv("XDG_DATA_HOME", raising=False)
+    publish(two_host_run(), tmp_path / "reports", None, None)
+    assert main(["report", str(tmp_path / "reports")]) == 0
+    assert not (tmp_path / "home").exists()
+    assert os.listdir(tmp_path) == ["reports"]
+
+
+def test_texts_a_column_cannot_hold_are_stored_cleaned(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A host or site named with a lone surrogate (a YAML "\\ud800") or an escape sequence: before, the driver's
+    UnicodeEncodeError escaped as a traceback; the columns now hold the cleaned text, the document the original."""
+    location = str(tmp_path / "history.sqlite")
+    document = make_document({"db\ud800\x1b[2J": {"ssh_root": "fail"}}, site="lab\ud800")
+    with open_history(location) as store:
+        run = store.record(document)
+        assert run.site == "lab\\ud800" and store.document(run.id) == document
+        assert store.find(document["run_id"]) == run
+        second = store.record(make_document({"db\ud800\x1b[2J": {"ssh_root": "pass"}}, "lab\ud800", stamp(30)))
+        assert store.previous(second.id) == run
+    assert raw_sql(location, "SELECT host FROM medinfra_results") == [("db\\ud800\\x1b[2J",)] * 2
+    assert main(["history", "--history", location]) == 0
+    assert main(["diff", "--history", location]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "lab\\ud800" in out and "db\\ud800\\x1b[2J ssh_root: pass (was fail)" in out

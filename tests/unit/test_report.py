@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import stat
+from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -132,7 +135,7 @@ def test_publish_writes_every_format_privately_records_history_and_signs(tmp_pat
     assert not (out / "evidence" / "lis-01.json").exists()
     assert second.history.previous is not None and second.history.previous.id == first.history.run.id
     assert second.history.changes is not None and [h.name for h in second.history.changes.hosts_removed] == ["lis-01"]
-    assert len(second.history.trend) == 2 and 'id="changes"' in (out / "report.en.html").read_text()
+    assert second.history.earlier == (first.history.run,) and 'id="changes"' in (out / "report.en.html").read_text()
     assert verify_directory(out, public).ok
 
 
@@ -148,7 +151,7 @@ def test_report_command_rerenders_a_past_run_and_rejects_bad_input(tmp_path, cap
     assert "broken.json:1: (top level): not JSON" in capsys.readouterr().err
     (tmp_path / "other.json").write_text('{"format": "something-else"}')
     assert main(["report", str(tmp_path / "other.json"), "--no-history"]) == 2
-    assert "expected 'medinfra-findings/1'" in capsys.readouterr().err
+    assert "other.json: format: 'medinfra-findings/1' was expected" in capsys.readouterr().err
 
 
 @pytest.mark.skipif(not SHARED_SCHEMA_PATH.exists(), reason="the shared conformance folder is not beside this clone")
@@ -163,3 +166,148 @@ def test_hostile_evidence_text_cannot_break_any_format(tmp_path):
     published = publish(run, tmp_path / "reports", None, None)
     assert "\\ud800" in (tmp_path / "reports" / "findings.csv").read_text(encoding="utf-8-sig")
     assert len(published.files) == 8
+
+
+def waived_index(document: dict) -> int:
+    return next(i for i, f in enumerate(document["findings"]) if f["status"] == "waived")
+
+
+def deeply_nested(document: dict, depth: int) -> bytes:
+    """The document with one finding's evidence nested `depth` lists deep (written by hand: json.dumps recurses)."""
+    marker = '"__deep__"'
+    document["findings"][0]["evidence"] = {"x": "__deep__"}
+    return json.dumps(document).replace(marker, "[" * depth + "]" * depth).encode()
+
+
+def set_in(path: tuple, value: object) -> Callable[[dict], object]:
+    def mutate(document: dict) -> object:
+        target = document
+        for part in path[:-1]:
+            target = target[part]
+        target[path[-1]] = value
+        return document
+    return mutate
+
+
+def without(path: tuple) -> Callable[[dict], object]:
+    def mutate(document: dict) -> object:
+        target = document
+        for part in path[:-1]:
+            target = target[part]
+        del target[path[-1]]
+        return document
+    return mutate
+
+
+# The issue's malformed findings.json files, and more: each is a located problem (file: path: reason), exit 2.
+MALFORMED: list[tuple[str, Callable[[dict], object], str]] = [
+    ("list", lambda d: [], "(top level): [] is not of type 'object'"),
+    ("null", lambda d: None, "(top level): None is not of type 'object'"),
+    ("string", lambda d: "findings", "(top level): 'findings' is not of type 'object'"),
+    ("hosts-object", set_in(("hosts",), {}), "hosts: {} is not of type 'array'"),
+    ("host-name-number", set_in(("hosts", 0, "name"), 5), "hosts[0].name: 5 is not of type 'string'"),
+    ("host-missing-status", without(("hosts", 0, "status")), "hosts[0]: 'status' is a required property"),
+    ("no-findings", without(("findings",)), "(top level): 'findings' is a required property"),
+    ("findings-object", set_in(("findings",), {"a": 1}), "findings: {'a': 1} is not of type 'array'"),
+    ("finding-string", set_in(("findings", 0), "x"), "findings[0]: 'x' is not of type 'object'"),
+    ("finding-no-host", without(("findings", 0, "host")), "findings[0]: 'host' is a required property"),
+    ("unknown-status", set_in(("findings", 0, "status"), "passed"), "findings[0].status: 'passed' is not one of"),
+    ("reason-list", set_in(("findings", 0, "reason"), ["a"]), "findings[0].reason: ['a'] is not of type 'string'"),
+    ("reason-number", set_in(("findings", 0, "reason"), 7), "findings[0].reason: 7 is not of type 'string'"),
+    ("evidence-string", set_in(("findings", 0, "evidence"), "x"), "findings[0].evidence: 'x' is not of type"),
+    ("unknown-control", set_in(("findings", 0, "control"), "no_such_control"),
+     "findings[0].control: is not one of the document's controls"),
+    ("unknown-host", set_in(("findings", 0, "host"), "ghost"), "findings[0].host: is not one of the document's hosts"),
+    ("waiver-out-of-range", lambda d: set_in(("findings", waived_index(d), "waiver"), 7)(d),
+     ".waiver: 7 is not an index of the 1 waiver(s)"),
+    ("waiver-negative", lambda d: set_in(("findings", waived_index(d), "waiver"), -1)(d), ".waiver: -1 is less than"),
+    ("waiver-float", lambda d: set_in(("findings", waived_index(d), "waiver"), 0.0)(d),
+     ".waiver: 0.0 is not an index of the 1 waiver(s)"),
+    ("waiver-on-a-pass", set_in(("findings", 1, "waiver"), 0), "findings[1].status: 'waived' was expected"),
+    ("controls-list", set_in(("controls",), []), "controls: [] is not of type 'object'"),
+    ("control-without-zh", without(("controls", "root_login_off", "title", "zh")),
+     "controls.root_login_off.title: 'zh' is a required property"),
+    ("severity-unknown", set_in(("controls", "root_login_off", "severity"), "dire"), ".severity: 'dire' is not one of"),
+    ("expires-not-a-date", set_in(("waivers", 0, "expires"), "2027-02-30"), "waivers[0].expires: '2027-02-30' is not"),
+    ("waivers-object", set_in(("waivers",), {}), "waivers: {} is not of type 'array'"),
+    ("no-per-framework", without(("summary", "per_framework")), "summary: 'per_framework' is a required property"),
+    ("negative-count", set_in(("summary", "overall", "pass"), -1), "summary.overall.pass: -1 is less than"),
+    ("count-text", set_in(("summary", "overall", "fail"), "2"), "summary.overall.fail: '2' is not of type 'integer'"),
+    ("framework-unknown", set_in(("frameworks", "nist"), {}), "frameworks: 'nist' is not one of"),
+    ("started-garbage", set_in(("started_at",), "2026-13-45T99:99:99Z"), "started_at: not a time between 1900"),
+    ("started-year-9999", set_in(("started_at",), "9999-12-31T23:59:59Z"), "started_at: not a time between 1900"),
+    ("seconds-huge", set_in(("seconds",), 1e300), "seconds: more than 2592000 s"),
+    ("seconds-text", set_in(("seconds",), "1"), "seconds: '1' is not of type 'number'"),
+    ("format-other", set_in(("format",), "medinfra-findings/2"), "format: 'medinfra-findings/1' was expected"),
+    ("nan", lambda d: json.dumps(d).replace('"seconds": 1.0', '"seconds": NaN').encode(), "NaN is not a JSON number"),
+    ("infinity", lambda d: json.dumps(d).replace('"seconds": 1.0', '"seconds": -Infinity').encode(),
+     "-Infinity is not a JSON number"),
+    ("5000-digits", lambda d: json.dumps(d).replace('"seconds": 1.0', '"seconds": ' + "9" * 5000).encode(),
+     "Exceeds the limit"),
+    ("nested-100000", lambda d: deeply_nested(d, 100_000), "nested deeper than 64 levels"),
+    ("nested-70", lambda d: deeply_nested(d, 70), "nested deeper than 64 levels"),
+    ("latin-1", lambda d: b'{"format": "medinfra-findings/1", "site": "K\xf6ln"}', "not UTF-8 (byte 44)"),
+    ("empty", lambda d: b"", "(top level): not JSON: Expecting value"),
+    ("truncated", lambda d: json.dumps(d).encode()[:100], "not JSON: "),
+]
+
+
+@pytest.mark.parametrize(("mutate", "expected"), [case[1:] for case in MALFORMED], ids=[case[0] for case in MALFORMED])
+def test_malformed_findings_are_located_problems_never_tracebacks(tmp_path, capsys, mutate, expected):
+    document = findings_document(two_host_run())
+    mutated = mutate(json.loads(json.dumps(document)))
+    source = tmp_path / "findings.json"
+    source.write_bytes(mutated if isinstance(mutated, bytes) else json.dumps(mutated).encode())
+    assert main(["report", str(source), "-o", str(tmp_path / "out"), "--no-history"]) == 2
+    captured = capsys.readouterr()
+    assert expected in captured.err
+    assert all(line.startswith(f"{source}:") for line in captured.err.splitlines())
+    assert "Traceback" not in captured.err and captured.out == ""
+    assert not (tmp_path / "out").exists()
+
+
+def test_findings_that_are_not_a_regular_file_or_too_large_are_refused(tmp_path, capsys, monkeypatch):
+    fifo = tmp_path / "fifo.json"
+    os.mkfifo(fifo)
+    (tmp_path / "link.json").symlink_to("/dev/zero")
+    cases = [
+        (fifo, "is not a regular file"),
+        (Path("/dev/zero"), "is not a regular file"),
+        (tmp_path / "link.json", "is a symlink; give the file itself"),
+        (tmp_path / "nosuch.json", "cannot read: No such file or directory"),
+    ]
+    for path, message in cases:
+        assert main(["report", str(path), "-o", str(tmp_path / "out"), "--no-history"]) == 2
+        assert capsys.readouterr().err == f"{path}: (top level): {message}\n"
+    monkeypatch.setattr("medinfra.report.findings_file.FINDINGS_MAX_BYTES", 1000)
+    publish(two_host_run(), tmp_path / "big", None, None)
+    assert main(["report", str(tmp_path / "big"), "--no-history"]) == 2
+    assert "findings.json: (top level): is larger than 0 MB; not a findings document" in capsys.readouterr().err
+
+
+UNSAFE_TEXT = "nul\0 esc\x1b[2J\x1b]0;title\x07 bidi\u202eevil\u2066 del\x7f c1\x9b surrogate\ud800 cr\r"
+UNSAFE_CHARACTERS = "\0\x1b\x07\u202e\u2066\x7f\x9b\r"
+
+
+def test_no_control_or_bidi_character_reaches_html_csv_junit_or_oscal(tmp_path, capsys):
+    """Host names, reasons and evidence come from hosts; `medinfra report` gets them from whoever sent the file."""
+    document = findings_document(two_host_run())
+    host = document["hosts"][0]["name"]
+    document["hosts"][0]["name"] = host + UNSAFE_TEXT
+    for item in document["findings"]:
+        item["host"] = item["host"] + UNSAFE_TEXT if item["host"] == host else item["host"]
+    document["findings"][0]["reason"] = UNSAFE_TEXT
+    document["findings"][0]["evidence"] = {UNSAFE_TEXT: [UNSAFE_TEXT]}
+    document["site"] = document["waivers"][0]["approver"] = UNSAFE_TEXT
+    source = tmp_path / "findings.json"
+    source.write_text(json.dumps(document), encoding="utf-8")
+    assert main(["report", str(source), "-o", str(tmp_path / "out"), "--no-history"]) == 0
+    for name in ("report.en.html", "report.zh.html", "findings.csv", "junit.xml", "assessment-results.oscal.json"):
+        text = (tmp_path / "out" / name).read_bytes().decode("utf-8")
+        if name == "findings.csv":
+            text = text.replace("\r\n", "\n")
+        if name.endswith(".json"):
+            text = json.dumps(json.loads(text), ensure_ascii=False)  # JSON's own \\u escapes, decoded
+        assert not set(text) & set(UNSAFE_CHARACTERS), name
+        assert "\\u202e" in text and "\\x1b" in text, name
+    assert "Traceback" not in capsys.readouterr().err

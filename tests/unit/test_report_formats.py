@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import copy
 import csv
+import io
 import json
 import stat
 import uuid
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -16,15 +19,18 @@ import pytest
 from benchmarks.synthetic import synthetic_document
 from medinfra.audit.results import AuditRun, HostResult, findings_document
 from medinfra.compliance.model import Bilingual, Catalog, Control, Finding, Remediation, Status, Waiver
-from medinfra.report.csv_export import COLUMNS, write_csv
+from medinfra.report.csv_export import COLUMNS, lines, write_csv
 from medinfra.report.junit import write_junit
 from medinfra.report.model import Report, build_report
 from medinfra.report.oscal import NS, UUID_NAMESPACE, Names, write_oscal
+from medinfra.safe_output import OutputDirectory
 from tests.oscal_schema import oscal_validator
 
 STARTED = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 FORMULA = "=cmd|' /C calc'!A0"
 HOSTILE = 'sshd says <&"]]> and \x01, then stops'
+# What every format shows of it: the control character as a visible escape (safe_text.clean).
+HOSTILE_SHOWN = HOSTILE.replace("\x01", "\\x01")
 
 
 def control(cid: str, en: str, zh: str, hipaa: tuple[str, ...], gbt: tuple[str, ...]) -> Control:
@@ -146,8 +152,14 @@ def synthetic() -> Report:
     return build_report(synthetic_document(12, 20))
 
 
+def written(write: Callable[[Report, OutputDirectory, str], None], report: Report, path: Path) -> Path:
+    with OutputDirectory.open(path.parent) as directory:
+        write(report, directory, path.name)
+    return path
+
+
 def oscal(report: Report, path: Path) -> dict:
-    write_oscal(report, path)
+    written(write_oscal, report, path)
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -220,7 +232,7 @@ def test_oscal_references_waivers_expired_waivers_and_unreachable_hosts(handmade
     assert "audit_logging on his-db" not in findings  # not applicable: observed, not judged
 
     observations = {o["title"]: o for o in result["observations"]}
-    assert observations["root_login_off on his-db"]["description"] == HOSTILE
+    assert observations["root_login_off on his-db"]["description"] == HOSTILE_SHOWN
     evidence_text = observations["root_login_off on his-db"]["relevant-evidence"][0]["description"]
     assert json.loads(evidence_text) == {"sshd.permitrootlogin": "yes"}
     assert observations["root_login_off on his-db"]["collected"] == "2026-11-22T08:00:00Z"  # garbage clock
@@ -235,8 +247,8 @@ def test_oscal_references_waivers_expired_waivers_and_unreachable_hosts(handmade
 def test_oscal_uuids_are_uuid5_of_the_run_and_rerendering_gives_the_same_bytes(handmade, synthetic, tmp_path):
     assert Names("run")("finding", "h", "c") == str(uuid.uuid5(UUID_NAMESPACE, "run\0finding\0h\0c"))
     first, second = tmp_path / "first.json", tmp_path / "second.json"
-    write_oscal(synthetic, first)
-    write_oscal(synthetic, second)
+    written(write_oscal, synthetic, first)
+    written(write_oscal, synthetic, second)
     assert first.read_bytes() == second.read_bytes()
     # A random run id is the result's uuid; any other run id gets a uuid derived from it.
     assert json.loads(first.read_text())["assessment-results"]["results"][0]["uuid"] == synthetic.run_id
@@ -270,7 +282,7 @@ def test_validator_rejects_a_tampered_document(tamper, handmade, tmp_path):
 
 
 def junit(report: Report, path: Path) -> ET.Element:
-    write_junit(report, path)
+    written(write_junit, report, path)
     assert path.read_bytes().startswith(b'<?xml version="1.0" encoding="UTF-8"?>')
     return ET.parse(path).getroot()
 
@@ -314,7 +326,7 @@ def test_junit_shows_waivers_expired_waivers_and_survives_hostile_text(handmade,
     assert waived.get("message").startswith("waived until 2027-06-30 by CISO 王医生")
     failure = cases["medinfra.his-db", "root_login_off: Root cannot log in over SSH"].find("failure")
     assert failure is not None
-    assert failure.get("message") == HOSTILE.replace("\x01", "\\x01")
+    assert failure.get("message") == HOSTILE_SHOWN
     assert failure.get("type") == "high"
     assert "expired on 2026-01-31" in failure.text and "CIO 李主任" in failure.text
     assert '"sshd.permitrootlogin":"yes"' in failure.text
@@ -328,7 +340,7 @@ def test_junit_shows_waivers_expired_waivers_and_survives_hostile_text(handmade,
 
 
 def csv_rows(report: Report, path: Path) -> list[dict[str, str]]:
-    write_csv(report, path)
+    written(write_csv, report, path)
     assert path.read_bytes().startswith(b"\xef\xbb\xbfhost,zone,control,")
     with path.open(encoding="utf-8-sig", newline="") as handle:
         reader = csv.DictReader(handle)
@@ -351,7 +363,7 @@ def test_csv_round_trips_in_a_spreadsheet_safe_form(handmade, tmp_path):
     assert waived["remediation_variables"] == "baseline_hardening_sshd"
     expired = rows["his-db", "root_login_off"]
     assert (expired["status"], expired["expired_waiver"], expired["waiver_approver"]) == ("fail", "2026-01-31", "")
-    assert expired["reason"] == HOSTILE
+    assert expired["reason"] == HOSTILE_SHOWN
     injected = rows["lis-legacy", "audit_logging"]
     assert injected["reason"] == "'" + FORMULA
     assert json.loads(injected["evidence"]) == {"auditd.rules": FORMULA, "note": 'a "quoted", text\nline 2'}
@@ -369,6 +381,18 @@ def test_csv_has_one_row_per_finding(synthetic, tmp_path):
 
 def test_exports_are_private(handmade, tmp_path):
     for write in (write_oscal, write_junit, write_csv):
-        path = tmp_path / write.__name__
-        write(handmade, path)
+        path = written(write, handmade, tmp_path / write.__name__)
         assert stat.S_IMODE(path.stat().st_mode) == 0o640
+
+
+@pytest.mark.parametrize("start", ["=", "+", "-", "@", "\t", "\r"])
+def test_every_formula_start_is_neutralised(start):
+    """OWASP's CSV injection starts; a carriage return is written as an escape before it gets there."""
+    report = build_report(handmade_document())
+    report = replace(report, findings=tuple(replace(f, reason=start + "1+1") for f in report.findings))
+    rows = list(csv.DictReader(io.StringIO("".join(lines(report)), newline="")))
+    assert [row["reason"] for row in rows] == ["'" + start + "1+1"] * len(report.findings)
+    document = handmade_document()
+    document["findings"][0]["reason"] = start + "1+1"
+    shown = next(csv.DictReader(io.StringIO("".join(lines(build_report(document))), newline="")))["reason"]
+    assert shown == ("\\x0d1+1" if start == "\r" else "'" + start + "1+1")

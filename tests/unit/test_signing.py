@@ -15,6 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.rsa import generate_private_key
 
 from medinfra.cli import main
 from medinfra.problems import UserInputError
+from medinfra.safe_output import OutputDirectory
 from medinfra.signing import MANIFEST, SIGNATURE, generate_keypair, sign_directory, verify_directory
 
 SAMPLE = {
@@ -26,6 +27,11 @@ SAMPLE = {
     # Larger than hashlib's read buffer, so the manifest hash covers more than one chunk.
     "evidence/large.json": '{"packages": [' + ",".join(f'"pkg-{i}"' for i in range(60_000)) + "]}",
 }
+
+
+def sign(directory: Path, private_key: Path) -> Path:
+    with OutputDirectory.open(directory) as out:
+        return sign_directory(out, private_key)
 
 
 def write_sample(directory: Path) -> Path:
@@ -44,7 +50,7 @@ def keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture
 def signed(tmp_path: Path, keypair: tuple[Path, Path]) -> Path:
     directory = write_sample(tmp_path / "reports")
-    sign_directory(directory, keypair[0])
+    sign(directory, keypair[0])
     return directory
 
 
@@ -121,7 +127,7 @@ def test_signing_refuses_a_symlink(tmp_path: Path, keypair: tuple[Path, Path]) -
     directory = write_sample(tmp_path / "reports")
     (directory / "evidence" / "link.json").symlink_to("/etc/passwd")
     with pytest.raises(UserInputError, match="not a regular file"):
-        sign_directory(directory, keypair[0])
+        sign(directory, keypair[0])
     assert not (directory / MANIFEST).exists()
 
 
@@ -184,7 +190,7 @@ def test_sha256sum_accepts_the_manifest(tmp_path: Path, keypair: tuple[Path, Pat
     # Names GNU sha256sum escapes: the manifest must use the same escaping.
     for odd in ("back\\slash.json", "new\nline.json", "carriage\rreturn.json", "space name.json", "中文.json"):
         (directory / "evidence" / odd).write_text(odd)
-    sign_directory(directory, keypair[0])
+    sign(directory, keypair[0])
     check = subprocess.run(["sha256sum", "--strict", "-c", MANIFEST], cwd=directory, capture_output=True, text=True,
                            check=False)
     assert check.returncode == 0, check.stdout + check.stderr
@@ -211,11 +217,11 @@ def test_bad_key_files_are_user_errors(tmp_path: Path, keypair: tuple[Path, Path
     garbage = tmp_path / "garbage.pub"
     garbage.write_text("not a key\n")
     cases = [
-        (sign_directory, tmp_path / "nosuch.key", "cannot read key file"),
-        (sign_directory, keypair[1], "is a public key"),
-        (sign_directory, garbage, "is not a PEM private key"),
-        (sign_directory, rsa, "is not an Ed25519 key"),
-        (sign_directory, encrypted, "is encrypted"),
+        (sign, tmp_path / "nosuch.key", "cannot read key file"),
+        (sign, keypair[1], "is a public key"),
+        (sign, garbage, "is not a PEM private key"),
+        (sign, rsa, "is not an Ed25519 key"),
+        (sign, encrypted, "is encrypted"),
         (verify_directory, tmp_path / "nosuch.pub", "cannot read key file"),
         (verify_directory, keypair[0], "is a private key"),
         (verify_directory, garbage, "is not a PEM public key"),
@@ -237,7 +243,7 @@ def test_cli_generate_sign_verify(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert "refusing to overwrite" in capsys.readouterr().err
 
     directory = write_sample(tmp_path / "reports")
-    sign_directory(directory, Path(f"{prefix}.key"))
+    sign(directory, Path(f"{prefix}.key"))
     assert main(["verify", str(directory), "--pubkey", f"{prefix}.pub"]) == 0
     assert capsys.readouterr().out == f"verified: {len(SAMPLE)} files, signature valid\n"
 

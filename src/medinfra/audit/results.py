@@ -6,14 +6,12 @@ write the same document and print the same summary.
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from medinfra import __version__
 from medinfra.compliance.evaluate import evaluate
@@ -30,6 +28,10 @@ from medinfra.compliance.model import (
 )
 
 FINDINGS_FORMAT = "medinfra-findings/1"
+# A 1,000-host run of 60 controls is about 25 MB of JSON; ten times that is still a plausible site. A larger
+# findings.json (or stored run) is refused before it is parsed.
+FINDINGS_MAX_BYTES = 256 * 1024 * 1024
+# EXIT_UNREACHABLE: the run is incomplete: some hosts were not audited, or it could not be recorded in the history.
 EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 HOST_STATES = ("audited", "unreachable", "error")
 
@@ -125,8 +127,9 @@ def summary(run: AuditRun) -> dict[str, Any]:
     }
 
 
-def exit_code(run: AuditRun) -> int:
-    if any(h.status != "audited" for h in run.hosts):
+def exit_code(run: AuditRun, recorded: bool = True) -> int:
+    """`recorded`: False when the run was meant for the history and could not be stored there."""
+    if not recorded or any(h.status != "audited" for h in run.hosts):
         return EXIT_UNREACHABLE
     if any(f.status in (Status.FAIL, Status.ERROR) for f in run.findings):
         return EXIT_FAILURES
@@ -253,23 +256,6 @@ def findings_document(run: AuditRun) -> dict[str, Any]:
         "findings": [finding_record(f, waiver_index) for f in run.findings],
         "summary": summary(run),
     }
-
-
-def open_private(path: Path, mode: str = "w", encoding: str | None = "utf-8", newline: str | None = None) -> IO[Any]:
-    """Audit results describe weaknesses: files readable by the owner and group only, from creation on.
-
-    Text from hosts may hold lone surrogates (a JSON "\\ud800" escape); they are written as escapes, not fatal.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
-    os.fchmod(descriptor, 0o640)
-    errors = None if "b" in mode else "backslashreplace"
-    return os.fdopen(descriptor, mode, encoding=encoding, newline=newline, errors=errors)
-
-
-def write_private(path: Path, text: str) -> None:
-    with open_private(path) as handle:
-        handle.write(text)
 
 
 def percent(score: float | None) -> str:

@@ -1,5 +1,6 @@
 """What changed between two audit runs of a site (new failures, fixes, hosts, scores), and the terminal text for
-runs and their differences. Pure: no I/O."""
+runs and their differences. Pure: no I/O. Texts from the documents are shown through safe_text.one_line: a
+host's reason must not move the cursor or paint a line of its own."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 
 from medinfra.audit.results import framework_rank, percent
 from medinfra.history.store import RunInfo
+from medinfra.safe_text import one_line
 
 FAILING = frozenset({"fail", "error"})
 # A failure that becomes one of these was dealt with: fixed, accepted (waived) or no longer relevant.
@@ -144,7 +146,7 @@ def shorten(text: str, width: int = REASON_WIDTH) -> str:
 
 
 def score_line(change: ScoreChange) -> str:
-    label = "overall" if change.scope == "overall" else FRAMEWORK_LABELS.get(change.scope, change.scope)
+    label = "overall" if change.scope == "overall" else FRAMEWORK_LABELS.get(change.scope, one_line(change.scope))
     delta = change.delta
     moved = "" if delta is None else f" ({delta * 100:+.1f} points)"
     return f"  {label:<11} {percent(change.before).strip()} → {percent(change.after).strip()}{moved}"
@@ -152,18 +154,18 @@ def score_line(change: ScoreChange) -> str:
 
 def title(controls: Mapping[str, Any], control: str) -> str:
     names = controls.get(control, {}).get("title", {})
-    return " / ".join(t for t in (names.get("en"), names.get("zh")) if t)
+    return one_line(" / ".join(t for t in (names.get("en"), names.get("zh")) if t))
 
 
 def change_lines(changes: Iterable[Change], controls: Mapping[str, Any]) -> list[str]:
     lines = []
     for change in changes:
-        was = f"was {change.before}" if change.before else "not evaluated before"
-        lines.append(f"  {change.host} {change.control}: {change.status} ({was})")
+        was = f"was {one_line(change.before)}" if change.before else "not evaluated before"
+        lines.append(f"  {one_line(change.host)} {one_line(change.control)}: {one_line(change.status)} ({was})")
         if name := title(controls, change.control):
             lines.append(f"    {name}")
         if change.reason:
-            lines.append(f"    {shorten(change.reason)}")
+            lines.append(f"    {shorten(one_line(change.reason))}")
     return lines
 
 
@@ -175,16 +177,16 @@ def diff_text(diff: RunDiff, controls: Mapping[str, Any]) -> str:
     lines.append(f"resolved (fixed, waived or no longer applicable): {len(diff.fixed)}")
     lines += change_lines(diff.fixed, controls)
     lines.append(f"hosts added: {len(diff.hosts_added)}")
-    lines += [f"  {h.name}: {h.failing} failing" for h in diff.hosts_added]
+    lines += [f"  {one_line(h.name)}: {h.failing} failing" for h in diff.hosts_added]
     lines.append(f"hosts no longer audited: {len(diff.hosts_removed)}")
     for host in diff.hosts_removed:
-        why = f": {host.reason}" if host.reason else ""
-        lines.append(f"  {host.name}: {host.status}{why} (had {host.failing} failing)")
+        why = f": {one_line(host.reason)}" if host.reason else ""
+        lines.append(f"  {one_line(host.name)}: {one_line(host.status)}{why} (had {host.failing} failing)")
     return "\n".join(lines)
 
 
 def run_label(run: RunInfo) -> str:
-    return f"run {run.id} of {run.site} at {run.started_at:%Y-%m-%d %H:%M:%S} UTC"
+    return f"run {run.id} of {one_line(run.site)} at {run.started_at:%Y-%m-%d %H:%M:%S} UTC"
 
 
 def runs_table(runs: Sequence[RunInfo]) -> str:
@@ -194,8 +196,8 @@ def runs_table(runs: Sequence[RunInfo]) -> str:
         (
             str(run.id),
             f"{run.started_at:%Y-%m-%d %H:%M:%S}",
-            run.site,
-            run.transport,
+            one_line(run.site),
+            one_line(run.transport),
             f"{run.hosts_audited}/{run.hosts_total}",
             percent(run.score),
             *(percent(run.framework_scores.get(name)) for name in FRAMEWORK_LABELS),

@@ -1,4 +1,9 @@
-"""Audit runs kept over time: SQLite for a file path, PostgreSQL for a postgresql:// URL, one SQL text for both."""
+"""Audit runs kept over time: SQLite for a file path, PostgreSQL for a postgresql:// URL or a libpq key=value
+connection string, one SQL text for both.
+
+Commands that only read (`history`, `diff`, `report`, the trend an audit shows) open the store read-only and
+create nothing. Writers take the write lock up front and wait for it (many audits may finish at once).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,24 @@ import json
 import os
 import re
 import sqlite3
+import stat
+import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, Self
-from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote
 
-from medinfra.audit.results import FINDINGS_FORMAT
+from medinfra.audit.results import FINDINGS_FORMAT, FINDINGS_MAX_BYTES
 from medinfra.problems import DocPath, PrerequisiteError, Problem, UserInputError
+from medinfra.safe_text import clean, one_line
 
 SCHEMA_VERSION = 1
-POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+# How long a writer waits for another to finish: recording a 1,000-host run takes about a second.
+BUSY_TIMEOUT = 60.0
 # Stored as text in this fixed form: it sorts chronologically and reads the same in both databases.
 STARTED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # Level 1: 60,000 findings (23 MB of JSON) compress to 4 MB in 0.1 s; level 6 saves another 1 MB but takes three
@@ -110,13 +120,100 @@ class Dialect:
     id_type: str
     blob_type: str
     errors: tuple[type[Exception], ...]
+    # Starts a transaction that writes. SQLite's IMMEDIATE takes the write lock first, waiting for it (busy
+    # timeout): a plain BEGIN would read, then fail with "database is locked" when it wants to write.
+    begin_write: str
+    # One row if the table named by the parameter exists.
+    table_exists: str
 
     def sql(self, text: str) -> str:
         return text.replace("?", self.placeholder)
 
 
 # AUTOINCREMENT: run ids are shown to people, so SQLite must never reuse the id of a deleted run.
-SQLITE = Dialect("?", "INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB", (sqlite3.Error,))
+SQLITE = Dialect(
+    "?", "INTEGER PRIMARY KEY AUTOINCREMENT", "BLOB", (sqlite3.Error,), "BEGIN IMMEDIATE",
+    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?",
+)
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where the history is: `target` for the database driver, `shown` with any password redacted."""
+
+    target: str
+    shown: str
+    postgres: bool
+    secrets: frozenset[str] = frozenset()
+
+
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
+# libpq's key=value form (host=db dbname=history password=...): a key, then '=' right at the start.
+_CONNINFO_START = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*=")
+_CONNINFO_PAIR = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*=\s*('(?:[^'\\]|\\.)*'|(?:[^\s\\]|\\.)*)\s*", re.DOTALL)
+_BACKSLASHED = re.compile(r"\\(.)", re.DOTALL)
+_PASSWORD_ON = re.compile(r"(?i)(password\s*=\s*).*", re.DOTALL)
+
+
+def _refused(shown: str, message: str) -> UserInputError:
+    return UserInputError([Problem(shown, (), message)])
+
+
+def _url_location(scheme: str, text: str) -> Location:
+    """A postgresql:// URL in any spelling of its scheme, its password (user info or query) redacted."""
+    rest = text[len(scheme) + 3 :]
+    secrets: set[str] = set()
+    user_info, at, host = rest.rpartition("@")
+    if at and ":" in user_info:
+        user, password = user_info.split(":", 1)
+        secrets.add(password)
+        rest = f"{user}:***@{host}"
+    base, question, query = rest.partition("?")
+    pairs = []
+    for pair in query.split("&") if question else ():
+        key, equals, value = pair.partition("=")
+        if equals and unquote(key).strip().lower() == "password":
+            secrets.add(value)
+            pair = f"{key}=***"
+        pairs.append(pair)
+    shown = f"{scheme.lower()}://{base}{question}{'&'.join(pairs)}"
+    known = frozenset(text for secret in secrets if secret for text in (secret, unquote(secret)))
+    if scheme.lower() not in POSTGRES_SCHEMES:
+        raise _refused(shown, f"unsupported scheme {scheme!r}: a history is a SQLite file path or a postgresql:// URL")
+    return Location("postgresql://" + text[len(scheme) + 3 :], shown, True, known)
+
+
+def _conninfo_location(text: str) -> Location:
+    """A libpq key=value connection string, its password value redacted; refused (redacted) if it does not parse."""
+    pairs, secrets, position = [], set(), 0
+    while position < len(text):
+        match = _CONNINFO_PAIR.match(text, position)
+        if match is None or match.end() == position:
+            raise _refused(_PASSWORD_ON.sub(r"\1***", text), "not a valid key=value connection string")
+        key, value = match[1], match[2]
+        if key.lower() == "password":
+            secrets.update({value, _BACKSLASHED.sub(r"\1", value.strip("'"))})
+            value = "***"
+        pairs.append(f"{key}={value}")
+        position = match.end()
+    return Location(text, " ".join(pairs), True, frozenset(secret for secret in secrets if secret))
+
+
+def parse_location(text: str) -> Location:
+    """A history location: a postgresql:// URL, a libpq key=value string, else a SQLite file path."""
+    if "\0" in text:
+        raise _refused(one_line(_PASSWORD_ON.sub(r"\1***", text)), "contains a NUL character")
+    if scheme := _SCHEME.match(text):
+        return _url_location(scheme[1], text)
+    if _CONNINFO_START.match(text):
+        return _conninfo_location(text)
+    try:
+        os.fsencode(text)
+    except UnicodeEncodeError:
+        raise _refused(one_line(text), "is not a file name this system can encode") from None
+    if not text.strip():
+        raise _refused(repr(text), "is empty: give a SQLite file path or a postgresql:// URL")
+    return Location(str(Path(text).expanduser()), text, False)
 
 
 def default_history_location() -> str:
@@ -128,24 +225,12 @@ def default_history_location() -> str:
     return str(base / "medinfra" / "history.sqlite")
 
 
-def is_postgres(location: str) -> bool:
-    return location.startswith(POSTGRES_SCHEMES)
-
-
 def redact(location: str) -> str:
-    """The location as it may be shown: a URL's password, in user info or query, replaced by ***."""
-    if not is_postgres(location):
-        return location
-    parts = urlsplit(location)
-    user, at, host = parts.netloc.rpartition("@")
-    netloc = f"{user.split(':', 1)[0]}:***@{host}" if at and ":" in user else parts.netloc
-    query = re.sub(r"(^|&)password=[^&]*", r"\1password=***", parts.query)
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
-
-
-def passwords(url: str) -> set[str]:
-    found = {urlsplit(url).password or "", *parse_qs(urlsplit(url).query).get("password", [])}
-    return {text for secret in found if secret for text in (secret, unquote(secret))}
+    """The location as it may be shown: any password (URL user info or query, key=value) replaced by ***."""
+    try:
+        return parse_location(location).shown
+    except UserInputError as exc:
+        return exc.problems[0].file
 
 
 def reason(exc: BaseException, secrets: Iterable[str] = ()) -> str:
@@ -155,9 +240,9 @@ def reason(exc: BaseException, secrets: Iterable[str] = ()) -> str:
     else:
         text = str(exc) or type(exc).__name__
     line = next((part.strip() for part in text.splitlines() if part.strip()), text)
-    for secret in secrets:
+    for secret in sorted(secrets, key=len, reverse=True):
         line = line.replace(secret, "***")
-    return line
+    return one_line(line)
 
 
 def problem(location: str, message: str) -> UserInputError:
@@ -173,7 +258,11 @@ def parse_started(text: str) -> datetime:
 
 
 def run_values(document: Mapping[str, Any]) -> tuple[Any, ...]:
-    """The runs-table columns (RUN_COLUMNS order) for a findings document; UserInputError if it is not one."""
+    """The runs-table columns (RUN_COLUMNS order) for a findings document; UserInputError if it is not one.
+
+    Texts are stored cleaned (safe_text.clean): they come from hosts and inventories, and a lone surrogate or a
+    control character has no place in a database column (the drivers refuse the one, terminals obey the other).
+    """
     if document.get("format") != FINDINGS_FORMAT:
         raise invalid(("format",), f"expected {FINDINGS_FORMAT!r}, got {document.get('format')!r}")
     try:
@@ -181,10 +270,10 @@ def run_values(document: Mapping[str, Any]) -> tuple[Any, ...]:
         overall = summary["overall"]
         run_uuid = document.get("run_id")
         return (
-            str(run_uuid) if run_uuid else None,
-            str(document.get("site") or document["inventory"]),
-            str(document["inventory"]),
-            str(document["transport"]),
+            clean(str(run_uuid)) if run_uuid else None,
+            clean(str(document.get("site") or document["inventory"])),
+            clean(str(document["inventory"])),
+            clean(str(document["transport"])),
             parse_started(document["started_at"]).strftime(STARTED_FORMAT),
             sum(1 for h in hosts if h["status"] == "audited"),
             len(hosts),
@@ -196,29 +285,79 @@ def run_values(document: Mapping[str, Any]) -> tuple[Any, ...]:
         raise invalid((), f"missing or malformed field: {exc}") from exc
 
 
-def result_rows(document: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+def site_and_start(document: Mapping[str, Any]) -> tuple[str, datetime]:
+    """The site a findings document's run is recorded under and when it started."""
+    values = run_values(document)
+    return values[1], parse_started(values[4])
+
+
+def result_rows(document: Mapping[str, Any]) -> list[tuple[str, ...]]:
     try:
-        return [(str(f["host"]), str(f["control"]), str(f["status"])) for f in document["findings"]]
+        return [tuple(clean(str(f[key])) for key in ("host", "control", "status")) for f in document["findings"]]
     except (KeyError, TypeError) as exc:
         raise invalid(("findings",), f"missing or malformed field: {exc}") from exc
 
 
 def run_info(row: Sequence[Any]) -> RunInfo:
-    """A RunInfo from a row of `id` followed by RUN_COLUMNS."""
+    """A RunInfo from a row of `id` followed by RUN_COLUMNS; ValueError or TypeError if the row is damaged."""
     run_id, run_uuid, site, inventory, transport, started, audited, total, score, frameworks, counts = row
+    framework_scores, tallies = json.loads(frameworks), json.loads(counts)
+    if not isinstance(framework_scores, dict) or not isinstance(tallies, dict):
+        raise TypeError("framework scores and counts must be JSON objects")
     return RunInfo(
         id=int(run_id),
-        run_uuid=run_uuid,
-        site=site,
-        inventory=inventory,
-        transport=transport,
+        run_uuid=None if run_uuid is None else str(run_uuid),
+        site=str(site),
+        inventory=str(inventory),
+        transport=str(transport),
         started_at=parse_started(started),
         hosts_audited=int(audited),
         hosts_total=int(total),
         score=float(score) if score is not None else None,
-        framework_scores=json.loads(frameworks),
-        counts=json.loads(counts),
+        framework_scores=framework_scores,
+        counts=tallies,
     )
+
+
+def _is_text(value: Any, optional: bool = False) -> bool:
+    return isinstance(value, str) or (optional and value is None)
+
+
+def _is_score(value: Any) -> bool:
+    return value is None or (isinstance(value, int | float) and not isinstance(value, bool))
+
+
+def stored_shape_problem(document: Any) -> tuple[DocPath, str] | None:
+    """The first part of a stored findings document that `diff` and the reports' changes cannot read, if any."""
+    if not isinstance(document, dict):
+        return (), "is not a JSON object"
+    for key in ("hosts", "findings"):
+        if not isinstance(document.get(key), list):
+            return (key,), "is missing or not a list"
+    for index, host in enumerate(document["hosts"]):
+        if not (isinstance(host, dict) and _is_text(host.get("name")) and _is_text(host.get("status"))
+                and _is_text(host.get("reason"), optional=True)):
+            return ("hosts", index), "needs text name and status (and reason)"
+    for index, item in enumerate(document["findings"]):
+        if not (isinstance(item, dict) and all(_is_text(item.get(key)) for key in ("host", "control", "status"))
+                and _is_text(item.get("reason"), optional=True)):
+            return ("findings", index), "needs text host, control and status (and reason)"
+    summary = document.get("summary", {})
+    scopes = summary.get("per_framework", {}) if isinstance(summary, dict) else None
+    if not isinstance(summary, dict) or not isinstance(scopes, dict):
+        return ("summary",), "is not an object of scores"
+    for path, tally in ((("summary", "overall"), summary.get("overall", {})),
+                        *((("summary", "per_framework", name), value) for name, value in scopes.items())):
+        if not isinstance(tally, dict) or not _is_score(tally.get("score")):
+            return path, "needs a numeric score (or null)"
+    controls = document.get("controls", {})
+    if not isinstance(controls, dict):
+        return ("controls",), "is not an object"
+    for control, record in controls.items():
+        title = record.get("title", {}) if isinstance(record, dict) else None
+        if not isinstance(title, dict) or not all(_is_text(title.get(lang), optional=True) for lang in ("en", "zh")):
+            return ("controls", control, "title"), "needs English and Chinese text"
+    return None
 
 
 class HistoryStore:
@@ -229,6 +368,8 @@ class HistoryStore:
         self._connection = connection
         self._dialect = dialect
         self._secrets = tuple(secrets)
+        # Read-only, on a database where nothing was ever recorded: every read finds nothing.
+        self._empty = False
 
     def __enter__(self) -> Self:
         return self
@@ -238,6 +379,9 @@ class HistoryStore:
 
     def close(self) -> None:
         self._connection.close()
+
+    def _problem(self, path: DocPath, message: str) -> UserInputError:
+        return UserInputError([Problem(self.location, path, message)])
 
     @contextmanager
     def _guard(self, doing: str) -> Iterator[None]:
@@ -249,10 +393,10 @@ class HistoryStore:
 
     @contextmanager
     def _transaction(self, doing: str) -> Iterator[Cursor]:
-        # Both connections are in autocommit mode, so the same BEGIN/COMMIT text marks transactions in each.
+        # Both connections are in autocommit mode, so BEGIN/COMMIT mark transactions the same way in each.
         with self._guard(doing):
             cursor = self._connection.cursor()
-            cursor.execute("BEGIN")
+            cursor.execute(self._dialect.begin_write)
             try:
                 yield cursor
             except BaseException:
@@ -263,10 +407,19 @@ class HistoryStore:
             cursor.execute("COMMIT")
 
     def _query(self, doing: str, sql: str, params: Sequence[Any] = ()) -> Sequence[Sequence[Any]]:
+        if self._empty:
+            return []
         with self._guard(doing):
             cursor = self._connection.cursor()
             cursor.execute(self._dialect.sql(sql), params)
             return cursor.fetchall()
+
+    def _check_version(self, version: Any) -> None:
+        if version not in (None, SCHEMA_VERSION):
+            raise PrerequisiteError(
+                f"{self.location}: history schema version {version}, this medinfra reads version {SCHEMA_VERSION}; "
+                "use a medinfra that matches it"
+            )
 
     def ensure_schema(self) -> None:
         """Create the tables if missing (idempotent) and refuse a history written by a newer medinfra."""
@@ -279,18 +432,33 @@ class HistoryStore:
             version = row[0] if row else None
             if version is None:
                 cursor.execute(self._dialect.sql("INSERT INTO medinfra_schema (version) VALUES (?)"), (SCHEMA_VERSION,))
-        if version not in (None, SCHEMA_VERSION):
-            raise PrerequisiteError(
-                f"{self.location}: history schema version {version}, this medinfra reads version {SCHEMA_VERSION}; "
-                "use a medinfra that matches it"
-            )
+        self._check_version(version)
+
+    def read_schema(self) -> None:
+        """For a read-only store: refuse a newer history; one without tables reads as empty (nothing is created)."""
+        with self._guard("opening history"):
+            cursor = self._connection.cursor()
+            cursor.execute(self._dialect.sql(self._dialect.table_exists), ("medinfra_schema",))
+            if cursor.fetchone() is None:
+                self._empty = True
+                return
+            cursor.execute("SELECT MAX(version) FROM medinfra_schema")
+            row = cursor.fetchone()
+        self._check_version(row[0] if row else None)
 
     def _select(self, where: str, params: Sequence[Any], limit: int | None = None) -> list[RunInfo]:
         """Runs matching `where`, newest first; runs that started in the same second are ordered by id."""
         sql = f"SELECT id, {', '.join(RUN_COLUMNS)} FROM medinfra_runs {where} ORDER BY started_at DESC, id DESC"
         if limit is not None:
             sql, params = f"{sql} LIMIT ?", (*params, limit)
-        return [run_info(row) for row in self._query("reading runs", sql, params)]
+        runs = []
+        for row in self._query("reading runs", sql, params):
+            try:
+                runs.append(run_info(row))
+            except (TypeError, ValueError) as exc:
+                key = row[0] if isinstance(row[0], int) else one_line(str(row[0]))
+                raise self._problem(("runs", key), f"damaged row: {reason(exc)}") from None
+        return runs
 
     def record(self, document: Mapping[str, Any]) -> RunInfo:
         """Store a findings document; a run whose run_id (UUID) is already recorded is returned, not stored twice."""
@@ -298,7 +466,7 @@ class HistoryStore:
         if values[0] is not None and (known := self.find(values[0])) is not None:
             return known
         text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
-        blob = gzip.compress(text.encode("utf-8"), compresslevel=GZIP_LEVEL)
+        blob = gzip.compress(text.encode("utf-8", "surrogatepass"), compresslevel=GZIP_LEVEL)
         columns = ", ".join((*RUN_COLUMNS, "document"))
         marks = ", ".join("?" * (len(RUN_COLUMNS) + 1))
         sql = self._dialect.sql
@@ -327,74 +495,133 @@ class HistoryStore:
 
     def find(self, run_uuid: str) -> RunInfo | None:
         """The run recorded with this run id (the findings document's UUID), if any."""
-        found = self._select("WHERE run_uuid = ?", (run_uuid,), 1)
+        found = self._select("WHERE run_uuid = ?", (clean(run_uuid),), 1)
         return found[0] if found else None
 
     def document(self, run_id: int) -> dict[str, Any]:
-        """The findings document exactly as recorded."""
+        """The findings document as recorded; a damaged one (not gzip or JSON, or not the shape medinfra reads back)
+        is a located problem."""
         rows = self._query("reading run", "SELECT document FROM medinfra_runs WHERE id = ?", (run_id,))
         if not rows:
             raise problem(self.location, f"no run {run_id}")
-        document: dict[str, Any] = json.loads(gzip.decompress(bytes(rows[0][0])))
-        return document
+        where: DocPath = ("runs", run_id, "document")
+        try:
+            text = inflate(bytes(rows[0][0])).decode("utf-8", "surrogatepass")
+            document = json.loads(text)
+        except (OSError, EOFError, zlib.error, ValueError, TypeError) as exc:
+            raise self._problem(where, f"damaged: {reason(exc)}") from None
+        except RecursionError:
+            raise self._problem(where, "damaged: nested too deeply") from None
+        if (shape := stored_shape_problem(document)) is not None:
+            path, message = shape
+            raise self._problem((*where, *(one_line(p) if isinstance(p, str) else p for p in path)), message)
+        return document  # type: ignore[no-any-return]
 
-    def _site_runs_until(self, run: RunInfo, inclusive: bool, limit: int) -> list[RunInfo]:
-        """Runs of `run`'s site that started before it (same second: lower id), newest first."""
-        same_second = "id <= ?" if inclusive else "id < ?"
-        started = run.started_at.strftime(STARTED_FORMAT)
-        where = f"WHERE site = ? AND (started_at < ? OR (started_at = ? AND {same_second}))"
-        return self._select(where, (run.site, started, started, run.id), limit)
+    def earlier(self, site: str, started_at: datetime, before_id: int | None, limit: int) -> list[RunInfo]:
+        """Up to `limit` runs of `site` that started before `started_at`, oldest first. Runs that started in the
+        same second count as earlier if their id is below `before_id` (all of them when the run is not recorded)."""
+        started = started_at.strftime(STARTED_FORMAT)
+        if before_id is None:
+            found = self._select("WHERE site = ? AND started_at <= ?", (site, started), limit)
+        else:
+            where = "WHERE site = ? AND (started_at < ? OR (started_at = ? AND id < ?))"
+            found = self._select(where, (site, started, started, before_id), limit)
+        return found[::-1]
 
     def previous(self, run_id: int) -> RunInfo | None:
         """The run of the same site before this one, if any."""
-        before = self._site_runs_until(self.get(run_id), inclusive=False, limit=1)
-        return before[0] if before else None
-
-    def trend(self, run_id: int, limit: int = 20) -> list[RunInfo]:
-        """Up to `limit` runs of the same site ending with this one, oldest first."""
-        return self._site_runs_until(self.get(run_id), inclusive=True, limit=limit)[::-1]
+        run = self.get(run_id)
+        before = self.earlier(run.site, run.started_at, run.id, limit=1)
+        return before[-1] if before else None
 
 
-def sqlite_store(path: Path) -> HistoryStore:
-    location = str(path)
+def inflate(blob: bytes) -> bytes:
+    """A stored document's JSON, refusing one that inflates past FINDINGS_MAX_BYTES (or is cut short)."""
+    inflater = zlib.decompressobj(wbits=16 + zlib.MAX_WBITS)  # gzip
+    data = inflater.decompress(blob, FINDINGS_MAX_BYTES + 1)
+    if len(data) > FINDINGS_MAX_BYTES:
+        raise ValueError(f"inflates to more than {FINDINGS_MAX_BYTES // (1024 * 1024)} MB")
+    if not inflater.eof:
+        raise EOFError("the compressed data is cut short")
+    return data
+
+
+def _regular(path: Path, found: os.stat_result) -> None:
+    if not stat.S_ISREG(found.st_mode):
+        raise problem(str(path), "cannot open history: not a regular file")
+
+
+def sqlite_connection(path: Path, read_only: bool) -> sqlite3.Connection:
+    """A connection to the SQLite file; read-only opens nothing new (a missing file is an empty history)."""
+    if read_only:
+        try:
+            _regular(path, os.stat(path))
+        except FileNotFoundError:
+            return sqlite3.connect(":memory:", isolation_level=None)
+        return sqlite3.connect(f"file:{quote(str(path))}?mode=ro", uri=True, timeout=BUSY_TIMEOUT,
+                               isolation_level=None)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # Created 0600 before SQLite opens it: runs list each host's security weaknesses.
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NONBLOCK, 0o600)
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # Created 0600 before SQLite opens it: runs list each host's security weaknesses.
-        os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
-        connection = sqlite3.connect(path, isolation_level=None)
+        _regular(path, os.fstat(descriptor))
+    finally:
+        os.close(descriptor)
+    return sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
+
+
+def sqlite_store(path: Path, shown: str, read_only: bool) -> HistoryStore:
+    try:
+        connection = sqlite_connection(path, read_only)
     except FileExistsError as exc:
         # What mkdir(exist_ok=True) raises when the would-be directory is a file.
-        raise problem(location, f"cannot open history: {exc.filename} is not a directory") from exc
+        raise problem(shown, f"cannot open history: {exc.filename} is not a directory") from exc
     except (OSError, sqlite3.Error) as exc:
-        raise problem(location, f"cannot open history: {reason(exc)}") from exc
-    return HistoryStore(connection, SQLITE, location)
+        raise problem(shown, f"cannot open history: {reason(exc)}") from exc
+    return HistoryStore(connection, SQLITE, shown)
 
 
-def postgres_store(url: str) -> HistoryStore:
-    location, secrets = redact(url), passwords(url)
+def postgres_store(location: Location, read_only: bool) -> HistoryStore:
     try:
         import psycopg
         from psycopg.conninfo import conninfo_to_dict, make_conninfo
     except ImportError as exc:
         raise PrerequisiteError(
-            f"{location}: a PostgreSQL history needs psycopg: pip install 'psycopg[binary]>=3.1,<4'"
+            f"{location.shown}: a PostgreSQL history needs psycopg: pip install 'psycopg[binary]>=3.1,<4'"
         ) from exc
-    dialect = Dialect("%s", "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY", "BYTEA", (psycopg.Error,))
+    dialect = Dialect(
+        "%s", "BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY", "BYTEA", (psycopg.Error,), "BEGIN",
+        "SELECT 1 FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = ?",
+    )
     try:
+        target = location.target
         # Without a timeout an unreachable server keeps the command waiting for minutes.
-        if "connect_timeout" not in conninfo_to_dict(url):
-            url = make_conninfo(url, connect_timeout=CONNECT_TIMEOUT)
-        connection = psycopg.connect(url, autocommit=True)
+        if "connect_timeout" not in conninfo_to_dict(target):
+            target = make_conninfo(target, connect_timeout=CONNECT_TIMEOUT)
+        connection = psycopg.connect(target, autocommit=True)
+        if read_only:
+            connection.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
     except psycopg.Error as exc:
-        raise problem(location, f"cannot open history: {reason(exc, secrets)}") from exc
-    return HistoryStore(connection, dialect, location, secrets)
+        raise problem(location.shown, f"cannot open history: {reason(exc, location.secrets)}") from exc
+    return HistoryStore(connection, dialect, location.shown, location.secrets)
 
 
-def open_history(location: str) -> HistoryStore:
-    """The history at a file path (SQLite, created if missing) or a postgresql:// URL; tables are created if missing."""
-    store = postgres_store(location) if is_postgres(location) else sqlite_store(Path(location).expanduser())
+def open_history(text: str, *, read_only: bool = False) -> HistoryStore:
+    """The history at a file path (SQLite) or a PostgreSQL URL or key=value string.
+
+    Read-only creates nothing: a history that does not exist yet reads as one without runs. Otherwise the file
+    and the tables are created if missing.
+    """
+    location = parse_location(text)
+    if location.postgres:
+        store = postgres_store(location, read_only)
+    else:
+        store = sqlite_store(Path(location.target), location.shown, read_only)
     try:
-        store.ensure_schema()
+        if read_only:
+            store.read_schema()
+        else:
+            store.ensure_schema()
     except BaseException:
         store.close()
         raise

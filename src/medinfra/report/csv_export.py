@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from pathlib import Path
 
-from medinfra.audit.results import open_private
 from medinfra.compliance.model import FRAMEWORKS, Waiver
 from medinfra.report.model import ControlInfo, Report
 from medinfra.report.texts import evidence_text
+from medinfra.safe_output import OutputDirectory
 
 COLUMNS = (
     "host",
@@ -40,6 +39,8 @@ FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 # RFC 4180: a field with one of these is quoted, its quotes doubled (what the csv module writes, minimal quoting).
 NEEDS_QUOTES = re.compile('[",\r\n]')
 LIST_SEPARATOR = "; "
+
+
 def field(value: str) -> str:
     """One CSV field: a leading apostrophe if a spreadsheet would run the value as a formula, quoted if needed."""
     if value.startswith(FORMULA_STARTS):
@@ -86,7 +87,7 @@ def lines(report: Report) -> Iterator[str]:
         )
 
 
-def write_csv(report: Report, path: Path) -> None:
+def write_csv(report: Report, directory: OutputDirectory, name: str) -> None:
     # Lines end in CRLF as RFC 4180 and Excel expect; newline="" keeps them as they are. utf-8-sig writes the BOM.
-    with open_private(path, "w", encoding="utf-8-sig", newline="") as handle:
+    with directory.open_text(name, encoding="utf-8-sig", newline="") as handle:
         handle.writelines(lines(report))

@@ -6,18 +6,21 @@ air-gapped laptop, and a stray external reference would show as a console error 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
-from medinfra.audit.results import Tally, open_private
+from medinfra.audit.results import Tally
 from medinfra.compliance.model import Bilingual, Status
-from medinfra.history.store import RunInfo
 from medinfra.report.i18n import ui
 from medinfra.report.model import Report
 from medinfra.report.texts import evidence_text
+from medinfra.safe_output import OutputDirectory
+from medinfra.safe_text import clean
 
 # Order and colour of each status in bars and badges (colour-blind safe pairs, text labels too).
 STATUS_COLOURS = {
@@ -53,7 +56,23 @@ def stacked_bar(tally: Tally, width: int = 220, height: int = 14) -> Markup:
     )
 
 
-def trend_chart(trend: Sequence[RunInfo], width: int = 640, height: int = 200) -> Markup:
+@dataclass(frozen=True)
+class TrendPoint:
+    label: str
+    score: float | None
+    framework_scores: Mapping[str, float | None]
+
+
+def trend_points(report: Report, this_run: str) -> list[TrendPoint]:
+    """The site's earlier runs from the history, then this run (labelled `this_run` until it is recorded)."""
+    history = report.history
+    points = [TrendPoint(f"#{run.id}", run.score, run.framework_scores) for run in history.earlier]
+    label = f"#{history.run.id}" if history.run is not None else this_run
+    scores = {framework.id: framework.tally.score for framework in report.frameworks}
+    return [*points, TrendPoint(label, report.overall.score, scores)]
+
+
+def trend_chart(trend: Sequence[TrendPoint], width: int = 640, height: int = 200) -> Markup:
     """Overall and per-framework scores of this site's runs, oldest left."""
     if len(trend) < 2:
         return Markup("")
@@ -75,7 +94,9 @@ def trend_chart(trend: Sequence[RunInfo], width: int = 640, height: int = 200) -
         )
     for index, run in enumerate(trend):
         x = pad + inner_w * index / (len(trend) - 1)
-        lines.append(f'<text x="{x:.1f}" y="{height - 8}" text-anchor="middle" font-size="10">#{run.id}</text>')
+        lines.append(
+            f'<text x="{x:.1f}" y="{height - 8}" text-anchor="middle" font-size="10">{Markup.escape(run.label)}</text>'
+        )
     for name, scores in series.items():
         points = " ".join(point(i, s) for i, s in enumerate(scores) if s is not None)
         if points:
@@ -95,6 +116,11 @@ def percent(score: float | None) -> str:
     return "n/a" if score is None else f"{score * 100:.1f}%"
 
 
+def shown(value: Any) -> Any:
+    """Every value the template prints, cleaned: history texts (changes, site names) reach the page too."""
+    return clean(value) if isinstance(value, str) and not isinstance(value, Markup) else value
+
+
 def environment() -> Environment:
     env = Environment(
         loader=PackageLoader("medinfra.report", "templates"),
@@ -102,6 +128,7 @@ def environment() -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=StrictUndefined,
+        finalize=shown,
     )
     env.filters.update(bar=stacked_bar, percent=percent, evidence=evidence_text)
     return env
@@ -123,7 +150,7 @@ def render_html(report: Report, lang: str, expand: bool = False) -> str:
         colours=STATUS_COLOURS,
         framework_short=FRAMEWORK_SHORT,
         framework_colours=FRAMEWORK_COLOURS,
-        trend=trend_chart(report.trend),
+        trend=trend_chart(trend_points(report, ui(lang)["this_run"])),
         other_language_file=html_name("en" if lang == "zh" else "zh"),
     )
 
@@ -132,8 +159,5 @@ def html_name(lang: str) -> str:
     return f"report.{lang}.html"
 
 
-def write_html(report: Report, directory: Path, lang: str) -> Path:
-    path = directory / html_name(lang)
-    with open_private(path) as handle:
-        handle.write(render_html(report, lang))
-    return path
+def write_html(report: Report, directory: OutputDirectory, lang: str) -> Path:
+    return directory.write_text(html_name(lang), render_html(report, lang))

@@ -93,6 +93,7 @@ UI: dict[str, tuple[str, str]] = {
     "applies_to": ("Applies to", "适用范围"),
     "trend": ("Trend", "趋势"),
     "trend_none": ("No earlier runs of this site in the history.", "历史记录中没有此站点更早的审计。"),
+    "this_run": ("this run", "本次"),
     "changes": ("Changes since the previous run", "与上次审计相比的变化"),
     "previous_run": ("Previous run", "上次审计"),
     "new_failures": ("New failures", "新增不通过项"),

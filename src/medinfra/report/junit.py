@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
-from medinfra.audit.results import Tally, open_private
+from medinfra.audit.results import Tally
 from medinfra.compliance.model import Finding, Status
 from medinfra.report.model import ControlInfo, HostInfo, Report
 from medinfra.report.texts import evidence_text, expired_note, waiver_note
+from medinfra.safe_output import OutputDirectory
 
 # Everything outside XML 1.0's Char production; not even a character reference may carry these.
 NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -107,10 +107,10 @@ def suites(report: Report) -> Iterator[str]:
         yield host_suite(report, host, by_host.get(host.name, ()), names)
 
 
-def write_junit(report: Report, path: Path) -> None:
+def write_junit(report: Report, directory: OutputDirectory, name: str) -> None:
     tests, failures, errors, skipped = counts(report.overall)
     unassessed = sum(1 for host in report.hosts if host.status != "audited")
-    with open_private(path, "w", encoding="utf-8") as handle:
+    with directory.open_text(name) as handle:
         handle.write(
             '<?xml version="1.0" encoding="UTF-8"?>\n'
             f'<testsuites name={attr(f"medinfra {report.site}")} tests="{tests + unassessed}" '

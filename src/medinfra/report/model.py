@@ -3,6 +3,9 @@
 Renderers take a `Report` and never re-derive results: clause, zone and host results are computed
 here once. Reading from the document rather than from live objects lets `medinfra report`
 re-render a past run exactly as it was judged, with the catalog texts of that run.
+
+The document's text came from hosts or from whoever sent the file: every string a format shows passes
+safe_text.clean here (evidence in texts.evidence_text), so no format receives NUL, ESC or a bidi override.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from medinfra.audit.results import FINDINGS_FORMAT, Tally, tally
+from medinfra.audit.results import Tally, tally
 from medinfra.compliance.model import SEVERITIES, Bilingual, Finding, Status, Waiver
 from medinfra.history.diff import RunDiff
 from medinfra.history.store import RunInfo
+from medinfra.safe_text import clean, cleaned
 
 # A clause's result over the findings of the controls that cover it. `manual`: no control decides it.
 CLAUSE_RESULTS = ("fail", "error", "pass", "not_applicable", "manual")
@@ -92,6 +96,19 @@ class ControlResult:
 
 
 @dataclass(frozen=True)
+class HistoryContext:
+    """Where a run stands among its site's recorded runs: what the HTML's trend and changes show."""
+
+    run: RunInfo | None = None  # this run as recorded, once it is
+    earlier: Sequence[RunInfo] = ()  # the site's runs before it, oldest first
+    changes: RunDiff | None = None  # since the last of `earlier`
+
+    @property
+    def previous(self) -> RunInfo | None:
+        return self.earlier[-1] if self.earlier else None
+
+
+@dataclass(frozen=True)
 class Report:
     run_id: str
     site: str
@@ -107,10 +124,7 @@ class Report:
     waivers: tuple[WaiverInfo, ...]
     overall: Tally
     zones: Mapping[str, Tally]
-    # From the history store: this site's runs up to this one (oldest first), and the change since the last.
-    trend: Sequence[RunInfo] = ()
-    changes: RunDiff | None = None
-    previous: RunInfo | None = None
+    history: HistoryContext = HistoryContext()
     by_control: Mapping[str, ControlResult] = field(default_factory=dict)
 
     def failing_controls(self) -> list[ControlResult]:
@@ -121,10 +135,6 @@ class Report:
             return (0 if bad else 1, -SEVERITIES.index(item.control.severity), -bad, item.control.id)
 
         return sorted(self.by_control.values(), key=order)
-
-
-class ReportInputError(ValueError):
-    """The document is not a findings document this version can read."""
 
 
 def bilingual(record: Mapping[str, str]) -> Bilingual:
@@ -163,12 +173,13 @@ def waiver_info(record: Mapping[str, Any]) -> WaiverInfo:
 
 
 def finding(record: Mapping[str, Any], waivers: Sequence[WaiverInfo]) -> Finding:
+    """One finding; its evidence is cleaned where it is shown (texts.evidence_text)."""
     waiver, expired = record.get("waiver"), record.get("expired_waiver")
     return Finding(
-        host=record["host"],
-        control=record["control"],
+        host=clean(record["host"]),
+        control=clean(record["control"]),
         status=Status(record["status"]),
-        reason=record["reason"],
+        reason=clean(record["reason"]),
         evidence=record["evidence"],
         waiver=waivers[waiver].waiver if waiver is not None else None,
         expired_waiver=waivers[expired].waiver if expired is not None else None,
@@ -217,54 +228,42 @@ def framework_results(
     return tuple(results)
 
 
-def build_report(
-    document: Mapping[str, Any],
-    trend: Sequence[RunInfo] = (),
-    changes: RunDiff | None = None,
-    previous: RunInfo | None = None,
-) -> Report:
-    """The report of one run; `trend` and `changes` come from the history store when there is one."""
-    if document.get("format") != FINDINGS_FORMAT:
-        raise ReportInputError(f"format is {document.get('format')!r}, expected {FINDINGS_FORMAT!r}")
-    try:
-        controls = {cid: control_info(cid, record) for cid, record in document["controls"].items()}
-        waivers = tuple(waiver_info(record) for record in document.get("waivers", ()))
-        findings = tuple(finding(record, waivers) for record in document["findings"])
-        zone_of = {h["name"]: h.get("zone") or "-" for h in document["hosts"]}
-        by_control: dict[str, list[Finding]] = {}
-        by_zone: dict[str, list[Finding]] = {}
-        for item in findings:
-            by_control.setdefault(item.control, []).append(item)
-            by_zone.setdefault(zone_of.get(item.host, "-"), []).append(item)
-        per_host = document["summary"]["per_host"]
-        hosts = tuple(
-            HostInfo(h["name"], zone_of[h["name"]], h["status"], h["reason"], h.get("collected_at"),
-                     summary_tally(per_host[h["name"]]) if h["name"] in per_host else tally(()))
-            for h in document["hosts"]
-        )
-        frameworks = framework_results(document["frameworks"], document["summary"]["per_framework"], by_control)
-        return Report(
-            run_id=document["run_id"],
-            site=document["site"],
-            inventory=document["inventory"],
-            transport=document["transport"],
-            generator=document["generator"],
-            started_at=document["started_at"],
-            seconds=float(document["seconds"]),
-            hosts=hosts,
-            controls=controls,
-            findings=findings,
-            frameworks=frameworks,
-            waivers=waivers,
-            overall=summary_tally(document["summary"]["overall"]),
-            zones={zone: tally(items) for zone, items in sorted(by_zone.items())},
-            trend=trend,
-            changes=changes,
-            previous=previous,
-            by_control={
-                cid: ControlResult(controls[cid], tally(by_control.get(cid, ())), tuple(by_control.get(cid, ())))
-                for cid in controls
-            },
-        )
-    except (KeyError, TypeError, ValueError, IndexError) as exc:
-        raise ReportInputError(f"not a complete findings document: {type(exc).__name__}: {exc}") from None
+def build_report(document: Mapping[str, Any], history: HistoryContext = HistoryContext()) -> Report:
+    """The report of one run from a valid findings document (report.findings_file checks one someone sent)."""
+    head = cleaned({key: value for key, value in document.items() if key != "findings"})
+    controls = {cid: control_info(cid, record) for cid, record in head["controls"].items()}
+    waivers = tuple(waiver_info(record) for record in head.get("waivers", ()))
+    findings = tuple(finding(record, waivers) for record in document["findings"])
+    zone_of = {h["name"]: h.get("zone") or "-" for h in head["hosts"]}
+    by_control: dict[str, list[Finding]] = {}
+    by_zone: dict[str, list[Finding]] = {}
+    for item in findings:
+        by_control.setdefault(item.control, []).append(item)
+        by_zone.setdefault(zone_of.get(item.host, "-"), []).append(item)
+    per_host = head["summary"]["per_host"]
+    hosts = tuple(
+        HostInfo(h["name"], zone_of[h["name"]], h["status"], h["reason"], h.get("collected_at"),
+                 summary_tally(per_host[h["name"]]) if h["name"] in per_host else tally(()))
+        for h in head["hosts"]
+    )
+    return Report(
+        run_id=head["run_id"],
+        site=head["site"],
+        inventory=head["inventory"],
+        transport=head["transport"],
+        generator=head["generator"],
+        started_at=head["started_at"],
+        seconds=float(head["seconds"]),
+        hosts=hosts,
+        controls=controls,
+        findings=findings,
+        frameworks=framework_results(head["frameworks"], head["summary"]["per_framework"], by_control),
+        waivers=waivers,
+        overall=summary_tally(head["summary"]["overall"]),
+        zones={zone: tally(items) for zone, items in sorted(by_zone.items())},
+        history=history,
+        by_control={
+            cid: ControlResult(controls[cid], tally(by_control.get(cid, ())), tuple(by_control.get(cid, ())))
+            for cid in controls
+        },
+    )

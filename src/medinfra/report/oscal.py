@@ -22,13 +22,12 @@ import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring
-from pathlib import Path
 from typing import IO, Any
 
-from medinfra.audit.results import open_private
 from medinfra.compliance.model import FRAMEWORKS, Finding, Status, Waiver
-from medinfra.report.model import ControlInfo, HostInfo, Report, ReportInputError
+from medinfra.report.model import ControlInfo, HostInfo, Report
 from medinfra.report.texts import evidence_text, expired_note, waiver_note
+from medinfra.safe_output import OutputDirectory
 
 OSCAL_VERSION = "1.0.6"
 # The namespace of every prop medinfra defines (OSCAL wants a URI), and the root of its uuid5 names.
@@ -302,11 +301,11 @@ def write_array(handle: IO[str], key: str, records: Iterable[str]) -> None:
         handle.write("\n]")
 
 
-def write_oscal(report: Report, path: Path) -> None:
+def write_oscal(report: Report, directory: OutputDirectory, name: str) -> None:
     names = Names(report.run_id)
     start = timestamp(report.started_at)
-    if start is None:
-        raise ReportInputError(f"started_at {report.started_at!r} is not a time with a zone")
+    # A findings document is checked before it is rendered (report.findings_file): its start is such a time.
+    assert start is not None, f"started_at {report.started_at!r} is not a time with a zone"
     end = datetime.strptime(start, TIME_FORMAT).replace(tzinfo=UTC) + timedelta(seconds=report.seconds)
     finished = end.strftime(TIME_FORMAT)
     plan = names("assessment-plan")
@@ -326,7 +325,7 @@ def write_oscal(report: Report, path: Path) -> None:
         "(the objectives in local-definitions) on every host of the inventory.",
         "props": props(("inventory", report.inventory), ("controls", str(len(report.controls)))),
     }
-    with open_private(path, "w", encoding="utf-8") as handle:
+    with directory.open_text(name) as handle:
         handle.write('{"assessment-results":{' + members(head))
         handle.write(',"results":[{' + members(result_head(report, names, start, finished)))
         write_array(handle, "observations", observations(report, names, start))

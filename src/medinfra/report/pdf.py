@@ -8,8 +8,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from medinfra.audit.results import open_private
 from medinfra.problems import PrerequisiteError
+from medinfra.safe_output import OutputDirectory
 
 # Without the background-networking flags Chromium keeps trying to reach Google on a closed network.
 CHROMIUM_FLAGS = (
@@ -36,9 +36,16 @@ def chromium_flags() -> list[str]:
     return [*CHROMIUM_FLAGS, *(["--no-sandbox"] if os.geteuid() == 0 else [])]
 
 
-def print_pdf(html: Path, pdf: Path) -> Path:
-    """Render `html` (its script opens every section before printing) into `pdf`; 0640 like every result."""
-    # Printed inside a private temporary directory, then copied into a 0640 file: never world-readable.
+def pdf_name(html_name: str) -> str:
+    return f"{Path(html_name).stem}.pdf"
+
+
+def print_pdf(html: Path, directory: OutputDirectory) -> Path:
+    """Render `html` (its script opens every section before printing) into its .pdf in `directory`, 0640.
+
+    Chromium prints inside a private temporary directory; the PDF is then written like every result (a new file
+    renamed into place), so a planted symlink or hard link in `directory` is replaced, never written through.
+    """
     with tempfile.TemporaryDirectory(prefix="medinfra-chromium-") as scratch:
         printed = Path(scratch) / "report.pdf"
         command = [
@@ -52,6 +59,4 @@ def print_pdf(html: Path, pdf: Path) -> Path:
         if done.returncode != 0 or not printed.exists():
             tail = done.stderr.strip().splitlines()[-1:] or ["no output"]
             raise PrerequisiteError(f"Chromium could not print {html} to PDF: {tail[0]}")
-        with open_private(pdf, "wb", encoding=None) as handle:
-            handle.write(printed.read_bytes())
-    return pdf
+        return directory.write_bytes(pdf_name(html.name), printed.read_bytes())

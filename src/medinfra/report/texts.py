@@ -7,14 +7,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from medinfra.compliance.model import Waiver
+from medinfra.safe_text import clean
 
 # One encoder for every evidence excerpt: json.dumps would build a new encoder per call (60,000 calls a run).
 EVIDENCE_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), sort_keys=True, default=str)
 
 
 def evidence_text(evidence: Mapping[str, Any]) -> str:
-    """The evidence excerpt of a finding as compact JSON, the same text in every format."""
-    return EVIDENCE_ENCODER.encode(evidence)
+    """The evidence excerpt of a finding as compact JSON, the same text in every format, cleaned (it is a host's)."""
+    return clean(EVIDENCE_ENCODER.encode(evidence))
 
 
 def waiver_note(waiver: Waiver) -> str:
