@@ -281,13 +281,15 @@ def test_a_bad_signing_key_is_reported_before_any_host_is_contacted(tmp_path):
 def test_verify_shows_crafted_file_names_escaped(tmp_path, capsys):
     """A results directory someone sent may hold a file whose name paints a fake "signature valid" line."""
     from medinfra.cli import main
+    from medinfra.safe_output import OutputDirectory
     from medinfra.signing import generate_keypair, sign_directory
 
     private, public = generate_keypair(tmp_path / "keys" / "audit")
     results = tmp_path / "results"
     results.mkdir()
     (results / "findings.json").write_text("{}")
-    sign_directory(results, private)
+    with OutputDirectory.open(results) as out:
+        sign_directory(out, private)
     (results / "x\x1b[2K\rverified: 1 files, signature valid").write_text("")
     assert main(["verify", str(results), "--pubkey", str(public)]) == 1
     out = capsys.readouterr().out

@@ -502,6 +502,8 @@ def test_locations_are_parsed_and_shown_without_passwords(location: str, postgre
         ("", "''", "is empty"),
         ("   ", "'   '", "is empty"),
         ("/tmp/h\0password=s3cret", "/tmp/h\\x00password=***", "contains a NUL character"),
+
+        ("~no-such-user-here/h.sqlite", "~no-such-user-here/h.sqlite", "names the home directory of an unknown user"),
     ],
 )
 def test_unusable_locations_are_refused_without_their_password(location: str, shown: str, message: str) -> None:

@@ -213,7 +213,11 @@ def parse_location(text: str) -> Location:
         raise _refused(one_line(text), "is not a file name this system can encode") from None
     if not text.strip():
         raise _refused(repr(text), "is empty: give a SQLite file path or a postgresql:// URL")
-    return Location(str(Path(text).expanduser()), text, False)
+    try:
+        path = Path(text).expanduser()
+    except RuntimeError:  # `~name` of a user this system does not know
+        raise _refused(one_line(text), "names the home directory of an unknown user") from None
+    return Location(str(path), text, False)
 
 
 def default_history_location() -> str:
