@@ -44,10 +44,10 @@ def cmd_topology_validate(args: argparse.Namespace) -> int:
             failed = True
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
-            print(f"{path}: {len(exc.problems)} problem(s)", file=sys.stderr)
+            print(f"{one_line(str(path))}: {len(exc.problems)} problem(s)", file=sys.stderr)
             continue
         print(
-            f"{topology.source}: valid: site {topology.site.name!r}, {len(topology.zones)} zones, "
+            f"{one_line(topology.source)}: valid: site {topology.site.name!r}, {len(topology.zones)} zones, "
             f"{len(topology.hosts)} hosts, {len(topology.flows)} flows"
         )
     return EXIT_USER_ERROR if failed else 0
@@ -228,11 +228,15 @@ def cmd_segmentation_verify(args: argparse.Namespace) -> int:
     from medinfra.audit.results import EXIT_FAILURES, EXIT_UNREACHABLE
     from medinfra.audit.targets import load_targets
     from medinfra.paths import REACHABILITY_PATH
-    from medinfra.segmentation.verify import matrix_text, observations, plan, probe_script, summary
+    from medinfra.safe_output import OutputDirectory
+    from medinfra.segmentation.verify import Observation, host_observations, matrix_text, plan, probe_script, summary
     from medinfra.topology.load import load_topology
 
     topology = load_topology(topology_file(args.inventory))
     probes = plan(topology)
+    if args.json is not None:  # a bad --json fails now, before any host is contacted
+        with OutputDirectory.open(args.json.parent) as directory:
+            directory.probe()
     with quiet_hub():
         targets = [t for t in load_targets(args.inventory, None, args.vault_password_file) if t.name in probes]
     source = REACHABILITY_PATH.read_text(encoding="utf-8")
@@ -241,8 +245,15 @@ def cmd_segmentation_verify(args: argparse.Namespace) -> int:
     }
     clock = time.monotonic()
     results = collect_all(targets, scripts, connect_timeout=10, command_timeout=60 + 4 * args.timeout)
-    unreachable = [r for r in results if r.evidence is None]
-    found = observations(topology, {r.host: r.evidence["results"] for r in results if r.evidence is not None})
+    found: list[Observation] = []
+    unprobed: list[tuple[str, str]] = []
+    for result in results:
+        try:
+            if result.evidence is None:
+                raise ValueError(f"{result.status}: {result.reason}")
+            found += host_observations(topology, result.host, result.evidence)
+        except ValueError as exc:
+            unprobed.append((result.host, str(exc)))
     counts = summary(found)
     print(f"segmentation of {topology.site.name}: {len(found)} connection attempts from {len(results)} hosts "
           f"in {time.monotonic() - clock:.1f} s")
@@ -250,18 +261,16 @@ def cmd_segmentation_verify(args: argparse.Namespace) -> int:
     for label, verdict in (("UNEXPECTED", "unexpected"), ("unconfirmed (UDP, no answer)", "unconfirmed")):
         for item in (o for o in found if o.verdict == verdict):
             print(f"{label}: {item.label()}")
-    for result in unreachable:
-        print(f"NOT PROBED: {result.host}: {result.status}: {result.reason}")
+    for host, reason in unprobed:
+        print(f"NOT PROBED: {host}: {reason}")
     print(f"{counts['ok']} as intended, {counts['unexpected']} unexpected, {counts['unconfirmed']} unconfirmed"
           + ("" if args.no_record else "; recorded on each host for the audit (/var/lib/medinfra/segmentation.json)"))
     if args.json is not None:
-        from medinfra.safe_output import OutputDirectory
-
         with OutputDirectory.open(args.json.parent) as directory:
             directory.write_text(args.json.name, json.dumps([vars(o) for o in found], indent=1) + "\n")
     if counts["unexpected"]:
         return EXIT_FAILURES
-    return EXIT_UNREACHABLE if unreachable else 0
+    return EXIT_UNREACHABLE if unprobed else 0
 
 
 def cmd_keys_generate(args: argparse.Namespace) -> int:

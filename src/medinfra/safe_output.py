@@ -233,3 +233,9 @@ class OutputDirectory:
         temporary, descriptor = self._create_temporary(self.path, FILE_MODE)
         os.close(descriptor)
         os.unlink(temporary, dir_fd=self._descriptor)
+
+
+def write_file(path: Path, text: str, mode: int = FILE_MODE) -> Path:
+    """Write one file at `path` the safe way (its directory opened for this one write)."""
+    with OutputDirectory.open(path.parent) as directory:
+        return directory.write_text(path.name, text, mode)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import pytest
 
 from medinfra.paths import REACHABILITY_PATH
 from medinfra.segmentation.rules import intended
-from medinfra.segmentation.verify import Probe, matrix_text, observations, plan, probe_script, summary
+from medinfra.segmentation.verify import Probe, host_observations, matrix_text, plan, probe_script, summary
 from medinfra.topology.load import load_topology
 
 LAB = load_topology(Path("inventories/lab/hospital.yml"))
@@ -94,8 +95,36 @@ def test_matrix_counts_and_marks_unexpected_attempts():
     }
     first = results["ws-01"][0]
     first.update(observed="blocked" if first["expected"] == "allowed" else "reached", verdict="unexpected")
-    found = observations(LAB, results)
+    found = [o for source, items in results.items() for o in host_observations(LAB, source, {"results": items})]
     text = matrix_text(LAB, found)
     assert text.splitlines()[0].split() == ["from/to", *(z.name for z in LAB.zones)]
     assert "!1" in text.splitlines()[[z.name for z in LAB.zones].index("clinical") + 1]
     assert summary(found) == {"ok": len(found) - 1, "unexpected": 1, "unconfirmed": 0}
+
+
+def _reported(**changes: object) -> dict[str, object]:
+    probe = plan(LAB)["ws-01"][0]
+    return {**probe.as_plan_item(), "observed": "blocked", "verdict": "ok", "detail": "", **changes}
+
+
+@pytest.mark.parametrize(
+    ("evidence", "reason"),
+    [
+        ({}, "no list of results"),
+        ({"results": {"a": 1}}, "no list of results"),
+        ({"results": ["x"]}, "results[0] is not an object"),
+        ({"results": [_reported(destination="nowhere")]}, "results[0].destination is not a host"),
+        ({"results": [_reported(detail=["x"])]}, "must all be text"),
+        ({"results": [_reported(port=10**5000)]}, "results[0].port is not a port number"),
+        ({"results": [_reported(port=True)]}, "results[0].port is not a port number"),
+        ({"results": [_reported(verdict="fine")]}, "verdict must be one of"),
+    ],
+)
+def test_a_hosts_malformed_results_are_a_reason_not_a_crash(evidence: dict[str, object], reason: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(reason)):
+        host_observations(LAB, "ws-01", evidence)
+
+
+def test_reported_text_is_shown_on_one_safe_line() -> None:
+    [found] = host_observations(LAB, "ws-01", {"results": [_reported(detail="\x1b[2K\rALL OK\nx")]})
+    assert found.detail == "\\x1b[2K\\x0dALL OK\\x0ax"

@@ -26,6 +26,7 @@ from medinfra.compliance.model import (
     Status,
     Waiver,
 )
+from medinfra.safe_text import one_line
 
 FINDINGS_FORMAT = "medinfra-findings/1"
 # A 1,000-host run of 60 controls is about 25 MB of JSON; ten times that is still a plausible site. A larger
@@ -277,7 +278,7 @@ def summary_text(run: AuditRun) -> str:
     ]
     for host in run.hosts:
         if host.status != "audited":
-            lines.append(f"  {host.host}: {host.status.upper()}: {host.reason}")
+            lines.append(f"  {one_line(host.host)}: {host.status.upper()}: {host.reason}")
     lines.append("score per framework (pass or waived / applicable):")
     for name, counts in data["per_framework"].items():
         lines.append(
@@ -287,7 +288,7 @@ def summary_text(run: AuditRun) -> str:
     lines.append("score per host:")
     for host, counts in data["per_host"].items():
         lines.append(
-            f"  {host:<27} {percent(counts['score'])}  pass {counts['pass']}, fail {counts['fail']}, "
+            f"  {one_line(host):<27} {percent(counts['score'])}  pass {counts['pass']}, fail {counts['fail']}, "
             f"error {counts['error']}, n/a {counts['not_applicable']}"
         )
     if data["top_failures"]:

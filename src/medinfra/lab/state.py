@@ -8,7 +8,6 @@ secrets each host has its own of); all are git-ignored and removed by `lab down`
 
 from __future__ import annotations
 
-import os
 import re
 import secrets
 import shutil
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from medinfra.lab.plan import LabPlan
 from medinfra.lab.podman import LabError
+from medinfra.safe_output import PRIVATE_MODE, write_file
 
 if TYPE_CHECKING:
     from ansible.parsing.vault import VaultLib
@@ -91,7 +91,7 @@ class LabState:
 
         self.directory.mkdir(mode=0o700, exist_ok=True)
         if not self.vault_password_file.exists():
-            _write_private(self.vault_password_file, secrets.token_urlsafe(32) + "\n")
+            write_file(self.vault_password_file, secrets.token_urlsafe(32) + "\n", PRIVATE_MODE)
         vault = VaultLib([("default", VaultSecret(self.vault_password_file.read_text().strip().encode()))])
         _ensure_vaulted(self.secret_vars, LAB_SECRETS, vault)
         for host in hosts:
@@ -126,12 +126,13 @@ class LabState:
         key = self.private_key.resolve()
         known = self.known_hosts.resolve()
         by_host = {c.host: c for c in plan.containers}
-        _write_private(
+        write_file(
             self.known_hosts,
             "".join(f"{name},{by_host[name].address} {host_key}\n" for name, host_key in sorted(host_keys.items())),
+            PRIVATE_MODE,
         )
         blocks = [f"Host {c.host}\n  HostName {c.address}\n" for c in plan.containers]
-        _write_private(
+        write_file(
             self.ssh_config,
             "".join(blocks)
             + (
@@ -140,10 +141,11 @@ class LabState:
                 f"  UserKnownHostsFile {known}\n  StrictHostKeyChecking yes\n  BatchMode yes\n"
                 "  ConnectTimeout 10\n"
             ),
+            PRIVATE_MODE,
         )
         controllers = "".join(f"  {n.zone}: {n.controller_address}\n" for n in plan.networks)
         self.connection_vars.parent.mkdir(parents=True, exist_ok=True)
-        _write_private(
+        write_file(
             self.connection_vars,
             (
                 "---\n"
@@ -162,6 +164,7 @@ class LabState:
                 f"pki_ca_directory: {self.ca_directory.resolve()}\n"
                 "lab_clinical_standins_enabled: true\n"
             ),
+            PRIVATE_MODE,
         )
 
     def remove(self) -> None:
@@ -196,11 +199,4 @@ def _ensure_vaulted(path: Path, names: Iterable[str], vault: VaultLib) -> None:
             encrypted = vault.encrypt(secrets.token_urlsafe(24)).decode()
             text += f"{name}: !vault |\n" + "".join(f"  {line}\n" for line in encrypted.splitlines())
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_private(path, text)
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-    os.chmod(path, 0o600)
+    write_file(path, text, PRIVATE_MODE)

@@ -8,10 +8,11 @@ source hosts (plugins/module_utils/medinfra_reachability.py) over the same SSH t
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from medinfra.safe_text import one_line
 from medinfra.segmentation.rules import intended
 from medinfra.topology.model import Host, Topology
 
@@ -114,15 +115,36 @@ class Observation:
                 f"{self.observed}, expected {self.expected} ({self.reason}; {self.detail})")
 
 
-def observations(topology: Topology, results: Mapping[str, Iterable[Mapping[str, Any]]]) -> list[Observation]:
-    """Each host's probe results with the zones filled in."""
+_TEXT_FIELDS = ("address", "proto", "expected", "observed", "reason", "detail")
+EXPECTATIONS = ("allowed", "blocked")
+
+
+def host_observations(topology: Topology, source: str, evidence: Mapping[str, Any]) -> list[Observation]:
+    """One host's reported attempts with the zones filled in; ValueError naming what a hostile or broken
+    host sent instead (the matrix must not stop at one host's output)."""
     zone_of = {h.name: h.zone for h in topology.hosts}
-    return [
-        Observation(source, zone_of[source], r["destination"], zone_of[r["destination"]], r["address"], r["proto"],
-                    r.get("port"), r["expected"], r["observed"], r["verdict"], r["reason"], r["detail"])
-        for source, items in results.items()
-        for r in items
-    ]
+    items = evidence.get("results")
+    if not isinstance(items, list):
+        raise ValueError("its output has no list of results")
+    found = []
+    for index, item in enumerate(items):
+        where = f"results[{index}]"
+        if not isinstance(item, dict):
+            raise ValueError(f"{where} is not an object")
+        destination = item.get("destination")
+        if destination not in zone_of:
+            raise ValueError(f"{where}.destination is not a host of the topology")
+        shown = {name: one_line(text) for name in _TEXT_FIELDS if isinstance(text := item.get(name), str)}
+        if len(shown) < len(_TEXT_FIELDS):
+            raise ValueError(f"{where}: {', '.join(_TEXT_FIELDS)} must all be text")
+        port = item.get("port")
+        if port is not None and (type(port) is not int or not 0 < port < 65536):
+            raise ValueError(f"{where}.port is not a port number")
+        if item.get("verdict") not in VERDICTS or item["expected"] not in EXPECTATIONS:
+            raise ValueError(f"{where}: verdict must be one of {VERDICTS}, expected one of {EXPECTATIONS}")
+        found.append(Observation(source, zone_of[source], destination, zone_of[destination], port=port,
+                                 verdict=item["verdict"], **shown))
+    return found
 
 
 def matrix_text(topology: Topology, found: Sequence[Observation]) -> str:
