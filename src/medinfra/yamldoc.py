@@ -11,8 +11,6 @@ remembered so that later problems (schema, semantics) can name their line too.
 
 from __future__ import annotations
 
-import os
-import stat
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +20,7 @@ import jsonschema
 import yaml
 
 from medinfra.problems import DocPath, PathPart, Problem, UserInputError
+from medinfra.safe_input import read_regular_file
 
 # The largest plausible topology, 10,000 zones with 3 hosts and 2 flows each, is 8 MiB of YAML and 510,000
 # values (benchmarks/topology_validation.py); the caps leave four times that. At about 130 bytes a value,
@@ -40,13 +39,6 @@ _STR_TAG, _SEQ_TAG, _MAP_TAG = f"{_TAG}str", f"{_TAG}seq", f"{_TAG}map"
 # The scalar types JSON-shaped data needs (and the dates waivers use); !!binary, !!set, !!omap and
 # application tags have no place in medinfra's formats.
 _SCALAR_TAGS = frozenset(f"{_TAG}{name}" for name in ("str", "null", "bool", "int", "float", "timestamp"))
-_FILE_KINDS: tuple[tuple[Callable[[int], bool], str], ...] = (
-    (stat.S_ISDIR, "a directory"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-)
 
 
 @dataclass
@@ -77,38 +69,6 @@ def validation_problems(
     """JSON Schema errors as located problems, in file order."""
     problems = [document.problem(tuple(error.absolute_path), message(error)) for error in errors]
     return sorted(problems, key=lambda p: (p.line or 0, str(p)))
-
-
-def read_regular_file(path: Path, max_bytes: int) -> bytes:
-    """The bytes of ``path`` if it is a regular file of at most ``max_bytes``; else UserInputError.
-
-    Opened without blocking and checked with fstat before any read, so that a FIFO waiting for a writer
-    or a device that never ends is refused at once.
-    """
-    name = str(path)
-    try:
-        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise UserInputError([Problem(name, (), "file not found")]) from None
-    except OSError as exc:
-        raise UserInputError([Problem(name, (), f"cannot read file: {exc.strerror or exc}")]) from None
-    try:
-        info = os.fstat(descriptor)
-        if not stat.S_ISREG(info.st_mode):
-            kind = next((what for test, what in _FILE_KINDS if test(info.st_mode)), "something else")
-            raise UserInputError([Problem(name, (), f"not a regular file but {kind}")])
-        too_big = f"larger than {max_bytes:,} bytes, the most medinfra reads from such a file"
-        if info.st_size > max_bytes:
-            raise UserInputError([Problem(name, (), f"{info.st_size:,} bytes: {too_big}")])
-        with open(descriptor, "rb", closefd=False) as file:
-            content = file.read(info.st_size + 1)  # a buffer of the file's size, not of the cap
-            if len(content) > info.st_size:  # grown since fstat, or a /proc file that says 0
-                content += file.read(max_bytes + 1 - len(content))
-    finally:
-        os.close(descriptor)
-    if len(content) > max_bytes:
-        raise UserInputError([Problem(name, (), too_big)])
-    return content
 
 
 def load_yaml(path: Path) -> YamlDocument:

@@ -271,10 +271,10 @@ def test_findings_that_are_not_a_regular_file_or_too_large_are_refused(tmp_path,
     os.mkfifo(fifo)
     (tmp_path / "link.json").symlink_to("/dev/zero")
     cases = [
-        (fifo, "is not a regular file"),
-        (Path("/dev/zero"), "is not a regular file"),
+        (fifo, "not a regular file but a FIFO"),
+        (Path("/dev/zero"), "not a regular file but a character device"),
         (tmp_path / "link.json", "is a symlink; give the file itself"),
-        (tmp_path / "nosuch.json", "cannot read: No such file or directory"),
+        (tmp_path / "nosuch.json", "file not found"),
     ]
     for path, message in cases:
         assert main(["report", str(path), "-o", str(tmp_path / "out"), "--no-history"]) == 2
@@ -282,7 +282,7 @@ def test_findings_that_are_not_a_regular_file_or_too_large_are_refused(tmp_path,
     monkeypatch.setattr("medinfra.report.findings_file.FINDINGS_MAX_BYTES", 1000)
     publish(two_host_run(), tmp_path / "big", None, None)
     assert main(["report", str(tmp_path / "big"), "--no-history"]) == 2
-    assert "findings.json: (top level): is larger than 0 MB; not a findings document" in capsys.readouterr().err
+    assert "bytes: larger than 1,000 bytes, the most medinfra reads from such a file" in capsys.readouterr().err
 
 
 UNSAFE_TEXT = "nul\0 esc\x1b[2J\x1b]0;title\x07 bidi\u202eevil\u2066 del\x7f c1\x9b surrogate\ud800 cr\r"

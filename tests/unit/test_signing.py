@@ -216,16 +216,20 @@ def test_bad_key_files_are_user_errors(tmp_path: Path, keypair: tuple[Path, Path
     )
     garbage = tmp_path / "garbage.pub"
     garbage.write_text("not a key\n")
+    fifo = tmp_path / "fifo.pub"
+    os.mkfifo(fifo)
     cases = [
-        (sign, tmp_path / "nosuch.key", "cannot read key file"),
+        (sign, tmp_path / "nosuch.key", "file not found"),
         (sign, keypair[1], "is a public key"),
         (sign, garbage, "is not a PEM private key"),
         (sign, rsa, "is not an Ed25519 key"),
         (sign, encrypted, "is encrypted"),
-        (verify_directory, tmp_path / "nosuch.pub", "cannot read key file"),
+        (verify_directory, tmp_path / "nosuch.pub", "file not found"),
         (verify_directory, keypair[0], "is a private key"),
         (verify_directory, garbage, "is not a PEM public key"),
-        (verify_directory, tmp_path, "cannot read key file"),
+        (verify_directory, tmp_path, "not a regular file but a directory"),
+        (sign, Path("/dev/zero"), "not a regular file but a character device"),  # once read until memory ran out
+        (verify_directory, fifo, "not a regular file but a FIFO"),  # once waited forever for a writer
     ]
     for function, key, message in cases:
         with pytest.raises(UserInputError, match=message) as caught:

@@ -9,9 +9,7 @@ list, a waiver index past the end of `waivers`). A document that passes can be r
 from __future__ import annotations
 
 import json
-import os
 import re
-import stat
 from collections.abc import Iterable, Iterator, Mapping
 from functools import cache
 from itertools import islice
@@ -25,6 +23,7 @@ from medinfra.audit.results import FINDINGS_MAX_BYTES
 from medinfra.compliance.catalog import schema, schema_registry
 from medinfra.history.store import parse_started
 from medinfra.problems import DocPath, Problem, UserInputError
+from medinfra.safe_input import read_regular_file
 from medinfra.safe_text import one_line
 
 # The document nests six levels; evidence values are bounded copies of what a host reported.
@@ -34,12 +33,11 @@ YEARS = range(1900, 3000)
 MAX_RUN_SECONDS = 30 * 86400
 MAX_PROBLEMS = 20
 MESSAGE_WIDTH = 200
-_OPEN_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 def read_findings(path: Path) -> dict[str, Any]:
     """The findings document in `path`, checked; UserInputError naming every problem found."""
-    document = parse(path, read_bounded(path))
+    document = parse(path, read_regular_file(path, FINDINGS_MAX_BYTES, follow_symlinks=False))
     problems = document_problems(one_line(str(path)), document)
     if problems:
         raise UserInputError(problems)
@@ -48,23 +46,6 @@ def read_findings(path: Path) -> dict[str, Any]:
 
 def _problem(path: Path, message: str, line: int | None = None) -> UserInputError:
     return UserInputError([Problem(one_line(str(path)), (), message, line)])
-
-
-def read_bounded(path: Path) -> bytes:
-    """The file's bytes: a regular file (not a symlink, FIFO or device) of at most FINDINGS_MAX_BYTES."""
-    try:
-        descriptor = os.open(path, _OPEN_FLAGS)
-    except OSError as exc:
-        if os.path.islink(path):
-            raise _problem(path, "is a symlink; give the file itself") from None
-        raise _problem(path, f"cannot read: {exc.strerror or exc}") from None
-    with os.fdopen(descriptor, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
-            raise _problem(path, "is not a regular file")
-        data = handle.read(FINDINGS_MAX_BYTES + 1)
-    if len(data) > FINDINGS_MAX_BYTES:
-        raise _problem(path, f"is larger than {FINDINGS_MAX_BYTES // (1024 * 1024)} MB; not a findings document")
-    return data
 
 
 def _refuse_constant(name: str) -> Any:
