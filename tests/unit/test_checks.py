@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from medinfra.compliance.catalog import load_catalog
-from medinfra.compliance.checks import MATCHED_TEXT_LIMIT, parse_path, run_check
+from medinfra.compliance.catalog import load_catalog, walk_checks
+from medinfra.compliance.checks import MATCHED_TEXT_LIMIT, nested_repetition, parse_path, run_check
 from medinfra.compliance.evaluate import FACT_LIMIT, evaluate
 from medinfra.compliance.model import HostEvidence
 from medinfra.paths import CATALOG_DIR
@@ -256,3 +256,36 @@ def test_a_fact_over_the_size_cap_makes_the_checks_reading_it_errors() -> None:
         assert "characters of JSON, over the limit of" in findings[control].reason
     others = [c.id for c in catalog.controls if c.id not in auditd]
     assert {c: findings[c].status for c in others} == {c: recorded[c].status for c in others}
+
+
+@pytest.mark.parametrize(
+    ("pattern", "nested"),
+    [
+        ("(a+)+$", True),
+        (r"^(\S+\s*)*x", True),
+        ("(a{1,3})*", True),
+        ("(?:x|(ab)+)*", True),
+        ("(?=(a+)+$)", True),
+        ("((?=a+)b)*", True),
+        ("(ab|cd)*", False),
+        ("(a{3})+", False),
+        (r"^-w /etc/passwd -p (?=[rwxa]*w)(?=[rwxa]*a)[rwxa]+( |$)", False),
+        (r"arch=b64 .*-S \S*\bclock_settime\b", False),
+    ],
+)
+def test_nested_repetition_is_the_exponential_shape(pattern: str, nested: bool) -> None:
+    assert nested_repetition(pattern) is nested
+
+
+def test_no_catalog_pattern_has_nested_repetition() -> None:
+    patterns = [
+        check[key]
+        for control in load_catalog(CATALOG_DIR).controls
+        for root in (control.check, control.applies_when)
+        if root
+        for _, check in walk_checks(root, ())
+        for key in ("matches", "not_matches")
+        if key in check
+    ]
+    assert len(patterns) > 50
+    assert [p for p in patterns if nested_repetition(p)] == []

@@ -16,7 +16,7 @@ from typing import Any
 import jsonschema
 from referencing import Registry, Resource
 
-from medinfra.compliance.checks import operator_schema
+from medinfra.compliance.checks import nested_repetition, operator_schema
 from medinfra.compliance.evidence_schema import missing_fact_paths
 from medinfra.compliance.model import (
     FRAMEWORKS,
@@ -107,6 +107,11 @@ def control_problems(document: YamlDocument, expected_id: str) -> list[Problem]:
                         re.compile(check[key])
                     except re.error as exc:
                         problems.append(document.problem((*path, key), f"invalid regular expression: {exc}"))
+                        continue
+                    if nested_repetition(check[key]):
+                        message = ("a repeat inside an unbounded repeat can take exponential time on evidence built "
+                                   "to fail it; rewrite it without the nesting")
+                        problems.append(document.problem((*path, key), message))
     # A fact path the evidence schema (compliance/schemas/evidence.schema.json) lacks reads nothing on any host.
     problems.extend(document.problem(missing.where, missing.message) for missing in missing_fact_paths(data))
     return problems

@@ -12,6 +12,7 @@ characters (longer text leaves the check `error`), so no check backtracks for lo
 
 from __future__ import annotations
 
+import importlib
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,6 +32,43 @@ FAILING_ITEMS_SHOWN = 5
 MATCHED_TEXT_LIMIT = 4096
 # Keys that name a list item in the evidence, in order of preference.
 IDENTITY_KEYS = ("name", "connection", "service", "path", "purpose", "rule", "target", "mountpoint", "address")
+
+
+# Python's own regex parser and its opcodes.
+_PARSER: Any = importlib.import_module("re._parser")
+_SRE: Any = importlib.import_module("re._constants")
+_REPEATS = (_SRE.MAX_REPEAT, _SRE.MIN_REPEAT, _SRE.POSSESSIVE_REPEAT)
+
+
+def nested_repetition(pattern: str) -> bool:
+    """Whether a part of variable length repeats inside an unbounded repeat (`(a+)+`, `(\\S+\\s*)*`, `(a{1,3})*`):
+    the shape that backtracks exponentially on text built to fail. Read from Python's own parse of the pattern
+    (re._parser: the only parser that agrees with `re` on every pattern; typeshed does not describe it)."""
+    return _nested_in(_PARSER.parse(pattern), inside_unbounded=False)
+
+
+def _nested_in(items: Any, inside_unbounded: bool) -> bool:
+    for op, argument in items:
+        if op in _REPEATS:
+            low, high, inner = argument
+            if inside_unbounded and high != low:
+                return True
+            if _nested_in(inner, inside_unbounded or high == _SRE.MAXREPEAT):
+                return True
+        elif any(_nested_in(group, inside_unbounded) for group in _groups(op, argument)):
+            return True
+    return False
+
+
+def _groups(op: Any, argument: Any) -> list[Any]:
+    """The parts of a parsed group, alternation or lookaround that a repeat around it repeats."""
+    if op == _SRE.SUBPATTERN:
+        return [argument[-1]]
+    if op == _SRE.BRANCH:
+        return list(argument[1])
+    if op in (_SRE.ASSERT, _SRE.ASSERT_NOT):
+        return [argument[1]]
+    return []
 
 
 class _Missing:

@@ -185,6 +185,22 @@ def test_bad_regular_expression_deep_inside_a_quantifier(tmp_path):
     ]
 
 
+def test_pattern_that_backtracks_exponentially_is_refused(tmp_path):
+    """`^(\\w+\\s?)*$` takes 0.3 s on 22 characters built to fail it, twice that per character more (a day at 40):
+    the 4,096-character cap cannot help."""
+    check = """\
+  fact: sshd.banner
+  matches: '^(\\w+\\s?)*$'
+"""
+    text = control(check=check)
+    root = write_catalog(tmp_path, {"root_login": text})
+    file = root / "controls" / "root_login.yml"
+    assert problems(root) == [
+        f"{file}:{line_of(text, 'matches:')}: check.matches: a repeat inside an unbounded repeat can take exponential "
+        "time on evidence built to fail it; rewrite it without the nesting"
+    ]
+
+
 def test_automated_clause_nobody_covers(tmp_path):
     frameworks = dict(FRAMEWORKS)
     frameworks["hipaa"] = FRAMEWORKS["hipaa"] + UNCOVERED_AUTOMATED_CLAUSE
