@@ -22,11 +22,35 @@ if TYPE_CHECKING:
 
 DEFAULT_INVENTORY = Path("inventories/lab")
 EXIT_USER_ERROR = 2
+# The longest wait a timeout option accepts: a host or a probe slower than an hour is a host to look at.
+MAX_SECONDS = 3600
 
 
 def topology_file(inventory: Path) -> Path:
     """Accept an inventory directory or its hospital.yml."""
     return inventory / "hospital.yml" if inventory.is_dir() else inventory
+
+
+def count(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (hosts at once, runs listed, a run id)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{one_line(text[:40])!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is less than 1")
+    return value
+
+
+def seconds(text: str) -> float:
+    """An argparse type: a duration in seconds, more than 0 and at most an hour (NaN and infinity are not)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{one_line(text[:40])!r} is not a number of seconds") from None
+    if not 0 < value <= MAX_SECONDS:  # also false for NaN
+        raise argparse.ArgumentTypeError(f"{text} is not more than 0 and at most {MAX_SECONDS} seconds")
+    return value
 
 
 def say(message: str) -> None:
@@ -103,15 +127,18 @@ def cmd_lab_ssh(args: argparse.Namespace) -> int:
 
 def cmd_roles_doc(args: argparse.Namespace) -> int:
     from medinfra.roledoc import render_readme
+    from medinfra.safe_output import write_file
 
+    if not args.roles_dir.is_dir():
+        raise UserInputError([Problem(one_line(str(args.roles_dir)), (), "is not a directory of roles")])
     for role in sorted(p for p in args.roles_dir.iterdir() if (p / "meta" / "argument_specs.yml").exists()):
         readme = role / "README.md"
         try:
             text = render_readme(role)
         except ValueError as exc:
             raise UserInputError([Problem(str(readme), (), str(exc).split(": ", 1)[-1])]) from None
-        if readme.read_text(encoding="utf-8") != text:
-            readme.write_text(text, encoding="utf-8")
+        if not readme.is_file() or readme.read_text(encoding="utf-8") != text:
+            write_file(readme, text, 0o644)
             print(f"updated {readme}")
     return 0
 
@@ -276,7 +303,11 @@ def cmd_segmentation_verify(args: argparse.Namespace) -> int:
 def cmd_keys_generate(args: argparse.Namespace) -> int:
     from medinfra.signing import generate_keypair
 
-    private, public = generate_keypair(args.out)
+    # `keys/` would silently become the prefix `keys` (files keys.key and keys.pub beside the directory).
+    if os.path.basename(args.out) in ("", ".", ".."):
+        message = "needs a file name after the directory, e.g. keys/audit"
+        raise UserInputError([Problem(one_line(args.out), (), message)])
+    private, public = generate_keypair(Path(args.out))
     print(f"private key: {private}")
     print(f"public key:  {public}")
     print(f"Keep {private} private (mode 0600): whoever holds it can sign results. Share only {public}.")
@@ -376,8 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--waivers", type=Path, help="YAML file of accepted exceptions (compliance/schemas/waivers)")
     audit.add_argument("--catalog", type=Path, default=CATALOG_DIR, help="catalog root with controls/ and frameworks/")
     audit.add_argument("--vault-password-file", type=Path, help="for inventories with vaulted connection variables")
-    audit.add_argument("--timeout", type=float, default=10, help="SSH connect timeout per host, seconds (default 10)")
-    audit.add_argument("--forks", type=int, default=100, help="hosts audited at once (default 100)")
+    audit.add_argument("--timeout", type=seconds, default=10, help="SSH connect timeout per host, seconds (default 10)")
+    audit.add_argument("--forks", type=count, default=100, help="hosts audited at once (default 100)")
     audit.add_argument("-q", "--quiet", action="store_true", help="no per-host progress on stderr")
     audit.add_argument("--sign", type=Path, metavar="KEY",
                        help="Ed25519 private key: write MANIFEST.sha256 and its signature over every output file")
@@ -393,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify_segmentation.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
                                      help="inventory directory holding hospital.yml")
-    verify_segmentation.add_argument("--timeout", type=float, default=2.0, help="seconds per attempt (default 2)")
+    verify_segmentation.add_argument("--timeout", type=seconds, default=2.0, help="seconds per attempt (default 2)")
     verify_segmentation.add_argument("--no-record", action="store_true",
                                      help="do not write the verdict on the hosts (the audit reads it from there)")
     verify_segmentation.add_argument("--json", type=Path, metavar="FILE", help="also write every attempt as JSON")
@@ -432,7 +463,7 @@ def build_parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="Ed25519 keys for signing audit results")
     keys_commands = keys.add_subparsers(dest="keys_command", required=True)
     generate = keys_commands.add_parser("generate", help="write PREFIX.key (private, 0600) and PREFIX.pub")
-    generate.add_argument("--out", type=Path, required=True, metavar="PREFIX", help="e.g. keys/audit")
+    generate.add_argument("--out", required=True, metavar="PREFIX", help="e.g. keys/audit")
     generate.set_defaults(handler=cmd_keys_generate)
 
     verify = commands.add_parser(
@@ -447,7 +478,7 @@ def build_parser() -> argparse.ArgumentParser:
     history = commands.add_parser("history", help="list recorded audit runs, newest first, with their scores")
     add_history_options(history, can_skip=False)
     history.add_argument("--site", help="only this site's runs")
-    history.add_argument("--limit", type=int, default=20, metavar="N", help="at most N runs (default 20)")
+    history.add_argument("--limit", type=count, default=20, metavar="N", help="at most N runs (default 20)")
     history.set_defaults(handler=cmd_history)
     diff = commands.add_parser(
         "diff",
@@ -455,8 +486,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="With no run ids: the latest run against the run before it of the same site; with one: that run "
         "against the run before it; with two: RUN_A (older) against RUN_B (newer).",
     )
-    diff.add_argument("run_a", nargs="?", type=int, metavar="RUN_A")
-    diff.add_argument("run_b", nargs="?", type=int, metavar="RUN_B")
+    diff.add_argument("run_a", nargs="?", type=count, metavar="RUN_A")
+    diff.add_argument("run_b", nargs="?", type=count, metavar="RUN_B")
     add_history_options(diff, can_skip=False)
     diff.set_defaults(handler=cmd_diff)
 

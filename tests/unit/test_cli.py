@@ -69,3 +69,46 @@ def test_lab_refuses_to_run_without_root(monkeypatch: pytest.MonkeyPatch, capsys
     monkeypatch.setattr("os.geteuid", lambda: 1000)
     assert main(["lab", "up", "-i", str(LAB_TOPOLOGY.parent)]) == 1
     assert "the lab needs root" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["audit", "--forks", "-3"], "argument --forks: -3 is less than 1"),  # once a gevent ValueError traceback
+        (["audit", "--forks", "0"], "argument --forks: 0 is less than 1"),
+        (["audit", "--forks", "9" * 5000], "argument --forks: '9999"),  # past int()'s 4,300 digits
+        (["audit", "--timeout", "nan"], "argument --timeout: nan is not more than 0 and at most 3600 seconds"),
+        (["audit", "--timeout", "-1"], "argument --timeout: -1 is not more than 0"),
+        (["audit", "--timeout", "inf"], "argument --timeout: inf is not more than 0"),
+        (["audit", "--timeout", "soon"], "argument --timeout: 'soon' is not a number of seconds"),
+        (["segmentation", "verify", "--timeout", "0"], "argument --timeout: 0 is not more than 0"),
+        (["history", "--limit", "-1"], "argument --limit: -1 is less than 1"),
+        (["diff", "0"], "argument RUN_A: 0 is less than 1"),
+    ],
+)
+def test_numeric_options_out_of_range_exit_2_before_anything_runs(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(args)
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("roles_dir", ["/nonexistent-roles", "/dev/zero"])
+def test_roles_doc_on_a_missing_roles_directory_is_a_located_error(
+    roles_dir: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["roles", "doc", "--roles-dir", roles_dir]) == 2
+    assert capsys.readouterr().err == f"{roles_dir}: (top level): is not a directory of roles\n"
+
+
+@pytest.mark.parametrize("prefix", ["keys/", "keys/.", "keys/.."])
+def test_keys_generate_needs_a_file_name_prefix(
+    prefix: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert main(["keys", "generate", "--out", prefix]) == 2
+    assert "needs a file name after the directory" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == []  # once wrote keys.key and keys.pub beside keys/
