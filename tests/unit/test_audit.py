@@ -254,6 +254,21 @@ def test_bad_catalog_and_inventory_exit_2(tmp_path):
     assert "inventory not found" in done.stderr
 
 
+def test_an_alias_bomb_in_a_variable_the_audit_reads_is_refused_before_templating(tmp_path):
+    """475 bytes of group_vars expanding to 10**9 paths: templating them ran past 100 s and gigabytes."""
+    (tmp_path / "hosts.ini").write_text("h1 ansible_host=127.0.0.1 ansible_port=1\n")
+    lines = ['a0: &a0 ["x","x","x","x","x","x","x","x","x","x"]']
+    lines += [f"a{i}: &a{i} [{','.join([f'*a{i - 1}'] * 10)}]" for i in range(1, 9)]
+    (tmp_path / "group_vars").mkdir()
+    (tmp_path / "group_vars" / "all.yml").write_text("\n".join([*lines, "medinfra_data_paths: *a8"]) + "\n")
+    done = audit(tmp_path, "-i", str(tmp_path / "hosts.ini"))
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.endswith(
+        "hosts.ini: h1.medinfra_data_paths: more than 100,000 values (YAML aliases can repeat a few bytes billions "
+        "of times); medinfra will not expand it\n"
+    )
+
+
 def test_collector_command_keeps_the_sudo_password_off_the_command_line():
     program = f"python3 -I -S -c {shlex.quote(BOOTSTRAP % 'M')}"
     plain = SshSettings(hostname="h")

@@ -16,6 +16,7 @@ from typing import Any
 
 from medinfra.paths import PROJECT_ROOT
 from medinfra.problems import Problem, UserInputError
+from medinfra.safe_text import one_line
 
 # The host as the inventory describes it, which controls may use in `applies_when`. `address` is how
 # Ansible reaches the host; the evaluator's site pre-pass matches it against monitoring scrape targets.
@@ -194,6 +195,24 @@ CONNECTION_VARS = (
 )
 
 
+# The largest variable medinfra reads is a host's list of flows: hundreds of values, not a hundred thousand.
+MAX_VARIABLE_VALUES = 100_000
+
+
+def value_count(value: Any, limit: int) -> int:
+    """How many values `value` holds, counting a shared (aliased) one each time it appears, as templating would
+    expand it; stops counting past `limit`."""
+    seen, pending = 0, [value]
+    while pending and seen <= limit:
+        item = pending.pop()
+        seen += 1
+        if isinstance(item, Mapping):
+            pending.extend(item.values())
+        elif isinstance(item, list | tuple):
+            pending.extend(item)
+    return seen
+
+
 def read_hosts(
     inventory: Path, pattern: str | None, vault_password_file: Path | None, keys: tuple[str, ...]
 ) -> list[tuple[str, dict[str, Any]]]:
@@ -229,6 +248,11 @@ def read_hosts(
         for host in manager.get_hosts("all"):
             raw = variables.get_vars(host=host, include_hostvars=False)
             templar = Templar(loader=loader, variables=raw)
+            for key in keys:
+                if key in raw and value_count(raw[key], MAX_VARIABLE_VALUES) > MAX_VARIABLE_VALUES:
+                    message = (f"more than {MAX_VARIABLE_VALUES:,} values (YAML aliases can repeat a few bytes "
+                               "billions of times); medinfra will not expand it")
+                    raise UserInputError([Problem(one_line(str(inventory)), (one_line(host.name), key), message)])
             found.append((host.name, {key: templar.template(raw[key]) for key in keys if key in raw}))
     except AnsibleError as exc:
         raise UserInputError(
