@@ -24,7 +24,8 @@ from urllib.parse import quote, unquote
 
 from medinfra.audit.results import FINDINGS_FORMAT, FINDINGS_MAX_BYTES
 from medinfra.problems import DocPath, PrerequisiteError, Problem, UserInputError
-from medinfra.safe_text import clean, one_line
+from medinfra.safe_text import REDACTED, clean, one_line
+from medinfra.safe_text import redact as redact_secrets
 
 SCHEMA_VERSION = 1
 POSTGRES_SCHEMES = ("postgresql", "postgres")
@@ -167,14 +168,14 @@ def _url_location(scheme: str, text: str) -> Location:
     if at and ":" in user_info:
         user, password = user_info.split(":", 1)
         secrets.add(password)
-        rest = f"{user}:***@{host}"
+        rest = f"{user}:{REDACTED}@{host}"
     base, question, query = rest.partition("?")
     pairs = []
     for pair in query.split("&") if question else ():
         key, equals, value = pair.partition("=")
         if equals and unquote(key).strip().lower() == "password":
             secrets.add(value)
-            pair = f"{key}=***"
+            pair = f"{key}={REDACTED}"
         pairs.append(pair)
     shown = f"{scheme.lower()}://{base}{question}{'&'.join(pairs)}"
     known = frozenset(text for secret in secrets if secret for text in (secret, unquote(secret)))
@@ -189,11 +190,11 @@ def _conninfo_location(text: str) -> Location:
     while position < len(text):
         match = _CONNINFO_PAIR.match(text, position)
         if match is None or match.end() == position:
-            raise _refused(_PASSWORD_ON.sub(r"\1***", text), "not a valid key=value connection string")
+            raise _refused(_PASSWORD_ON.sub(rf"\1{REDACTED}", text), "not a valid key=value connection string")
         key, value = match[1], match[2]
         if key.lower() == "password":
             secrets.update({value, _BACKSLASHED.sub(r"\1", value.strip("'"))})
-            value = "***"
+            value = REDACTED
         pairs.append(f"{key}={value}")
         position = match.end()
     return Location(text, " ".join(pairs), True, frozenset(secret for secret in secrets if secret))
@@ -202,7 +203,7 @@ def _conninfo_location(text: str) -> Location:
 def parse_location(text: str) -> Location:
     """A history location: a postgresql:// URL, a libpq key=value string, else a SQLite file path."""
     if "\0" in text:
-        raise _refused(one_line(_PASSWORD_ON.sub(r"\1***", text)), "contains a NUL character")
+        raise _refused(one_line(_PASSWORD_ON.sub(rf"\1{REDACTED}", text)), "contains a NUL character")
     if scheme := _SCHEME.match(text):
         return _url_location(scheme[1], text)
     if _CONNINFO_START.match(text):
@@ -244,9 +245,7 @@ def reason(exc: BaseException, secrets: Iterable[str] = ()) -> str:
     else:
         text = str(exc) or type(exc).__name__
     line = next((part.strip() for part in text.splitlines() if part.strip()), text)
-    for secret in sorted(secrets, key=len, reverse=True):
-        line = line.replace(secret, "***")
-    return one_line(line)
+    return one_line(redact_secrets(line, secrets))
 
 
 def problem(location: str, message: str) -> UserInputError:
