@@ -114,6 +114,7 @@ def _reported(**changes: object) -> dict[str, object]:
         ({"results": {"a": 1}}, "no list of results"),
         ({"results": ["x"]}, "results[0] is not an object"),
         ({"results": [_reported(destination="nowhere")]}, "results[0].destination is not a host"),
+        ({"results": [_reported(destination=["ws-01"])]}, "results[0].destination is not a host"),
         ({"results": [_reported(detail=["x"])]}, "must all be text"),
         ({"results": [_reported(port=10**5000)]}, "results[0].port is not a port number"),
         ({"results": [_reported(port=True)]}, "results[0].port is not a port number"),

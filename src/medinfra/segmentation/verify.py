@@ -122,7 +122,7 @@ EXPECTATIONS = ("allowed", "blocked")
 def host_observations(topology: Topology, source: str, evidence: Mapping[str, Any]) -> list[Observation]:
     """One host's reported attempts with the zones filled in; ValueError naming what a hostile or broken
     host sent instead (the matrix must not stop at one host's output)."""
-    zone_of = {h.name: h.zone for h in topology.hosts}
+    hosts = topology.hosts_by_name
     items = evidence.get("results")
     if not isinstance(items, list):
         raise ValueError("its output has no list of results")
@@ -132,7 +132,7 @@ def host_observations(topology: Topology, source: str, evidence: Mapping[str, An
         if not isinstance(item, dict):
             raise ValueError(f"{where} is not an object")
         destination = item.get("destination")
-        if destination not in zone_of:
+        if not isinstance(destination, str) or destination not in hosts:
             raise ValueError(f"{where}.destination is not a host of the topology")
         shown = {name: one_line(text) for name in _TEXT_FIELDS if isinstance(text := item.get(name), str)}
         if len(shown) < len(_TEXT_FIELDS):
@@ -142,7 +142,7 @@ def host_observations(topology: Topology, source: str, evidence: Mapping[str, An
             raise ValueError(f"{where}.port is not a port number")
         if item.get("verdict") not in VERDICTS or item["expected"] not in EXPECTATIONS:
             raise ValueError(f"{where}: verdict must be one of {VERDICTS}, expected one of {EXPECTATIONS}")
-        found.append(Observation(source, zone_of[source], destination, zone_of[destination], port=port,
+        found.append(Observation(source, hosts[source].zone, destination, hosts[destination].zone, port=port,
                                  verdict=item["verdict"], **shown))
     return found
 

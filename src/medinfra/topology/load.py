@@ -127,5 +127,5 @@ def topology_host(data: Mapping[str, Any], host: str) -> tuple[Topology, Host]:
         raise ValueError(f"medinfra_topology is incomplete or malformed: {exc!r}") from None
     try:
         return topology, topology.host(host)
-    except StopIteration:
+    except KeyError:
         raise ValueError(f"{host!r} is not a host of medinfra_topology") from None

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
 
 
@@ -79,8 +81,13 @@ class Topology:
     def zone(self, name: str) -> Zone:
         return next(z for z in self.zones if z.name == name)
 
+    @cached_property
+    def hosts_by_name(self) -> Mapping[str, Host]:
+        """Every host by its name, built once: a lookup per host must not walk every host."""
+        return {h.name: h for h in self.hosts}
+
     def host(self, name: str) -> Host:
-        return next(h for h in self.hosts if h.name == name)
+        return self.hosts_by_name[name]
 
     def hosts_in(self, zone: str) -> tuple[Host, ...]:
         return tuple(h for h in self.hosts if h.zone == zone)
