@@ -26,7 +26,6 @@ from medinfra.lab.podman import podman
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = "a827416"
 SINGLE_FILE = "plugins/module_utils/medinfra_collector.py"
-PACKAGE = "plugins/module_utils/medinfra_collector"
 # Runs the program from stdin as a child and prints the child's CPU seconds and wall seconds.
 MEASURE = (
     "import resource, subprocess, sys, time\n"

@@ -1,4 +1,4 @@
-"""Filters for role rtc_relay (logic in plugins/module_utils/medinfra_turn.py, shared with the relay's probe)."""
+"""Filters for role rtc_relay (logic in plugins/module_utils/turn.py, shared with the relay's probe)."""
 
 from __future__ import annotations
 

@@ -31,7 +31,7 @@ evidence:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - after the documentation, as Ansible expects
-from ansible.module_utils.medinfra_collector import collect  # noqa: E402
+from ansible.module_utils.collector import collect  # noqa: E402
 
 
 def main() -> None:

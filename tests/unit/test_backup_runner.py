@@ -14,7 +14,7 @@ from tests.conftest import ROOT
 
 
 def runner_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("medinfra_backup", ROOT / "plugins/module_utils/medinfra_backup.py")
+    spec = importlib.util.spec_from_file_location("medinfra_backup", ROOT / "plugins/module_utils/backup.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up while the class is being made

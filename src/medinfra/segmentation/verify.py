@@ -2,7 +2,7 @@
 
 Every declared flow is tried once from a host it covers (it must get through), and from every host a
 sample of undeclared ports towards one host of every zone (they must not). The probes run on the
-source hosts (plugins/module_utils/medinfra_reachability.py) over the same SSH transport as the audit.
+source hosts (plugins/module_utils/reachability.py) over the same SSH transport as the audit.
 """
 
 from __future__ import annotations
