@@ -13,9 +13,10 @@ export CONTAINERS_CONF="$PWD/src/medinfra/lab/containers.conf"
 
 base=$(medinfra lab image --ee-base)
 
-# What the collection and the wheel are built from: tracked and new files, not ignored ones (lab secrets, .cache).
+# What the collection and the wheel are built from: tracked and new files, not ignored ones (lab secrets, .cache),
+# nor the tests and benchmarks that neither ships (galaxy.yml's build_ignore, pyproject.toml's packages).
 sources() {
-  git ls-files -z --cached --others --exclude-standard | while IFS= read -r -d '' file; do
+  git ls-files -z --cached --others --exclude-standard -- . ':!tests' ':!benchmarks' | while IFS= read -r -d '' file; do
     [[ -f $file ]] && printf '%s\0' "$file"
   done
 }
