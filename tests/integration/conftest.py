@@ -15,7 +15,11 @@ def build_ee() -> tuple[str, float]:
     """`make ee`'s command: the execution environment's tag (built only when missing) and the seconds it took."""
     started = time.monotonic()
     result = subprocess.run(
-        [str(ROOT / "scripts" / "build-ee.sh")], capture_output=True, text=True, env=tool_env(ROOT), check=False,
+        [str(ROOT / "scripts" / "build-ee.sh")],
+        capture_output=True,
+        text=True,
+        env=tool_env(ROOT),
+        check=False,
         timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-5000:]

@@ -31,6 +31,7 @@ def test_the_image_holds_the_collection_of_this_checkout_and_its_python_package(
     shown = podman("run", "--rm", ee_image, "python3", "-m", "pip", "show", "medinfra").stdout
     assert f"Version: {version}" in shown
     # Nothing of the build is left behind: the wheelhouse, its pip configuration, apt's lists.
-    leftovers = podman("run", "--rm", ee_image, "sh", "-c", "ls -d /output /etc/pip.conf /var/lib/apt/lists/*deb*",
-                       check=False)
+    leftovers = podman(
+        "run", "--rm", ee_image, "sh", "-c", "ls -d /output /etc/pip.conf /var/lib/apt/lists/*deb*", check=False
+    )
     assert leftovers.stdout == "", leftovers.stdout

@@ -35,8 +35,8 @@ class ImageRecipe:
     packages: str
     customize: str
     apt_packages: str | None
-    # Files the customize script reads, passed to it after the root; hashed too.
-    inputs: tuple[Path, ...]
+    # Files the customize script reads, passed to it after the root; hashed too. Found when needed, not at import.
+    inputs: Callable[[], tuple[Path, ...]]
     # `podman import --change` instructions.
     changes: tuple[str, ...]
 
@@ -47,7 +47,7 @@ LAB_IMAGE = ImageRecipe(
     packages="packages.txt",
     customize="customize.sh",
     apt_packages="role-packages.txt",
-    inputs=(TELNET_CLIENT_STUB_CONTROL,),
+    inputs=lambda: (TELNET_CLIENT_STUB_CONTROL,),
     changes=('CMD ["/sbin/init"]',),
 )
 
@@ -57,7 +57,7 @@ EE_BASE_IMAGE = ImageRecipe(
     packages="ee-base-packages.txt",
     customize="ee-base-customize.sh",
     apt_packages=None,
-    inputs=(),
+    inputs=tuple,
     # An imported tree has no environment; ansible-builder's RUN steps and ansible-runner need these.
     changes=(
         "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
@@ -80,7 +80,7 @@ def recipe_digest(recipe: ImageRecipe = LAB_IMAGE) -> str:
     names = [recipe.packages, *([recipe.apt_packages] if recipe.apt_packages else []), recipe.customize]
     for name in names:
         digest.update((IMAGE_DIR / name).read_bytes())
-    for path in recipe.inputs:
+    for path in recipe.inputs():
         digest.update(path.read_bytes())
     digest.update("\n".join(recipe.changes).encode())
     return digest.hexdigest()[:12]
@@ -117,7 +117,7 @@ def build_image(tag: str, say: Callable[[str], None], recipe: ImageRecipe = LAB_
             ]
         )
         apt_packages = image_packages(recipe.apt_packages) if recipe.apt_packages else []
-        _run(["sh", str(IMAGE_DIR / recipe.customize), str(root), *map(str, recipe.inputs), *apt_packages])
+        _run(["sh", str(IMAGE_DIR / recipe.customize), str(root), *map(str, recipe.inputs()), *apt_packages])
         archive = Path(work) / "rootfs.tar"
         _run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(archive), "."])
         changes = [*recipe.changes, f"LABEL io.medinfra.recipe={recipe_digest(recipe)}"]
