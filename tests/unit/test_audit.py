@@ -10,9 +10,6 @@ from datetime import UTC, date, datetime
 import pytest
 
 from medinfra.audit.results import (
-    EXIT_FAILURES,
-    EXIT_OK,
-    EXIT_UNREACHABLE,
     AuditRun,
     HostResult,
     exit_code,
@@ -39,6 +36,7 @@ from medinfra.compliance.model import (
     Status,
     Waiver,
 )
+from medinfra.exits import EXIT_FAILURES, EXIT_OK, EXIT_UNREACHABLE
 from medinfra.paths import PROJECT_ROOT
 from medinfra.report.publish import publish
 from medinfra.toolenv import run_tool

@@ -277,7 +277,7 @@ def test_a_corrupt_history_keeps_the_reports_and_exits_3(
     assert audit(tmp_path / "out", "--history", str(history)) == 3
     err = capsys.readouterr().err
     assert err == (f"medinfra: history: this run was NOT recorded ({history}: (top level): opening history: file is "
-                   "not a database); the reports below are complete\n")
+                   "not a database); the reports are complete\n")
     assert (tmp_path / "out" / "findings.json").exists() and (tmp_path / "out" / "junit.xml").exists()
 
 

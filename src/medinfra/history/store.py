@@ -37,6 +37,8 @@ STARTED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 # times as long, and recording must stay well under a second.
 GZIP_LEVEL = 1
 CONNECT_TIMEOUT = 10
+# Words someone may give meaning "no history": refused rather than taken for a file name in the working directory.
+NOT_A_LOCATION = frozenset({"none", "null", "no", "off", "false"})
 DOCUMENT = "findings document"
 RUN_COLUMNS = (
     "run_uuid",
@@ -214,6 +216,11 @@ def parse_location(text: str) -> Location:
         raise _refused(one_line(text), "is not a file name this system can encode") from None
     if not text.strip():
         raise _refused(repr(text), "is empty: give a SQLite file path or a postgresql:// URL")
+    if text.strip().lower() in NOT_A_LOCATION:
+        # Once silently a SQLite file named `none` in the working directory.
+        raise _refused(one_line(text), "is not a history location: to keep a run out of the history, use --no-history "
+                       "(medinfra audit) or an empty medinfra_audit_history (the audit playbook); for a file of that "
+                       "name, write ./" + one_line(text.strip()))
     try:
         path = Path(text).expanduser()
     except RuntimeError:  # `~name` of a user this system does not know
