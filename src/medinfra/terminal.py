@@ -16,8 +16,6 @@ GREEN, RED, YELLOW = "32", "31", "33"
 # Good is green, bad is red, "not known" (no verdict: an error, a host not audited or not probed) is yellow.
 STATUS_COLOURS = {
     "pass": GREEN,
-    "fixed": GREEN,
-    "as intended": GREEN,
     "fail": RED,
     "unexpected": RED,
     "error": YELLOW,

@@ -219,7 +219,8 @@ def runs_table(runs: Sequence[RunInfo], paint: Palette = PLAIN) -> str:
         cells = [cell.ljust(w) if i in left else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths,
                                                                                                    strict=True))]
         if short:  # painted after padding, so the escape codes do not count towards the width
-            cells[hosts_column] = paint.status(cells[hosts_column], "unreachable")
+            text = row[hosts_column]
+            cells[hosts_column] = cells[hosts_column].replace(text, paint.status(text, "unreachable"))
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
