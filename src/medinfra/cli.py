@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medinfra import __version__
-from medinfra.completion import SHELLS
+from medinfra.completion import SHELLS, script
 from medinfra.exits import AUDIT_EXITS, EXIT_FAILURES, EXIT_UNREACHABLE, EXIT_USAGE
 from medinfra.paths import CATALOG_DIR
 from medinfra.problems import PrerequisiteError, Problem, UserInputError
@@ -436,8 +436,6 @@ def cmd_diff(args: argparse.Namespace) -> int:
 
 
 def cmd_completion(args: argparse.Namespace) -> int:
-    from medinfra.completion import script
-
     print(script(build_parser(), args.shell), end="")
     return 0
 
