@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from medinfra.collector import default_paths
 from medinfra.segmentation.rules import Allow, forward_rules
 from medinfra.topology.groups import LEGACY_GROUP, MANAGED_GROUP, PHI_GROUP, SLA_PREFIX, ZONE_PREFIX, group_name
 from medinfra.topology.model import Host, Topology
@@ -69,6 +70,8 @@ def build_inventory(topology: Topology) -> InventoryData:
         all_vars={
             "medinfra_site": topology.site.name,
             "medinfra_topology": topology.to_dict(),
+            # On `all`, where a site's group_vars (and host_vars) override it: inventory group variables rank lowest.
+            "medinfra_paths": default_paths(),
             # The zones alone, small enough for every host's audit view (the firewall probes come from them).
             "medinfra_zones": [{"name": z.name, "cidr": str(z.network), "purpose": z.purpose} for z in topology.zones],
         },

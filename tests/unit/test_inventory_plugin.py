@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from medinfra.collector import default_paths
 from medinfra.inventory import build_inventory, group_name
 from medinfra.topology import Topology, load_topology
 from tests.conftest import LAB_TOPOLOGY, ROOT, TERTIARY_TOPOLOGY, write_yaml
@@ -104,6 +105,7 @@ def test_the_published_topology_is_to_dict_and_from_dict_reads_it(tertiary: dict
     published = tertiary["_meta"]["hostvars"]["ws-001"]["medinfra_topology"]
     assert published == topology.to_dict()
     assert Topology.from_dict(published) == topology
+    assert tertiary["_meta"]["hostvars"]["ws-001"]["medinfra_paths"] == default_paths()
 
 
 def test_graph_of_the_lab_works() -> None:
