@@ -18,7 +18,7 @@ options:
       - The host's C(medinfra_paths) (the hospital inventory plugin sets it; a site overrides it as a whole map),
         where the collector reads the site PKI, medinfra's state and the backup configuration and state.
       - Keys C(pki), C(state), C(backup_config), C(backup_state), each a plain absolute path.
-      - When not given, the site default the inventory plugin publishes.
+      - When not given, the site default the inventory plugin publishes (C(pki=/etc/medinfra/pki), ...).
     type: dict
 author: medinfra
 """
@@ -43,11 +43,10 @@ from ansible.module_utils.collector import HOST_PATHS, collect  # noqa: E402
 
 
 def main() -> None:
-    module = AnsibleModule(
-        argument_spec={"paths": {"type": "dict", "default": dict(HOST_PATHS)}}, supports_check_mode=True
-    )
+    module = AnsibleModule(argument_spec={"paths": {"type": "dict"}}, supports_check_mode=True)
+    paths = module.params["paths"]
     try:
-        evidence = collect(module.params["paths"])
+        evidence = collect(dict(HOST_PATHS) if paths is None else paths)
     except ValueError as exc:  # an unusable medinfra_paths, named with what is wrong
         module.fail_json(msg=str(exc))
     module.exit_json(changed=False, evidence=evidence)

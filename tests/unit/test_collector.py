@@ -351,6 +351,9 @@ def test_the_evidence_module_reads_the_paths_it_is_given(tmp_path: Path) -> None
     evidence = result["evidence"]
     assert isinstance(evidence, dict)
     assert evidence["facts"]["pki"]["ca"]["subject"] == "CN=his-app.lab,O=medinfra test"
+    unset = run_evidence_module(tmp_path, {})["evidence"]  # no map given: the site default, HOST_PATHS
+    assert isinstance(unset, dict)
+    assert unset["facts"]["pki"]["directory_present"] is os.path.isdir(default_paths()["pki"])
     refused = run_evidence_module(tmp_path, {"paths": {**paths, "state": "var/lib/medinfra"}})
     assert refused["failed"] is True
     assert refused["msg"] == (
