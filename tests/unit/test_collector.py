@@ -323,7 +323,8 @@ def run_evidence_module(tmp_path: Path, args: dict[str, object]) -> dict[str, ob
     }
     done = subprocess.run(
         [str(Path(sys.executable).with_name("ansible")), "localhost", "-i", "localhost,", "-c", "local",
-         "-e", f"ansible_python_interpreter={sys.executable}", "-m", EVIDENCE_MODULE, "-a", json.dumps(args)],
+         "-e", f"ansible_python_interpreter={sys.executable}", "-m", EVIDENCE_MODULE,
+         *(("-a", json.dumps(args)) if args else ())],
         capture_output=True, text=True, env=env, timeout=180, check=False,
     )
     result: dict[str, object] = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
