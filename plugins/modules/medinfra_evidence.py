@@ -12,13 +12,21 @@ description:
     sudo, listening sockets, nftables, services, packages, file modes, mounts, AIDE, chrony,
     unattended-upgrades, TLS endpoints) and returns one evidence document.
   - Changes nothing on the host. The same collector runs under C(medinfra audit) over pyinfra.
-options: {}
+options:
+  paths:
+    description:
+      - The host's C(medinfra_paths) (the hospital inventory plugin sets it; a site overrides it as a whole map),
+        where the collector reads the site PKI, medinfra's state and the backup configuration and state.
+      - Keys C(pki), C(state), C(backup_config), C(backup_state), each a plain absolute path.
+      - When not given, the site default the inventory plugin publishes (C(pki=/etc/medinfra/pki), ...).
+    type: dict
 author: medinfra
 """
 
 EXAMPLES = r"""
 - name: Collect evidence
   medinfra_evidence:
+    paths: "{{ medinfra_paths }}"
   register: medinfra_audit_result
 """
 
@@ -31,12 +39,17 @@ evidence:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - after the documentation, as Ansible expects
-from ansible.module_utils.collector import collect  # noqa: E402
+from ansible.module_utils.collector import HOST_PATHS, collect  # noqa: E402
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec={}, supports_check_mode=True)
-    module.exit_json(changed=False, evidence=collect())
+    module = AnsibleModule(argument_spec={"paths": {"type": "dict"}}, supports_check_mode=True)
+    paths = module.params["paths"]
+    try:
+        evidence = collect(dict(HOST_PATHS) if paths is None else paths)
+    except ValueError as exc:  # an unusable medinfra_paths, named with what is wrong
+        module.fail_json(msg=str(exc))
+    module.exit_json(changed=False, evidence=evidence)
 
 
 if __name__ == "__main__":

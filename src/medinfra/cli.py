@@ -213,10 +213,9 @@ def published_record(published: Published, history: str | None) -> dict[str, obj
 
 def cmd_audit(args: argparse.Namespace) -> int:
     # First: pyinfra's transport patches the standard library for gevent before sockets exist.
-    from medinfra.audit.pyinfra_transport import collect_all, quiet_hub
+    from medinfra.audit.pyinfra_transport import collect_evidence, quiet_hub
     from medinfra.audit.results import AuditRun, HostResult, exit_code, judge, summary_record, summary_text
     from medinfra.audit.targets import load_targets
-    from medinfra.collector import collector_source
     from medinfra.compliance.catalog import load_catalog, load_waivers
     from medinfra.report.publish import check_output_directory, publish
     from medinfra.signing import load_private_key
@@ -239,8 +238,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
             line = f"[{done:>{len(str(total))}}/{total}] {result.host} {result.status} ({result.seconds:.1f} s){note}"
             print(one_line(line), file=sys.stderr, flush=True)
 
-    results = collect_all(targets, collector_source(), connect_timeout=args.timeout, parallel=args.forks,
-                          progress=progress)
+    results = collect_evidence(targets, connect_timeout=args.timeout, parallel=args.forks, progress=progress)
     views = {target.name: target.inventory for target in targets}
     findings = judge(results, views, catalog, waivers, datetime.now(UTC))
     run = AuditRun("pyinfra", str(args.inventory), started, results, findings, catalog, waivers,

@@ -28,7 +28,7 @@ from medinfra.audit.received import OUTPUT_LIMIT, ProgramOutput, program_result
 from medinfra.audit.results import AuditRun, judge, summary_text
 from medinfra.audit.targets import SshSettings, collector_command, inventory_view, ssh_settings
 from medinfra.cli import print_published
-from medinfra.collector import collector_source
+from medinfra.collector import collector_program, default_paths
 from medinfra.compliance.catalog import load_catalog
 from medinfra.paths import CATALOG_DIR, PROJECT_ROOT
 from medinfra.report.publish import publish
@@ -85,7 +85,7 @@ def test_the_collector_runs_under_sudo_and_never_shows_the_password(
 ) -> None:
     env = prompting_sudo(tmp_path / "bin") if case == "sudo prompting" else None
     ssh = SshSettings(hostname="h", become=True, become_user=become_user, become_password=BECOME)
-    command, stdin = collector_command(ssh, collector_source())
+    command, stdin = collector_command(ssh, collector_program(default_paths()))
     assert BECOME not in command
     output = run_locally(command, stdin, env)
     assert output.exit_status == 0, output.stderr.decode()
@@ -147,7 +147,7 @@ def test_the_password_reaches_no_report_no_history_row_and_no_terminal_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     become = SshSettings(hostname="h", become=True, become_password=BECOME)
-    honest = run_locally(*collector_command(become, collector_source()))
+    honest = run_locally(*collector_command(become, collector_program(default_paths())))
     syntax_error = f'  File "<stdin>", line 1\n    {BECOME}\n    ^\nSyntaxError: invalid syntax\n'  # the old command
     outputs = {
         "honest": honest,

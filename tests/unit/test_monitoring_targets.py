@@ -20,7 +20,6 @@ from ansible.errors import AnsibleFilterError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medinfra.inventory import topology_dict
 from medinfra.monitoring.credentials import bcrypt_hash, derived_salt
 from medinfra.monitoring.targets import MODULES, ServiceProbe, Targets, parse_probes, scrape_targets
 from medinfra.segmentation.rules import intended
@@ -226,7 +225,7 @@ def test_services_on_the_server_itself_are_probed_without_a_flow() -> None:
 
 
 def test_two_services_behind_one_port_are_probed_once_under_the_first_name() -> None:
-    data = topology_dict(LAB)
+    data = LAB.to_dict()
     next(h for h in data["hosts"] if h["name"] == "his-app")["services"] = ["his_app", "emr_web"]
     result = medinfra_scrape_targets(data, "monitor-01", TABLE)
     assert [
@@ -341,7 +340,7 @@ def test_the_filters_are_registered() -> None:
 
 
 def test_the_filter_reads_the_inventory_view_and_returns_plain_json() -> None:
-    data = topology_dict(LAB)
+    data = LAB.to_dict()
     result = medinfra_scrape_targets(data, "monitor-01", TABLE)
     expected = lab_targets()
     assert result == {"node": expected.node, "blackbox": expected.blackbox, "skipped": expected.skipped}
@@ -373,7 +372,7 @@ def test_the_filter_reads_the_inventory_view_and_returns_plain_json() -> None:
     ids=["unknown-server", "bad-port", "bad-module", "broken-topology"],
 )
 def test_filter_errors_name_the_fault(topology: str, server: str, table: dict[str, Any], message: str) -> None:
-    data = topology_dict(LAB) if topology == "lab" else {"site": {"name": "lab"}, "hosts": []}
+    data = LAB.to_dict() if topology == "lab" else {"site": {"name": "lab"}, "hosts": []}
     with pytest.raises(AnsibleFilterError, match="^" + re.escape(f"medinfra_scrape_targets: {message}")):
         medinfra_scrape_targets(data, server, table)
 
@@ -381,7 +380,7 @@ def test_filter_errors_name_the_fault(topology: str, server: str, table: dict[st
 def test_filter_names_a_misshapen_probe_table() -> None:
     table: Any = {"pacs": {"module": "https", "port": 443}}  # a mapping where a list of probes belongs
     with pytest.raises(AnsibleFilterError, match="^" + re.escape(f"medinfra_scrape_targets: {WHERE}.pacs")):
-        medinfra_scrape_targets(topology_dict(LAB), "monitor-01", table)
+        medinfra_scrape_targets(LAB.to_dict(), "monitor-01", table)
 
 
 def test_the_bcrypt_filter_is_the_library_hash() -> None:

@@ -15,7 +15,6 @@ import yaml
 from ansible.errors import AnsibleFilterError
 
 from medinfra.collector import collector_module
-from medinfra.inventory import topology_dict
 from medinfra.segmentation.rules import Egress, host_ruleset, internal_networks, output_chain, parse_egress
 from medinfra.topology.load import load_topology
 from medinfra.topology.model import Topology
@@ -44,7 +43,7 @@ def topology() -> Topology:
 
 @pytest.fixture(scope="module")
 def topology_data(topology: Topology) -> dict[str, Any]:
-    return topology_dict(topology)
+    return topology.to_dict()
 
 
 def chain_lines(ruleset: str, name: str) -> list[str]:

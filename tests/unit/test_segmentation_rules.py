@@ -133,11 +133,10 @@ def test_any_topology_renders_valid_nftables(tmp_path_factory, topology):
 def test_the_filter_reads_the_inventory_view_and_names_bad_openings():
     from ansible.errors import AnsibleFilterError
 
-    from medinfra.inventory import topology_dict
     from plugins.filter.medinfra_segmentation import medinfra_nftables
 
     topology = load_topology(Path("inventories/lab/hospital.yml"))
-    data = topology_dict(topology)
+    data = topology.to_dict()
     text = medinfra_nftables(data, "his-db", [{"proto": "tcp", "ports": ["9100"], "from": ["monitor-01"]}],
                              ["10.231.20.1"])
     opening = Opening("tcp", (PortRange(9100, 9100),), ("monitor-01",), "declared opening")

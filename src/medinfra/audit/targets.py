@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medinfra.collector import collector_module, default_paths
 from medinfra.paths import PROJECT_ROOT
 from medinfra.problems import Problem, UserInputError
 from medinfra.safe_text import one_line
@@ -33,6 +34,8 @@ INVENTORY_VIEW = {
     "flows_in": "medinfra_flows_in",
     "forwarded_flows": "medinfra_forwarded_flows",
     "data_paths": "medinfra_data_paths",
+    # Where the host keeps medinfra's shared files: the collector reads them there (site default when unset).
+    "paths": "medinfra_paths",
 }
 
 
@@ -88,6 +91,7 @@ def inventory_view(hostvars: Mapping[str, Any]) -> dict[str, Any]:
     view["flows_in"] = list(view["flows_in"] or [])
     view["forwarded_flows"] = list(view["forwarded_flows"] or [])
     view["data_paths"] = list(view["data_paths"] or [])
+    view["paths"] = default_paths() if view["paths"] is None else view["paths"]
     return view
 
 
@@ -267,11 +271,15 @@ def load_targets(inventory: Path, limit: str | None, vault_password_file: Path |
 
     targets = []
     for name, hostvars in read_hosts(inventory, limit, vault_password_file, CONNECTION_VARS):
+        view = inventory_view(hostvars)
         settings = ssh_settings(name, hostvars, bool(constants.HOST_KEY_CHECKING))
-        if isinstance(settings, str):
-            targets.append(Target(name, inventory_view(hostvars), None, settings))
+        path_problems = collector_module().path_problems(view["paths"])
+        if path_problems:
+            targets.append(Target(name, view, None, "medinfra_paths " + "; ".join(path_problems)))
+        elif isinstance(settings, str):
+            targets.append(Target(name, view, None, settings))
         else:
-            targets.append(Target(name, inventory_view(hostvars), settings))
+            targets.append(Target(name, view, settings))
     if not targets:
         where = f" matching --limit {limit!r}" if limit else ""
         raise UserInputError([Problem(str(inventory), (), f"no hosts{where}")])
