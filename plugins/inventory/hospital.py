@@ -27,7 +27,7 @@ TOPOLOGY_FILE_NAMES = ("hospital.yml", "hospital.yaml")
 
 
 class InventoryModule(BaseInventoryPlugin):  # type: ignore[misc]
-    NAME = "hospital"
+    NAME = "medinfra.hospital.hospital"
 
     def verify_file(self, path: str) -> bool:
         return Path(path).name in TOPOLOGY_FILE_NAMES and super().verify_file(path)

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from medinfra import __version__
 from medinfra.completion import SHELLS, script
 from medinfra.exits import AUDIT_EXITS, EXIT_FAILURES, EXIT_UNREACHABLE, EXIT_USAGE
-from medinfra.paths import CATALOG_DIR
+from medinfra.package_data import CATALOG_DIR
 from medinfra.problems import PrerequisiteError, Problem, UserInputError
 from medinfra.safe_text import cleaned, one_line
 from medinfra.terminal import COLOR_CHOICES, Palette, palette
@@ -144,9 +144,15 @@ def cmd_roles_doc(args: argparse.Namespace) -> int:
     from medinfra.roledoc import render_readme
     from medinfra.safe_output import write_file
 
-    if not args.roles_dir.is_dir():
-        raise UserInputError([Problem(one_line(str(args.roles_dir)), (), "is not a directory of roles")])
-    for role in sorted(p for p in args.roles_dir.iterdir() if (p / "meta" / "argument_specs.yml").exists()):
+    if args.roles_dir is None:
+        from medinfra.collection import collection_directory
+
+        roles_dir = collection_directory() / "roles"
+    else:
+        roles_dir = args.roles_dir
+    if not roles_dir.is_dir():
+        raise UserInputError([Problem(one_line(str(roles_dir)), (), "is not a directory of roles")])
+    for role in sorted(p for p in roles_dir.iterdir() if (p / "meta" / "argument_specs.yml").exists()):
         readme = role / "README.md"
         try:
             text = render_readme(role)
@@ -294,7 +300,7 @@ def cmd_turn_credentials(args: argparse.Namespace) -> int:
 def cmd_segmentation_verify(args: argparse.Namespace) -> int:
     from medinfra.audit.pyinfra_transport import collect_all, quiet_hub
     from medinfra.audit.targets import load_targets
-    from medinfra.paths import REACHABILITY_PATH
+    from medinfra.package_data import hostside_source
     from medinfra.safe_output import OutputDirectory
     from medinfra.segmentation.verify import Observation, host_observations, matrix_text, plan, probe_script, summary
     from medinfra.topology.load import load_topology
@@ -306,7 +312,7 @@ def cmd_segmentation_verify(args: argparse.Namespace) -> int:
             directory.probe()
     with quiet_hub():
         targets = [t for t in load_targets(args.inventory, None, args.vault_password_file) if t.name in probes]
-    source = REACHABILITY_PATH.read_text(encoding="utf-8")
+    source = hostside_source("reachability.py")
     scripts = {
         name: probe_script(source, name, items, args.timeout, not args.no_record) for name, items in probes.items()
     }
@@ -475,8 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     roles = commands.add_parser("roles", help="role tooling")
     roles_commands = subcommands(roles, "roles_command")
     doc = roles_commands.add_parser("doc", help="regenerate each role README's variable table from argument_specs")
-    doc.add_argument("--roles-dir", type=Path, default=Path("roles"),
-                     help="directory of roles, each with meta/argument_specs.yml (default: roles)")
+    doc.add_argument("--roles-dir", type=Path, metavar="DIR",
+                     help="the roles to document (default: the roles of the installed collection medinfra.hospital)")
     doc.set_defaults(handler=cmd_roles_doc)
 
     audit = commands.add_parser(

@@ -1,6 +1,6 @@
 """The evidence collector as the controller sees it: one program (sent to hosts) and its code (reused).
 
-The collector is a package in plugins/module_utils, one module per area, so that Ansible modules import
+The collector is a package in plugins/module_utils (installed as `medinfra.hostside.collector`), one module per area, so that Ansible modules import
 it (AnsiballZ bundles the package). pyinfra pipes one file to `python3 -`, so the controller bundles the
 modules into one program here: in dependency order, without the package's own imports; `collector_program`
 ends it with a call of `main()` given the host's paths. The controller loads that same program, so Debian
@@ -14,19 +14,17 @@ import json
 import re
 from collections.abc import Mapping
 from functools import cache
-from pathlib import Path
 from types import ModuleType
 
-from medinfra.paths import COLLECTOR_PACKAGE
+from medinfra.package_data import collector_sources
 
 RELATIVE_IMPORT = re.compile(r"^from \.(\w+) import (\([^)]*\)|[^\n]*)\n", re.M)
 FUTURE_IMPORT = "from __future__ import annotations\n"
 
 
-def package_modules(package: Path = COLLECTOR_PACKAGE) -> dict[str, str]:
+def package_modules() -> dict[str, str]:
     """Every module of the package but `__init__`, by name."""
-    paths = sorted(package.glob("*.py"))
-    return {path.stem: path.read_text(encoding="utf-8") for path in paths if path.stem != "__init__"}
+    return {name: text for name, text in sorted(collector_sources().items()) if name != "__init__"}
 
 
 def dependency_order(modules: dict[str, str]) -> list[str]:

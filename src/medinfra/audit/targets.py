@@ -6,7 +6,6 @@ included), group_vars, host_vars and vaulted values behave exactly as in a playb
 
 from __future__ import annotations
 
-import os
 import secrets
 import shlex
 from collections.abc import Mapping
@@ -14,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medinfra.collection import ansible_collection_paths
 from medinfra.collector import collector_module, default_paths
-from medinfra.paths import PROJECT_ROOT
 from medinfra.problems import Problem, UserInputError
 from medinfra.safe_text import one_line
 
@@ -222,7 +221,6 @@ def read_hosts(
 ) -> list[tuple[str, dict[str, Any]]]:
     """(name, {key: templated value}) of every host matching `pattern`, for the `keys` the host has, read the way
     a playbook would (inventory plugins, group_vars, host_vars, vaulted values)."""
-    os.environ.setdefault("ANSIBLE_CONFIG", str(PROJECT_ROOT / "ansible.cfg"))
     from ansible.errors import AnsibleError
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
@@ -232,6 +230,9 @@ def read_hosts(
 
     if not inventory.exists():
         raise UserInputError([Problem(str(inventory), (), "inventory not found")])
+    # Ansible's own configuration (ANSIBLE_CONFIG, ./ansible.cfg, ...) and collections paths: the topology names its
+    # plugin, `medinfra.hospital.hospital`, which Ansible's `auto` inventory plugin loads from the collection.
+    ansible_collection_paths()
     loader = DataLoader()
     try:
         if vault_password_file is not None:

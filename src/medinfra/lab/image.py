@@ -11,12 +11,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from medinfra.lab.podman import LabError, podman
-from medinfra.paths import TELNET_CLIENT_STUB_CONTROL
+from medinfra.collection import collection_directory
 
 IMAGE_DIR = Path(__file__).with_name("image")
 IMAGE_REPOSITORY = "localhost/medinfra-lab"
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
+
+
+def telnet_client_stub_control() -> Path:
+    """coturn's telnet dependency, satisfied without a telnet client: the rtc_relay role installs this stub, and so
+    does the image, from the collection."""
+    return collection_directory() / "roles" / "rtc_relay" / "files" / "telnet-client-stub.control"
 
 
 def image_packages(list_name: str = "packages.txt") -> list[str]:
@@ -31,7 +37,7 @@ def recipe_digest() -> str:
     digest.update(SUITE.encode())
     for name in ("packages.txt", "role-packages.txt", "customize.sh"):
         digest.update((IMAGE_DIR / name).read_bytes())
-    digest.update(TELNET_CLIENT_STUB_CONTROL.read_bytes())
+    digest.update(telnet_client_stub_control().read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -65,7 +71,7 @@ def build_image(tag: str, say: Callable[[str], None]) -> None:
                 mirror,
             ]
         )
-        _run(["sh", str(IMAGE_DIR / "customize.sh"), str(root), str(TELNET_CLIENT_STUB_CONTROL),
+        _run(["sh", str(IMAGE_DIR / "customize.sh"), str(root), str(telnet_client_stub_control()),
               *image_packages("role-packages.txt")])
         archive = Path(work) / "rootfs.tar"
         _run(["tar", "-C", str(root), "--numeric-owner", "-cf", str(archive), "."])
