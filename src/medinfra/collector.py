@@ -1,10 +1,11 @@
 """The evidence collector as the controller sees it: one program (sent to hosts) and its code (reused).
 
-The collector is a package in plugins/module_utils (installed as `medinfra.hostside.collector`), one module per area, so that Ansible modules import
-it (AnsiballZ bundles the package). pyinfra pipes one file to `python3 -`, so the controller bundles the
-modules into one program here: in dependency order, without the package's own imports; `collector_program`
-ends it with a call of `main()` given the host's paths. The controller loads that same program, so Debian
-version ordering, the evidence constants and the default host paths exist in one place only.
+The collector is a package in plugins/module_utils (installed with medinfra as `medinfra.hostside.collector`),
+one module per area, so that Ansible modules import it (AnsiballZ bundles the package). pyinfra pipes one file
+to `python3 -`, so the controller bundles the modules into one program here: in dependency order, without the
+package's own imports; `collector_program` ends it with a call of `main()` given the host's paths. The
+controller loads that same program, so Debian version ordering, the evidence constants and the default host
+paths exist in one place only.
 """
 
 from __future__ import annotations

@@ -23,7 +23,7 @@ from medinfra.compliance.catalog import load_catalog
 from medinfra.lab.plan import LABEL
 from medinfra.lab.podman import podman, podman_json
 from medinfra.monitoring.targets import parse_probes, scrape_targets
-from medinfra.paths import TURN_CLIENT_PATH
+from medinfra.package_data import hostside_source
 from medinfra.toolenv import run_tool
 from medinfra.topology import load_topology
 from medinfra.turn import turn_module
@@ -296,7 +296,7 @@ def turn_from(client: str, username: str, password: str, **request: Any) -> dict
                "server_name": relay, "username": username, "password": password, **request}
     result = subprocess.run(
         ["ssh", "-F", str(SSH_CONFIG), client, "python3", "-c", shlex.quote(TURN_CLIENT)],
-        input=json.dumps({"module": TURN_CLIENT_PATH.read_text(encoding="utf-8"), "request": request}),
+        input=json.dumps({"module": hostside_source("turn.py"), "request": request}),
         capture_output=True, text=True, check=False, timeout=60,
     )
     assert result.returncode == 0, result.stderr

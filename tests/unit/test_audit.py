@@ -44,9 +44,9 @@ from medinfra.compliance.model import (
     Waiver,
 )
 from medinfra.exits import EXIT_FAILURES, EXIT_OK, EXIT_UNREACHABLE
-from medinfra.paths import PROJECT_ROOT
 from medinfra.report.publish import publish
 from medinfra.toolenv import run_tool
+from tests.conftest import ROOT
 from tests.unit.test_collector_monitoring import make_ca, pem
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
@@ -189,7 +189,7 @@ def test_ssh_settings_follow_ansible_variables():
 
 
 def test_targets_from_the_lab_inventory_carry_the_topology_view():
-    targets = {t.name: t for t in load_targets(PROJECT_ROOT / "inventories" / "lab", "his-app,lis-legacy")}
+    targets = {t.name: t for t in load_targets(ROOT / "inventories" / "lab", "his-app,lis-legacy")}
     assert set(targets) == {"his-app", "lis-legacy"}
     assert targets["his-app"].inventory["services"] == ["his_app"]
     assert targets["his-app"].inventory["data_classification"] == "phi"
@@ -202,7 +202,7 @@ def test_targets_from_the_lab_inventory_carry_the_topology_view():
 
 def audit(tmp_path, *args: str):
     return run_tool(
-        PROJECT_ROOT, "medinfra", "audit", "-o", str(tmp_path / "out"), "-q", "--no-history", *args, timeout=120
+        ROOT, "medinfra", "audit", "-o", str(tmp_path / "out"), "-q", "--no-history", *args, timeout=120
     )
 
 
@@ -242,7 +242,7 @@ def test_audit_reports_unreachable_hosts_and_exits_3(tmp_path):
 def test_bad_waivers_are_located_and_nothing_is_contacted(tmp_path, content, expected):
     waivers = tmp_path / "waivers.yml"
     waivers.write_text(content)
-    done = audit(tmp_path, "-i", str(PROJECT_ROOT / "inventories" / "lab"), "--waivers", str(waivers))
+    done = audit(tmp_path, "-i", str(ROOT / "inventories" / "lab"), "--waivers", str(waivers))
     assert done.returncode == 2
     assert expected in done.stderr
     assert not (tmp_path / "out").exists()
@@ -293,7 +293,7 @@ def test_collector_command_keeps_the_sudo_password_off_the_command_line():
 def test_a_bad_signing_key_is_reported_before_any_host_is_contacted(tmp_path):
     key = tmp_path / "audit.key"
     key.write_text("not a key\n")
-    done = audit(tmp_path, "-i", str(PROJECT_ROOT / "inventories" / "lab"), "--sign", str(key))
+    done = audit(tmp_path, "-i", str(ROOT / "inventories" / "lab"), "--sign", str(key))
     assert done.returncode == 2
     assert f"{key}: (top level): is not a PEM private key" in done.stderr
     assert not (tmp_path / "out").exists() and "Traceback" not in done.stderr
@@ -329,7 +329,7 @@ def lab_copy(tmp_path: Path, group_vars: dict[str, Any] | None = None, host_vars
     """The lab's hospital.yml in an inventory directory of its own, with group_vars/all.yml, host_vars/his-app.yml."""
     inventory = tmp_path / "site"
     inventory.mkdir(parents=True)
-    shutil.copy(PROJECT_ROOT / "inventories" / "lab" / "hospital.yml", inventory / "hospital.yml")
+    shutil.copy(ROOT / "inventories" / "lab" / "hospital.yml", inventory / "hospital.yml")
     for directory, variables in (("group_vars/all.yml", group_vars), ("host_vars/his-app.yml", host_vars)):
         if variables is not None:
             (inventory / directory).parent.mkdir()

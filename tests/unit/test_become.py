@@ -30,9 +30,10 @@ from medinfra.audit.targets import SshSettings, collector_command, inventory_vie
 from medinfra.cli import print_published
 from medinfra.collector import collector_program, default_paths
 from medinfra.compliance.catalog import load_catalog
-from medinfra.paths import CATALOG_DIR, PROJECT_ROOT
+from medinfra.package_data import CATALOG_DIR
 from medinfra.report.publish import publish
 from medinfra.toolenv import run_tool
+from tests.conftest import ROOT
 
 HERE = Path(__file__).resolve().parent
 FIXTURE = HERE / "compliance" / "fixtures" / "evidence-his-app.json"
@@ -227,7 +228,7 @@ def test_hostile_hosts_over_ssh_are_bounded_redacted_and_escaped(tmp_path: Path,
     database = tmp_path / "history.sqlite"
     started = time.monotonic()
     done = run_tool(
-        PROJECT_ROOT, "medinfra", "audit", "-i", str(hostile_site), "-o", str(tmp_path / "out"),
+        ROOT, "medinfra", "audit", "-i", str(hostile_site), "-o", str(tmp_path / "out"),
         "--history", str(database), timeout=300,
     )
     seconds = time.monotonic() - started

@@ -28,7 +28,8 @@ from medinfra.collector import (
     dependency_order,
     package_modules,
 )
-from medinfra.paths import COLLECTOR_PACKAGE
+from medinfra.package_data import collector_sources
+from tests.conftest import ROOT
 
 collector = collector_module()
 
@@ -215,7 +216,7 @@ def test_collector_runs_standalone_and_never_fails():
 
 def test_collector_uses_only_the_standard_library():
     """What the host runs: the bundle, and every module of the package AnsiballZ sends."""
-    sources = [collector_source(), *(path.read_text() for path in COLLECTOR_PACKAGE.glob("*.py"))]
+    sources = [collector_source(), *collector_sources().values()]
     imported = {
         line.split()[1].split(".")[0]
         for source in sources
@@ -317,7 +318,7 @@ EVIDENCE_MODULE = "medinfra_evidence"
 def run_evidence_module(tmp_path: Path, args: dict[str, object]) -> dict[str, object]:
     """The Ansible module run by ansible-core itself on this machine (connection local), its result."""
     env = {
-        **os.environ, "ANSIBLE_CONFIG": str(COLLECTOR_PACKAGE.parents[2] / "ansible.cfg"),
+        **os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
         "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
         "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"), "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
     }

@@ -10,8 +10,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from medinfra.lab.podman import LabError, podman
 from medinfra.collection import collection_directory
+from medinfra.lab.podman import LabError, podman
 
 IMAGE_DIR = Path(__file__).with_name("image")
 IMAGE_REPOSITORY = "localhost/medinfra-lab"
