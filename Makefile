@@ -56,7 +56,8 @@ apt:
 	scripts/install-deps.sh
 
 venv: $(STAMPS)/venv
-$(STAMPS)/venv: pyproject.toml
+# galaxy.yml: the version the editable install reports comes from it.
+$(STAMPS)/venv: pyproject.toml setup.py galaxy.yml
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
