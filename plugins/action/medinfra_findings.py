@@ -20,7 +20,7 @@ from medinfra.audit.results import AuditRun, HostResult, exit_code, judge, summa
 from medinfra.audit.targets import INVENTORY_VIEW, SECRET_VARIABLES, host_secrets, inventory_view
 from medinfra.compliance.catalog import load_catalog, load_waivers
 from medinfra.history.store import default_history_location
-from medinfra.paths import CATALOG_DIR
+from medinfra.package_data import CATALOG_DIR
 from medinfra.problems import PrerequisiteError, UserInputError
 from medinfra.report.publish import FINDINGS_FILE, publish
 from medinfra.signing import load_private_key

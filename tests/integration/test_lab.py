@@ -30,6 +30,7 @@ from medinfra.turn import turn_module
 from tests.browser import render
 from tests.conftest import LAB_TOPOLOGY, ROOT
 from tests.integration.mutations import ADDED, MUTATIONS, RELOAD_FIREWALL, SAVED
+from tests.integration.packaging import Installed, installed  # noqa: F401 (a session fixture, shared)
 from tests.oscal_schema import oscal_validator
 from tests.unit.compliance.test_evidence_schema import schema_errors
 
@@ -500,6 +501,33 @@ def test_both_transports_write_the_same_findings(audits: dict[str, Any]) -> None
     assert statuses(py_doc) == statuses(ans_doc)
     assert py_doc["summary"]["per_framework"] == ans_doc["summary"]["per_framework"]
     assert ans_code == 0  # the playbook reports findings; it fails only when it cannot audit
+
+
+def test_installed_medinfra_audits_the_lab_as_the_checkout_does(
+    audits: dict[str, AuditOutput], installed: Installed, tmp_path: Path  # noqa: F811
+) -> None:
+    """The wheel's medinfra, run outside the checkout with no ansible.cfg: the packaged catalog and collector, the
+    inventory read by Ansible's `auto` plugin through the installed collection; the same findings."""
+    result = installed.run("medinfra", "audit", "-i", str(INVENTORY), "-o", str(tmp_path), "-q", "--no-history")
+    assert result.returncode == audits["pyinfra"].code, result.stdout[-3000:] + result.stderr[-3000:]
+    document = json.loads((tmp_path / "findings.json").read_text(encoding="utf-8"))
+    assert {h["name"]: h["status"] for h in document["hosts"]} == {h.name: "audited" for h in TOPOLOGY.hosts}
+    assert statuses(document) == statuses(audits["pyinfra"].document)
+
+
+def test_a_playbook_by_fqcn_from_the_installed_collection_audits_a_lab_host(
+    lab: str, installed: Installed, tmp_path: Path  # noqa: F811
+) -> None:
+    vault = ("--vault-password-file", str(INVENTORY / ".lab" / "vault-password"))
+    result = installed.run(
+        "ansible-playbook", "-i", str(INVENTORY), *vault, "medinfra.hospital.audit", "--limit", "his-app",
+        "-e", f"medinfra_audit_out={tmp_path}", "-e", "medinfra_audit_history=",
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert recap(result.stdout)["his-app"]["failed"] == 0
+    document = json.loads((tmp_path / "findings.json").read_text(encoding="utf-8"))
+    assert [(h["name"], h["status"]) for h in document["hosts"]] == [("his-app", "audited")]
+    assert {f["control"] for f in document["findings"]} == {c.id for c in load_catalog().controls}
 
 
 def test_live_evidence_and_findings_match_their_schemas(audits: dict[str, AuditOutput]) -> None:
