@@ -56,12 +56,13 @@ apt:
 	scripts/install-deps.sh
 
 venv: $(STAMPS)/venv
-# galaxy.yml: the version the editable install reports comes from it.
-$(STAMPS)/venv: pyproject.toml setup.py galaxy.yml
+$(STAMPS)/venv: pyproject.toml
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@mkdir -p $(STAMPS) && touch $@
+# setup.py gives the package galaxy.yml's version: a new version means a new install.
+$(STAMPS)/venv: setup.py galaxy.yml
 
 lab-up: deps
 	medinfra lab up -i $(INVENTORY)
