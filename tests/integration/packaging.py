@@ -60,11 +60,12 @@ class Installed:
 
 
 def install(base: Path) -> Installed:
-    """Build the wheel (pip, in its isolated build environment) and the collection, then install both where neither
+    """Build the wheel (in an isolated build environment) and the collection, then install both where neither
     the checkout nor the project's venv is: pip's cache makes the fresh venv's dependencies quick to install."""
     started = time.monotonic()
     dist = base / "dist"
-    checked([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--wheel-dir", str(dist), str(ROOT)], 600)
+    # The sdist, then the wheel from it: what a release ships, and no stale build/ of the checkout in the wheel.
+    checked([sys.executable, "-m", "build", "--outdir", str(dist), str(ROOT)], 600)
     ansible_galaxy = str(Path(sys.executable).with_name("ansible-galaxy"))
     checked([ansible_galaxy, "collection", "build", str(ROOT), "--output-path", str(dist)], 300)
     built = time.monotonic()
