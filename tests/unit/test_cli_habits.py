@@ -7,7 +7,6 @@ import argparse
 import json
 import os
 import pty
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -301,7 +300,6 @@ def test_completion_script_is_generated_from_the_parser() -> None:
                 assert f'"{path}/{option}"' in script(parser, "bash") or action.nargs == 0
 
 
-@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
 def test_zsh_completion_through_bashcompinit(tmp_path: Path) -> None:
     (tmp_path / "medinfra.zsh").write_text(run("completion", "zsh").stdout)
     test = (
