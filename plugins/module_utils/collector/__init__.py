@@ -1,7 +1,7 @@
 """medinfra evidence collector: reads a Linux host's running state and returns one JSON document.
 
 Runs ON the audited host with python3 and the standard library only, and changes nothing there.
-Two transports carry it: the Ansible module `medinfra_evidence` imports `collect()`, and
+Two transports carry it: the Ansible module `medinfra.hospital.evidence` imports `collect()`, and
 `medinfra audit` pipes the package, bundled into one program (`medinfra.collector.collector_source`), to
 `python3 -` over pyinfra.
 

@@ -223,9 +223,14 @@ def read_hosts(
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
     from ansible.parsing.vault import VaultSecretsContext, get_file_vault_secret
+    from ansible.plugins.loader import init_plugin_loader
     from ansible.template import Templar
+    from ansible.utils.collection_loader import AnsibleCollectionConfig
     from ansible.vars.manager import VariableManager
 
+    if AnsibleCollectionConfig.collection_finder is None:
+        # Finds collection plugins (medinfra.hospital.hospital reads hospital.yml) as ansible-playbook would.
+        init_plugin_loader()
     if not inventory.exists():
         raise UserInputError([Problem(str(inventory), (), "inventory not found")])
     loader = DataLoader()
