@@ -19,6 +19,7 @@ from tests.conftest import ROOT
 
 ANSIBLE_DOC = Path(sys.executable).with_name("ansible-doc")
 ANSIBLE_GALAXY = Path(sys.executable).with_name("ansible-galaxy")
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 COLLECTION = "medinfra.hospital"
 PLUGINS = ROOT / "plugins"
 
@@ -43,13 +44,16 @@ EXPECTED = {
 }
 
 
-def ansible_doc(plugin_type: str, names: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """One ansible-doc run for all plugins of a type, from outside the checkout with the checkout's ansible.cfg."""
+def ansible(tool: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """An Ansible command run from `cwd` (outside the checkout) with the checkout's ansible.cfg."""
     env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1"}
-    return subprocess.run(
-        [str(ANSIBLE_DOC), "--json", "-t", plugin_type, *(f"{COLLECTION}.{name}" for name in names)],
-        capture_output=True, text=True, cwd=cwd, env=env, check=False, timeout=120,
-    )
+    return subprocess.run([str(tool), *args], capture_output=True, text=True, cwd=cwd, env=env, check=False,
+                          timeout=120)
+
+
+def ansible_doc(plugin_type: str, names: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """One ansible-doc run for all plugins of a type."""
+    return ansible(ANSIBLE_DOC, "--json", "-t", plugin_type, *(f"{COLLECTION}.{name}" for name in names), cwd=cwd)
 
 
 @pytest.fixture(scope="module")
@@ -93,11 +97,7 @@ LAB_STATE = ("/.lab/", "/.pki/", "lab_connection.yml", "lab_secrets.yml")
 
 
 def test_the_built_collection_holds_the_collection_and_nothing_else(tmp_path: Path) -> None:
-    env = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg")}
-    built = subprocess.run(
-        [str(ANSIBLE_GALAXY), "collection", "build", str(ROOT), "--output-path", str(tmp_path)],
-        capture_output=True, text=True, cwd=tmp_path, env=env, check=False, timeout=120,
-    )
+    built = ansible(ANSIBLE_GALAXY, "collection", "build", str(ROOT), "--output-path", str(tmp_path), cwd=tmp_path)
     assert built.returncode == 0, built.stderr
     (artifact,) = tmp_path.glob("medinfra-hospital-*.tar.gz")
     with tarfile.open(artifact) as archive:
@@ -106,3 +106,16 @@ def test_the_built_collection_holds_the_collection_and_nothing_else(tmp_path: Pa
     shipped = {"MANIFEST.json", "meta/runtime.yml", "playbooks/site.yml", "plugins/modules/evidence.py",
                "plugins/action/findings.py", "plugins/filter/bcrypt.yml", "roles/pki/meta/argument_specs.yml"}
     assert shipped <= set(names)
+
+
+PLAYBOOKS = sorted(path.stem for path in (ROOT / "playbooks").glob("*.yml"))
+
+
+@pytest.mark.parametrize("way", ["file", "fqcn"])
+def test_every_playbook_resolves_its_roles_modules_and_imports(tmp_path: Path, way: str) -> None:
+    """Run as files of the checkout and by FQCN (as from an installed collection): the syntax check resolves
+    roles, modules and imported playbooks, and fails on any it cannot find."""
+    names = [str(ROOT / "playbooks" / f"{n}.yml") if way == "file" else f"{COLLECTION}.{n}" for n in PLAYBOOKS]
+    checked = ansible(ANSIBLE_PLAYBOOK, "-i", "localhost,", "--syntax-check", *names, cwd=tmp_path)
+    assert checked.returncode == 0 and "[ERROR]" not in checked.stderr, checked.stderr
+    assert checked.stdout.count("playbook: ") == len(PLAYBOOKS) >= 8
