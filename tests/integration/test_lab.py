@@ -177,7 +177,7 @@ def test_prometheus_scrapes_every_exporter_over_tls_and_probes_the_services(lab:
     probes = parse_probes(defaults["monitoring_server_service_probes"], "defaults")
     expected = scrape_targets(TOPOLOGY, server, probes, 9100)
     total = len(expected.node) + len(expected.blackbox) + 2  # and Prometheus and Alertmanager themselves
-    result = ansible_playbook("playbooks/monitoring-status.yml")
+    result = ansible_playbook("playbooks/monitoring_status.yml")
     assert result.returncode == 0, result.stdout[-3000:]
     assert f"targets: {total} of {total} healthy over TLS with auth" in result.stdout, result.stdout[-2000:]
     # The stand-ins answer the HIS, PACS web and DICOM probes, coturn the TURN TLS probe; its own allocation probe
@@ -203,7 +203,7 @@ def test_node_exporters_answer_only_the_monitoring_server(lab: str) -> None:
 
 
 def test_rtc_relay_again_changes_nothing(lab: str) -> None:
-    assert_changes_nothing("playbooks/rtc-relay.yml")
+    assert_changes_nothing("playbooks/rtc_relay.yml")
 
 
 # The hosts role backup makes clients of: managed PHI hosts but the backup server, each with the default set "data".
@@ -253,7 +253,7 @@ def test_backups_checks_and_restore_drills_run_from_their_timers(backups: dict[s
 
 def test_prometheus_shows_each_backup_and_drill(backups: dict[str, dict[str, float]]) -> None:
     for _ in range(6):  # the node exporters' textfiles reach Prometheus at its next scrape
-        result = ansible_playbook("playbooks/monitoring-status.yml")
+        result = ansible_playbook("playbooks/monitoring_status.yml")
         assert result.returncode == 0, result.stdout[-3000:]
         ages = re.search(r"backups \(newest\): (.*?)\"", result.stdout)
         drills = re.search(r"restore drills: (.*?)\"", result.stdout)

@@ -248,11 +248,11 @@ def test_hostile_hosts_over_ssh_are_bounded_redacted_and_escaped(tmp_path: Path,
     assert seconds < 120, f"a flooding host held the audit {seconds:.0f} s"
 
 
-# --- the Ansible transport: what `medinfra_evidence` registered goes through the same host_result
+# --- the Ansible transport: what `medinfra.hospital.evidence` registered goes through the same host_result
 
 
 def test_the_ansible_transport_redacts_escapes_and_bounds_what_hosts_registered() -> None:
-    from plugins.action.medinfra_findings import host_result, started_at
+    from ansible_collections.medinfra.hospital.plugins.action.findings import host_result, started_at
 
     failed = host_result("a", {"failed": True, "msg": f"MODULE FAILURE {PAINTED} {BECOME}\nmore"}, SECRETS)
     assert failed.status == "error"

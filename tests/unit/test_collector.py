@@ -312,7 +312,7 @@ def test_apt_clear_and_key_case_as_apt_applies_them(tmp_path):
 
 # --- medinfra_paths: the collector has no defaults of its own; both transports hand it the host's map
 
-EVIDENCE_MODULE = "medinfra_evidence"
+EVIDENCE_MODULE = "medinfra.hospital.evidence"
 
 
 def run_evidence_module(tmp_path: Path, args: dict[str, object]) -> dict[str, object]:

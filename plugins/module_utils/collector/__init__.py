@@ -2,7 +2,7 @@
 
 Runs ON the audited host with python3 and the standard library only, and changes nothing there.
 Two transports carry it, each handing it the host's `medinfra_paths` (paths.py): the Ansible module
-`medinfra_evidence` imports `collect()`, and `medinfra audit` pipes the package, bundled into one program
+`medinfra.hospital.evidence` imports `collect()`, and `medinfra audit` pipes the package, bundled into one program
 (`medinfra.collector.collector_program`), to `python3 -` over pyinfra.
 
 Conventions of the document (see compliance/README.md):

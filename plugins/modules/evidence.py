@@ -5,13 +5,14 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 ---
-module: medinfra_evidence
+module: evidence
 short_description: Collect evidence of a host's security state for the medinfra audit
 description:
   - Reads the running state (effective sshd config, sysctls, auditd, accounts without hashes, PAM,
     sudo, listening sockets, nftables, services, packages, file modes, mounts, AIDE, chrony,
     unattended-upgrades, TLS endpoints) and returns one evidence document.
   - Changes nothing on the host. The same collector runs under C(medinfra audit) over pyinfra.
+  - The controller side is M(medinfra.hospital.findings), which judges what every host returned.
 options:
   paths:
     description:
@@ -20,12 +21,16 @@ options:
       - Keys C(pki), C(state), C(backup_config), C(backup_state), each a plain absolute path.
       - When not given, the site default the inventory plugin publishes (C(pki=/etc/medinfra/pki), ...).
     type: dict
+attributes:
+  check_mode: {support: full, description: Reads only, so it runs the same under C(--check).}
+  diff_mode: {support: none, description: Changes nothing, so there is no diff.}
+  platform: {platforms: debian, description: Debian 12 hosts as the medinfra roles configure them.}
 author: medinfra
 """
 
 EXAMPLES = r"""
 - name: Collect evidence
-  medinfra_evidence:
+  medinfra.hospital.evidence:
     paths: "{{ medinfra_paths }}"
   register: medinfra_audit_result
 """
@@ -39,7 +44,7 @@ evidence:
 """
 
 from ansible.module_utils.basic import AnsibleModule  # noqa: E402 - after the documentation, as Ansible expects
-from ansible.module_utils.collector import HOST_PATHS, collect  # noqa: E402
+from ansible_collections.medinfra.hospital.plugins.module_utils.collector import HOST_PATHS, collect  # noqa: E402
 
 
 def main() -> None:
