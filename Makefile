@@ -24,7 +24,7 @@ demo: deps
 	[ -f $(DEMO_KEY).key ] || medinfra keys generate --out $(DEMO_KEY)
 	rc=0; ansible-playbook -i $(INVENTORY) $(LAB_VAULT) playbooks/site.yml || rc=$$?; \
 	  medinfra lab status -i $(INVENTORY) || rc=$$(( rc ? rc : 1 )); \
-	  ansible-playbook -i $(INVENTORY) $(LAB_VAULT) playbooks/monitoring-status.yml || rc=$$(( rc ? rc : 1 )); \
+	  ansible-playbook -i $(INVENTORY) $(LAB_VAULT) playbooks/monitoring_status.yml || rc=$$(( rc ? rc : 1 )); \
 	  medinfra segmentation verify -i $(INVENTORY) || rc=$$(( rc ? rc : 1 )); \
 	  audit=0; medinfra audit -i $(INVENTORY) -o reports --sign $(DEMO_KEY).key \
 	    $(if $(wildcard $(INVENTORY)/waivers.yml),--waivers $(INVENTORY)/waivers.yml) || audit=$$?; \
@@ -45,9 +45,11 @@ test-integration: deps
 
 lint: venv
 	ruff check src plugins tests benchmarks roles
+	# Module names from the directories: plugins/action/findings.py and its docs plugins/modules/findings.py differ.
 	mypy
 	yamllint --strict .
 	ansible-lint --offline playbooks roles
+	ansible-galaxy collection build --force --output-path .cache/dist
 
 deps: apt venv
 
@@ -55,12 +57,20 @@ deps: apt venv
 apt:
 	scripts/install-deps.sh
 
-venv: $(STAMPS)/venv
+# The checkout is the collection medinfra.hospital; ansible.cfg's collections_path finds it through this link.
+COLLECTION_LINK := .cache/collections/ansible_collections/medinfra/hospital
+
+venv: $(STAMPS)/venv $(COLLECTION_LINK)
+$(COLLECTION_LINK):
+	mkdir -p $(@D)
+	ln -sfn ../../../.. $@
 $(STAMPS)/venv: pyproject.toml
 	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@mkdir -p $(STAMPS) && touch $@
+# setup.py gives the package galaxy.yml's version: a new version means a new install.
+$(STAMPS)/venv: setup.py galaxy.yml
 
 ## The execution environment for AWX/AAP and ansible-navigator (execution-environment.yml), on a Debian base image
 ## built here with debootstrap; prints its tag. Cached by a digest of its inputs: seconds when nothing changed.

@@ -19,7 +19,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from medinfra.collector import collector_source
+from medinfra.collector import collector_program, default_paths
 from medinfra.lab.plan import container_name
 from medinfra.lab.podman import podman
 
@@ -64,7 +64,10 @@ def main() -> int:
     parser.add_argument("--baseline", default=BASELINE, help=f"git revision (default: {BASELINE})")
     args = parser.parse_args()
     container = container_name(args.lab, args.host)
-    programs = {f"baseline {args.baseline}": baseline_source(args.baseline), "this checkout": collector_source()}
+    programs = {
+        f"baseline {args.baseline}": baseline_source(args.baseline),
+        "this checkout": collector_program(default_paths()),
+    }
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in programs}
     for _ in range(args.runs):
         for name, program in programs.items():

@@ -14,7 +14,7 @@ from typing import Any
 from medinfra.audit.results import AuditRun, HostResult, findings_document
 from medinfra.compliance.catalog import load_catalog
 from medinfra.compliance.model import Catalog, Finding, Status, Waiver
-from medinfra.paths import CATALOG_DIR
+from medinfra.package_data import CATALOG_DIR
 
 ZONES = ("his", "pacs", "clinical", "dmz", "mgmt")
 STARTED = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)

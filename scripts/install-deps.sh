@@ -12,6 +12,8 @@ packages=(
   prometheus prometheus-alertmanager
   # The become tests run medinfra's collector command line under a real sudo (root's: it does not prompt).
   sudo
+  # The shell-completion tests source `medinfra completion bash|zsh` in both shells.
+  zsh
 )
 
 missing=()

@@ -6,10 +6,18 @@ from typing import Any
 
 import pytest
 import yaml
+from ansible.plugins.loader import init_plugin_loader
 
 ROOT = Path(__file__).resolve().parent.parent
 LAB_TOPOLOGY = ROOT / "inventories" / "lab" / "hospital.yml"
 TERTIARY_TOPOLOGY = ROOT / "inventories" / "example-tertiary" / "hospital.yml"
+# The checkout as the collection medinfra.hospital (ansible.cfg's collections_path); `make venv` makes the link.
+COLLECTIONS = ROOT / ".cache" / "collections"
+if not (COLLECTIONS / "ansible_collections" / "medinfra" / "hospital" / "galaxy.yml").is_file():
+    raise pytest.UsageError(f"{COLLECTIONS}/ansible_collections/medinfra/hospital: no link to the checkout; "
+                            "run `make venv`")
+# Tests import plugins as Ansible does, through its collection finder (ansible_collections.medinfra.hospital...).
+init_plugin_loader([str(COLLECTIONS)])
 
 
 @pytest.fixture(scope="session")

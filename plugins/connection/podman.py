@@ -1,10 +1,10 @@
 """Pipelined podman connection: one `podman exec -i` per module instead of four podman calls.
 
-Molecule's podman driver names the connection `podman`. With this directory on the connection plugin path (as
-molecule/base.yml sets it, and only there), that name finds this plugin instead of the collection's
-containers.podman.podman, which does not pipeline: for every task on every host it runs `podman mount`, then
-`podman exec` to make a temporary directory, to run the module and to remove the directory. podman's start-up,
-paid four times per task and host, was most of a Molecule scenario's CPU time on 2 cores.
+Molecule's podman driver names the connection `podman`; molecule/base.yml replaces that with
+`medinfra.hospital.podman`, this plugin, instead of the collection's containers.podman.podman, which does not
+pipeline: for every task on every host it runs `podman mount`, then `podman exec` to make a temporary directory,
+to run the module and to remove the directory. podman's start-up, paid four times per task and host, was most of
+a Molecule scenario's CPU time on 2 cores.
 """
 
 from __future__ import annotations
@@ -22,6 +22,10 @@ DOCUMENTATION = """
     short_description: Run tasks in an existing podman container, pipelined
     description:
       - containers.podman.podman with pipelining; the container is mounted only when a file is copied.
+      - Molecule's podman driver uses it through C(provisioner.connection_options) in C(molecule/base.yml).
+    author: medinfra
+    requirements:
+      - the containers.podman collection, whose connection this one extends
     options:
       remote_addr:
         description:

@@ -16,18 +16,39 @@ DOCUMENTATION = r"""
 name: hospital
 short_description: medinfra hospital topology (hospital.yml) as an inventory
 description:
-  - Reads C(hospital.yml), validates it against medinfra's JSON Schema and semantic checks, and
-    yields one group per zone (C(zone_<name>)), per service, per SLA class (C(sla_<name>)), plus
-    C(phi), C(legacy) and C(managed).
-  - Host variables carry C(ansible_host), the zone, services, SLA and the flows that concern the host.
-options: {}
+  - Reads a file named C(hospital.yml) (or C(hospital.yaml)), validates it against medinfra's JSON Schema and
+    semantic checks, and yields one group per zone (C(zone_<name>)), per service, per SLA class (C(sla_<name>)),
+    plus C(phi), C(legacy) and C(managed).
+  - Host variables carry C(ansible_host), the zone, services, SLA and the flows that concern the host; the group
+    C(all) carries C(medinfra_topology), the whole site as plain data.
+  - Enable it in C(ansible.cfg) with C(enable_plugins = medinfra.hospital.hospital, ...).
+requirements:
+  - the medinfra Python package on the controller
+options:
+  plugin:
+    description: The name of this plugin; optional, since the file is recognised by its name.
+    type: str
+    choices: [medinfra.hospital.hospital]
+"""
+
+EXAMPLES = r"""
+# inventories/<site>/hospital.yml
+plugin: medinfra.hospital.hospital
+site: {name: lab, title: Lab hospital}
+sla_classes:
+  24x7-critical: {rpo_minutes: 15, rto_minutes: 60, support_hours: 24x7}
+zones:
+  - {name: mgmt, cidr: 10.231.10.0/24, gateway: 10.231.10.254, trust: high, purpose: mgmt}
+hosts:
+  - {name: bastion-01, zone: mgmt, address: 10.231.10.10, services: [bastion], sla: 24x7-critical}
+flows: []
 """
 
 TOPOLOGY_FILE_NAMES = ("hospital.yml", "hospital.yaml")
 
 
 class InventoryModule(BaseInventoryPlugin):  # type: ignore[misc]
-    NAME = "hospital"
+    NAME = "medinfra.hospital.hospital"
 
     def verify_file(self, path: str) -> bool:
         return Path(path).name in TOPOLOGY_FILE_NAMES and super().verify_file(path)

@@ -1,3 +1,6 @@
 """medinfra: infrastructure-as-code and compliance toolkit for hospital Linux servers."""
 
-__version__ = "0.1.0"
+from importlib.metadata import version
+
+# The installed distribution's version, which setup.py takes from galaxy.yml (the version's one home).
+__version__ = version("medinfra")

@@ -13,15 +13,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from medinfra import __version__
-from medinfra.paths import CATALOG_DIR
+from medinfra.completion import SHELLS, script
+from medinfra.exits import AUDIT_EXITS, EXIT_FAILURES, EXIT_UNREACHABLE, EXIT_USAGE
+from medinfra.package_data import CATALOG_DIR
 from medinfra.problems import PrerequisiteError, Problem, UserInputError
-from medinfra.safe_text import one_line
+from medinfra.safe_text import cleaned, one_line
+from medinfra.terminal import COLOR_CHOICES, Palette, palette
 
 if TYPE_CHECKING:
     from medinfra.report.publish import Published
 
 DEFAULT_INVENTORY = Path("inventories/lab")
-EXIT_USER_ERROR = 2
+FORMATS = ("text", "json")
+VAULT_HELP = "file holding the Ansible vault password, for inventories with vaulted variables"
+# The JSON documents `history` and `diff` print (the audit's is results.SUMMARY_FORMAT).
+HISTORY_FORMAT, DIFF_FORMAT = "medinfra-history/1", "medinfra-diff/1"
 # The longest wait a timeout option accepts: a host or a probe slower than an hour is a host to look at.
 MAX_SECONDS = 3600
 
@@ -57,6 +63,15 @@ def say(message: str) -> None:
     print(message, flush=True)
 
 
+def print_json(value: object) -> None:
+    """One JSON document on stdout, its texts cleaned as the text forms' are (safe_text), never coloured."""
+    print(json.dumps(cleaned(value), ensure_ascii=False, indent=2))
+
+
+def colours(args: argparse.Namespace) -> Palette:
+    return palette(args.color, sys.stdout)
+
+
 def cmd_topology_validate(args: argparse.Namespace) -> int:
     from medinfra.topology.load import load_topology
 
@@ -74,7 +89,7 @@ def cmd_topology_validate(args: argparse.Namespace) -> int:
             f"{one_line(topology.source)}: valid: site {topology.site.name!r}, {len(topology.zones)} zones, "
             f"{len(topology.hosts)} hosts, {len(topology.flows)} flows"
         )
-    return EXIT_USER_ERROR if failed else 0
+    return EXIT_USAGE if failed else 0
 
 
 def cmd_lab_up(args: argparse.Namespace) -> int:
@@ -130,9 +145,15 @@ def cmd_roles_doc(args: argparse.Namespace) -> int:
     from medinfra.roledoc import render_readme
     from medinfra.safe_output import write_file
 
-    if not args.roles_dir.is_dir():
-        raise UserInputError([Problem(one_line(str(args.roles_dir)), (), "is not a directory of roles")])
-    for role in sorted(p for p in args.roles_dir.iterdir() if (p / "meta" / "argument_specs.yml").exists()):
+    if args.roles_dir is None:
+        from medinfra.collection import collection_directory
+
+        roles_dir = collection_directory() / "roles"
+    else:
+        roles_dir = args.roles_dir
+    if not roles_dir.is_dir():
+        raise UserInputError([Problem(one_line(str(roles_dir)), (), "is not a directory of roles")])
+    for role in sorted(p for p in roles_dir.iterdir() if (p / "meta" / "argument_specs.yml").exists()):
         readme = role / "README.md"
         try:
             text = render_readme(role)
@@ -148,7 +169,8 @@ def chosen_history(args: argparse.Namespace) -> str:
     """The history location given or the default; refused (exit 2, password redacted) if it cannot be one."""
     from medinfra.history.store import default_history_location, parse_location
 
-    location: str = args.history or default_history_location()
+    # An empty --history is refused (parse_location), not taken for the default: `--history "$UNSET"` is a mistake.
+    location: str = default_history_location() if args.history is None else args.history
     parse_location(location)
     return location
 
@@ -161,9 +183,6 @@ def history_location(args: argparse.Namespace) -> str | None:
 def print_published(published: Published) -> None:
     if published.history.run is not None:
         print(f"history: run #{published.history.run.id} recorded")
-    if published.history_error is not None:
-        print(f"medinfra: history: this run was NOT recorded ({published.history_error}); the reports below are "
-              "complete", file=sys.stderr)
     if published.history.changes is not None and published.history.previous is not None:
         changes = published.history.changes
         print(f"since run #{published.history.previous.id}: {len(changes.new_failures)} new failure(s), "
@@ -177,12 +196,33 @@ def print_published(published: Published) -> None:
         print(f"  {published.manifest} (signed; check with: medinfra verify {published.directory} --pubkey KEY.pub)")
 
 
+def published_record(published: Published, history: str | None) -> dict[str, object]:
+    """Where an audit left its reports and how its history went, for the JSON summary."""
+    from medinfra.history.diff import diff_record, run_record
+    from medinfra.history.store import redact
+
+    context = published.history
+    return {
+        "reports": {
+            "directory": str(published.directory),
+            "files": [str(path) for path in published.files],
+            "manifest": None if published.manifest is None else str(published.manifest),
+        },
+        "history": {
+            "location": None if history is None else redact(history),
+            "recorded": None if context.run is None else run_record(context.run),
+            "error": published.history_error,
+            "previous": None if context.previous is None else run_record(context.previous),
+            "changes": None if context.changes is None else diff_record(context.changes),
+        },
+    }
+
+
 def cmd_audit(args: argparse.Namespace) -> int:
     # First: pyinfra's transport patches the standard library for gevent before sockets exist.
-    from medinfra.audit.pyinfra_transport import collect_all, quiet_hub
-    from medinfra.audit.results import AuditRun, HostResult, exit_code, judge, summary_text
+    from medinfra.audit.pyinfra_transport import collect_evidence, quiet_hub
+    from medinfra.audit.results import AuditRun, HostResult, exit_code, judge, summary_record, summary_text
     from medinfra.audit.targets import load_targets
-    from medinfra.collector import collector_source
     from medinfra.compliance.catalog import load_catalog, load_waivers
     from medinfra.report.publish import check_output_directory, publish
     from medinfra.signing import load_private_key
@@ -205,16 +245,23 @@ def cmd_audit(args: argparse.Namespace) -> int:
             line = f"[{done:>{len(str(total))}}/{total}] {result.host} {result.status} ({result.seconds:.1f} s){note}"
             print(one_line(line), file=sys.stderr, flush=True)
 
-    results = collect_all(targets, collector_source(), connect_timeout=args.timeout, parallel=args.forks,
-                          progress=progress)
+    results = collect_evidence(targets, connect_timeout=args.timeout, parallel=args.forks, progress=progress)
     views = {target.name: target.inventory for target in targets}
     findings = judge(results, views, catalog, waivers, datetime.now(UTC))
     run = AuditRun("pyinfra", str(args.inventory), started, results, findings, catalog, waivers,
                    time.monotonic() - clock, views=views)
     published = publish(run, args.out, history, args.sign)
-    print(summary_text(run))
-    print_published(published)
-    return exit_code(run, recorded=published.history_error is None)
+    code = exit_code(run, recorded=published.history_error is None)
+    if published.history_error is not None:
+        print(f"medinfra: history: this run was NOT recorded ({published.history_error}); the reports are complete",
+              file=sys.stderr)
+    if args.format == "json":
+        print_json({**summary_record(run), "exit": {"code": code, "meaning": AUDIT_EXITS[code]},
+                    **published_record(published, history)})
+    else:
+        print(summary_text(run, colours(args)))
+        print_published(published)
+    return code
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -253,9 +300,8 @@ def cmd_turn_credentials(args: argparse.Namespace) -> int:
 
 def cmd_segmentation_verify(args: argparse.Namespace) -> int:
     from medinfra.audit.pyinfra_transport import collect_all, quiet_hub
-    from medinfra.audit.results import EXIT_FAILURES, EXIT_UNREACHABLE
     from medinfra.audit.targets import load_targets
-    from medinfra.paths import REACHABILITY_PATH
+    from medinfra.package_data import hostside_source
     from medinfra.safe_output import OutputDirectory
     from medinfra.segmentation.verify import Observation, host_observations, matrix_text, plan, probe_script, summary
     from medinfra.topology.load import load_topology
@@ -267,7 +313,7 @@ def cmd_segmentation_verify(args: argparse.Namespace) -> int:
             directory.probe()
     with quiet_hub():
         targets = [t for t in load_targets(args.inventory, None, args.vault_password_file) if t.name in probes]
-    source = REACHABILITY_PATH.read_text(encoding="utf-8")
+    source = hostside_source("reachability.py")
     scripts = {
         name: probe_script(source, name, items, args.timeout, not args.no_record) for name, items in probes.items()
     }
@@ -283,16 +329,22 @@ def cmd_segmentation_verify(args: argparse.Namespace) -> int:
         except ValueError as exc:
             unprobed.append((result.host, str(exc)))
     counts = summary(found)
+    paint = colours(args)
     print(f"segmentation of {topology.site.name}: {len(found)} connection attempts from {len(results)} hosts "
           f"in {time.monotonic() - clock:.1f} s")
     print(matrix_text(topology, found))
     for label, verdict in (("UNEXPECTED", "unexpected"), ("unconfirmed (UDP, no answer)", "unconfirmed")):
         for item in (o for o in found if o.verdict == verdict):
-            print(f"{label}: {item.label()}")
+            print(f"{paint.status(label, verdict)}: {item.label()}")
     for host, reason in unprobed:
-        print(f"NOT PROBED: {host}: {reason}")
-    print(f"{counts['ok']} as intended, {counts['unexpected']} unexpected, {counts['unconfirmed']} unconfirmed"
-          + ("" if args.no_record else "; recorded on each host for the audit (/var/lib/medinfra/segmentation.json)"))
+        print(f"{paint.status('NOT PROBED')}: {one_line(host)}: {one_line(reason)}")
+    tally = ", ".join(
+        paint.count(f"{counts[key]} {label}", status, counts[key])
+        for key, label, status in (("ok", "as intended", "pass"), ("unexpected", "unexpected", "fail"),
+                                   ("unconfirmed", "unconfirmed", "error"))
+    )
+    recorded = "" if args.no_record else "; recorded on each host for the audit (/var/lib/medinfra/segmentation.json)"
+    print(tally + recorded)
     if args.json is not None:
         with OutputDirectory.open(args.json.parent) as directory:
             directory.write_text(args.json.name, json.dumps([vars(o) for o in found], indent=1) + "\n")
@@ -333,72 +385,111 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def note(args: argparse.Namespace, message: str) -> None:
+    """A remark beside the result: on stdout for text, on stderr when stdout is a JSON document."""
+    print(message, file=sys.stderr if args.format == "json" else sys.stdout)
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     from medinfra.history import open_history
-    from medinfra.history.diff import runs_table
+    from medinfra.history.diff import run_record, runs_table
 
     with open_history(chosen_history(args), read_only=True) as store:
         runs = store.runs(args.site, args.limit)
+    if args.format == "json":
+        print_json({"format": HISTORY_FORMAT, "location": store.location, "runs": [run_record(r) for r in runs]})
+    elif runs:
+        print(runs_table(runs, colours(args)))
     if not runs:
-        print(f"no runs recorded in {store.location}" + (f" for site {args.site}" if args.site else ""))
-        return 0
-    print(runs_table(runs))
+        note(args, f"no runs recorded in {one_line(store.location)}" + (f" for site {one_line(args.site)}"
+                                                                        if args.site else ""))
     return 0
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     from medinfra.history import RunInfo, diff_runs, diff_text, open_history
-    from medinfra.history.diff import run_label
+    from medinfra.history.diff import diff_record, run_label, run_record
 
+    newer: RunInfo | None = None
+    older: RunInfo | None = None
     with open_history(chosen_history(args), read_only=True) as store:
         if args.run_a is None:
             latest = store.runs(limit=1)
-            if not latest:
-                print(f"no runs recorded in {store.location}")
-                return 0
-            newer = latest[0]
+            newer = latest[0] if latest else None
         else:
             newer = store.get(args.run_a if args.run_b is None else args.run_b)
-        older: RunInfo | None = store.previous(newer.id) if args.run_b is None else store.get(args.run_a)
-        if older is None:
-            print(f"{run_label(newer)} is the first recorded run of its site: nothing to compare it with")
-            return 0
-        a, b = store.document(older.id), store.document(newer.id)
-    print(f"{run_label(older)} → {run_label(newer)}")
-    print(diff_text(diff_runs(a, b), b.get("controls", {})))
+        if newer is not None:
+            older = store.previous(newer.id) if args.run_b is None else store.get(args.run_a)
+        documents = None if newer is None or older is None else (store.document(older.id), store.document(newer.id))
+    diff = None if documents is None else diff_runs(*documents)
+    if args.format == "json":
+        print_json({
+            "format": DIFF_FORMAT,
+            "location": store.location,
+            "older": None if older is None else run_record(older),
+            "newer": None if newer is None else run_record(newer),
+            "changes": None if diff is None else diff_record(diff),
+        })
+    if newer is None:
+        note(args, f"no runs recorded in {one_line(store.location)}")
+    elif older is None or documents is None or diff is None:
+        note(args, f"{run_label(newer)} is the first recorded run of its site: nothing to compare it with")
+    elif args.format == "text":
+        print(f"{run_label(older)} → {run_label(newer)}")
+        print(diff_text(diff, documents[1].get("controls", {}), colours(args)))
+    return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    print(script(build_parser(), args.shell), end="")
     return 0
 
 
 def add_history_options(parser: argparse.ArgumentParser, can_skip: bool = True) -> None:
     parser.add_argument("--history", metavar="PATH_OR_URL",
                         help="where runs are recorded: a SQLite file, or a postgresql:// URL (default: "
-                             "$MEDINFRA_HISTORY, else ${XDG_DATA_HOME:-~/.local/share}/medinfra/history.sqlite)")
+                             "$MEDINFRA_HISTORY, else ${XDG_DATA_HOME:-~/.local/share}/medinfra/history.sqlite; "
+                             "'none' is refused, not taken for a file name)")
     if can_skip:
         parser.add_argument("--no-history", action="store_true", help="do not use the history store")
+
+
+def add_output_options(parser: argparse.ArgumentParser, formats: bool = True) -> None:
+    """--format (text or one JSON document on stdout) and --color, for commands that print results."""
+    if formats:
+        parser.add_argument("--format", choices=FORMATS, default="text",
+                            help="text for people, or one JSON document on stdout for scripts (default: text)")
+    parser.add_argument("--color", choices=COLOR_CHOICES, default="auto",
+                        help="colour PASS, FAIL, ERROR in the text: auto (a terminal and NO_COLOR unset), always or "
+                             "never (default: auto; JSON is never coloured)")
+
+
+def subcommands(parser: argparse.ArgumentParser, dest: str) -> argparse._SubParsersAction[argparse.ArgumentParser]:
+    return parser.add_subparsers(dest=dest, required=True, metavar="COMMAND", help="(COMMAND -h for its help)")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medinfra", description="Hospital infrastructure as code and compliance.")
     parser.add_argument("--version", action="version", version=f"medinfra {__version__}")
-    commands = parser.add_subparsers(dest="command", required=True)
+    commands = subcommands(parser, "command")
 
     topology = commands.add_parser("topology", help="work with hospital.yml topologies")
-    topology_commands = topology.add_subparsers(dest="topology_command", required=True)
+    topology_commands = subcommands(topology, "topology_command")
     validate = topology_commands.add_parser("validate", help="check topologies; exit 2 on any problem")
     validate.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="hospital.yml or its inventory directory")
     validate.set_defaults(handler=cmd_topology_validate)
 
     roles = commands.add_parser("roles", help="role tooling")
-    roles_commands = roles.add_subparsers(dest="roles_command", required=True)
+    roles_commands = subcommands(roles, "roles_command")
     doc = roles_commands.add_parser("doc", help="regenerate each role README's variable table from argument_specs")
-    doc.add_argument("--roles-dir", type=Path, default=Path("roles"))
+    doc.add_argument("--roles-dir", type=Path, metavar="DIR",
+                     help="the roles to document (default: the roles of the installed collection medinfra.hospital)")
     doc.set_defaults(handler=cmd_roles_doc)
 
     audit = commands.add_parser(
         "audit",
         help="collect evidence from every host over SSH (pyinfra) and judge it against the control catalog",
-        description="Exit 0: all pass or waived; 1: failures or errors; 2: bad input; 3: some hosts not audited, "
-        "or the run could not be recorded in the history (the reports are written all the same).",
+        description="Exit " + "; ".join(f"{code}: {meaning}" for code, meaning in AUDIT_EXITS.items()) + ".",
     )
     audit.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
                        help="Ansible inventory (directory or file), read as ansible-playbook would")
@@ -407,17 +498,18 @@ def build_parser() -> argparse.ArgumentParser:
                        help="directory for findings.json, evidence/ and every report format (default: reports)")
     audit.add_argument("--waivers", type=Path, help="YAML file of accepted exceptions (compliance/schemas/waivers)")
     audit.add_argument("--catalog", type=Path, default=CATALOG_DIR, help="catalog root with controls/ and frameworks/")
-    audit.add_argument("--vault-password-file", type=Path, help="for inventories with vaulted connection variables")
+    audit.add_argument("--vault-password-file", type=Path, help=VAULT_HELP)
     audit.add_argument("--timeout", type=seconds, default=10, help="SSH connect timeout per host, seconds (default 10)")
     audit.add_argument("--forks", type=count, default=100, help="hosts audited at once (default 100)")
     audit.add_argument("-q", "--quiet", action="store_true", help="no per-host progress on stderr")
     audit.add_argument("--sign", type=Path, metavar="KEY",
                        help="Ed25519 private key: write MANIFEST.sha256 and its signature over every output file")
     add_history_options(audit)
+    add_output_options(audit)
     audit.set_defaults(handler=cmd_audit)
 
     segmentation = commands.add_parser("segmentation", help="network segmentation tooling")
-    segmentation_commands = segmentation.add_subparsers(dest="segmentation_command", required=True)
+    segmentation_commands = subcommands(segmentation, "segmentation_command")
     verify_segmentation = segmentation_commands.add_parser(
         "verify",
         help="try every declared flow and a sample of undeclared ports between zones, from the hosts themselves",
@@ -429,11 +521,12 @@ def build_parser() -> argparse.ArgumentParser:
     verify_segmentation.add_argument("--no-record", action="store_true",
                                      help="do not write the verdict on the hosts (the audit reads it from there)")
     verify_segmentation.add_argument("--json", type=Path, metavar="FILE", help="also write every attempt as JSON")
-    verify_segmentation.add_argument("--vault-password-file", type=Path)
+    verify_segmentation.add_argument("--vault-password-file", type=Path, help=VAULT_HELP)
+    add_output_options(verify_segmentation, formats=False)
     verify_segmentation.set_defaults(handler=cmd_segmentation_verify)
 
     turn = commands.add_parser("turn", help="TURN relay tooling")
-    turn_commands = turn.add_subparsers(dest="turn_command", required=True)
+    turn_commands = subcommands(turn, "turn_command")
     credentials = turn_commands.add_parser(
         "credentials",
         help="mint time-limited TURN REST credentials for the telemedicine application (RTCIceServer JSON)",
@@ -445,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
     credentials.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
                              help="inventory directory holding hospital.yml")
     credentials.add_argument("--relay", help="one relay host (default: every host with the turn_relay service)")
-    credentials.add_argument("--vault-password-file", type=Path)
+    credentials.add_argument("--vault-password-file", type=Path, help=VAULT_HELP)
     credentials.set_defaults(handler=cmd_turn_credentials)
 
     report = commands.add_parser(
@@ -462,7 +555,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.set_defaults(handler=cmd_report)
 
     keys = commands.add_parser("keys", help="Ed25519 keys for signing audit results")
-    keys_commands = keys.add_subparsers(dest="keys_command", required=True)
+    keys_commands = subcommands(keys, "keys_command")
     generate = keys_commands.add_parser("generate", help="write PREFIX.key (private, 0600) and PREFIX.pub")
     generate.add_argument("--out", required=True, metavar="PREFIX", help="e.g. keys/audit")
     generate.set_defaults(handler=cmd_keys_generate)
@@ -480,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_history_options(history, can_skip=False)
     history.add_argument("--site", help="only this site's runs")
     history.add_argument("--limit", type=count, default=20, metavar="N", help="at most N runs (default 20)")
+    add_output_options(history)
     history.set_defaults(handler=cmd_history)
     diff = commands.add_parser(
         "diff",
@@ -487,13 +581,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="With no run ids: the latest run against the run before it of the same site; with one: that run "
         "against the run before it; with two: RUN_A (older) against RUN_B (newer).",
     )
-    diff.add_argument("run_a", nargs="?", type=count, metavar="RUN_A")
-    diff.add_argument("run_b", nargs="?", type=count, metavar="RUN_B")
+    diff.add_argument("run_a", nargs="?", type=count, metavar="RUN_A", help="a run id (see medinfra history)")
+    diff.add_argument("run_b", nargs="?", type=count, metavar="RUN_B", help="a later run id to compare RUN_A with")
     add_history_options(diff, can_skip=False)
+    add_output_options(diff)
     diff.set_defaults(handler=cmd_diff)
 
     lab = commands.add_parser("lab", help="the podman lab hospital")
-    lab_commands = lab.add_subparsers(dest="lab_command", required=True)
+    lab_commands = subcommands(lab, "lab_command")
     image = lab_commands.add_parser("image", help="build the lab image if needed and print its tag")
     image.add_argument(
         "--ee-base", action="store_true", help="the base image of the execution environment (`make ee`) instead"
@@ -514,9 +609,18 @@ def build_parser() -> argparse.ArgumentParser:
             help="inventory directory holding hospital.yml (default: inventories/lab)",
         )
         if name == "ssh":
-            sub.add_argument("host")
-            sub.add_argument("command", nargs=argparse.REMAINDER)
+            sub.add_argument("host", help="the lab host's name in hospital.yml")
+            sub.add_argument("command", nargs=argparse.REMAINDER, help="a command to run there (default: a shell)")
         sub.set_defaults(handler=handler)
+
+    completion = commands.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description="bash: eval \"$(medinfra completion bash)\" in ~/.bashrc; "
+        "zsh: source <(medinfra completion zsh) in ~/.zshrc.",
+    )
+    completion.add_argument("shell", choices=SHELLS, help="the shell to complete in")
+    completion.set_defaults(handler=cmd_completion)
     return parser
 
 
@@ -529,7 +633,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserInputError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
-        return EXIT_USER_ERROR
+        return EXIT_USAGE
     except (PrerequisiteError, LabError) as exc:
         print(f"medinfra: {exc}", file=sys.stderr)
         return 1

@@ -1,30 +1,31 @@
 """The evidence collector as the controller sees it: one program (sent to hosts) and its code (reused).
 
-The collector is a package in plugins/module_utils, one module per area, so that Ansible modules import
-it (AnsiballZ bundles the package). pyinfra pipes one file to `python3 -`, so the controller bundles the
-modules into one program here: in dependency order, without the package's own imports, ending with a call
-of `main()`. The controller loads that same program, so Debian version ordering and the evidence constants
-exist in one place only.
+The collector is a package in plugins/module_utils (installed with medinfra as `medinfra.hostside.collector`),
+one module per area, so that Ansible modules import it (AnsiballZ bundles the package). pyinfra pipes one file
+to `python3 -`, so the controller bundles the modules into one program here: in dependency order, without the
+package's own imports; `collector_program` ends it with a call of `main()` given the host's paths. The
+controller loads that same program, so Debian version ordering, the evidence constants and the default host
+paths exist in one place only.
 """
 
 from __future__ import annotations
 
 import ast
+import json
 import re
+from collections.abc import Mapping
 from functools import cache
-from pathlib import Path
 from types import ModuleType
 
-from medinfra.paths import COLLECTOR_PACKAGE
+from medinfra.package_data import collector_sources
 
 RELATIVE_IMPORT = re.compile(r"^from \.(\w+) import (\([^)]*\)|[^\n]*)\n", re.M)
 FUTURE_IMPORT = "from __future__ import annotations\n"
 
 
-def package_modules(package: Path = COLLECTOR_PACKAGE) -> dict[str, str]:
+def package_modules() -> dict[str, str]:
     """Every module of the package but `__init__`, by name."""
-    paths = sorted(package.glob("*.py"))
-    return {path.stem: path.read_text(encoding="utf-8") for path in paths if path.stem != "__init__"}
+    return {name: text for name, text in sorted(collector_sources().items()) if name != "__init__"}
 
 
 def dependency_order(modules: dict[str, str]) -> list[str]:
@@ -40,12 +41,11 @@ def dependency_order(modules: dict[str, str]) -> list[str]:
 
 
 def bundle(modules: dict[str, str]) -> str:
-    """One standard-library program from the package's modules, each under a comment naming it."""
+    """One standard-library program from the package's modules, each under a comment naming it (definitions only)."""
     parts = [FUTURE_IMPORT]
     for name in dependency_order(modules):
         text = RELATIVE_IMPORT.sub("", modules[name]).replace(FUTURE_IMPORT, "")
         parts.append(f"\n# ---------------------------------------------------------------- {name}\n{text}")
-    parts.append('\n\nif __name__ == "__main__":\n    main()\n')
     return "".join(parts)
 
 
@@ -54,6 +54,21 @@ def collector_source() -> str:
     source = bundle(package_modules())
     ast.parse(source)  # a bundling mistake fails here, on the controller, not on a hundred hosts
     return source
+
+
+def collector_program(paths: Mapping[str, str]) -> str:
+    """The program a host runs: the collector, then `main` called with the host's `medinfra_paths`.
+
+    The map travels inside the program text (stdin), never on a command line, as the Python literal of its JSON
+    text: no value can be read as code. The collector checks the map before it reads anything.
+    """
+    text = json.dumps({str(key): str(value) for key, value in paths.items()}, sort_keys=True)
+    return f"{collector_source()}\n\nmain(json.loads({text!r}))\n"
+
+
+def default_paths() -> dict[str, str]:
+    """The site default of `medinfra_paths` (the collector package's HOST_PATHS)."""
+    return dict(collector_module().HOST_PATHS)
 
 
 @cache

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from medinfra.collector import default_paths
 from medinfra.segmentation.rules import Allow, forward_rules
 from medinfra.topology.groups import LEGACY_GROUP, MANAGED_GROUP, PHI_GROUP, SLA_PREFIX, ZONE_PREFIX, group_name
-from medinfra.topology.model import Flow, Host, Topology
+from medinfra.topology.model import Host, Topology
 
 
 @dataclass(frozen=True)
@@ -17,16 +18,6 @@ class InventoryData:
     all_vars: dict[str, Any]
 
 
-def flow_dict(flow: Flow) -> dict[str, Any]:
-    return {
-        "from": flow.source,
-        "to": flow.destination,
-        "proto": flow.proto,
-        "ports": [str(p) for p in flow.ports],
-        "purpose": flow.purpose,
-    }
-
-
 def allow_dict(rule: Allow) -> dict[str, Any]:
     return {
         "sources": [str(net) for net in rule.sources],
@@ -34,46 +25,6 @@ def allow_dict(rule: Allow) -> dict[str, Any]:
         "proto": rule.proto,
         "ports": [str(p) for p in rule.ports],
         "purpose": rule.comment,
-    }
-
-
-def topology_dict(topology: Topology) -> dict[str, Any]:
-    """The whole site as plain data, for roles that need the full picture (firewall matrix, scrapes)."""
-    return {
-        "site": {
-            "name": topology.site.name,
-            "title": topology.site.title,
-            "domain": topology.site.domain,
-            "timezone": topology.site.timezone,
-            "time_servers": list(topology.site.time_servers),
-        },
-        "sla_classes": {
-            s.name: {"rpo_minutes": s.rpo_minutes, "rto_minutes": s.rto_minutes, "support_hours": s.support_hours}
-            for s in topology.sla_classes.values()
-        },
-        "zones": [
-            {
-                "name": z.name,
-                "cidr": str(z.network),
-                "gateway": str(z.gateway) if z.gateway else None,
-                "trust": z.trust,
-                "purpose": z.purpose,
-            }
-            for z in topology.zones
-        ],
-        "hosts": [
-            {
-                "name": h.name,
-                "zone": h.zone,
-                "address": str(h.address),
-                "services": list(h.services),
-                "sla": h.sla,
-                "data_classification": h.data_classification,
-                "legacy": h.legacy,
-            }
-            for h in topology.hosts
-        ],
-        "flows": [flow_dict(f) for f in topology.flows],
     }
 
 
@@ -93,8 +44,8 @@ def host_vars(topology: Topology, host: Host) -> dict[str, Any]:
         "medinfra_data_classification": host.data_classification,
         "medinfra_data_paths": list(host.data_paths),
         "medinfra_legacy": host.legacy,
-        "medinfra_flows_in": [flow_dict(f) for f in topology.flows_to(host)],
-        "medinfra_flows_out": [flow_dict(f) for f in topology.flows_from(host)],
+        "medinfra_flows_in": [f.to_dict() for f in topology.flows_to(host)],
+        "medinfra_flows_out": [f.to_dict() for f in topology.flows_from(host)],
         # What a zone firewall must route (and nothing else), the reference its audit probes the live ruleset with.
         "medinfra_forwarded_flows": [allow_dict(rule) for rule in forward_rules(topology)]
         if "zone_firewall" in host.services
@@ -118,7 +69,9 @@ def build_inventory(topology: Topology) -> InventoryData:
         host_vars={host.name: host_vars(topology, host) for host in topology.hosts},
         all_vars={
             "medinfra_site": topology.site.name,
-            "medinfra_topology": topology_dict(topology),
+            "medinfra_topology": topology.to_dict(),
+            # On `all`, where a site's group_vars (and host_vars) override it: inventory group variables rank lowest.
+            "medinfra_paths": default_paths(),
             # The zones alone, small enough for every host's audit view (the firewall probes come from them).
             "medinfra_zones": [{"name": z.name, "cidr": str(z.network), "purpose": z.purpose} for z in topology.zones],
         },

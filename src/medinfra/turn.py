@@ -6,17 +6,15 @@ read from the vault the way a playbook would, so the telemedicine application ne
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import re
-import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from medinfra.paths import TURN_CLIENT_PATH
+from medinfra.package_data import HOSTSIDE_PACKAGE
 from medinfra.problems import Problem, UserInputError
 
 RELAY_GROUP = "turn_relay"
@@ -30,15 +28,9 @@ SECRET_CHARACTERS = re.compile(r"[A-Za-z0-9+/=_-]+")
 PORT = re.compile(r"[0-9]{1,5}")
 
 
-@cache
 def turn_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("medinfra_turn", TURN_CLIENT_PATH)
-    if spec is None or spec.loader is None:
-        raise ImportError(f"cannot load the TURN client from {TURN_CLIENT_PATH}")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is being made
-    spec.loader.exec_module(module)
-    return module
+    """The TURN client the relay's probe runs (plugins/module_utils/turn.py, standard library only)."""
+    return importlib.import_module(f"{HOSTSIDE_PACKAGE}.turn")
 
 
 def ice_server(secret: str, address: str, ports: dict[str, int], ttl: int, user: str, now: float) -> dict[str, Any]:

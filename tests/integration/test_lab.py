@@ -23,13 +23,14 @@ from medinfra.compliance.catalog import load_catalog
 from medinfra.lab.plan import LABEL
 from medinfra.lab.podman import podman, podman_json
 from medinfra.monitoring.targets import parse_probes, scrape_targets
-from medinfra.paths import TURN_CLIENT_PATH
+from medinfra.package_data import hostside_source
 from medinfra.toolenv import run_tool
 from medinfra.topology import load_topology
 from medinfra.turn import turn_module
 from tests.browser import render
 from tests.conftest import LAB_TOPOLOGY, ROOT
 from tests.integration.mutations import ADDED, MUTATIONS, RELOAD_FIREWALL, SAVED
+from tests.integration.packaging import Installed, installed  # noqa: F401 (a session fixture, shared)
 from tests.oscal_schema import oscal_validator
 from tests.unit.compliance.test_evidence_schema import schema_errors
 
@@ -176,7 +177,7 @@ def test_prometheus_scrapes_every_exporter_over_tls_and_probes_the_services(lab:
     probes = parse_probes(defaults["monitoring_server_service_probes"], "defaults")
     expected = scrape_targets(TOPOLOGY, server, probes, 9100)
     total = len(expected.node) + len(expected.blackbox) + 2  # and Prometheus and Alertmanager themselves
-    result = ansible_playbook("playbooks/monitoring-status.yml")
+    result = ansible_playbook("playbooks/monitoring_status.yml")
     assert result.returncode == 0, result.stdout[-3000:]
     assert f"targets: {total} of {total} healthy over TLS with auth" in result.stdout, result.stdout[-2000:]
     # The stand-ins answer the HIS, PACS web and DICOM probes, coturn the TURN TLS probe; its own allocation probe
@@ -202,7 +203,7 @@ def test_node_exporters_answer_only_the_monitoring_server(lab: str) -> None:
 
 
 def test_rtc_relay_again_changes_nothing(lab: str) -> None:
-    assert_changes_nothing("playbooks/rtc-relay.yml")
+    assert_changes_nothing("playbooks/rtc_relay.yml")
 
 
 # The hosts role backup makes clients of: managed PHI hosts but the backup server, each with the default set "data".
@@ -252,7 +253,7 @@ def test_backups_checks_and_restore_drills_run_from_their_timers(backups: dict[s
 
 def test_prometheus_shows_each_backup_and_drill(backups: dict[str, dict[str, float]]) -> None:
     for _ in range(6):  # the node exporters' textfiles reach Prometheus at its next scrape
-        result = ansible_playbook("playbooks/monitoring-status.yml")
+        result = ansible_playbook("playbooks/monitoring_status.yml")
         assert result.returncode == 0, result.stdout[-3000:]
         ages = re.search(r"backups \(newest\): (.*?)\"", result.stdout)
         drills = re.search(r"restore drills: (.*?)\"", result.stdout)
@@ -296,7 +297,7 @@ def turn_from(client: str, username: str, password: str, **request: Any) -> dict
                "server_name": relay, "username": username, "password": password, **request}
     result = subprocess.run(
         ["ssh", "-F", str(SSH_CONFIG), client, "python3", "-c", shlex.quote(TURN_CLIENT)],
-        input=json.dumps({"module": TURN_CLIENT_PATH.read_text(encoding="utf-8"), "request": request}),
+        input=json.dumps({"module": hostside_source("turn.py"), "request": request}),
         capture_output=True, text=True, check=False, timeout=60,
     )
     assert result.returncode == 0, result.stderr
@@ -523,6 +524,33 @@ def test_navigator_audit_in_the_execution_environment_finds_what_the_cli_found(
     assert result.returncode == 0, result.stdout[-3000:]
     assert statuses(document) == statuses(audits["pyinfra"].document)
     assert {h["name"]: h["status"] for h in document["hosts"]} == {h.name: "audited" for h in TOPOLOGY.hosts}
+
+
+def test_installed_medinfra_audits_the_lab_as_the_checkout_does(
+    audits: dict[str, AuditOutput], installed: Installed, tmp_path: Path  # noqa: F811
+) -> None:
+    """The wheel's medinfra, run outside the checkout with no ansible.cfg: the packaged catalog and collector, the
+    inventory read by Ansible's `auto` plugin through the installed collection; the same findings."""
+    result = installed.run("medinfra", "audit", "-i", str(INVENTORY), "-o", str(tmp_path), "-q", "--no-history")
+    assert result.returncode == audits["pyinfra"].code, result.stdout[-3000:] + result.stderr[-3000:]
+    document = json.loads((tmp_path / "findings.json").read_text(encoding="utf-8"))
+    assert {h["name"]: h["status"] for h in document["hosts"]} == {h.name: "audited" for h in TOPOLOGY.hosts}
+    assert statuses(document) == statuses(audits["pyinfra"].document)
+
+
+def test_a_playbook_by_fqcn_from_the_installed_collection_audits_a_lab_host(
+    lab: str, installed: Installed, tmp_path: Path  # noqa: F811
+) -> None:
+    vault = ("--vault-password-file", str(INVENTORY / ".lab" / "vault-password"))
+    result = installed.run(
+        "ansible-playbook", "-i", str(INVENTORY), *vault, "medinfra.hospital.audit", "--limit", "his-app",
+        "-e", f"medinfra_audit_out={tmp_path}", "-e", "medinfra_audit_history=",
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert recap(result.stdout)["his-app"]["failed"] == 0
+    document = json.loads((tmp_path / "findings.json").read_text(encoding="utf-8"))
+    assert [(h["name"], h["status"]) for h in document["hosts"]] == [("his-app", "audited")]
+    assert {f["control"] for f in document["findings"]} == {c.id for c in load_catalog().controls}
 
 
 def test_live_evidence_and_findings_match_their_schemas(audits: dict[str, AuditOutput]) -> None:

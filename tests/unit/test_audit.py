@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import stat
+import subprocess
+import sys
 from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
 
 import pytest
+import yaml
 
 from medinfra.audit.results import (
-    EXIT_FAILURES,
-    EXIT_OK,
-    EXIT_UNREACHABLE,
     AuditRun,
     HostResult,
     exit_code,
@@ -29,6 +32,7 @@ from medinfra.audit.targets import (
     ssh_options,
     ssh_settings,
 )
+from medinfra.collector import collector_module, default_paths
 from medinfra.compliance.evaluate import evaluate
 from medinfra.compliance.model import (
     Bilingual,
@@ -39,9 +43,11 @@ from medinfra.compliance.model import (
     Status,
     Waiver,
 )
-from medinfra.paths import PROJECT_ROOT
+from medinfra.exits import EXIT_FAILURES, EXIT_OK, EXIT_UNREACHABLE
 from medinfra.report.publish import publish
 from medinfra.toolenv import run_tool
+from tests.conftest import ROOT
+from tests.unit.test_collector_monitoring import make_ca, pem
 
 NOW = datetime(2026, 11, 22, tzinfo=UTC)
 
@@ -183,7 +189,7 @@ def test_ssh_settings_follow_ansible_variables():
 
 
 def test_targets_from_the_lab_inventory_carry_the_topology_view():
-    targets = {t.name: t for t in load_targets(PROJECT_ROOT / "inventories" / "lab", "his-app,lis-legacy")}
+    targets = {t.name: t for t in load_targets(ROOT / "inventories" / "lab", "his-app,lis-legacy")}
     assert set(targets) == {"his-app", "lis-legacy"}
     assert targets["his-app"].inventory["services"] == ["his_app"]
     assert targets["his-app"].inventory["data_classification"] == "phi"
@@ -196,7 +202,7 @@ def test_targets_from_the_lab_inventory_carry_the_topology_view():
 
 def audit(tmp_path, *args: str):
     return run_tool(
-        PROJECT_ROOT, "medinfra", "audit", "-o", str(tmp_path / "out"), "-q", "--no-history", *args, timeout=120
+        ROOT, "medinfra", "audit", "-o", str(tmp_path / "out"), "-q", "--no-history", *args, timeout=120
     )
 
 
@@ -236,7 +242,7 @@ def test_audit_reports_unreachable_hosts_and_exits_3(tmp_path):
 def test_bad_waivers_are_located_and_nothing_is_contacted(tmp_path, content, expected):
     waivers = tmp_path / "waivers.yml"
     waivers.write_text(content)
-    done = audit(tmp_path, "-i", str(PROJECT_ROOT / "inventories" / "lab"), "--waivers", str(waivers))
+    done = audit(tmp_path, "-i", str(ROOT / "inventories" / "lab"), "--waivers", str(waivers))
     assert done.returncode == 2
     assert expected in done.stderr
     assert not (tmp_path / "out").exists()
@@ -287,7 +293,7 @@ def test_collector_command_keeps_the_sudo_password_off_the_command_line():
 def test_a_bad_signing_key_is_reported_before_any_host_is_contacted(tmp_path):
     key = tmp_path / "audit.key"
     key.write_text("not a key\n")
-    done = audit(tmp_path, "-i", str(PROJECT_ROOT / "inventories" / "lab"), "--sign", str(key))
+    done = audit(tmp_path, "-i", str(ROOT / "inventories" / "lab"), "--sign", str(key))
     assert done.returncode == 2
     assert f"{key}: (top level): is not a PEM private key" in done.stderr
     assert not (tmp_path / "out").exists() and "Traceback" not in done.stderr
@@ -310,3 +316,98 @@ def test_verify_shows_crafted_file_names_escaped(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\r" not in out
     assert out == "added: x\\x1b[2K\\x0dverified: 1 files, signature valid\n"
+
+
+# --- medinfra_paths: published on `all` by the inventory plugin, overridden by a site, carried to the collector
+
+MOVED = {
+    "pki": "/srv/pki", "state": "/srv/medinfra", "backup_config": "/srv/backup/etc", "backup_state": "/srv/backup/state"
+}
+
+
+def lab_copy(tmp_path: Path, group_vars: dict[str, Any] | None = None, host_vars: dict[str, Any] | None = None) -> Path:
+    """The lab's hospital.yml in an inventory directory of its own, with group_vars/all.yml, host_vars/his-app.yml."""
+    inventory = tmp_path / "site"
+    inventory.mkdir(parents=True)
+    shutil.copy(ROOT / "inventories" / "lab" / "hospital.yml", inventory / "hospital.yml")
+    for directory, variables in (("group_vars/all.yml", group_vars), ("host_vars/his-app.yml", host_vars)):
+        if variables is not None:
+            (inventory / directory).parent.mkdir()
+            (inventory / directory).write_text(yaml.safe_dump(variables))
+    return inventory
+
+
+def test_the_inventory_publishes_the_default_paths_and_a_site_overrides_them(tmp_path: Path) -> None:
+    default = {t.name: t for t in load_targets(lab_copy(tmp_path / "a"), "his-app,his-db")}
+    assert default["his-app"].inventory["paths"] == default_paths() == dict(collector_module().HOST_PATHS)
+    assert default_paths()["pki"] == "/etc/medinfra/pki"
+    host_only = {**MOVED, "pki": "/srv/his-app/pki"}
+    site = lab_copy(tmp_path / "b", group_vars={"medinfra_paths": MOVED}, host_vars={"medinfra_paths": host_only})
+    moved = {t.name: t for t in load_targets(site, "his-app,his-db")}
+    # Inventory group variables rank below group_vars files, which rank below host_vars files.
+    assert moved["his-db"].inventory["paths"] == MOVED
+    assert moved["his-app"].inventory["paths"] == host_only
+    assert moved["his-db"].ssh is not None
+
+
+@pytest.mark.parametrize(
+    ("paths", "problem"),
+    [
+        ({"pki": "/srv/pki"}, "medinfra_paths lacks ['backup_config', 'backup_state', 'state'] (a site's map"),
+        ({**MOVED, "pki_dir": "/srv/pki"}, "medinfra_paths has unknown keys ['pki_dir']; known: ['backup_config',"),
+        ({**MOVED, "pki": "srv/pki"}, "medinfra_paths pki: 'srv/pki' is not a plain absolute path"),
+        ({**MOVED, "pki": "/srv/pki/../../etc"}, "medinfra_paths pki: '/srv/pki/../../etc' is not a plain absolute"),
+        ({**MOVED, "state": "/srv/my state"}, "medinfra_paths state: '/srv/my state' is not a plain absolute path"),
+        ("/srv/pki", "medinfra_paths must be a mapping of ['backup_config', 'backup_state', 'pki', 'state'] to"),
+    ],
+)
+def test_an_unusable_paths_map_makes_the_host_an_error_before_any_contact(
+    tmp_path: Path, paths: Any, problem: str
+) -> None:
+    targets = load_targets(lab_copy(tmp_path, group_vars={"medinfra_paths": paths}), "his-app")
+    assert targets[0].ssh is None
+    assert targets[0].problem.startswith(problem)
+
+
+def test_a_site_that_moved_its_paths_is_audited_where_they_are(tmp_path: Path) -> None:
+    """group_vars -> load_targets -> the pyinfra transport -> the collector on the host (played by a loopback SSH
+    stand-in that runs it as this user) reads the site CA, the segmentation record and the backup files there."""
+    root = tmp_path / "host"
+    paths = {key: f"{root}{value}" for key, value in MOVED.items()}
+    Path(paths["pki"]).mkdir(parents=True)
+    Path(paths["pki"], "ca.crt").write_bytes(pem(make_ca("Moved site CA").certificate))
+    Path(paths["state"]).mkdir(parents=True)
+    Path(paths["state"], "segmentation.json").write_text(json.dumps({"verified_at": "2026-11-20T08:00:00Z", "ok": 4}))
+    Path(paths["backup_config"], "sets").mkdir(parents=True)
+    Path(paths["backup_config"], "sets", "data.json").write_text(json.dumps({"name": "data", "paths": ["/srv/his"]}))
+    Path(paths["backup_config"], "repository-password").write_text("not-a-real-password")
+    Path(paths["backup_state"]).mkdir(parents=True)
+    inventory = tmp_path / "site"
+    (inventory / "group_vars").mkdir(parents=True)
+    (inventory / "group_vars" / "all.yml").write_text(yaml.safe_dump({"medinfra_paths": paths}))
+    server = subprocess.Popen(
+        [sys.executable, str(Path(__file__).with_name("sshd_standin.py")), "standin-password"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert server.stdout is not None
+        port = int(server.stdout.readline())
+        options = f"-o StrictHostKeyChecking=no -o UserKnownHostsFile={tmp_path / 'known_hosts'}"
+        (inventory / "hosts.ini").write_text(
+            f"moved ansible_host=127.0.0.1 ansible_port={port} ansible_user=me ansible_password=standin-password "
+            f"ansible_ssh_common_args='{options}'\n"
+        )
+        done = audit(tmp_path, "-i", str(inventory))
+    finally:
+        server.terminate()
+        server.wait(10)
+    assert "Traceback" not in done.stderr
+    hosts = json.loads((tmp_path / "out" / "findings.json").read_text())["hosts"]
+    assert [(h["name"], h["status"]) for h in hosts] == [("moved", "audited")], done.stderr
+    facts = json.loads((tmp_path / "out" / "evidence" / "moved.json").read_text())["facts"]
+    assert facts["pki"]["directory_present"] is True
+    assert facts["pki"]["ca"]["subject"] == "CN=Moved site CA"
+    assert facts["segmentation"] == {"recorded": True, "verified_at": "2026-11-20T08:00:00Z", "probes": None,
+                                     "ok": 4, "unexpected": None, "unconfirmed": None}
+    assert [s["name"] for s in facts["backup"]["sets"]] == ["data"]
+    assert facts["backup"]["password_file"]["path"] == f"{paths['backup_config']}/repository-password"

@@ -2,27 +2,12 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import threading
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 
-from tests.conftest import ROOT
-
-
-def runner_module() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("medinfra_backup", ROOT / "plugins/module_utils/backup.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while the class is being made
-    spec.loader.exec_module(module)
-    return module
-
-
-runner = runner_module()
+from medinfra.hostside import backup as runner
 
 
 def backup_set(tmp_path: Path, **fields: object) -> object:

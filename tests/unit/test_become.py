@@ -28,11 +28,12 @@ from medinfra.audit.received import OUTPUT_LIMIT, ProgramOutput, program_result
 from medinfra.audit.results import AuditRun, judge, summary_text
 from medinfra.audit.targets import SshSettings, collector_command, inventory_view, ssh_settings
 from medinfra.cli import print_published
-from medinfra.collector import collector_source
+from medinfra.collector import collector_program, default_paths
 from medinfra.compliance.catalog import load_catalog
-from medinfra.paths import CATALOG_DIR, PROJECT_ROOT
+from medinfra.package_data import CATALOG_DIR
 from medinfra.report.publish import publish
 from medinfra.toolenv import run_tool
+from tests.conftest import ROOT
 
 HERE = Path(__file__).resolve().parent
 FIXTURE = HERE / "compliance" / "fixtures" / "evidence-his-app.json"
@@ -85,7 +86,7 @@ def test_the_collector_runs_under_sudo_and_never_shows_the_password(
 ) -> None:
     env = prompting_sudo(tmp_path / "bin") if case == "sudo prompting" else None
     ssh = SshSettings(hostname="h", become=True, become_user=become_user, become_password=BECOME)
-    command, stdin = collector_command(ssh, collector_source())
+    command, stdin = collector_command(ssh, collector_program(default_paths()))
     assert BECOME not in command
     output = run_locally(command, stdin, env)
     assert output.exit_status == 0, output.stderr.decode()
@@ -147,7 +148,7 @@ def test_the_password_reaches_no_report_no_history_row_and_no_terminal_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     become = SshSettings(hostname="h", become=True, become_password=BECOME)
-    honest = run_locally(*collector_command(become, collector_source()))
+    honest = run_locally(*collector_command(become, collector_program(default_paths())))
     syntax_error = f'  File "<stdin>", line 1\n    {BECOME}\n    ^\nSyntaxError: invalid syntax\n'  # the old command
     outputs = {
         "honest": honest,
@@ -227,7 +228,7 @@ def test_hostile_hosts_over_ssh_are_bounded_redacted_and_escaped(tmp_path: Path,
     database = tmp_path / "history.sqlite"
     started = time.monotonic()
     done = run_tool(
-        PROJECT_ROOT, "medinfra", "audit", "-i", str(hostile_site), "-o", str(tmp_path / "out"),
+        ROOT, "medinfra", "audit", "-i", str(hostile_site), "-o", str(tmp_path / "out"),
         "--history", str(database), timeout=300,
     )
     seconds = time.monotonic() - started
@@ -247,11 +248,11 @@ def test_hostile_hosts_over_ssh_are_bounded_redacted_and_escaped(tmp_path: Path,
     assert seconds < 120, f"a flooding host held the audit {seconds:.0f} s"
 
 
-# --- the Ansible transport: what `medinfra_evidence` registered goes through the same host_result
+# --- the Ansible transport: what `medinfra.hospital.evidence` registered goes through the same host_result
 
 
 def test_the_ansible_transport_redacts_escapes_and_bounds_what_hosts_registered() -> None:
-    from plugins.action.medinfra_findings import host_result, started_at
+    from ansible_collections.medinfra.hospital.plugins.action.findings import host_result, started_at
 
     failed = host_result("a", {"failed": True, "msg": f"MODULE FAILURE {PAINTED} {BECOME}\nmore"}, SECRETS)
     assert failed.status == "error"

@@ -14,7 +14,7 @@ from medinfra.compliance.catalog import load_catalog, walk_checks
 from medinfra.compliance.checks import MATCHED_TEXT_LIMIT, nested_repetition, parse_path, run_check
 from medinfra.compliance.evaluate import FACT_LIMIT, evaluate
 from medinfra.compliance.model import HostEvidence
-from medinfra.paths import CATALOG_DIR
+from medinfra.package_data import CATALOG_DIR
 
 FIXTURE = Path(__file__).parent / "compliance" / "fixtures" / "evidence-his-app.json"
 FIXTURE_EVIDENCE = json.loads(FIXTURE.read_text())

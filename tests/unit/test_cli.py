@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from medinfra.cli import main
-from tests.conftest import LAB_TOPOLOGY, TERTIARY_TOPOLOGY, write_yaml
+from tests.conftest import LAB_TOPOLOGY, ROOT, TERTIARY_TOPOLOGY, write_yaml
 
 MEDINFRA = Path(sys.executable).with_name("medinfra")
 
@@ -102,6 +104,27 @@ def test_roles_doc_on_a_missing_roles_directory_is_a_located_error(
 ) -> None:
     assert main(["roles", "doc", "--roles-dir", roles_dir]) == 2
     assert capsys.readouterr().err == f"{roles_dir}: (top level): is not a directory of roles\n"
+
+
+def test_roles_doc_without_the_collection_names_where_ansible_looked(tmp_path: Path) -> None:
+    """Roles are the collection's: outside a checkout and with no collection installed, the error says where Ansible
+    searched (its own configuration: no ansible.cfg here, the collections path from the environment)."""
+    empty = tmp_path / "collections"
+    empty.mkdir()
+    environment = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "ANSIBLE_COLLECTIONS_PATH": str(empty)}
+    result = subprocess.run([str(MEDINFRA), "roles", "doc"], capture_output=True, text=True, check=False,
+                            cwd=tmp_path, env=environment)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.stderr.startswith("medinfra: the Ansible collection medinfra.hospital is not installed in")
+    assert f"collections paths ({empty})" in result.stderr
+
+
+def test_version_is_the_collections(capsys: pytest.CaptureFixture[str]) -> None:
+    """galaxy.yml holds the one version; the installed package reports it."""
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"medinfra {yaml.safe_load((ROOT / 'galaxy.yml').read_text())['version']}\n"
 
 
 @pytest.mark.parametrize("prefix", ["keys/", "keys/.", "keys/.."])

@@ -20,8 +20,16 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 
-from medinfra.collector import collector_module, collector_source, dependency_order, package_modules
-from medinfra.paths import COLLECTOR_PACKAGE
+from medinfra.collector import (
+    collector_module,
+    collector_program,
+    collector_source,
+    default_paths,
+    dependency_order,
+    package_modules,
+)
+from medinfra.package_data import collector_sources
+from tests.conftest import ROOT
 
 collector = collector_module()
 
@@ -163,7 +171,8 @@ def test_plain_listener_is_not_tls():
 def test_collector_runs_standalone_and_never_fails():
     """Piped to python3 exactly as pyinfra sends it; every section is present, read or unavailable."""
     done = subprocess.run(
-        [sys.executable, "-"], input=collector_source(), capture_output=True, text=True, check=True, timeout=120
+        [sys.executable, "-"], input=collector_program(default_paths()), capture_output=True, text=True, check=True,
+        timeout=120,
     )
     document = json.loads(done.stdout)
     assert document["schema"] == "medinfra-evidence/1"
@@ -207,7 +216,7 @@ def test_collector_runs_standalone_and_never_fails():
 
 def test_collector_uses_only_the_standard_library():
     """What the host runs: the bundle, and every module of the package AnsiballZ sends."""
-    sources = [collector_source(), *(path.read_text() for path in COLLECTOR_PACKAGE.glob("*.py"))]
+    sources = [collector_source(), *collector_sources().values()]
     imported = {
         line.split()[1].split(".")[0]
         for source in sources
@@ -232,7 +241,7 @@ def test_the_bundle_holds_each_module_once_and_no_name_twice():
             for name in defined:
                 assert name not in names, f"{name} in both {names.get(name)} and {module}"
                 names[name] = module
-    assert "from ." not in collector_source() and collector_source().rstrip().endswith("main()")
+    assert "from ." not in collector_source() and "main(" not in collector_source().splitlines()[-1]
 
 
 def test_a_cycle_between_collector_modules_is_refused():
@@ -299,3 +308,57 @@ def test_apt_clear_and_key_case_as_apt_applies_them(tmp_path):
         collector.parse_apt_config(path.read_text(), ours)
     assert ours.get("unattended-upgrade::origins-pattern", []) == []
     assert ours["apt::periodic::unattended-upgrade"][-1] == "0"
+
+
+# --- medinfra_paths: the collector has no defaults of its own; both transports hand it the host's map
+
+EVIDENCE_MODULE = "medinfra.hospital.evidence"
+
+
+def run_evidence_module(tmp_path: Path, args: dict[str, object]) -> dict[str, object]:
+    """The Ansible module run by ansible-core itself on this machine (connection local), its result."""
+    env = {
+        **os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"),
+        "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json", "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
+        "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"), "ANSIBLE_HOME": str(tmp_path / "ansible-home"),
+    }
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("ansible")), "localhost", "-i", "localhost,", "-c", "local",
+         "-e", f"ansible_python_interpreter={sys.executable}", "-m", EVIDENCE_MODULE,
+         *(("-a", json.dumps(args)) if args else ())],
+        capture_output=True, text=True, env=env, timeout=180, check=False,
+    )
+    result: dict[str, object] = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"]["localhost"]
+    return result
+
+
+def test_the_collector_needs_a_usable_paths_map() -> None:
+    assert collector.path_problems(default_paths()) == []
+    with pytest.raises(ValueError, match=r"^medinfra_paths lacks \['backup_config', 'backup_state', 'state'\]"):
+        collector.collect({"pki": "/srv/pki"})
+    for bad in ("srv/pki", "/srv/pki/", "/srv//pki", "/srv/./pki", "/srv/my pki", "/srv/pki\nExecStart=/bin/sh",
+                "/", "/" + "a" * 255, 7, None):
+        assert collector.path_problems({**default_paths(), "pki": bad})[0].startswith("pki: "), bad
+    assert len(collector.path_problems({**default_paths(), "pki": "/" + "a" * 10_000})[0]) < 500  # bounded
+
+
+def test_the_evidence_module_reads_the_paths_it_is_given(tmp_path: Path) -> None:
+    pki = tmp_path / "srv" / "pki"
+    pki.mkdir(parents=True)
+    certificate, _ = make_certificate(tmp_path, ec.generate_private_key(ec.SECP256R1()))
+    shutil.copy(certificate, pki / "ca.crt")
+    paths = {**default_paths(), "pki": str(pki)}
+    result = run_evidence_module(tmp_path, {"paths": paths})
+    assert result.get("failed") is not True, result.get("msg")
+    evidence = result["evidence"]
+    assert isinstance(evidence, dict)
+    assert evidence["facts"]["pki"]["ca"]["subject"] == "CN=his-app.lab,O=medinfra test"
+    unset = run_evidence_module(tmp_path, {})["evidence"]  # no map given: the site default, HOST_PATHS
+    assert isinstance(unset, dict)
+    assert unset["facts"]["pki"]["directory_present"] is os.path.isdir(default_paths()["pki"])
+    refused = run_evidence_module(tmp_path, {"paths": {**paths, "state": "var/lib/medinfra"}})
+    assert refused["failed"] is True
+    assert refused["msg"] == (
+        "medinfra_paths state: 'var/lib/medinfra' is not a plain absolute path (letters, digits, '._@+-', "
+        "no '.' or '..' parts, at most 255 characters)"
+    )

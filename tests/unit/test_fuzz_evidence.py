@@ -23,7 +23,7 @@ from medinfra.audit.received import ProgramOutput, program_result
 from medinfra.audit.results import HOST_STATES, HostResult, judge
 from medinfra.compliance.catalog import load_catalog
 from medinfra.compliance.model import Catalog, Finding, Status
-from medinfra.paths import CATALOG_DIR
+from medinfra.package_data import CATALOG_DIR
 
 FIXTURES = Path(__file__).parent / "compliance" / "fixtures"
 RECORDED = FIXTURES / "evidence-his-app.json"

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from medinfra.collector import default_paths
 from medinfra.inventory import build_inventory, group_name
-from medinfra.topology import load_topology
+from medinfra.topology import Topology, load_topology
 from tests.conftest import LAB_TOPOLOGY, ROOT, TERTIARY_TOPOLOGY, write_yaml
 
 ANSIBLE_INVENTORY = Path(sys.executable).with_name("ansible-inventory")
@@ -97,6 +98,14 @@ def test_whole_topology_is_available_to_roles(tertiary: dict[str, Any]) -> None:
     assert all_vars["medinfra_site"] == "tertiary"
     assert len(all_vars["medinfra_topology"]["hosts"]) == len(tertiary["_meta"]["hostvars"])
     assert {"49152-65535"} <= {p for f in all_vars["medinfra_topology"]["flows"] for p in f["ports"]}
+
+
+def test_the_published_topology_is_to_dict_and_from_dict_reads_it(tertiary: dict[str, Any]) -> None:
+    topology = load_topology(TERTIARY_TOPOLOGY)
+    published = tertiary["_meta"]["hostvars"]["ws-001"]["medinfra_topology"]
+    assert published == topology.to_dict()
+    assert Topology.from_dict(published) == topology
+    assert tertiary["_meta"]["hostvars"]["ws-001"]["medinfra_paths"] == default_paths()
 
 
 def test_graph_of_the_lab_works() -> None:

@@ -17,16 +17,15 @@ import bcrypt
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
+from ansible_collections.medinfra.hospital.plugins.filter import monitoring as filters_module
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from medinfra.inventory import topology_dict
 from medinfra.monitoring.credentials import bcrypt_hash, derived_salt
 from medinfra.monitoring.targets import MODULES, ServiceProbe, Targets, parse_probes, scrape_targets
 from medinfra.segmentation.rules import intended
 from medinfra.topology.load import load_topology
 from medinfra.topology.model import Host, Topology
-from plugins.filter.medinfra_monitoring import FilterModule, medinfra_bcrypt, medinfra_scrape_targets
 from tests.conftest import LAB_TOPOLOGY, ROOT, TERTIARY_TOPOLOGY
 
 WHERE = "monitoring_server_service_probes"
@@ -226,9 +225,9 @@ def test_services_on_the_server_itself_are_probed_without_a_flow() -> None:
 
 
 def test_two_services_behind_one_port_are_probed_once_under_the_first_name() -> None:
-    data = topology_dict(LAB)
+    data = LAB.to_dict()
     next(h for h in data["hosts"] if h["name"] == "his-app")["services"] = ["his_app", "emr_web"]
-    result = medinfra_scrape_targets(data, "monitor-01", TABLE)
+    result = filters_module.scrape_targets(data, "monitor-01", TABLE)
     assert [
         (e["labels"]["service"], e["labels"]["module"], e["targets"][0])
         for e in result["blackbox"]
@@ -335,20 +334,20 @@ def test_bcrypt_keeps_the_derived_salt(password: str, seed: str) -> None:
 
 
 def test_the_filters_are_registered() -> None:
-    filters = FilterModule().filters()
-    assert filters["medinfra_scrape_targets"] is medinfra_scrape_targets
-    assert filters["medinfra_bcrypt"] is medinfra_bcrypt
+    filters = filters_module.FilterModule().filters()
+    assert filters["scrape_targets"] is filters_module.scrape_targets
+    assert filters["bcrypt"] is filters_module.bcrypt
 
 
 def test_the_filter_reads_the_inventory_view_and_returns_plain_json() -> None:
-    data = topology_dict(LAB)
-    result = medinfra_scrape_targets(data, "monitor-01", TABLE)
+    data = LAB.to_dict()
+    result = filters_module.scrape_targets(data, "monitor-01", TABLE)
     expected = lab_targets()
     assert result == {"node": expected.node, "blackbox": expected.blackbox, "skipped": expected.skipped}
     assert json.loads(json.dumps(result)) == result  # file_sd JSON is written from it with to_nice_json
     assert all(
         entry["targets"][0].endswith(":9200")
-        for entry in medinfra_scrape_targets(data, "monitor-01", TABLE, 9200)["node"]
+        for entry in filters_module.scrape_targets(data, "monitor-01", TABLE, 9200)["node"]
     )
 
 
@@ -373,20 +372,20 @@ def test_the_filter_reads_the_inventory_view_and_returns_plain_json() -> None:
     ids=["unknown-server", "bad-port", "bad-module", "broken-topology"],
 )
 def test_filter_errors_name_the_fault(topology: str, server: str, table: dict[str, Any], message: str) -> None:
-    data = topology_dict(LAB) if topology == "lab" else {"site": {"name": "lab"}, "hosts": []}
-    with pytest.raises(AnsibleFilterError, match="^" + re.escape(f"medinfra_scrape_targets: {message}")):
-        medinfra_scrape_targets(data, server, table)
+    data = LAB.to_dict() if topology == "lab" else {"site": {"name": "lab"}, "hosts": []}
+    with pytest.raises(AnsibleFilterError, match="^" + re.escape(f"medinfra.hospital.scrape_targets: {message}")):
+        filters_module.scrape_targets(data, server, table)
 
 
 def test_filter_names_a_misshapen_probe_table() -> None:
     table: Any = {"pacs": {"module": "https", "port": 443}}  # a mapping where a list of probes belongs
-    with pytest.raises(AnsibleFilterError, match="^" + re.escape(f"medinfra_scrape_targets: {WHERE}.pacs")):
-        medinfra_scrape_targets(topology_dict(LAB), "monitor-01", table)
+    with pytest.raises(AnsibleFilterError, match="^" + re.escape(f"medinfra.hospital.scrape_targets: {WHERE}.pacs")):
+        filters_module.scrape_targets(LAB.to_dict(), "monitor-01", table)
 
 
 def test_the_bcrypt_filter_is_the_library_hash() -> None:
-    assert medinfra_bcrypt(PASSWORD, "his-app", COST) == bcrypt_hash(PASSWORD, "his-app", COST)
-    assert medinfra_bcrypt(PASSWORD, "his-app", "10") == bcrypt_hash(PASSWORD, "his-app", COST)  # type: ignore[arg-type]
+    assert filters_module.bcrypt(PASSWORD, "his-app", COST) == bcrypt_hash(PASSWORD, "his-app", COST)
+    assert filters_module.bcrypt(PASSWORD, "his-app", "10") == bcrypt_hash(PASSWORD, "his-app", COST)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -400,5 +399,5 @@ def test_the_bcrypt_filter_is_the_library_hash() -> None:
     ids=["empty-password", "low-cost", "cost-not-a-number", "password-over-72-bytes"],
 )
 def test_bcrypt_filter_errors_name_the_fault(password: str, cost: Any, message: str) -> None:
-    with pytest.raises(AnsibleFilterError, match="^" + re.escape(f"medinfra_bcrypt: {message}")):
-        medinfra_bcrypt(password, "his-app", cost)
+    with pytest.raises(AnsibleFilterError, match="^" + re.escape(f"medinfra.hospital.bcrypt: {message}")):
+        filters_module.bcrypt(password, "his-app", cost)

@@ -195,12 +195,12 @@ def stand_in_transport(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Two hosts that always answer with evidence; yields the names of the hosts contacted, in order."""
     contacted: list[str] = []
 
-    def collect_all(targets: Sequence[Target], _source: Any, **kwargs: Any) -> list[HostResult]:
+    def collect_evidence(targets: Sequence[Target], **kwargs: Any) -> list[HostResult]:
         contacted.extend(target.name for target in targets)
         return [HostResult(target.name, "audited", "", evidence(), 0.1) for target in targets]
 
     transport = types.ModuleType("medinfra.audit.pyinfra_transport")
-    transport.collect_all = collect_all  # type: ignore[attr-defined]
+    transport.collect_evidence = collect_evidence  # type: ignore[attr-defined]
     transport.quiet_hub = lambda: closing(types.SimpleNamespace(close=lambda: None))  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "medinfra.audit.pyinfra_transport", transport)
     targets = [Target(name, {"site": "test", "zone": "his", "groups": [], "services": []}, None) for name in ("a", "b")]
@@ -277,7 +277,7 @@ def test_a_corrupt_history_keeps_the_reports_and_exits_3(
     assert audit(tmp_path / "out", "--history", str(history)) == 3
     err = capsys.readouterr().err
     assert err == (f"medinfra: history: this run was NOT recorded ({history}: (top level): opening history: file is "
-                   "not a database); the reports below are complete\n")
+                   "not a database); the reports are complete\n")
     assert (tmp_path / "out" / "findings.json").exists() and (tmp_path / "out" / "junit.xml").exists()
 
 

@@ -13,13 +13,12 @@ from typing import Any
 import pytest
 import yaml
 from ansible.errors import AnsibleFilterError
+from ansible_collections.medinfra.hospital.plugins.filter.segmentation import nftables
 
 from medinfra.collector import collector_module
-from medinfra.inventory import topology_dict
 from medinfra.segmentation.rules import Egress, host_ruleset, internal_networks, output_chain, parse_egress
 from medinfra.topology.load import load_topology
 from medinfra.topology.model import Topology
-from plugins.filter.medinfra_segmentation import medinfra_nftables
 from tests.conftest import LAB_TOPOLOGY, ROOT
 from tests.unit.test_segmentation_rules import nft_check
 
@@ -44,7 +43,7 @@ def topology() -> Topology:
 
 @pytest.fixture(scope="module")
 def topology_data(topology: Topology) -> dict[str, Any]:
-    return topology_dict(topology)
+    return topology.to_dict()
 
 
 def chain_lines(ruleset: str, name: str) -> list[str]:
@@ -62,13 +61,13 @@ def overlapping(networks: Sequence[IPv4Network | IPv6Network]) -> list[tuple[str
 
 @pytest.mark.parametrize("users", [None, {}, {"root": USERS["root"]}])
 def test_a_user_not_on_the_host_gets_no_output_chain(topology_data: dict[str, Any], users: Any) -> None:
-    text = medinfra_nftables(topology_data, "turn", [], [], [RELAY_EGRESS], users)
+    text = nftables(topology_data, "turn", [], [], [RELAY_EGRESS], users)
     assert "chain output" not in text and "skuid" not in text
-    assert text == medinfra_nftables(topology_data, "turn")
+    assert text == nftables(topology_data, "turn")
 
 
 def test_the_relay_user_may_start_traffic_only_to_its_allowed_peer(topology_data: dict[str, Any]) -> None:
-    text = medinfra_nftables(topology_data, "turn", [], [], [RELAY_EGRESS], USERS)
+    text = nftables(topology_data, "turn", [], [], [RELAY_EGRESS], USERS)
     lines = chain_lines(text, "output")
     assert lines[0] == "type filter hook output priority filter; policy accept;"
     assert lines[1] == "ct state established,related accept"
@@ -92,7 +91,7 @@ def test_the_relay_user_may_start_traffic_only_to_its_allowed_peer(topology_data
     assert lines[v4_drop - 1].startswith("meta skuid 104 ip daddr { " + ", ".join(v4_set) + " } limit rate ")
     assert 'log prefix "medinfra-out-drop: "' in lines[v4_drop - 1]
     # The input chain is unchanged by the egress limit.
-    assert chain_lines(text, "input") == chain_lines(medinfra_nftables(topology_data, "turn"), "input")
+    assert chain_lines(text, "input") == chain_lines(nftables(topology_data, "turn"), "input")
 
 
 def test_each_limited_user_gets_its_own_rules(topology: Topology) -> None:
@@ -120,7 +119,7 @@ def test_rulesets_with_egress_are_valid_nftables(
 ) -> None:
     egress = [{"user": "turnserver", "allow": allow}]
     for host in ("turn", "fw"):
-        text = medinfra_nftables(topology_data, host, [], ["10.231.20.1"], egress, USERS)
+        text = nftables(topology_data, host, [], ["10.231.20.1"], egress, USERS)
         assert "chain output" in text
         done = nft_check(text, tmp_path)
         assert done.returncode == 0, (host, allow, done.stderr)
@@ -182,7 +181,7 @@ def test_allow_by_host_zone_or_network(topology: Topology, allow: Any, expected:
     ],
 )
 def test_allowed_peers_as_nft_addresses(topology_data: dict[str, Any], allow: list[str], rendered: str) -> None:
-    text = medinfra_nftables(topology_data, "turn", [], [], [{"user": "turnserver", "allow": allow}], USERS)
+    text = nftables(topology_data, "turn", [], [], [{"user": "turnserver", "allow": allow}], USERS)
     assert f"meta skuid 104 {rendered} comment" in text
 
 
@@ -219,14 +218,16 @@ def test_a_bad_second_item_is_named_with_its_index(topology: Topology) -> None:
 
 
 def test_the_filter_names_a_bad_egress_item(topology_data: dict[str, Any]) -> None:
-    with pytest.raises(AnsibleFilterError, match=r"^medinfra_nftables: network_segmentation_egress\[0\]\.allow: "):
-        medinfra_nftables(topology_data, "turn", [], [], [{"user": "turnserver", "allow": ["nowhere"]}], USERS)
+    with pytest.raises(
+        AnsibleFilterError, match=r"^medinfra\.hospital\.nftables: network_segmentation_egress\[0\]\.allow: "
+    ):
+        nftables(topology_data, "turn", [], [], [{"user": "turnserver", "allow": ["nowhere"]}], USERS)
     with pytest.raises(AnsibleFilterError, match=r"network_segmentation_egress\[0\]\.user"):
-        medinfra_nftables(topology_data, "turn", [], [], [{"allow": ["dmz"]}], USERS)
+        nftables(topology_data, "turn", [], [], [{"allow": ["dmz"]}], USERS)
 
 
 def test_the_filter_renders_what_host_ruleset_renders(topology: Topology, topology_data: dict[str, Any]) -> None:
-    text = medinfra_nftables(topology_data, "turn", [], [], [RELAY_EGRESS], USERS)
+    text = nftables(topology_data, "turn", [], [], [RELAY_EGRESS], USERS)
     limit = Egress("turnserver", 104, (IPv4Network("10.231.40.20/32"),), RELAY_EGRESS["comment"])
     assert text == host_ruleset(topology, topology.host("turn"), egress=[limit], special=SPECIAL)
 

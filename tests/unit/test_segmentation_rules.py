@@ -132,22 +132,19 @@ def test_any_topology_renders_valid_nftables(tmp_path_factory, topology):
 
 def test_the_filter_reads_the_inventory_view_and_names_bad_openings():
     from ansible.errors import AnsibleFilterError
-
-    from medinfra.inventory import topology_dict
-    from plugins.filter.medinfra_segmentation import medinfra_nftables
+    from ansible_collections.medinfra.hospital.plugins.filter.segmentation import nftables
 
     topology = load_topology(Path("inventories/lab/hospital.yml"))
-    data = topology_dict(topology)
-    text = medinfra_nftables(data, "his-db", [{"proto": "tcp", "ports": ["9100"], "from": ["monitor-01"]}],
-                             ["10.231.20.1"])
+    data = topology.to_dict()
+    text = nftables(data, "his-db", [{"proto": "tcp", "ports": ["9100"], "from": ["monitor-01"]}], ["10.231.20.1"])
     opening = Opening("tcp", (PortRange(9100, 9100),), ("monitor-01",), "declared opening")
     assert text == host_ruleset(topology, topology.host("his-db"), [opening], [IPv4Network("10.231.20.1/32")])
     with pytest.raises(AnsibleFilterError, match=r"network_segmentation_openings\[1\]\.from: .*unknown: \['nowhere'\]"):
-        medinfra_nftables(data, "his-db", [{"proto": "tcp", "ports": [1], "from": ["his"]},
-                                           {"proto": "tcp", "ports": [1], "from": ["nowhere"]}])
+        nftables(data, "his-db", [{"proto": "tcp", "ports": [1], "from": ["his"]},
+                                  {"proto": "tcp", "ports": [1], "from": ["nowhere"]}])
     with pytest.raises(AnsibleFilterError, match=r"\[0\]\.proto: 'sctp' is not tcp or udp"):
-        medinfra_nftables(data, "his-db", [{"proto": "sctp", "ports": [1], "from": ["his"]}])
+        nftables(data, "his-db", [{"proto": "sctp", "ports": [1], "from": ["his"]}])
     with pytest.raises(AnsibleFilterError, match=r"\[0\]\.ports: \[70000\]"):
-        medinfra_nftables(data, "his-db", [{"proto": "udp", "ports": [70000], "from": ["his"]}])
+        nftables(data, "his-db", [{"proto": "udp", "ports": [70000], "from": ["his"]}])
     with pytest.raises(AnsibleFilterError, match="'ghost' is not a host of medinfra_topology"):
-        medinfra_nftables(data, "ghost")
+        nftables(data, "ghost")

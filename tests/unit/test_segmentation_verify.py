@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from medinfra.paths import REACHABILITY_PATH
+from medinfra.package_data import hostside_source
 from medinfra.segmentation.rules import intended
 from medinfra.segmentation.verify import Probe, host_observations, matrix_text, plan, probe_script, summary
 from medinfra.topology.load import load_topology
@@ -38,7 +38,7 @@ def test_the_plan_tries_every_flow_and_samples_every_zone_pair():
 
 
 def run_probe_script(probes: list[Probe], record: bool = False) -> dict:
-    script = probe_script(REACHABILITY_PATH.read_text(encoding="utf-8"), "here", probes, 0.5, record)
+    script = probe_script(hostside_source("reachability.py"), "here", probes, 0.5, record)
     done = subprocess.run([sys.executable, "-I", "-S", "-"], input=script, capture_output=True, text=True,
                           check=False, timeout=60)
     assert done.returncode == 0, done.stderr
@@ -72,7 +72,7 @@ def test_dropped_packets_are_blocked_and_the_verdict_is_recorded(tmp_path):
         Probe("here", "there", "127.0.0.1", "udp", 4712, "blocked", "dropped"),
         Probe("here", "there", "127.0.0.1", "icmp", None, "allowed", "loopback echo"),
     ]
-    script = probe_script(REACHABILITY_PATH.read_text(encoding="utf-8"), "here", probes, 0.5, False)
+    script = probe_script(hostside_source("reachability.py"), "here", probes, 0.5, False)
     rules = ("add table inet t; add chain inet t in { type filter hook input priority 0; }; "
              "add rule inet t in tcp dport 4711 drop; add rule inet t in udp dport 4712 drop")
     done = subprocess.run(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import tempfile
 import time
 from collections.abc import Callable
 from ipaddress import IPv4Network
@@ -16,8 +18,9 @@ from hypothesis import strategies as st
 from medinfra import yamldoc
 from medinfra.cli import main
 from medinfra.problems import Problem, UserInputError
-from medinfra.topology import load_topology
+from medinfra.topology import Topology, load_topology
 from medinfra.topology.checks import _earlier_overlaps, check_flows, check_zones
+from medinfra.topology.load import topology_schema
 from tests.conftest import LAB_TOPOLOGY, TERTIARY_TOPOLOGY, write_yaml
 
 
@@ -357,3 +360,103 @@ def test_zone_checks_are_near_linear() -> None:
     findings, networks = check_zones(zones)
     assert time.perf_counter() - started < 10
     assert findings == [] and len(networks) == 20_000
+
+
+# --- Topology.to_dict / from_dict: the inventory's medinfra_topology and the filters' model are one shape
+
+SERVICES = sorted(set(topology_schema()["$defs"]["service"]["enum"]) - {"zone_firewall"})
+# Names without '_' (so no two become one group) behind prefixes no group or service starts with.
+SUFFIXES = st.from_regex(r"[a-z0-9-]{0,8}", fullmatch=True)
+# Descriptions may span lines; everything else is one line of printable text.
+LINE = st.text(st.characters(categories=("L", "N", "P", "S", "Zs"), exclude_characters="\u2028\u2029"), min_size=1)
+FREE_TEXT = st.none() | st.text(st.characters(categories=("L", "N", "P", "S", "Zs"), include_characters="\n\t"))
+
+
+def _optional(draw: st.DrawFn, key: str, values: st.SearchStrategy[Any]) -> dict[str, Any]:
+    """{key: value} or nothing: hospital.yml leaves optional keys out, to_dict writes them as None."""
+    value = draw(st.none() | values)
+    return {} if value is None else {key: value}
+
+
+@st.composite
+def hospital_documents(draw: st.DrawFn) -> dict[str, Any]:
+    """Valid hospital.yml documents: zones 10.<i>.0.0/<16..27>, hosts at .10 onwards of their zone."""
+    zone_names = ["q" + s for s in draw(st.lists(SUFFIXES, min_size=1, max_size=4, unique=True))]
+    sla_names = ["s" + s for s in draw(st.lists(SUFFIXES, min_size=1, max_size=3, unique=True))]
+    host_names = ["x" + s for s in draw(st.lists(SUFFIXES, max_size=6, unique=True))]
+    zones = []
+    for index, name in enumerate(zone_names):
+        zones.append({
+            "name": name,
+            "cidr": f"10.{index}.0.0/{draw(st.integers(16, 27))}",
+            "trust": draw(st.sampled_from(["untrusted", "low", "medium", "high"])),
+            "purpose": draw(st.sampled_from(["his", "pacs", "mgmt", "guest"])),
+            **_optional(draw, "gateway", st.just(f"10.{index}.0.1")),
+            **_optional(draw, "description", FREE_TEXT),
+        })
+    hosts = []
+    for index, name in enumerate(host_names):
+        zone = draw(st.integers(0, len(zones) - 1))
+        hosts.append({
+            "name": name,
+            "zone": zone_names[zone],
+            "address": f"10.{zone}.0.{10 + index}",
+            "services": draw(st.lists(st.sampled_from(SERVICES), max_size=3, unique=True)),
+            "sla": draw(st.sampled_from(sla_names)),
+            "data_classification": draw(st.sampled_from(["phi", "internal", "public"])),
+            **_optional(draw, "data_paths", st.lists(st.sampled_from(["/srv/a", "/srv/b", "/var/lib/c"]), unique=True)),
+            **_optional(draw, "legacy", st.booleans()),
+            **_optional(draw, "description", FREE_TEXT),
+        })
+    endpoints = st.sampled_from(zone_names + host_names)
+    port = st.integers(1, 65535) | st.builds(lambda a, b: f"{min(a, b)}-{max(a, b)}", st.integers(1, 65535),
+                                             st.integers(1, 65535))
+    flows = []
+    for _ in range(draw(st.integers(0, 5))):
+        proto = draw(st.sampled_from(["tcp", "udp", "icmp"]))
+        ports = {} if proto == "icmp" else {"ports": draw(st.lists(port, min_size=1, max_size=3))}
+        flows.append({"from": draw(endpoints), "to": draw(endpoints), "proto": proto, **ports, "purpose": draw(LINE)})
+    return {
+        "site": {
+            "name": "site" + draw(SUFFIXES),
+            "title": draw(LINE),
+            **_optional(draw, "domain", st.just("hospital.example")),
+            **_optional(draw, "timezone", st.sampled_from(["UTC", "Europe/Berlin"])),
+            **_optional(draw, "time_servers", st.lists(st.sampled_from(["ntp1", "10.0.0.5"]), unique=True)),
+        },
+        "sla_classes": {
+            name: {
+                "rpo_minutes": draw(st.integers(0, 10_000)),
+                "rto_minutes": draw(st.integers(1, 10_000)),
+                **_optional(draw, "support_hours", st.sampled_from(["24x7", "business-hours"])),
+                **_optional(draw, "description", FREE_TEXT),
+            }
+            for name in sla_names
+        },
+        "zones": zones,
+        "hosts": hosts,
+        "flows": flows,
+    }
+
+
+@settings(max_examples=150, deadline=None)
+@given(hospital_documents())
+def test_to_dict_and_from_dict_lose_nothing(document: dict[str, Any]) -> None:
+    with tempfile.TemporaryDirectory() as directory:
+        topology = load_topology(write_yaml(Path(directory) / "hospital.yml", document))  # the generator is valid
+    data = topology.to_dict()
+    assert json.loads(json.dumps(data)) == data  # plain JSON, as Ansible variables carry it
+    assert Topology.from_dict(data) == topology
+    assert Topology.from_dict(json.loads(json.dumps(data))).to_dict() == data
+    # Every value the document gave is in the plain data, under the document's own keys.
+    assert data["hosts"] == [{"data_paths": [], "legacy": False, "description": None, **h} for h in document["hosts"]]
+
+
+@pytest.mark.parametrize("path", [LAB_TOPOLOGY, TERTIARY_TOPOLOGY])
+def test_a_shipped_topology_to_dict_is_stable(path: Path) -> None:
+    topology = load_topology(path)
+    data = topology.to_dict()
+    assert Topology.from_dict(data) == topology
+    assert Topology.from_dict(data).to_dict() == data
+    assert data["source"] == str(path)
+    assert [h.description for h in topology.hosts] == [h["description"] for h in data["hosts"]]

@@ -1,9 +1,9 @@
 """medinfra evidence collector: reads a Linux host's running state and returns one JSON document.
 
 Runs ON the audited host with python3 and the standard library only, and changes nothing there.
-Two transports carry it: the Ansible module `medinfra_evidence` imports `collect()`, and
-`medinfra audit` pipes the package, bundled into one program (`medinfra.collector.collector_source`), to
-`python3 -` over pyinfra.
+Two transports carry it, each handing it the host's `medinfra_paths` (paths.py): the Ansible module
+`medinfra.hospital.evidence` imports `collect()`, and `medinfra audit` pipes the package, bundled into one program
+(`medinfra.collector.collector_program`), to `python3 -` over pyinfra.
 
 Conventions of the document (see compliance/README.md):
 - `facts.<section>` holds what was read. A fact that could not be read is the object
@@ -16,5 +16,6 @@ Conventions of the document (see compliance/README.md):
 from __future__ import annotations
 
 from .collect import collect
+from .paths import HOST_PATHS
 
-__all__ = ["collect"]
+__all__ = ["HOST_PATHS", "collect"]

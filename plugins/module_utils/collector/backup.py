@@ -11,10 +11,6 @@ from collections.abc import Mapping
 from .base import Json, file_facts, iso_utc, read_text, unavailable
 from .network import local_addresses
 
-BACKUP_DIRECTORY = "/etc/medinfra/backup"
-
-BACKUP_STATE_DIRECTORY = "/var/lib/medinfra-backup"
-
 BACKUP_JOBS = ("run", "check", "drill")
 
 def backup_moment(state: Mapping[str, Json], metric: str) -> str | None:
@@ -29,7 +25,7 @@ def backup_set_facts(
     document: Mapping[str, Json], state: Mapping[str, Json], units: Mapping[str, Json], addresses: list[str],
     now: float,
 ) -> Json:
-    """One backup set as its role wrote it and its runner last recorded it (/var/lib/medinfra-backup/SET.json)."""
+    """One backup set as its role wrote it and its runner last recorded it (SET.json in medinfra_paths.backup_state)."""
     name = str(document.get("name", ""))
     server_address = str(document.get("server_address", ""))
     last_success = state.get("medinfra_backup_last_success_timestamp_seconds")
@@ -57,8 +53,8 @@ def backup_set_facts(
                    for job in BACKUP_JOBS},
     }
 
-def collect_backup(services: Json, network: Json, directory: str = BACKUP_DIRECTORY,
-                   state_directory: str = BACKUP_STATE_DIRECTORY, now: float | None = None) -> Json:
+def collect_backup(services: Json, network: Json, directory: str, state_directory: str,
+                   now: float | None = None) -> Json:
     """The host's backup sets (role backup) with their last outcomes, and its repository password file."""
     units = services.get("units", {}) if isinstance(services, dict) else {}
     addresses = local_addresses(network)

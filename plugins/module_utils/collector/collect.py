@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from .accounts import collect_accounts, collect_login_defs, collect_sudo
 from .audit import collect_auditd
@@ -30,6 +30,7 @@ from .logs import collect_logging
 from .monitoring import collect_monitoring
 from .network import collect_network
 from .pam import collect_pam
+from .paths import path_problems
 from .pki import collect_pki
 from .services import collect_services, collect_sockets
 from .ssh import collect_sshd
@@ -38,7 +39,11 @@ from .turn import collect_turn, with_turn_tls_endpoints
 from .updates import collect_packages, collect_updates, installed_packages
 
 
-def collect() -> dict[str, Json]:
+def collect(paths: Mapping[str, str]) -> dict[str, Json]:
+    """The evidence document; `paths` is the host's `medinfra_paths` (ValueError when it is not usable)."""
+    problems = path_problems(paths)
+    if problems:
+        raise ValueError("medinfra_paths " + "; ".join(problems))
     started = time.monotonic()
     installed = safe(installed_packages)
     if not isinstance(installed, dict):
@@ -55,7 +60,7 @@ def collect() -> dict[str, Json]:
         "sockets": collect_sockets,
         "nftables": collect_nftables,
         "network": collect_network,
-        "segmentation": collect_segmentation,
+        "segmentation": lambda: collect_segmentation(paths["state"]),
         "services": collect_services,
         "packages": lambda: collect_packages(installed),
         "updates": lambda: collect_updates(installed),
@@ -68,7 +73,7 @@ def collect() -> dict[str, Json]:
         "limits": collect_limits,
         "shell": collect_shell,
         "banner": collect_banner,
-        "pki": collect_pki,
+        "pki": lambda: collect_pki(paths["pki"]),
         "monitoring": collect_monitoring,
         "turn": collect_turn,
     }
@@ -76,7 +81,9 @@ def collect() -> dict[str, Json]:
     facts = {name: safe(section) for name, section in independent.items()}
     facts["tls"] = safe(lambda: collect_tls(facts["sockets"]))
     facts["turn"] = safe(lambda: with_turn_tls_endpoints(facts["turn"], facts["tls"]))
-    facts["backup"] = safe(lambda: collect_backup(facts["services"], facts["network"]))
+    facts["backup"] = safe(
+        lambda: collect_backup(facts["services"], facts["network"], paths["backup_config"], paths["backup_state"])
+    )
     return {
         "schema": EVIDENCE_SCHEMA,
         "collector_version": COLLECTOR_VERSION,
@@ -87,7 +94,8 @@ def collect() -> dict[str, Json]:
     }
 
 
-def main() -> None:
-    """Print the document: how `medinfra audit` runs the bundled collector (`python3 -`) on a host."""
-    json.dump(collect(), sys.stdout, sort_keys=True, separators=(",", ":"))
+def main(paths: Mapping[str, str]) -> None:
+    """Print the document: how `medinfra audit` runs the bundled collector (`python3 -`) on a host, with the
+    host's paths written into the program (`medinfra.collector.collector_program`)."""
+    json.dump(collect(paths), sys.stdout, sort_keys=True, separators=(",", ":"))
     sys.stdout.write("\n")

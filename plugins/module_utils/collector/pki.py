@@ -1,4 +1,4 @@
-"""What the pki role left in /etc/medinfra/pki: the site CA and each issued certificate (never a key's content)."""
+"""What the pki role left in medinfra_paths.pki: the site CA and each issued certificate (never a key's content)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,6 @@ from collections.abc import Mapping
 
 from .base import Json, file_facts, read_text, sorted_files, unavailable
 from .tls import certificate_facts, der_children, der_oid, der_read, tbs_fields
-
-PKI_DIRECTORY = "/etc/medinfra/pki"
 
 PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----")
 
@@ -86,7 +84,7 @@ def issued_by(certificate: Mapping[str, Json], ca: Mapping[str, Json] | None) ->
         return bool(certificate["authority_key_id"] == ca["subject_key_id"])
     return True
 
-def collect_pki(directory: str = PKI_DIRECTORY) -> Json:
+def collect_pki(directory: str) -> Json:
     """The site CA certificate and every certificate the pki role issued to this host, with its key file."""
     if not os.path.isdir(directory):
         return {"directory_present": False}

@@ -10,6 +10,7 @@ from gevent import monkey
 
 monkey.patch_all()
 
+import json  # noqa: E402
 import logging  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable, Iterator, Mapping, Sequence  # noqa: E402
@@ -34,6 +35,7 @@ from medinfra.audit.received import (  # noqa: E402
 )
 from medinfra.audit.results import HostResult  # noqa: E402
 from medinfra.audit.targets import SshSettings, Target, collector_command  # noqa: E402
+from medinfra.collector import collector_program  # noqa: E402
 
 # pyinfra logs connection errors itself; the audit reports them once, in its own words.
 logging.getLogger("pyinfra").setLevel(logging.CRITICAL)
@@ -156,3 +158,17 @@ def collect_all(
             if progress is not None:
                 progress(result, done, len(reachable))
     return [results[target.name] for target in targets]
+
+
+def collect_evidence(targets: Sequence[Target], **options: Any) -> list[HostResult]:
+    """`collect_all` running the collector on each host with the host's own `medinfra_paths` (its inventory view):
+    one program text per distinct map, shared by the hosts that have it."""
+    programs: dict[str, str] = {}
+    by_host: dict[str, str] = {}
+    for target in targets:
+        if target.ssh is not None:
+            key = json.dumps(target.inventory["paths"], sort_keys=True)
+            if key not in programs:
+                programs[key] = collector_program(target.inventory["paths"])
+            by_host[target.name] = programs[key]
+    return collect_all(targets, by_host, **options)

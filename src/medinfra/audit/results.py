@@ -26,14 +26,15 @@ from medinfra.compliance.model import (
     Status,
     Waiver,
 )
+from medinfra.exits import EXIT_FAILURES, EXIT_OK, EXIT_UNREACHABLE
 from medinfra.safe_text import one_line
+from medinfra.terminal import PLAIN, Palette
 
 FINDINGS_FORMAT = "medinfra-findings/1"
+SUMMARY_FORMAT = "medinfra-audit-summary/1"
 # A 1,000-host run of 60 controls is about 25 MB of JSON; ten times that is still a plausible site. A larger
 # findings.json (or stored run) is refused before it is parsed.
 FINDINGS_MAX_BYTES = 256 * 1024 * 1024
-# EXIT_UNREACHABLE: the run is incomplete: some hosts were not audited, or it could not be recorded in the history.
-EXIT_OK, EXIT_FAILURES, EXIT_USAGE, EXIT_UNREACHABLE = 0, 1, 2, 3
 HOST_STATES = ("audited", "unreachable", "error")
 
 
@@ -227,30 +228,40 @@ def frameworks_section(catalog: Catalog) -> dict[str, Any]:
     }
 
 
-def findings_document(run: AuditRun) -> dict[str, Any]:
-    """The machine-readable result: self-contained (controls' metadata included), stable ordering."""
-    waiver_index = {w: i for i, w in enumerate(run.waivers)}
+def run_header(run: AuditRun) -> dict[str, Any]:
+    """Which run this is: the first fields of its findings document and of its JSON summary."""
     return {
-        "format": FINDINGS_FORMAT,
-        "generator": f"medinfra {__version__}",
         "run_id": run.run_id,
         "site": run.site,
         "transport": run.transport,
         "inventory": run.inventory,
         "started_at": run.started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "seconds": round(run.seconds, 2),
-        "hosts": [
-            {
-                "name": h.host,
-                "status": h.status,
-                "reason": h.reason,
-                "zone": run.views.get(h.host, {}).get("zone"),
-                "groups": list(run.views.get(h.host, {}).get("groups") or ()),
-                "collected_at": (h.evidence or {}).get("collected_at"),
-                "collector_version": (h.evidence or {}).get("collector_version"),
-            }
-            for h in run.hosts
-        ],
+    }
+
+
+def host_record(run: AuditRun, host: HostResult) -> dict[str, Any]:
+    """One host of a run: how its collection went, where it sits in the inventory."""
+    view = run.views.get(host.host, {})
+    return {
+        "name": host.host,
+        "status": host.status,
+        "reason": host.reason,
+        "zone": view.get("zone"),
+        "groups": list(view.get("groups") or ()),
+        "collected_at": (host.evidence or {}).get("collected_at"),
+        "collector_version": (host.evidence or {}).get("collector_version"),
+    }
+
+
+def findings_document(run: AuditRun) -> dict[str, Any]:
+    """The machine-readable result: self-contained (controls' metadata included), stable ordering."""
+    waiver_index = {w: i for i, w in enumerate(run.waivers)}
+    return {
+        "format": FINDINGS_FORMAT,
+        "generator": f"medinfra {__version__}",
+        **run_header(run),
+        "hosts": [host_record(run, h) for h in run.hosts],
         "controls": {control.id: control_record(control) for control in run.catalog.controls},
         "frameworks": frameworks_section(run.catalog),
         "waivers": waivers_section(run),
@@ -263,7 +274,12 @@ def percent(score: float | None) -> str:
     return "   n/a" if score is None else f"{score * 100:5.1f}%"
 
 
-def summary_text(run: AuditRun) -> str:
+def counts_text(counts: Mapping[str, Any], shown: Sequence[tuple[str, str]], paint: Palette) -> str:
+    """Counts such as "fail 3, error 0": each (label, status) pair, painted when it is not zero."""
+    return ", ".join(paint.count(f"{label} {counts[status]}", status, counts[status]) for label, status in shown)
+
+
+def summary_text(run: AuditRun, paint: Palette = PLAIN) -> str:
     """The terminal summary: hosts, score per framework and per host, top failures."""
     data = summary(run)
     names = {
@@ -272,36 +288,47 @@ def summary_text(run: AuditRun) -> str:
         "cis_debian12": "CIS Debian 12",
     }
     lines = [
-        f"audit of {run.inventory} via {run.transport}: {len(run.hosts)} host(s), {len(run.catalog.controls)} "
-        f"controls, {run.seconds:.1f} s",
-        "hosts: " + ", ".join(f"{count} {state}" for state, count in data["hosts"].items()),
+        f"audit of {one_line(run.inventory)} via {run.transport}: {len(run.hosts)} host(s), "
+        f"{len(run.catalog.controls)} controls, {run.seconds:.1f} s",
+        "hosts: " + ", ".join(paint.count(f"{count} {state}", state, count) for state, count in data["hosts"].items()),
     ]
     for host in run.hosts:
         if host.status != "audited":
-            lines.append(f"  {one_line(host.host)}: {host.status.upper()}: {host.reason}")
+            lines.append(f"  {one_line(host.host)}: {paint.status(host.status.upper())}: {one_line(host.reason)}")
     lines.append("score per framework (pass or waived / applicable):")
     for name, counts in data["per_framework"].items():
-        lines.append(
-            f"  {names[name]:<27} {percent(counts['score'])}  fail {counts['fail']}, error {counts['error']}, "
-            f"waived {counts['waived']}"
-        )
+        shown = counts_text(counts, (("fail", "fail"), ("error", "error"), ("waived", "waived")), paint)
+        lines.append(f"  {names[name]:<27} {percent(counts['score'])}  {shown}")
     lines.append("score per host:")
     for host, counts in data["per_host"].items():
-        lines.append(
-            f"  {one_line(host):<27} {percent(counts['score'])}  pass {counts['pass']}, fail {counts['fail']}, "
-            f"error {counts['error']}, n/a {counts['not_applicable']}"
-        )
+        shown = counts_text(counts, (("pass", "pass"), ("fail", "fail"), ("error", "error"),
+                                     ("n/a", "not_applicable")), paint)
+        lines.append(f"  {one_line(host):<27} {percent(counts['score'])}  {shown}")
     if data["top_failures"]:
         by_control = run.catalog.by_id()
         lines.append("top failures:")
         for item in data["top_failures"]:
             title = by_control[item["control"]].title
             lines.append(
-                f"  [{item['severity']}] {item['control']} on {item['hosts']} host(s): {title.en} / {title.zh}"
+                f"  [{item['severity']}] {paint.status(item['control'], 'fail')} on {item['hosts']} host(s): "
+                f"{title.en} / {title.zh}"
             )
     overall = data["overall"]
-    lines.append(
-        f"overall {percent(overall['score'])}: {overall['pass']} pass, {overall['fail']} fail, "
-        f"{overall['error']} error, {overall['waived']} waived, {overall['not_applicable']} not applicable"
+    totals = ", ".join(
+        paint.count(f"{overall[status]} {label}", status, overall[status])
+        for label, status in (("pass", "pass"), ("fail", "fail"), ("error", "error"), ("waived", "waived"),
+                              ("not applicable", "not_applicable"))
     )
+    lines.append(f"overall {percent(overall['score'])}: {totals}")
     return "\n".join(lines)
+
+
+def summary_record(run: AuditRun) -> dict[str, Any]:
+    """What summary_text shows, for machines: the run, each host's collection, the summary's counts and scores."""
+    return {
+        "format": SUMMARY_FORMAT,
+        **run_header(run),
+        "controls": len(run.catalog.controls),
+        "hosts": [host_record(run, h) for h in run.hosts],
+        "summary": summary(run),
+    }

@@ -6,7 +6,6 @@ included), group_vars, host_vars and vaulted values behave exactly as in a playb
 
 from __future__ import annotations
 
-import os
 import secrets
 import shlex
 from collections.abc import Mapping
@@ -14,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medinfra.paths import PROJECT_ROOT
+from medinfra.collection import ansible_collection_paths
+from medinfra.collector import collector_module, default_paths
 from medinfra.problems import Problem, UserInputError
 from medinfra.safe_text import one_line
 
@@ -33,6 +33,8 @@ INVENTORY_VIEW = {
     "flows_in": "medinfra_flows_in",
     "forwarded_flows": "medinfra_forwarded_flows",
     "data_paths": "medinfra_data_paths",
+    # Where the host keeps medinfra's shared files: the collector reads them there (site default when unset).
+    "paths": "medinfra_paths",
 }
 
 
@@ -88,6 +90,7 @@ def inventory_view(hostvars: Mapping[str, Any]) -> dict[str, Any]:
     view["flows_in"] = list(view["flows_in"] or [])
     view["forwarded_flows"] = list(view["forwarded_flows"] or [])
     view["data_paths"] = list(view["data_paths"] or [])
+    view["paths"] = default_paths() if view["paths"] is None else view["paths"]
     return view
 
 
@@ -218,7 +221,6 @@ def read_hosts(
 ) -> list[tuple[str, dict[str, Any]]]:
     """(name, {key: templated value}) of every host matching `pattern`, for the `keys` the host has, read the way
     a playbook would (inventory plugins, group_vars, host_vars, vaulted values)."""
-    os.environ.setdefault("ANSIBLE_CONFIG", str(PROJECT_ROOT / "ansible.cfg"))
     from ansible.errors import AnsibleError
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
@@ -228,6 +230,9 @@ def read_hosts(
 
     if not inventory.exists():
         raise UserInputError([Problem(str(inventory), (), "inventory not found")])
+    # Ansible's own configuration (ANSIBLE_CONFIG, ./ansible.cfg, ...) and collections paths: the topology names its
+    # plugin, `medinfra.hospital.hospital`, which Ansible's `auto` inventory plugin loads from the collection.
+    ansible_collection_paths()
     loader = DataLoader()
     try:
         if vault_password_file is not None:
@@ -267,11 +272,15 @@ def load_targets(inventory: Path, limit: str | None, vault_password_file: Path |
 
     targets = []
     for name, hostvars in read_hosts(inventory, limit, vault_password_file, CONNECTION_VARS):
+        view = inventory_view(hostvars)
         settings = ssh_settings(name, hostvars, bool(constants.HOST_KEY_CHECKING))
-        if isinstance(settings, str):
-            targets.append(Target(name, inventory_view(hostvars), None, settings))
+        path_problems = collector_module().path_problems(view["paths"])
+        if path_problems:
+            targets.append(Target(name, view, None, "medinfra_paths " + "; ".join(path_problems)))
+        elif isinstance(settings, str):
+            targets.append(Target(name, view, None, settings))
         else:
-            targets.append(Target(name, inventory_view(hostvars), settings))
+            targets.append(Target(name, view, settings))
     if not targets:
         where = f" matching --limit {limit!r}" if limit else ""
         raise UserInputError([Problem(str(inventory), (), f"no hosts{where}")])

@@ -28,7 +28,7 @@ from medinfra.compliance.model import (
     Remediation,
     Waiver,
 )
-from medinfra.paths import CATALOG_DIR
+from medinfra.package_data import CATALOG_DIR
 from medinfra.problems import DocPath, Problem, UserInputError
 from medinfra.yamldoc import YamlDocument, load_yaml, validation_problems
 

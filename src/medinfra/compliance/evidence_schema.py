@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from medinfra.compliance.checks import QUANTIFIERS, parse_path
-from medinfra.paths import CATALOG_DIR
+from medinfra.package_data import CATALOG_DIR
 from medinfra.problems import DocPath
 
 EVIDENCE_SCHEMA_FILE = CATALOG_DIR / "schemas" / "evidence.schema.json"

@@ -1,17 +1,18 @@
 """What changed between two audit runs of a site (new failures, fixes, hosts, scores), and the terminal text for
-runs and their differences. Pure: no I/O. Texts from the documents are shown through safe_text.one_line: a
-host's reason must not move the cursor or paint a line of its own."""
+runs and their differences, and their JSON records. Pure: no I/O. Texts from the documents are shown through
+safe_text.one_line: a host's reason must not move the cursor or paint a line of its own."""
 
 from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from medinfra.audit.results import framework_rank, percent
-from medinfra.history.store import RunInfo
+from medinfra.history.store import STARTED_FORMAT, RunInfo
 from medinfra.safe_text import one_line
+from medinfra.terminal import PLAIN, Palette
 
 FAILING = frozenset({"fail", "error"})
 # A failure that becomes one of these was dealt with: fixed, accepted (waived) or no longer relevant.
@@ -157,11 +158,12 @@ def title(controls: Mapping[str, Any], control: str) -> str:
     return one_line(" / ".join(t for t in (names.get("en"), names.get("zh")) if t))
 
 
-def change_lines(changes: Iterable[Change], controls: Mapping[str, Any]) -> list[str]:
+def change_lines(changes: Iterable[Change], controls: Mapping[str, Any], paint: Palette) -> list[str]:
     lines = []
     for change in changes:
-        was = f"was {one_line(change.before)}" if change.before else "not evaluated before"
-        lines.append(f"  {one_line(change.host)} {one_line(change.control)}: {one_line(change.status)} ({was})")
+        was = f"was {paint.status(one_line(change.before))}" if change.before else "not evaluated before"
+        status = paint.status(one_line(change.status))
+        lines.append(f"  {one_line(change.host)} {one_line(change.control)}: {status} ({was})")
         if name := title(controls, change.control):
             lines.append(f"    {name}")
         if change.reason:
@@ -169,19 +171,22 @@ def change_lines(changes: Iterable[Change], controls: Mapping[str, Any]) -> list
     return lines
 
 
-def diff_text(diff: RunDiff, controls: Mapping[str, Any]) -> str:
+def diff_text(diff: RunDiff, controls: Mapping[str, Any], paint: Palette = PLAIN) -> str:
     """The diff for a terminal; control titles (English / 中文) come from the newer run's `controls`."""
     lines = ["score:", score_line(diff.score_change), *(score_line(c) for c in diff.framework_changes)]
-    lines.append(f"new failures: {len(diff.new_failures)}")
-    lines += change_lines(diff.new_failures, controls)
-    lines.append(f"resolved (fixed, waived or no longer applicable): {len(diff.fixed)}")
-    lines += change_lines(diff.fixed, controls)
+    lines.append(paint.count(f"new failures: {len(diff.new_failures)}", "fail", len(diff.new_failures)))
+    lines += change_lines(diff.new_failures, controls, paint)
+    resolved = f"resolved (fixed, waived or no longer applicable): {len(diff.fixed)}"
+    lines.append(paint.count(resolved, "pass", len(diff.fixed)))
+    lines += change_lines(diff.fixed, controls, paint)
     lines.append(f"hosts added: {len(diff.hosts_added)}")
-    lines += [f"  {one_line(h.name)}: {h.failing} failing" for h in diff.hosts_added]
+    lines += [f"  {one_line(h.name)}: {paint.count(f'{h.failing} failing', 'fail', h.failing)}"
+              for h in diff.hosts_added]
     lines.append(f"hosts no longer audited: {len(diff.hosts_removed)}")
     for host in diff.hosts_removed:
         why = f": {one_line(host.reason)}" if host.reason else ""
-        lines.append(f"  {one_line(host.name)}: {one_line(host.status)}{why} (had {host.failing} failing)")
+        status = paint.status(one_line(host.status))
+        lines.append(f"  {one_line(host.name)}: {status}{why} (had {host.failing} failing)")
     return "\n".join(lines)
 
 
@@ -189,8 +194,8 @@ def run_label(run: RunInfo) -> str:
     return f"run {run.id} of {one_line(run.site)} at {run.started_at:%Y-%m-%d %H:%M:%S} UTC"
 
 
-def runs_table(runs: Sequence[RunInfo]) -> str:
-    """One line per run: when, where, how many hosts were audited, and the scores."""
+def runs_table(runs: Sequence[RunInfo], paint: Palette = PLAIN) -> str:
+    """One line per run: when, where, how many hosts were audited (painted when not all were), and the scores."""
     header = ("id", "started (UTC)", "site", "transport", "hosts", "overall", *FRAMEWORK_LABELS.values())
     rows = [
         (
@@ -207,9 +212,36 @@ def runs_table(runs: Sequence[RunInfo]) -> str:
     widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
     # Text columns (started, site, transport) read left to right; numbers line up on the right.
     left = {1, 2, 3}
-    return "\n".join(
-        "  ".join(
-            cell.ljust(w) if i in left else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths, strict=True))
-        ).rstrip()
-        for row in (header, *rows)
-    )
+    hosts_column = header.index("hosts")
+    incomplete = [False, *(run.hosts_audited < run.hosts_total for run in runs)]
+    lines = []
+    for row, short in zip((header, *rows), incomplete, strict=True):
+        cells = [cell.ljust(w) if i in left else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths,
+                                                                                                   strict=True))]
+        if short:  # painted after padding, so the escape codes do not count towards the width
+            text = row[hosts_column]
+            cells[hosts_column] = cells[hosts_column].replace(text, paint.status(text, "unreachable"))
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
+
+
+def run_record(run: RunInfo) -> dict[str, Any]:
+    """A recorded run for JSON (`medinfra history --format json` and the runs a diff compares)."""
+    return {**asdict(run), "started_at": run.started_at.strftime(STARTED_FORMAT)}
+
+
+def score_record(change: ScoreChange) -> dict[str, Any]:
+    delta = change.delta
+    return {**asdict(change), "delta": None if delta is None else round(delta, 4)}
+
+
+def diff_record(diff: RunDiff) -> dict[str, Any]:
+    """A RunDiff for JSON: the same parts diff_text shows, control titles left to the findings documents."""
+    return {
+        "score": score_record(diff.score_change),
+        "frameworks": [score_record(change) for change in diff.framework_changes],
+        "new_failures": [asdict(change) for change in diff.new_failures],
+        "fixed": [asdict(change) for change in diff.fixed],
+        "hosts_added": [asdict(host) for host in diff.hosts_added],
+        "hosts_removed": [asdict(host) for host in diff.hosts_removed],
+    }

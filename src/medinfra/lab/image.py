@@ -15,13 +15,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from medinfra.collection import collection_directory
 from medinfra.lab.podman import LabError, podman
-from medinfra.paths import TELNET_CLIENT_STUB_CONTROL
 
 IMAGE_DIR = Path(__file__).with_name("image")
 IMAGE_REPOSITORY = "localhost/medinfra-lab"
 SUITE = "bookworm"
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
+
+
+def telnet_client_stub_control() -> Path:
+    """coturn's telnet dependency, satisfied without a telnet client: the rtc_relay role installs this stub, and so
+    does the image, from the collection."""
+    return collection_directory() / "roles" / "rtc_relay" / "files" / "telnet-client-stub.control"
 
 
 @dataclass(frozen=True)
@@ -47,7 +53,7 @@ LAB_IMAGE = ImageRecipe(
     packages="packages.txt",
     customize="customize.sh",
     apt_packages="role-packages.txt",
-    inputs=lambda: (TELNET_CLIENT_STUB_CONTROL,),
+    inputs=lambda: (telnet_client_stub_control(),),
     changes=('CMD ["/sbin/init"]',),
 )
 

@@ -12,7 +12,8 @@ from medinfra.topology.groups import FIXED_GROUPS, SLA_PREFIX, ZONE_PREFIX, grou
 
 Finding = tuple[DocPath, str]
 
-# Free text that no role renders into a configuration (topology_dict leaves it out), so it may span lines.
+# Free text that no role renders into a configuration (medinfra_topology carries it, for the record), so it may
+# span lines.
 FREE_TEXT_KEYS = frozenset({"description"})
 # How many of the zones a CIDR overlaps one finding names.
 OVERLAPS_NAMED = 5

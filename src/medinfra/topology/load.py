@@ -6,15 +6,14 @@ import json
 from collections.abc import Mapping
 from functools import cache
 from importlib import resources
-from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 
 from medinfra.problems import Problem, UserInputError
-from medinfra.topology.checks import check_topology, parse_port_range
-from medinfra.topology.model import Flow, Host, PortRange, Site, SlaClass, Topology, Zone
+from medinfra.topology.checks import check_topology
+from medinfra.topology.model import Host, Topology
 from medinfra.yamldoc import YamlDocument, load_yaml, validation_problems
 
 
@@ -50,80 +49,20 @@ def validate_document(document: YamlDocument) -> list[Problem]:
     return [document.problem(path, message) for path, message in findings]
 
 
-def build_topology(source: str, data: dict[str, Any]) -> Topology:
-    """Turn valid raw data into the model. Callers validate first."""
-    site = data["site"]
-    return Topology(
-        source=source,
-        site=Site(
-            name=site["name"],
-            title=site["title"],
-            domain=site.get("domain"),
-            timezone=site.get("timezone"),
-            time_servers=tuple(site.get("time_servers", ())),
-        ),
-        sla_classes={
-            name: SlaClass(
-                name=name,
-                rpo_minutes=sla["rpo_minutes"],
-                rto_minutes=sla["rto_minutes"],
-                support_hours=sla.get("support_hours"),
-                description=sla.get("description"),
-            )
-            for name, sla in data["sla_classes"].items()
-        },
-        zones=tuple(
-            Zone(
-                name=z["name"],
-                network=IPv4Network(z["cidr"]),
-                trust=z["trust"],
-                purpose=z["purpose"],
-                gateway=IPv4Address(z["gateway"]) if z.get("gateway") else None,
-                description=z.get("description"),
-            )
-            for z in data["zones"]
-        ),
-        hosts=tuple(
-            Host(
-                name=h["name"],
-                zone=h["zone"],
-                address=IPv4Address(h["address"]),
-                services=tuple(h["services"]),
-                sla=h["sla"],
-                data_classification=h["data_classification"],
-                data_paths=tuple(h.get("data_paths", ())),
-                legacy=h.get("legacy", False),
-                description=h.get("description"),
-            )
-            for h in data["hosts"]
-        ),
-        flows=tuple(
-            Flow(
-                source=f["from"],
-                destination=f["to"],
-                proto=f["proto"],
-                ports=tuple(PortRange(*parse_port_range(p)) for p in f.get("ports", ())),
-                purpose=f["purpose"],
-            )
-            for f in data["flows"]
-        ),
-    )
-
-
 def load_topology(path: Path) -> Topology:
     """Load and validate ``path``; raise UserInputError listing every problem found."""
     document = load_yaml(path)
     problems = validate_document(document)
     if problems:
         raise UserInputError(problems)
-    return build_topology(document.file, document.data)
+    return Topology.from_dict(document.data, source=document.file)
 
 
 def topology_host(data: Mapping[str, Any], host: str) -> tuple[Topology, Host]:
     """The topology from its plain-data form (the inventory's ``medinfra_topology``) and one of its hosts."""
     try:
-        topology = build_topology("medinfra_topology", dict(data))
-    except (KeyError, TypeError, ValueError) as exc:
+        topology = Topology.from_dict(data)
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"medinfra_topology is incomplete or malformed: {exc!r}") from None
     try:
         return topology, topology.host(host)

@@ -1,4 +1,9 @@
-"""The hospital topology as plain, immutable data: what every other layer reads."""
+"""The hospital topology as plain, immutable data: what every other layer reads.
+
+`to_dict()` / `from_dict()` are the one way between the model and its plain-data form: the hospital.yml
+document shape, every optional key present (None when unset), ports as text. The inventory plugin publishes
+`to_dict()` as `medinfra_topology` and the filters rebuild the model from it with `from_dict()`, losing nothing.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
+from typing import Any
+
+from medinfra.topology.checks import parse_port_range
 
 
 @dataclass(frozen=True)
@@ -16,6 +24,25 @@ class Site:
     timezone: str | None
     time_servers: tuple[str, ...]
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "title": self.title,
+            "domain": self.domain,
+            "timezone": self.timezone,
+            "time_servers": list(self.time_servers),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Site:
+        return cls(
+            name=data["name"],
+            title=data["title"],
+            domain=data.get("domain"),
+            timezone=data.get("timezone"),
+            time_servers=tuple(data.get("time_servers") or ()),
+        )
+
 
 @dataclass(frozen=True)
 class SlaClass:
@@ -24,6 +51,25 @@ class SlaClass:
     rto_minutes: int
     support_hours: str | None
     description: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The class without its name, which is its key in ``sla_classes``."""
+        return {
+            "rpo_minutes": self.rpo_minutes,
+            "rto_minutes": self.rto_minutes,
+            "support_hours": self.support_hours,
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_dict(cls, name: str, data: Mapping[str, Any]) -> SlaClass:
+        return cls(
+            name=name,
+            rpo_minutes=data["rpo_minutes"],
+            rto_minutes=data["rto_minutes"],
+            support_hours=data.get("support_hours"),
+            description=data.get("description"),
+        )
 
 
 @dataclass(frozen=True)
@@ -34,6 +80,27 @@ class Zone:
     purpose: str
     gateway: IPv4Address | None
     description: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "cidr": str(self.network),
+            "gateway": str(self.gateway) if self.gateway else None,
+            "trust": self.trust,
+            "purpose": self.purpose,
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Zone:
+        return cls(
+            name=data["name"],
+            network=IPv4Network(data["cidr"]),
+            trust=data["trust"],
+            purpose=data["purpose"],
+            gateway=IPv4Address(data["gateway"]) if data.get("gateway") else None,
+            description=data.get("description"),
+        )
 
 
 @dataclass(frozen=True)
@@ -47,6 +114,33 @@ class Host:
     data_paths: tuple[str, ...]
     legacy: bool
     description: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "zone": self.zone,
+            "address": str(self.address),
+            "services": list(self.services),
+            "sla": self.sla,
+            "data_classification": self.data_classification,
+            "data_paths": list(self.data_paths),
+            "legacy": self.legacy,
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Host:
+        return cls(
+            name=data["name"],
+            zone=data["zone"],
+            address=IPv4Address(data["address"]),
+            services=tuple(data["services"]),
+            sla=data["sla"],
+            data_classification=data["data_classification"],
+            data_paths=tuple(data.get("data_paths") or ()),
+            legacy=data.get("legacy", False),
+            description=data.get("description"),
+        )
 
 
 @dataclass(frozen=True)
@@ -66,6 +160,25 @@ class Flow:
     ports: tuple[PortRange, ...]
     purpose: str
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "from": self.source,
+            "to": self.destination,
+            "proto": self.proto,
+            "ports": [str(p) for p in self.ports],
+            "purpose": self.purpose,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Flow:
+        return cls(
+            source=data["from"],
+            destination=data["to"],
+            proto=data["proto"],
+            ports=tuple(PortRange(*parse_port_range(p)) for p in data.get("ports") or ()),
+            purpose=data["purpose"],
+        )
+
 
 @dataclass(frozen=True)
 class Topology:
@@ -77,6 +190,33 @@ class Topology:
     zones: tuple[Zone, ...]
     hosts: tuple[Host, ...]
     flows: tuple[Flow, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """The whole site as JSON-ready plain data (the inventory's ``medinfra_topology``); `from_dict` reverses it."""
+        return {
+            "source": self.source,
+            "site": self.site.to_dict(),
+            "sla_classes": {name: sla.to_dict() for name, sla in self.sla_classes.items()},
+            "zones": [z.to_dict() for z in self.zones],
+            "hosts": [h.to_dict() for h in self.hosts],
+            "flows": [f.to_dict() for f in self.flows],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str | None = None) -> Topology:
+        """The model of `to_dict`'s output, or of a hospital.yml document (then `source` names its file).
+
+        Trusts its input to be valid (load_topology validates documents; `to_dict` writes valid data): data of
+        another shape raises KeyError, TypeError or ValueError.
+        """
+        return cls(
+            source=data["source"] if source is None else source,
+            site=Site.from_dict(data["site"]),
+            sla_classes={name: SlaClass.from_dict(name, sla) for name, sla in data["sla_classes"].items()},
+            zones=tuple(Zone.from_dict(z) for z in data["zones"]),
+            hosts=tuple(Host.from_dict(h) for h in data["hosts"]),
+            flows=tuple(Flow.from_dict(f) for f in data["flows"]),
+        )
 
     def zone(self, name: str) -> Zone:
         return next(z for z in self.zones if z.name == name)

@@ -13,7 +13,7 @@ import jsonschema
 import pytest
 
 from medinfra.audit.results import AuditRun, HostResult, findings_document, judge
-from medinfra.collector import collector_source
+from medinfra.collector import collector_program, default_paths
 from medinfra.compliance.catalog import load_catalog, schema, schema_registry
 from medinfra.compliance.evidence_schema import EACH, SchemaTree, missing_fact_paths, path_exists, show
 from medinfra.compliance.model import Catalog
@@ -40,7 +40,8 @@ def test_recorded_lab_evidence_is_valid(base: str) -> None:
 def test_the_collector_run_here_writes_valid_evidence() -> None:
     """This machine is no lab host: most sections come out unavailable, and those must be valid too."""
     done = subprocess.run(
-        [sys.executable, "-"], input=collector_source(), capture_output=True, text=True, check=True, timeout=120
+        [sys.executable, "-"], input=collector_program(default_paths()), capture_output=True, text=True, check=True,
+        timeout=120,
     )
     assert schema_errors("evidence", json.loads(done.stdout)) == []
 

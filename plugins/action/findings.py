@@ -1,6 +1,6 @@
 """Action plugin: judge the evidence every host of the play returned and write medinfra findings.
 
-Runs on the controller (run_once), after `medinfra_evidence` registered each host's result, and
+Runs on the controller (run_once), after `medinfra.hospital.evidence` registered each host's result, and
 ends in the same code as `medinfra audit` (medinfra.audit.results), so both transports agree.
 """
 
@@ -20,7 +20,7 @@ from medinfra.audit.results import AuditRun, HostResult, exit_code, judge, summa
 from medinfra.audit.targets import INVENTORY_VIEW, SECRET_VARIABLES, host_secrets, inventory_view
 from medinfra.compliance.catalog import load_catalog, load_waivers
 from medinfra.history.store import default_history_location
-from medinfra.paths import CATALOG_DIR
+from medinfra.package_data import CATALOG_DIR
 from medinfra.problems import PrerequisiteError, UserInputError
 from medinfra.report.publish import FINDINGS_FILE, publish
 from medinfra.signing import load_private_key
@@ -32,7 +32,7 @@ def plain(value: Any) -> Any:
 
 
 def host_result(name: str, registered: Any, secrets: tuple[str, ...]) -> HostResult:
-    """What `medinfra_evidence` registered for one host, made safe by the same code as pyinfra's transport."""
+    """What `medinfra.hospital.evidence` registered for one host, made safe by the same code as pyinfra's transport."""
     if not isinstance(registered, dict) or not registered:
         reason = "no evidence registered (host left the play before collection)"
         return received.host_result(name, "error", reason, None, 0.0, secrets)

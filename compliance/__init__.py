@@ -1,0 +1,1 @@
+"""medinfra's control catalog (controls, frameworks, schemas), installed as package data `medinfra.control_catalog`."""
