@@ -30,9 +30,10 @@ DOCUMENTATION = """
       remote_addr:
         description:
           - The ID of the container you want to access.
+          - The inventory name unless C(ansible_podman_host) names another container. C(ansible_host) stays the
+            host's network address, as the hospital inventory plugin sets it from the topology.
         default: inventory_hostname
         vars:
-          - name: ansible_host
           - name: inventory_hostname
           - name: ansible_podman_host
       remote_user:
@@ -75,6 +76,9 @@ class Connection(CollectionConnection):  # type: ignore[misc]
     always_pipeline_modules = True
 
     def _connect(self) -> Any:
+        # The collection's plugin takes the container from the play context, i.e. ansible_host, which is the
+        # topology's address in an inventory of the hospital plugin; this option is the inventory name.
+        self._container_id = self.get_option("remote_addr")
         # Only file transfers need the container mounted; running a module does not.
         ConnectionBase._connect(self)
         self._connected = True

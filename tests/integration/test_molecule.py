@@ -33,7 +33,7 @@ def run_scenario(role: str, image: str) -> Scenario:
     # Molecule names its working directory after the project directory and the scenario ("default" everywhere), so
     # every role would share one inventory and one pki CA directory; each scenario gets its own.
     with tempfile.TemporaryDirectory(prefix=f"molecule-{role}-") as ephemeral:
-        env = {**tool_env(ROOT), "MEDINFRA_LAB_IMAGE": image, "MOLECULE_ROLE": role, "PY_COLORS": "0",
+        env = {**tool_env(ROOT), "MEDINFRA_LAB_IMAGE": image, "PY_COLORS": "0",
                "MOLECULE_EPHEMERAL_DIRECTORY": ephemeral}
         result = subprocess.run(
             [str(BIN / "molecule"), "-c", str(ROOT / "molecule/base.yml"), "test"],

@@ -1,7 +1,8 @@
 """Debian 12 images built without a registry: debootstrap + customize + `podman import`, cached by recipe.
 
-Two recipes: the lab's systemd host image and the base of medinfra's execution environment (ansible-builder
-builds on it; no registry is reachable for a ubi or python base).
+Three recipes: the lab's systemd host image; the plain image, the lab's base without what the roles install (a stock
+Debian 12 host, on which a test converges the roles every host gets); and the base of medinfra's execution
+environment (ansible-builder builds on it; no registry is reachable for a ubi or python base).
 """
 
 from __future__ import annotations
@@ -54,6 +55,16 @@ LAB_IMAGE = ImageRecipe(
     customize="customize.sh",
     apt_packages="role-packages.txt",
     inputs=lambda: (telnet_client_stub_control(),),
+    changes=('CMD ["/sbin/init"]',),
+)
+
+PLAIN_IMAGE = ImageRecipe(
+    title="plain",
+    repository="localhost/medinfra-plain",
+    packages="packages.txt",
+    customize="customize.sh",
+    apt_packages=None,
+    inputs=tuple,
     changes=('CMD ["/sbin/init"]',),
 )
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-CONTAINER = os.environ.get("MOLECULE_INSTANCE", f"medinfra-{os.environ.get('MOLECULE_ROLE', 'role')}-debian12")
+CONTAINER = "hardening-host"  # as molecule.yml and hospital.yml name it
 
 
 def effective_sshd(host) -> dict[str, str]:
@@ -176,8 +176,7 @@ def container_address() -> str:
     result = subprocess.run(
         ["podman", "inspect", CONTAINER, "--format", "json"], capture_output=True, text=True, check=True
     )
-    networks = json.loads(result.stdout)[0]["NetworkSettings"]["Networks"]
-    return next(iter(networks.values()))["IPAddress"]
+    return str(json.loads(result.stdout)[0]["NetworkSettings"]["Networks"]["podman"]["IPAddress"])
 
 
 def ssh(user: str, *options: str) -> subprocess.CompletedProcess[str]:

@@ -106,7 +106,9 @@ def test_check_mode_shows_the_change_without_applying_it(host):
     env = {**os.environ, "ANSIBLE_FORCE_COLOR": "0"}
     scenario = os.path.join(os.environ["MOLECULE_SCENARIO_DIRECTORY"])
     done = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--check", "--diff", "-l", "seg-records-db",
+        # The inventory directory: Molecule's instances and the scenario's hospital.yml.
+        ["ansible-playbook", "-i", os.path.dirname(os.environ["MOLECULE_INVENTORY_FILE"]), "--check", "--diff",
+         "-l", "seg-records-db",
          "-e", json.dumps({"network_segmentation_openings": [{"proto": "tcp", "ports": [6000], "from": ["ward"]}]}),
          os.path.join(scenario, "converge.yml")],
         capture_output=True, text=True, check=False, env=env, timeout=300,

@@ -38,7 +38,9 @@ def inspect(host: Any, name: str) -> dict[str, str]:
 
 def converge_again(*extra: str) -> str:
     done = subprocess.run(
-        ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], str(SCENARIO / "renew.yml"), *extra],
+        # The inventory directory: Molecule's instances and the scenario's hospital.yml.
+        ["ansible-playbook", "-i", str(Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent), str(SCENARIO / "renew.yml"),
+         *extra],
         capture_output=True,
         text=True,
         check=False,
