@@ -1,4 +1,5 @@
-"""Every role's Molecule scenario (syntax, check, converge, idempotence, verify) on the lab image."""
+"""Every role's Molecule scenario (syntax, check, converge, idempotence, verify) on the lab image, and the shared
+scenario `plain`: the roles every host gets, on a stock Debian 12 host that the roles must equip themselves."""
 
 from __future__ import annotations
 
@@ -10,16 +11,19 @@ from typing import NamedTuple
 
 import pytest
 
+from medinfra.lab.image import PLAIN_IMAGE, ensure_image
 from medinfra.toolenv import BIN, run_tool, tool_env
 from tests.conftest import ROOT
 
 pytestmark = pytest.mark.integration
 
 ROLES = sorted(p.parent.parent.parent.name for p in ROOT.glob("roles/*/molecule/default/molecule.yml"))
+# Each scenario: Molecule's project directory and the scenario's name there.
+SCENARIOS = {role: (ROOT / "roles" / role, "default") for role in ROLES} | {"plain": (ROOT, "plain")}
 # Two scenarios at a time: each has its own containers and network, and most of a scenario is waiting on systemd,
 # apt and Ansible's round trips, so two share the 2 cores well. The longest starts first.
 PARALLEL = 2
-LONGEST_FIRST = ("monitoring_server", "backup", "rtc_relay")
+LONGEST_FIRST = ("monitoring_server", "backup", "rtc_relay", "plain")
 
 
 class Scenario(NamedTuple):
@@ -28,16 +32,16 @@ class Scenario(NamedTuple):
     seconds: float
 
 
-def run_scenario(role: str, image: str) -> Scenario:
+def run_scenario(name: str, images: dict[str, str]) -> Scenario:
+    project, scenario = SCENARIOS[name]
     started = time.monotonic()
     # Molecule names its working directory after the project directory and the scenario ("default" everywhere), so
     # every role would share one inventory and one pki CA directory; each scenario gets its own.
-    with tempfile.TemporaryDirectory(prefix=f"molecule-{role}-") as ephemeral:
-        env = {**tool_env(ROOT), "MEDINFRA_LAB_IMAGE": image, "PY_COLORS": "0",
-               "MOLECULE_EPHEMERAL_DIRECTORY": ephemeral}
+    with tempfile.TemporaryDirectory(prefix=f"molecule-{name}-") as ephemeral:
+        env = {**tool_env(ROOT), **images, "PY_COLORS": "0", "MOLECULE_EPHEMERAL_DIRECTORY": ephemeral}
         result = subprocess.run(
-            [str(BIN / "molecule"), "-c", str(ROOT / "molecule/base.yml"), "test"],
-            cwd=ROOT / "roles" / role,
+            [str(BIN / "molecule"), "-c", str(ROOT / "molecule/base.yml"), "test", "-s", scenario],
+            cwd=project,
             env=env,
             capture_output=True,
             text=True,
@@ -51,10 +55,11 @@ def run_scenario(role: str, image: str) -> Scenario:
 def scenarios(request: pytest.FixtureRequest) -> dict[str, Scenario]:
     image = run_tool(ROOT, "medinfra", "lab", "image")
     assert image.returncode == 0, image.stderr
-    order = [*LONGEST_FIRST, *(role for role in ROLES if role not in LONGEST_FIRST)]
+    images = {"MEDINFRA_LAB_IMAGE": image.stdout.strip(), "MEDINFRA_PLAIN_IMAGE": ensure_image(print, PLAIN_IMAGE)}
+    order = [*LONGEST_FIRST, *(name for name in SCENARIOS if name not in LONGEST_FIRST)]
     started = time.monotonic()
     with ThreadPoolExecutor(PARALLEL) as pool:
-        futures = {role: pool.submit(run_scenario, role, image.stdout.strip()) for role in order}
+        futures = {name: pool.submit(run_scenario, name, images) for name in order}
         results = {role: future.result() for role, future in futures.items()}
     # The figures that decide PARALLEL and LONGEST_FIRST, in CI's log.
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")
@@ -77,7 +82,7 @@ def failure_excerpt(output: str) -> str:
     return "\n".join(failing[-100:]) + "\n...\n" + output[-3000:]
 
 
-@pytest.mark.parametrize("role", ROLES)
-def test_molecule(role: str, scenarios: dict[str, Scenario]) -> None:
-    scenario = scenarios[role]
-    assert scenario.returncode == 0, f"{role} after {scenario.seconds:.0f} s:\n" + failure_excerpt(scenario.output)
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_molecule(name: str, scenarios: dict[str, Scenario]) -> None:
+    scenario = scenarios[name]
+    assert scenario.returncode == 0, f"{name} after {scenario.seconds:.0f} s:\n" + failure_excerpt(scenario.output)

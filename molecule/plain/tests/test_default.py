@@ -1,0 +1,49 @@
+"""A stock Debian 12 host after the roles every host gets: what they need, they installed themselves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+# Installed by the roles, absent from the plain image (the lab image bakes them in; this host shows the roles do not
+# depend on that).
+INSTALLED_BY_ROLES = (
+    "python3-cryptography",  # pki: community.crypto makes the keys on the host
+    "prometheus-node-exporter",  # monitoring_agent
+    "auditd",  # baseline_hardening
+    "chrony",
+    "rsyslog",
+    "aide",
+    "libpam-pwquality",
+    "unattended-upgrades",
+)
+
+
+def test_the_image_was_plain(host: Any) -> None:
+    """apt's history on the host: the packages came in during the converge, not with the image."""
+    history = host.file("/var/log/apt/history.log").content_string
+    for package in INSTALLED_BY_ROLES:
+        assert f" {package}:" in history, package
+
+
+@pytest.mark.parametrize("package", INSTALLED_BY_ROLES)
+def test_installed(host: Any, package: str) -> None:
+    assert host.package(package).is_installed
+
+
+@pytest.mark.parametrize("unit", ["prometheus-node-exporter.service", "auditd.service", "nftables.service"])
+def test_services_run(host: Any, unit: str) -> None:
+    service = host.service(unit)
+    assert service.is_enabled and service.is_running
+
+
+def test_exporter_serves_tls_with_the_site_certificate(host: Any) -> None:
+    address = "10.88.239.15"  # hospital.yml's address, the one the exporter listens on
+    listening = host.check_output("ss -Hltn")
+    assert f"{address}:9100" in listening, listening
+    assert host.file("/etc/medinfra/pki/node-exporter.crt").exists
+
+
+def test_zone_firewall_in_force(host: Any) -> None:
+    assert "table inet medinfra" in host.check_output("nft list tables")
