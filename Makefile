@@ -10,7 +10,7 @@ PYTHON ?= python3
 INVENTORY ?= inventories/lab
 
 .PHONY: demo test test-unit test-integration lint deps apt venv lab-up lab-down scale-bench hardening-bench audit-bench \
-	report-bench lynis-bench collector-bench topology-bench clean
+	report-bench lynis-bench collector-bench topology-bench clean ee
 
 DEMO_KEY := .cache/demo-keys/audit
 # `medinfra lab up` writes the lab's secrets vault-encrypted, with this password file.
@@ -75,6 +75,11 @@ $(STAMPS)/venv: pyproject.toml
 	@mkdir -p $(STAMPS) && touch $@
 # setup.py gives the package galaxy.yml's version: a new version means a new install.
 $(STAMPS)/venv: setup.py galaxy.yml
+
+## The execution environment for AWX/AAP and ansible-navigator (execution-environment.yml), on a Debian base image
+## built here with debootstrap; prints its tag. Cached by a digest of its inputs: seconds when nothing changed.
+ee: deps
+	scripts/build-ee.sh
 
 lab-up: deps
 	medinfra lab up -i $(INVENTORY)

@@ -16,6 +16,12 @@ packages=(
   zsh
 )
 
+sudo=()
+[ "$(id -u)" -eq 0 ] || sudo=(sudo)
+
+# ansible-navigator refuses to start podman containers without it (some container hosts boot without one).
+[ -d /dev/mqueue ] || "${sudo[@]}" mkdir -p /dev/mqueue
+
 missing=()
 for pkg in "${packages[@]}"; do
   if ! dpkg-query -W -f='${db:Status-Status}' "$pkg" 2>/dev/null | grep -qx installed; then
@@ -24,8 +30,6 @@ for pkg in "${packages[@]}"; do
 done
 [ "${#missing[@]}" -eq 0 ] && exit 0
 
-sudo=()
-[ "$(id -u)" -eq 0 ] || sudo=(sudo)
 echo "installing Debian packages: ${missing[*]}"
 "${sudo[@]}" apt-get update -qq
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"

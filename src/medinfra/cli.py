@@ -123,13 +123,14 @@ def cmd_lab_status(args: argparse.Namespace) -> int:
     return 0 if reachable == len(statuses) else 1
 
 
-def cmd_lab_image(_args: argparse.Namespace) -> int:
-    from medinfra.lab.image import ensure_image
+def cmd_lab_image(args: argparse.Namespace) -> int:
+    from medinfra.lab.image import EE_BASE_IMAGE, LAB_IMAGE, ensure_image
     from medinfra.lab.prereq import check_lab_prerequisites
 
     check_lab_prerequisites()
+    recipe = EE_BASE_IMAGE if args.ee_base else LAB_IMAGE
     # Progress to stderr: stdout is only the tag, for scripts (`export MEDINFRA_LAB_IMAGE=$(medinfra lab image)`).
-    print(ensure_image(lambda message: print(message, file=sys.stderr, flush=True)))
+    print(ensure_image(lambda message: print(message, file=sys.stderr, flush=True), recipe))
     return 0
 
 
@@ -589,6 +590,9 @@ def build_parser() -> argparse.ArgumentParser:
     lab = commands.add_parser("lab", help="the podman lab hospital")
     lab_commands = subcommands(lab, "lab_command")
     image = lab_commands.add_parser("image", help="build the lab image if needed and print its tag")
+    image.add_argument(
+        "--ee-base", action="store_true", help="the base image of the execution environment (`make ee`) instead"
+    )
     image.set_defaults(handler=cmd_lab_image)
     for name, handler, text in (
         ("up", cmd_lab_up, "create or repair the lab (idempotent) and print time to ready"),

@@ -503,6 +503,29 @@ def test_both_transports_write_the_same_findings(audits: dict[str, Any]) -> None
     assert ans_code == 0  # the playbook reports findings; it fails only when it cannot audit
 
 
+def test_navigator_audit_in_the_execution_environment_finds_what_the_cli_found(
+    audits: dict[str, AuditOutput], ee_image: str, tmp_path: Path
+) -> None:
+    """The collection's audit playbook, run by ansible-navigator in the EE (ansible-navigator.yml), as AWX would."""
+    started = time.monotonic()
+    result = run_tool(
+        ROOT, "ansible-navigator", "run", "medinfra.hospital.audit", "-i", str(INVENTORY),
+        "--vault-password-file", str(INVENTORY / ".lab" / "vault-password"),
+        "--execution-environment-image", ee_image,
+        # Only the checkout and the inventory are mounted by default; the findings go to tmp_path.
+        "--execution-environment-volume-mounts", f"{tmp_path}:{tmp_path}",
+        "-e", f"medinfra_audit_out={tmp_path}", "-e", "medinfra_audit_history=",
+        timeout=900,
+    )  # fmt: skip
+    path = tmp_path / "findings.json"
+    assert path.exists(), result.stdout[-3000:] + result.stderr[-3000:]
+    print(f"ansible-navigator audit of {HOSTS} hosts in the EE: {time.monotonic() - started:.0f} s")
+    document = json.loads(path.read_text(encoding="utf-8"))
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert statuses(document) == statuses(audits["pyinfra"].document)
+    assert {h["name"]: h["status"] for h in document["hosts"]} == {h.name: "audited" for h in TOPOLOGY.hosts}
+
+
 def test_installed_medinfra_audits_the_lab_as_the_checkout_does(
     audits: dict[str, AuditOutput], installed: Installed, tmp_path: Path  # noqa: F811
 ) -> None:
