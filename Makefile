@@ -43,6 +43,9 @@ test-unit: venv
 test-integration: deps
 	pytest --durations=25 tests/integration
 
+# The collection artifact `make lint` builds and runs ansible-test sanity on (galaxy.yml holds the version).
+COLLECTION_ARTIFACT = .cache/dist/medinfra-hospital-$(shell sed -n 's/^version: *//p' galaxy.yml).tar.gz
+
 lint: venv
 	ruff check src plugins tests benchmarks roles
 	# Module names from the directories: plugins/action/findings.py and its docs plugins/modules/findings.py differ.
@@ -50,6 +53,7 @@ lint: venv
 	yamllint --strict .
 	ansible-lint --offline playbooks roles
 	ansible-galaxy collection build --force --output-path .cache/dist
+	scripts/ansible-test-sanity.sh $(COLLECTION_ARTIFACT)
 
 deps: apt venv
 

@@ -14,16 +14,22 @@ from typing import Any
 
 from ansible.errors import AnsibleActionFail
 from ansible.plugins.action import ActionBase
+from ansible_collections.medinfra.hospital.plugins.plugin_utils.medinfra_package import require_medinfra
 
-from medinfra.audit import received
-from medinfra.audit.results import AuditRun, HostResult, exit_code, judge, summary_text
-from medinfra.audit.targets import INVENTORY_VIEW, SECRET_VARIABLES, host_secrets, inventory_view
-from medinfra.compliance.catalog import load_catalog, load_waivers
-from medinfra.history.store import default_history_location
-from medinfra.package_data import CATALOG_DIR
-from medinfra.problems import PrerequisiteError, UserInputError
-from medinfra.report.publish import FINDINGS_FILE, publish
-from medinfra.signing import load_private_key
+try:
+    from medinfra.audit import received
+    from medinfra.audit.results import AuditRun, HostResult, exit_code, judge, summary_text
+    from medinfra.audit.targets import INVENTORY_VIEW, SECRET_VARIABLES, host_secrets, inventory_view
+    from medinfra.compliance.catalog import load_catalog, load_waivers
+    from medinfra.history.store import default_history_location
+    from medinfra.package_data import CATALOG_DIR
+    from medinfra.problems import PrerequisiteError, UserInputError
+    from medinfra.report.publish import FINDINGS_FILE, publish
+    from medinfra.signing import load_private_key
+except ImportError as exc:
+    MEDINFRA_IMPORT_ERROR: ImportError | None = exc
+else:
+    MEDINFRA_IMPORT_ERROR = None
 
 
 def plain(value: Any) -> Any:
@@ -65,6 +71,7 @@ class ActionModule(ActionBase):  # type: ignore[misc]
     _VALID_ARGS = frozenset(("out", "catalog", "waivers", "evidence_var", "inventory", "history", "sign"))
 
     def run(self, tmp: Any = None, task_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+        require_medinfra("medinfra.hospital.findings", MEDINFRA_IMPORT_ERROR)
         result: dict[str, Any] = super().run(tmp, task_vars)
         task_vars = task_vars or {}
         args = self._task.args

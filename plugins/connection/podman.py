@@ -9,12 +9,6 @@ a Molecule scenario's CPU time on 2 cores.
 
 from __future__ import annotations
 
-import shlex
-from typing import Any
-
-from ansible.plugins.connection import ConnectionBase, ensure_connect
-from ansible_collections.containers.podman.plugins.connection.podman import Connection as CollectionConnection
-
 # The collection's options, word for word (Ansible reads DOCUMENTATION from this file's source, so it cannot be
 # imported): the same inventory variables, ansible.cfg keys and environment variables configure both plugins.
 DOCUMENTATION = """
@@ -23,7 +17,7 @@ DOCUMENTATION = """
     description:
       - containers.podman.podman with pipelining; the container is mounted only when a file is copied.
       - Molecule's podman driver uses it through C(provisioner.connection_options) in C(molecule/base.yml).
-    author: medinfra
+    author: medinfra maintainers (!UNKNOWN)
     requirements:
       - the containers.podman collection, whose connection this one extends
     options:
@@ -68,6 +62,15 @@ DOCUMENTATION = """
         env:
           - name: ANSIBLE_PODMAN_EXECUTABLE
 """
+
+# After the documentation, as Ansible expects.
+import shlex  # noqa: E402
+from typing import Any  # noqa: E402
+
+from ansible.plugins.connection import ConnectionBase, ensure_connect  # noqa: E402
+from ansible_collections.containers.podman.plugins.connection.podman import (  # noqa: E402
+    Connection as CollectionConnection,
+)
 
 
 class Connection(CollectionConnection):  # type: ignore[misc]

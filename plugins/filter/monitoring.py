@@ -9,16 +9,23 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.medinfra.hospital.plugins.plugin_utils.medinfra_package import require_medinfra
 
-from medinfra.monitoring.credentials import bcrypt_hash
-from medinfra.monitoring.targets import parse_probes
-from medinfra.monitoring.targets import scrape_targets as topology_scrape_targets
-from medinfra.topology.load import topology_host
+try:
+    from medinfra.monitoring.credentials import bcrypt_hash
+    from medinfra.monitoring.targets import parse_probes
+    from medinfra.monitoring.targets import scrape_targets as topology_scrape_targets
+    from medinfra.topology.load import topology_host
+except ImportError as exc:
+    MEDINFRA_IMPORT_ERROR: ImportError | None = exc
+else:
+    MEDINFRA_IMPORT_ERROR = None
 
 
 def scrape_targets(
     topology: Mapping[str, Any], server: str, probes: Mapping[str, Sequence[Mapping[str, Any]]], node_port: int = 9100
 ) -> dict[str, list[Any]]:
+    require_medinfra("medinfra.hospital.scrape_targets", MEDINFRA_IMPORT_ERROR)
     try:
         model, host = topology_host(topology, server)
         targets = topology_scrape_targets(
@@ -31,6 +38,7 @@ def scrape_targets(
 
 def bcrypt(password: str, seed: str, cost: int = 12) -> str:
     """bcrypt hash with a salt derived from the password and ``seed`` (the host): reruns change nothing."""
+    require_medinfra("medinfra.hospital.bcrypt", MEDINFRA_IMPORT_ERROR)
     try:
         return bcrypt_hash(str(password), str(seed), int(cost))
     except ValueError as exc:

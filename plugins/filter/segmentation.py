@@ -8,10 +8,16 @@ from ipaddress import IPv4Network
 from typing import Any
 
 from ansible.errors import AnsibleFilterError
+from ansible_collections.medinfra.hospital.plugins.plugin_utils.medinfra_package import require_medinfra
 
-from medinfra.collector import collector_module
-from medinfra.segmentation.rules import host_ruleset, parse_egress, parse_openings
-from medinfra.topology.load import topology_host
+try:
+    from medinfra.collector import collector_module
+    from medinfra.segmentation.rules import host_ruleset, parse_egress, parse_openings
+    from medinfra.topology.load import topology_host
+except ImportError as exc:
+    MEDINFRA_IMPORT_ERROR: ImportError | None = exc
+else:
+    MEDINFRA_IMPORT_ERROR = None
 
 
 def nftables(
@@ -22,6 +28,7 @@ def nftables(
     egress: Sequence[Mapping[str, Any]] = (),
     users: Mapping[str, Sequence[str]] | None = None,
 ) -> str:
+    require_medinfra("medinfra.hospital.nftables", MEDINFRA_IMPORT_ERROR)
     try:
         model, target = topology_host(topology, host)
         declared = parse_openings(model, openings, "network_segmentation_openings")

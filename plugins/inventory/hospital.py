@@ -2,16 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
-from ansible.errors import AnsibleParserError
-from ansible.plugins.inventory import BaseInventoryPlugin
-
-from medinfra.inventory import build_inventory
-from medinfra.problems import UserInputError
-from medinfra.topology import load_topology
-
 DOCUMENTATION = r"""
 name: hospital
 short_description: medinfra hospital topology (hospital.yml) as an inventory
@@ -23,7 +13,7 @@ description:
     C(all) carries C(medinfra_topology), the whole site as plain data.
   - Enable it in C(ansible.cfg) with C(enable_plugins = medinfra.hospital.hospital, ...).
 requirements:
-  - the medinfra Python package on the controller
+  - the medinfra Python package on the controller (pip install medinfra)
 options:
   plugin:
     description: The name of this plugin; optional, since the file is recognised by its name.
@@ -44,6 +34,23 @@ hosts:
 flows: []
 """
 
+# After the documentation, as Ansible expects.
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from ansible.errors import AnsibleParserError  # noqa: E402
+from ansible.plugins.inventory import BaseInventoryPlugin  # noqa: E402
+from ansible_collections.medinfra.hospital.plugins.plugin_utils.medinfra_package import require_medinfra  # noqa: E402
+
+try:
+    from medinfra.inventory import build_inventory
+    from medinfra.problems import UserInputError
+    from medinfra.topology import load_topology
+except ImportError as exc:
+    MEDINFRA_IMPORT_ERROR: ImportError | None = exc
+else:
+    MEDINFRA_IMPORT_ERROR = None
+
 TOPOLOGY_FILE_NAMES = ("hospital.yml", "hospital.yaml")
 
 
@@ -54,6 +61,7 @@ class InventoryModule(BaseInventoryPlugin):  # type: ignore[misc]
         return Path(path).name in TOPOLOGY_FILE_NAMES and super().verify_file(path)
 
     def parse(self, inventory: Any, loader: Any, path: str, cache: bool = True) -> None:
+        require_medinfra(self.NAME, MEDINFRA_IMPORT_ERROR)
         super().parse(inventory, loader, path, cache)
         try:
             topology = load_topology(Path(path))

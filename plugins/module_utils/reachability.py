@@ -128,4 +128,3 @@ def main(plan: dict[str, Any]) -> None:
     if plan.get("record"):
         record(results, plan["host"])
     json.dump({"format": RECORD_FORMAT, "host": plan["host"], "results": results}, sys.stdout)
-

@@ -22,10 +22,17 @@ options:
       - When not given, the site default the inventory plugin publishes (C(pki=/etc/medinfra/pki), ...).
     type: dict
 attributes:
-  check_mode: {support: full, description: Reads only, so it runs the same under C(--check).}
-  diff_mode: {support: none, description: Changes nothing, so there is no diff.}
-  platform: {platforms: debian, description: Debian 12 hosts as the medinfra roles configure them.}
-author: medinfra
+  check_mode:
+    support: full
+    description: Reads only, so it runs the same under C(--check).
+  diff_mode:
+    support: none
+    description: Changes nothing, so there is no diff.
+  platform:
+    support: full
+    platforms: debian
+    description: Debian 12 hosts as the medinfra roles configure them.
+author: medinfra maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -44,13 +44,22 @@ options:
     description: Ed25519 private key that signs the report set's manifest (C(medinfra keys generate) makes one).
     type: path
 attributes:
-  action: {support: full, description: Runs on the controller only.}
-  check_mode: {support: none, description: Writes the reports whether or not C(--check) is given.}
-  diff_mode: {support: none, description: Prints no diff.}
-  platform: {platforms: posix, description: The controller.}
+  action:
+    support: full
+    description: Runs on the controller only.
+  check_mode:
+    support: none
+    description: Writes the reports whether or not C(--check) is given.
+  diff_mode:
+    support: none
+    description: Prints no diff.
+  platform:
+    support: full
+    platforms: posix
+    description: The controller.
 requirements:
-  - the medinfra Python package on the controller
-author: medinfra
+  - the medinfra Python package on the controller (pip install medinfra)
+author: medinfra maintainers (!UNKNOWN)
 """
 
 EXAMPLES = r"""

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from ansible_collections.medinfra.hospital.plugins.filter import monitoring, rtc_relay, segmentation
 
-from tests.conftest import ROOT
+from tests.conftest import COLLECTIONS, ROOT
 
 ANSIBLE_DOC = Path(sys.executable).with_name("ansible-doc")
 ANSIBLE_GALAXY = Path(sys.executable).with_name("ansible-galaxy")
@@ -90,9 +90,11 @@ def test_ansible_doc_parses_every_plugin(docs: dict[str, dict[str, Any]], kind: 
             assert "_input" in doc["options"] and entry["return"]["_value"]["description"], fqcn
 
 
-# Not the collection: the Python package and its catalog (they ship in the wheel), tests, benchmarks, tooling and
-# what `medinfra lab up` writes beside a topology (keys, vault password, secrets).
-NOT_SHIPPED = ("tests/", "src/", "benchmarks/", "compliance/", "scripts/", ".cache/", ".venv/", "reports/")
+# Not the collection: the Python package and its catalog (they ship in the wheel), tests (but tests/sanity, which
+# ansible-test reads from the installed collection), Molecule scenarios, benchmarks, tooling and what
+# `medinfra lab up` writes beside a topology (keys, vault password, secrets).
+NOT_SHIPPED = ("tests/unit/", "tests/integration/", "tests/data/", "tests/promtool/", "src/", "benchmarks/",
+               "compliance/", "scripts/", "molecule/", ".cache/", ".venv/", "reports/")
 LAB_STATE = ("/.lab/", "/.pki/", "lab_connection.yml", "lab_secrets.yml")
 
 
@@ -103,9 +105,33 @@ def test_the_built_collection_holds_the_collection_and_nothing_else(tmp_path: Pa
     with tarfile.open(artifact) as archive:
         names = [member.name + ("/" if member.isdir() else "") for member in archive.getmembers()]
     assert not [name for name in names if name.startswith(NOT_SHIPPED) or any(part in f"/{name}" for part in LAB_STATE)]
+    assert [name for name in names if name.startswith("tests/") and not name.startswith("tests/sanity/")] == ["tests/"]
+    assert not [name for name in names if "/molecule/" in name]
     shipped = {"MANIFEST.json", "meta/runtime.yml", "playbooks/site.yml", "plugins/modules/evidence.py",
-               "plugins/action/findings.py", "plugins/filter/bcrypt.yml", "roles/pki/meta/argument_specs.yml"}
+               "plugins/action/findings.py", "plugins/filter/bcrypt.yml", "roles/pki/meta/argument_specs.yml",
+               "tests/sanity/ignore-2.19.txt"}
     assert shipped <= set(names)
+
+
+def test_a_filter_without_the_medinfra_package_names_what_to_install() -> None:
+    """The collection installed without `pip install medinfra`: the filter loads and, used, says what is missing."""
+    program = f"""
+import sys
+sys.modules["medinfra"] = None  # `import medinfra` now fails as if the package were not installed
+from ansible.plugins.loader import init_plugin_loader
+init_plugin_loader([{str(COLLECTIONS)!r}])
+from ansible.errors import AnsibleError
+from ansible_collections.medinfra.hospital.plugins.filter import rtc_relay
+try:
+    rtc_relay.turn_range("10.231.10.0/24")
+except AnsibleError as exc:
+    print(exc)
+"""
+    ran = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=False, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.startswith("medinfra.hospital.turn_range needs the medinfra Python package on the controller "
+                                 "(pip install medinfra): "), ran.stdout
+    assert "Traceback" not in ran.stdout + ran.stderr
 
 
 PLAYBOOKS = sorted(path.stem for path in (ROOT / "playbooks").glob("*.yml"))

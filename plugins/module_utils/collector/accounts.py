@@ -12,6 +12,7 @@ from .base import Json, at_root, config_lines, key_values, read_text, unavailabl
 
 NO_LOGIN_SHELLS = frozenset({"", "/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"})
 
+
 def shadow_state(field: str) -> tuple[str, str]:
     """(state, scheme) of a shadow password field; the hash itself never leaves this function."""
     if field == "":
@@ -23,6 +24,7 @@ def shadow_state(field: str) -> tuple[str, str]:
         if field.startswith(prefix):
             return "set", name
     return "set", "des" if len(field) == 13 else "unknown"
+
 
 def collect_accounts() -> Json:
     shadow: dict[str, list[str]] = {}
@@ -79,6 +81,7 @@ def collect_accounts() -> Json:
         "shadow_group_members": group_members("shadow", groups, users),
     }
 
+
 def group_members(name: str, groups: Iterable[grp.struct_group], users: Iterable[Mapping[str, Json]]) -> list[str]:
     """Who is in a group: listed in /etc/group, or having it as primary group (which /etc/group does not show)."""
     group = next((g for g in groups if g.gr_name == name), None)
@@ -87,11 +90,14 @@ def group_members(name: str, groups: Iterable[grp.struct_group], users: Iterable
     primary = [str(u["name"]) for u in users if u["gid"] == group.gr_gid]
     return sorted({*group.gr_mem, *primary})
 
+
 def collect_login_defs() -> Json:
     values = key_values(["/etc/login.defs"])
     return values or unavailable("/etc/login.defs missing")
 
+
 SUDOERS = "/etc/sudoers"
+
 
 def sudoers_included(directory: str, root: str = "/") -> list[str]:
     """Files sudo reads from an includedir: in order, skipping names with a dot or ending in `~` (as sudo does)."""
@@ -104,6 +110,7 @@ def sudoers_included(directory: str, root: str = "/") -> list[str]:
         for name in names
         if "." not in name and not name.endswith("~") and os.path.isfile(at_root(os.path.join(directory, name), root))
     ]
+
 
 def sudoers_lines(path: str, root: str = "/", depth: int = 0) -> list[tuple[str, str]]:
     """(file, logical line) in the order sudo reads them: continuations joined, comments dropped, `@include`
@@ -127,6 +134,7 @@ def sudoers_lines(path: str, root: str = "/", depth: int = 0) -> list[tuple[str,
         if line:
             lines.append((path, line))
     return lines
+
 
 def sudo_defaults(entries: Iterable[tuple[str, str]]) -> tuple[dict[str, Json], list[dict[str, str]]]:
     """The global Defaults in force (the last setting of each wins) and every scoped one (`Defaults:user`,
@@ -154,6 +162,7 @@ def sudo_defaults(entries: Iterable[tuple[str, str]]) -> tuple[dict[str, Json], 
                 effective[name] = setting.count("!") % 2 == 0
     return effective, scoped
 
+
 def collect_sudo(root: str = "/") -> Json:
     entries = sudoers_lines(SUDOERS, root)
     effective, scoped = sudo_defaults(entries)
@@ -161,12 +170,12 @@ def collect_sudo(root: str = "/") -> Json:
     negated_scoped = {item["setting"].lstrip("!") for item in scoped if item["setting"].startswith("!")}
     logfile = effective.get("logfile")
     return {
-        "files_read": sorted({path for path, _ in entries}),
+        "files_read": sorted({path for path, _line in entries}),
         "defaults": effective,
         "scoped_defaults": scoped,
         "use_pty": effective.get("use_pty") is True and "use_pty" not in negated_scoped,
         "logfile": logfile if isinstance(logfile, str) and logfile else None,
         "authenticate_disabled": effective.get("authenticate") is False or "authenticate" in negated_scoped,
-        "nopasswd_principals": sorted({line.split()[0] for _, line in rules if "NOPASSWD" in line}),
+        "nopasswd_principals": sorted({line.split()[0] for _path, line in rules if "NOPASSWD" in line}),
         "rule_count": len(rules),
     }

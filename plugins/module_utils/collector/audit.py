@@ -23,6 +23,7 @@ def audit_rule_fields(words: list[str]) -> tuple[str, str, dict[str, str]]:
                 fields[field.group(1)] = field.group(2)
     return (lists[0] if lists else ""), (actions[0] if actions else ""), fields
 
+
 def audit_suppression(never: tuple[str, dict[str, str]], rule: tuple[str, dict[str, str]]) -> bool:
     """Whether a `never` rule placed before `rule` on the same list keeps it from recording anything."""
     never_list, never_fields = never
@@ -38,6 +39,7 @@ def audit_suppression(never: tuple[str, dict[str, str]], rule: tuple[str, dict[s
     if "dir" in never_fields:
         return path == target or path.startswith(target.rstrip("/") + "/")
     return path == target
+
 
 def effective_audit_rules(lines: Iterable[str]) -> dict[str, Json]:
     """The kernel's rule lists after these `auditctl` lines run in order (augenrules' order for rules.d, or
@@ -85,12 +87,14 @@ def effective_audit_rules(lines: Iterable[str]) -> dict[str, Json]:
             in_force.append(line)
     return {"enabled": enabled, "backlog_limit": backlog, "rules": in_force, "suppressed": suppressed}
 
+
 def audit_rules_on_disk(root: str = "/") -> list[str]:
     return [
         line
         for path in sorted_files("/etc/audit/rules.d/*.rules", root)
         for line in config_lines(read_text(at_root(path, root)))
     ]
+
 
 def augenrules_order(lines: Iterable[str]) -> list[str]:
     """The rules augenrules loads from rules.d: one `-D` first wherever it was written, the rules in file order,
@@ -100,6 +104,7 @@ def augenrules_order(lines: Iterable[str]) -> list[str]:
     backlog = [line for line in lines if re.match(r"^\s*-b\b", line)]
     enable = [line for line in lines if re.match(r"^\s*-e\b", line)]
     return [*backlog[-1:], *rules, *enable[-1:]]
+
 
 def collect_auditd() -> Json:
     config = key_values(["/etc/audit/auditd.conf"], separator="=")
@@ -112,7 +117,7 @@ def collect_auditd() -> Json:
     if rc == 0:
         status = {}
         for line in out.splitlines():
-            key, _, value = line.partition(" ")
+            key, _sep, value = line.partition(" ")
             status[key] = int(value) if value.strip().isdigit() else value.strip()
         facts["status"] = status
         rc, out, err = run(["auditctl", "-l"])
@@ -133,6 +138,7 @@ def collect_auditd() -> Json:
     else:
         facts["effective"] = rules_d_effective(on_disk)
     return facts
+
 
 def rules_d_effective(on_disk: list[str]) -> dict[str, Json]:
     """What augenrules would put in force from rules.d, where the kernel's own list cannot be read. auditd turns

@@ -13,13 +13,16 @@ from .network import local_addresses
 
 BACKUP_JOBS = ("run", "check", "drill")
 
+
 def backup_moment(state: Mapping[str, Json], metric: str) -> str | None:
     value = state.get(f"medinfra_backup_{metric}")
     return iso_utc(float(value)) if isinstance(value, int | float) and value > 0 else None
 
+
 def backup_outcome(state: Mapping[str, Json], metric: str) -> bool | None:
     value = state.get(f"medinfra_backup_{metric}")
     return value == 1 if isinstance(value, int | float) else None
+
 
 def backup_set_facts(
     document: Mapping[str, Json], state: Mapping[str, Json], units: Mapping[str, Json], addresses: list[str],
@@ -52,6 +55,7 @@ def backup_set_facts(
         "timers": {job: units.get(f"medinfra-backup-{job}@{name}.timer", {"enabled": "absent", "active": "absent"})
                    for job in BACKUP_JOBS},
     }
+
 
 def collect_backup(services: Json, network: Json, directory: str, state_directory: str,
                    now: float | None = None) -> Json:

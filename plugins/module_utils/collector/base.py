@@ -22,11 +22,14 @@ Json = Any
 
 PROGRAM_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin")
 
+
 def unavailable(reason: str) -> dict[str, str]:
     return {"unavailable": reason}
 
+
 def iso_utc(timestamp: float) -> str:
     return datetime.fromtimestamp(timestamp, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
 
 def which(program: str) -> str | None:
     """The program's path in the system directories (sshd and auditctl live in sbin)."""
@@ -35,6 +38,7 @@ def which(program: str) -> str | None:
         if os.access(path, os.X_OK):
             return path
     return None
+
 
 def run(argv: list[str], timeout: float = COMMAND_TIMEOUT) -> tuple[int, str, str]:
     """Run a read-only command; (rc, stdout, stderr). rc 127 when the program is missing."""
@@ -49,9 +53,11 @@ def run(argv: list[str], timeout: float = COMMAND_TIMEOUT) -> tuple[int, str, st
         return 126, "", str(exc)
     return done.returncode, done.stdout, done.stderr
 
+
 def command_failure(argv: list[str], rc: int, stderr: str) -> dict[str, str]:
     detail = stderr.strip().splitlines()[-1] if stderr.strip() else f"exit {rc}"
     return unavailable(f"{' '.join(argv)}: {detail}")
+
 
 def read_text(path: str) -> str | None:
     try:
@@ -59,6 +65,7 @@ def read_text(path: str) -> str | None:
             return handle.read()
     except OSError:
         return None
+
 
 def config_lines(text: str | None, comment: str = "#") -> list[str]:
     """Lines of a config file without comments and blanks."""
@@ -71,16 +78,20 @@ def config_lines(text: str | None, comment: str = "#") -> list[str]:
             lines.append(line)
     return lines
 
+
 def sorted_files(pattern: str, root: str = "/") -> list[str]:
     """Files matching a pattern, by their path on the host (`root` is where the host's tree is: "/" but in tests)."""
     return sorted(on_host(path, root) for path in glob.glob(at_root(pattern, root)) if os.path.isfile(path))
+
 
 def at_root(path: str, root: str) -> str:
     """Where a host path is read: itself on the host, below `root` for a tree recorded from a host."""
     return path if root == "/" else os.path.join(root, path.lstrip("/"))
 
+
 def on_host(path: str, root: str) -> str:
     return path if root == "/" else "/" + os.path.relpath(path, root)
+
 
 def key_values(paths: Iterable[str], separator: str | None = None) -> dict[str, str]:
     """Merge `key value` (or `key=value`) files in order; later files win, like drop-in directories."""
@@ -94,12 +105,14 @@ def key_values(paths: Iterable[str], separator: str | None = None) -> dict[str, 
                 values[parts[0]] = parts[1].strip() if len(parts) > 1 else ""
     return values
 
+
 def safe(section: Callable[[], Json]) -> Json:
     """A section that breaks is recorded as unavailable; the document is still produced."""
     try:
         return section()
     except Exception as exc:
         return unavailable(f"collector error: {type(exc).__name__}: {exc}")
+
 
 def user_name(uid: int) -> str:
     """The name of a user id; the number as text when no account has it."""
@@ -108,11 +121,13 @@ def user_name(uid: int) -> str:
     except KeyError:
         return str(uid)
 
+
 def group_name(gid: int) -> str:
     try:
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return str(gid)
+
 
 def file_facts(path: str) -> dict[str, Json]:
     try:

@@ -24,6 +24,7 @@ def collect_nftables() -> Json:
             flags[(table["family"], table["name"])] = table_flags(text)
     return nftables_facts(out, flags)
 
+
 def table_flags(text: str) -> list[str]:
     """A table's flags from `nft list table` text, e.g. `flags dormant`."""
     for line in text.splitlines()[1:]:
@@ -33,6 +34,7 @@ def table_flags(text: str) -> list[str]:
         if match:
             return [flag.strip() for flag in match.group(1).split(",")]
     return []
+
 
 def nftables_facts(text: str, flags: Mapping[tuple[str, str], list[str]] | None = None) -> Json:
     """`nft -j list ruleset` output: tables, base chains with their policy, and the ruleset itself. nft 1.0.6

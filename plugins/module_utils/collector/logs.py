@@ -14,6 +14,7 @@ def rsyslog_uncommented(text: str) -> str:
     kept = re.sub(r'("(?:[^"\\]|\\.)*")|/\*.*?\*/|#[^\n]*', lambda m: m.group(1) or "", text, flags=re.S)
     return "\n".join(line.strip() for line in kept.splitlines() if line.strip())
 
+
 def rsyslog_forwards(root: str = "/") -> list[dict[str, Json]]:
     """Where rsyslog forwards, from its configuration without comments (omfwd actions and legacy @/@@ lines)."""
     files = ["/etc/rsyslog.conf", *sorted_files("/etc/rsyslog.d/*.conf", root)]
@@ -36,6 +37,7 @@ def rsyslog_forwards(root: str = "/") -> list[dict[str, Json]]:
             {"target": target, "port": int(port or 514), "protocol": "tcp" if proto == "@@" else "udp", "tls": False}
         )
     return forwards
+
 
 def collect_logging() -> Json:
     journald = key_values(

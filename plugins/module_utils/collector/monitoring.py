@@ -36,6 +36,7 @@ YAML_KEY = re.compile(r"""^(?:"((?:[^"\\]|\\.)*)"|'((?:[^']|'')*)'|([^\s#'"{\[\-
 
 YAML_NULLS = frozenset({"", "~", "null", "Null", "NULL"})
 
+
 def yaml_scalar(text: str) -> Json:
     """A plain, single- or double-quoted YAML scalar as text, its trailing comment removed; None for null."""
     text = text.strip()
@@ -53,6 +54,7 @@ def yaml_scalar(text: str) -> Json:
     value = "" if text.startswith("#") else re.split(r"\s#", text, maxsplit=1)[0].strip()
     return None if value in YAML_NULLS else value
 
+
 def yaml_key(match: re.Match[str]) -> str:
     double, single, plain = match.group(1), match.group(2), match.group(3)
     if double is not None:
@@ -60,6 +62,7 @@ def yaml_key(match: re.Match[str]) -> str:
     if single is not None:
         return single.replace("''", "'")
     return plain
+
 
 def yaml_flow_mapping(text: str) -> dict[str, Json] | None:
     """`{a: b, "c": 'd'}` on one line, one level deep; None when the text is not such a mapping."""
@@ -73,6 +76,7 @@ def yaml_flow_mapping(text: str) -> dict[str, Json] | None:
         if match:
             mapping[yaml_key(match)] = yaml_scalar(match.group(4) or "")
     return mapping
+
 
 def yaml_open_brackets(line: str) -> int:
     """How many flow brackets ({ [) a YAML line leaves open, outside quotes and comments."""
@@ -91,6 +95,7 @@ def yaml_open_brackets(line: str) -> int:
         previous = char
     return depth
 
+
 def yaml_logical_lines(text: str) -> list[str]:
     """The lines of a YAML text, with a flow collection that spans lines joined onto its first line."""
     lines: list[str] = []
@@ -102,6 +107,7 @@ def yaml_logical_lines(text: str) -> list[str]:
             lines.append(raw)
         depth = max(depth + yaml_open_brackets(raw), 0)
     return lines
+
 
 def read_flat_yaml(text: str) -> dict[str, Json]:
     """The top two levels of a YAML mapping such as a Prometheus web config, without a YAML library.
@@ -152,6 +158,7 @@ def read_flat_yaml(text: str) -> dict[str, Json]:
         section[yaml_key(match)] = yaml_flow_mapping(value) if value.startswith("{") else yaml_scalar(value)
     return document
 
+
 def web_config_facts(path: str | None) -> Json:
     """What a Prometheus web config (--web.config.file) enforces: TLS, its minimum version, basic auth.
 
@@ -185,16 +192,18 @@ def web_config_facts(path: str | None) -> Json:
         "basic_auth_bcrypt_only": all(str(value).startswith(BCRYPT_PREFIXES) for value in users.values()),
     }
 
+
 def absolute_path(path: str | None, cwd: str) -> str | None:
     if not path:
         return None
     return path if os.path.isabs(path) else os.path.normpath(os.path.join(cwd, path))
 
+
 def program_facts(component: str, processes: list[Process]) -> Json:
     """A Prometheus program's listen addresses and web config, from the command line of its first process."""
     if not processes:
         return {"running": False, "processes": 0}
-    argv, cwd, _ = processes[0]
+    argv, cwd = processes[0].argv, processes[0].cwd
     flags = command_flags(argv[1:])
 
     def last(name: str) -> str | None:
@@ -223,6 +232,7 @@ def program_facts(component: str, processes: list[Process]) -> Json:
         facts["cluster_listen_address"] = "0.0.0.0:9094" if cluster is None else cluster
     return facts
 
+
 def file_sd_targets(path: str) -> Json:
     """Every target of a Prometheus file_sd JSON file with its instance label (the target when unset)."""
     text = read_text(path)
@@ -242,6 +252,7 @@ def file_sd_targets(path: str) -> Json:
         for target in group.get("targets", []):
             targets.append({"instance": str(labels.get("instance", target)), "target": str(target)})
     return targets
+
 
 def collect_monitoring(proc: str = "/proc", file_sd: str = FILE_SD_DIRECTORY) -> Json:
     """The node exporter and the monitoring server's programs as they run, and who Prometheus scrapes."""

@@ -12,6 +12,7 @@ ADDRESS_COMMAND = ["ip", "-json", "address", "show"]
 # other than lo gives no verdict for them (a failure), never a pass; one process less on every host.
 ROUTE_COMMAND = ["ip", "-json", "-4", "route", "show", "table", "main"]
 
+
 def collect_network() -> Json:
     outputs = []
     for argv in (ADDRESS_COMMAND, ROUTE_COMMAND):
@@ -20,6 +21,7 @@ def collect_network() -> Json:
             return command_failure(argv, rc, err)
         outputs.append(out)
     return network_facts(*outputs)
+
 
 def network_facts(addresses_text: str, routes_text: str) -> Json:
     """`ip -json address show` and `ip -json -4 route show`: each interface with its
@@ -37,10 +39,12 @@ def network_facts(addresses_text: str, routes_text: str) -> Json:
                        "device": route.get("dev"), "gateway": route.get("gateway")})
     return {"interfaces": interfaces, "routes": routes}
 
+
 def local_addresses(network: Json) -> list[str]:
     """Every address of the host's interfaces (loopback included), without prefix lengths. Also read on the
     controller from a host's evidence, so items of the wrong shape are skipped."""
     if not isinstance(network, dict) or not isinstance(network.get("interfaces"), list):
         return []
-    return sorted({str(address).split("/")[0] for interface in network["interfaces"] if isinstance(interface, dict)
+    return sorted({str(address).split("/", maxsplit=1)[0]
+                   for interface in network["interfaces"] if isinstance(interface, dict)
                    for address in interface.get("addresses") or ()})

@@ -14,6 +14,7 @@ PAM_DIRECTORY = "/etc/pam.d"
 
 PAM_LINE = re.compile(r"(-?\w+)\s+(\[[^\]]*\]|\S+)\s+(\S+)\s*(.*)")
 
+
 def pam_stack(
     service: str, root: str = "/", only_type: str | None = None, depth: int = 0
 ) -> list[dict[str, Json]] | None:
@@ -45,6 +46,7 @@ def pam_stack(
         )
     return entries
 
+
 def module_settings(conf: Mapping[str, str], args: Iterable[str]) -> dict[str, str]:
     """A PAM module's settings as it applies them: its conf file, then the module line's arguments, which win."""
     settings = dict(conf)
@@ -52,6 +54,7 @@ def module_settings(conf: Mapping[str, str], args: Iterable[str]) -> dict[str, s
         key, equals, value = arg.partition("=")
         settings[key] = value if equals else ""
     return settings
+
 
 def collect_pam(root: str = "/") -> Json:
     try:
@@ -64,11 +67,8 @@ def collect_pam(root: str = "/") -> Json:
         stack = pam_stack(name, root)
         services[name] = stack if stack is not None else unavailable(f"{PAM_DIRECTORY}/{name} missing")
     stacks = {name: entries for name, entries in services.items() if isinstance(entries, list)}
-    pwquality = key_values(
-        [at_root(path, root) for path in ["/etc/security/pwquality.conf",
-                                           *sorted_files("/etc/security/pwquality.conf.d/*.conf", root)]],
-        separator="=",
-    )
+    pwquality_files = ["/etc/security/pwquality.conf", *sorted_files("/etc/security/pwquality.conf.d/*.conf", root)]
+    pwquality = key_values([at_root(path, root) for path in pwquality_files], separator="=")
     faillock = key_values([at_root("/etc/security/faillock.conf", root)], separator="=")
     entries = [e for service in stacks.values() for e in service]
     pwquality_lines = [

@@ -23,9 +23,11 @@ OID_BASIC_CONSTRAINTS = "2.5.29.19"
 
 GENERAL_NAME_TAGS = {0x81: "email", 0x82: "DNS", 0x86: "URI"}
 
+
 def pem_certificates(text: str) -> list[bytes]:
     """The DER bytes of every certificate in a PEM text, in file order."""
     return [base64.b64decode("".join(body.split())) for body in PEM_CERTIFICATE.findall(text)]
+
 
 def general_name(tag: int, raw: bytes) -> str:
     """One subjectAltName entry, spelled as openssl does: DNS:name, IP:address, email:..., URI:..."""
@@ -35,18 +37,19 @@ def general_name(tag: int, raw: bytes) -> str:
         return f"{GENERAL_NAME_TAGS[tag]}:{raw.decode('ascii', 'replace')}"
     return f"other:{tag:#x}"
 
+
 def certificate_extensions(der: bytes) -> dict[str, Json]:
     """subjectAltNames, key identifiers (hex) and the CA flag of a DER certificate."""
     facts: dict[str, Json] = {"sans": [], "subject_key_id": None, "authority_key_id": None, "is_ca": False}
     wrapper = next((field for field in tbs_fields(der)[6:] if field[0] == 0xA3), None)  # [3] extensions
     if wrapper is None:
         return facts
-    _, list_start, list_end = der_read(der, wrapper[1])
-    for _, ext_start, ext_end in der_children(der, list_start, list_end):
+    _tag, list_start, list_end = der_read(der, wrapper[1])
+    for _tag, ext_start, ext_end in der_children(der, list_start, list_end):
         parts = der_children(der, ext_start, ext_end)
         oid = der_oid(der[parts[0][1] : parts[0][2]])
-        _, value_start, _ = parts[-1]  # extnValue, an OCTET STRING holding the extension's own DER
-        _, inner_start, inner_end = der_read(der, value_start)
+        _tag, value_start, _end = parts[-1]  # extnValue, an OCTET STRING holding the extension's own DER
+        _tag, inner_start, inner_end = der_read(der, value_start)
         if oid == OID_SUBJECT_ALT_NAME:
             facts["sans"] = [general_name(tag, der[s:e]) for tag, s, e in der_children(der, inner_start, inner_end)]
         elif oid == OID_SUBJECT_KEY_ID:
@@ -58,6 +61,7 @@ def certificate_extensions(der: bytes) -> dict[str, Json]:
             flags = der_children(der, inner_start, inner_end)
             facts["is_ca"] = bool(flags) and flags[0][0] == 0x01 and der[flags[0][1]] != 0
     return facts
+
 
 def certificate_file(path: str) -> dict[str, Json]:
     """Facts and extensions of the first certificate of a PEM file, or why it cannot be read."""
@@ -72,6 +76,7 @@ def certificate_file(path: str) -> dict[str, Json]:
     except (IndexError, ValueError, UnicodeDecodeError) as exc:  # binascii.Error is a ValueError
         return unavailable(f"{path}: certificate not parsed: {exc}")
 
+
 def issued_by(certificate: Mapping[str, Json], ca: Mapping[str, Json] | None) -> Json:
     """Whether the CA issued the certificate: same issuer name, and same key identifier where both carry one."""
     if ca is None:
@@ -83,6 +88,7 @@ def issued_by(certificate: Mapping[str, Json], ca: Mapping[str, Json] | None) ->
     if certificate["authority_key_id"] and ca["subject_key_id"]:
         return bool(certificate["authority_key_id"] == ca["subject_key_id"])
     return True
+
 
 def collect_pki(directory: str) -> Json:
     """The site CA certificate and every certificate the pki role issued to this host, with its key file."""

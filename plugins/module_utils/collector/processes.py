@@ -11,10 +11,12 @@ from .base import read_text
 
 COMM_LENGTH = 15
 
+
 class Process(NamedTuple):
     argv: list[str]
     cwd: str  # the working directory, against which relative paths on the command line are resolved
     uid: int | None  # effective user id (/proc/<pid>/status); None when not readable
+
 
 def process_uid(status: str | None) -> int | None:
     """The effective user id in the text of /proc/<pid>/status (`Uid: real effective saved fs`)."""
@@ -23,6 +25,7 @@ def process_uid(status: str | None) -> int | None:
             fields = line.split()
             return int(fields[2]) if len(fields) > 2 and fields[2].isdigit() else None
     return None
+
 
 def find_processes(programs: Mapping[str, Iterable[str]], proc: str = "/proc") -> dict[str, list[Process]]:
     """Running processes of each program, in pid order, matched on comm or on the executable's name.
@@ -60,6 +63,7 @@ def find_processes(programs: Mapping[str, Iterable[str]], proc: str = "/proc") -
         found[key].append(Process(argv, cwd, process_uid(read_text(f"{base}/status"))))
     return found
 
+
 def command_flags(arguments: Iterable[str]) -> dict[str, list[str]]:
     """`--name=value` and `--name value` flags (kingpin's syntax, as Prometheus programs use it), by name.
 
@@ -79,6 +83,7 @@ def command_flags(arguments: Iterable[str]) -> dict[str, list[str]]:
             index += 1
         flags.setdefault(name, []).append(value)
     return flags
+
 
 def listens_everywhere(address: str) -> bool:
     """Whether a Go listen address (host:port) binds every interface: empty host, 0.0.0.0, ::, *."""

@@ -29,12 +29,14 @@ def socket_owners() -> dict[str, str]:
                 owners.setdefault(target[8:-1], comm)
     return owners
 
+
 def decode_address(hex_address: str, ipv6: bool) -> str:
     raw = bytes.fromhex(hex_address)
     if ipv6:
         words = b"".join(raw[i : i + 4][::-1] for i in range(0, 16, 4))
         return socket.inet_ntop(socket.AF_INET6, words)
     return socket.inet_ntop(socket.AF_INET, raw[::-1])
+
 
 def collect_sockets() -> Json:
     owners = socket_owners()
@@ -63,7 +65,9 @@ def collect_sockets() -> Json:
     listeners.sort(key=lambda s: (s["protocol"], s["port"], s["family"], s["address"]))
     return {"listening": listeners}
 
+
 UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/usr/lib/systemd/system", "/lib/systemd/system")
+
 
 def enabled_units() -> dict[str, str]:
     """Units enabled or masked by the administrator, read from the symlinks `systemctl enable` makes.
@@ -80,6 +84,7 @@ def enabled_units() -> dict[str, str]:
                 states[os.path.basename(entry)] = "masked"
     return states
 
+
 def unit_file_state(name: str) -> str:
     """disabled (installable, not enabled), static (no [Install]) or generated (no unit file)."""
     for directory in UNIT_DIRS:
@@ -87,6 +92,7 @@ def unit_file_state(name: str) -> str:
         if text is not None:
             return "disabled" if "[Install]" in text else "static"
     return "generated"
+
 
 def collect_services() -> Json:
     argv = ["systemctl", "list-units", "--all", "--type=service,socket,timer", "--plain", "--no-legend", "--no-pager"]

@@ -39,11 +39,12 @@ UNLISTED_SOURCE = {
 
 SSHD_MAX_CONNECTIONS = 12
 
+
 def parse_sshd_settings(text: str) -> dict[str, Json]:
     """`sshd -T` output (lower-case `key value` lines) into settings; lists where sshd repeats or joins them."""
     config: dict[str, Json] = {}
     for line in text.splitlines():
-        key, _, value = line.partition(" ")
+        key, _sep, value = line.partition(" ")
         if key in SSHD_MULTI_KEYS:
             config.setdefault(key, []).append(value)
         elif key:
@@ -54,6 +55,7 @@ def parse_sshd_settings(text: str) -> dict[str, Json]:
     for key in ("allowgroups", "allowusers", "denyusers", "denygroups"):
         config[key] = [name for value in config.get(key, []) for name in value.split()]
     return config
+
 
 def sshd_config_lines(path: str, root: str = "/", depth: int = 0) -> list[str]:
     """sshd_config without comments, with `Include` expanded in place as sshd does (globs, relative to /etc/ssh)."""
@@ -69,6 +71,7 @@ def sshd_config_lines(path: str, root: str = "/", depth: int = 0) -> list[str]:
             lines.append(line)
     return lines
 
+
 def match_criteria(lines: Iterable[str]) -> list[list[tuple[str, str]]]:
     """Every `Match` line as (criterion, pattern list) pairs, in order (`Match all` is an empty list)."""
     blocks = []
@@ -82,6 +85,7 @@ def match_criteria(lines: Iterable[str]) -> list[list[tuple[str, str]]]:
         ] if tokens[0].lower() != "all" else []
         blocks.append(pairs)
     return blocks
+
 
 def address_candidates(patterns: str) -> list[str]:
     """Addresses inside the first network a Match Address list admits: its first, middle and last host, so that a
@@ -102,12 +106,14 @@ def address_candidates(patterns: str) -> list[str]:
         return list(dict.fromkeys(str(address) for address in (first, middle, last)))
     return []
 
+
 def first_name(patterns: str) -> str | None:
     """A name a pattern list admits (its first positive pattern, wildcards filled in)."""
     for pattern in patterns.split(","):
         if pattern and not pattern.startswith("!"):
             return re.sub(r"[*?]", "x", pattern)
     return None
+
 
 def group_member(group: str) -> str | None:
     try:
@@ -117,6 +123,7 @@ def group_member(group: str) -> str | None:
     if entry.gr_mem:
         return str(entry.gr_mem[0])
     return next((user.pw_name for user in pwd.getpwall() if user.pw_gid == entry.gr_gid), None)
+
 
 def match_connections(
     blocks: Iterable[list[tuple[str, str]]], member: Callable[[str], str | None] = group_member
@@ -146,8 +153,10 @@ def match_connections(
     unique = [dict(c) for c in dict.fromkeys(tuple(sorted(c.items())) for c in [UNLISTED_SOURCE, *connections])]
     return unique[:SSHD_MAX_CONNECTIONS]
 
+
 def connection_spec(connection: Mapping[str, str]) -> str:
     return ",".join(f"{key}={connection[key]}" for key in ("user", "host", "addr", "laddr", "lport"))
+
 
 def collect_sshd() -> Json:
     """`sshd -T -C` for a connection from an unlisted source (the defaults) and for one reaching each Match block:

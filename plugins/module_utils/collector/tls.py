@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # ssl is imported only when there is a listener to probe
 
 TLS_TIMEOUT = 2.0
 
+
 def der_read(data: bytes, offset: int) -> tuple[int, int, int]:
     """(tag, start of content, end of content) of the DER element at offset."""
     tag = data[offset]
@@ -26,6 +27,7 @@ def der_read(data: bytes, offset: int) -> tuple[int, int, int]:
         offset += count
     return tag, offset, offset + length
 
+
 def der_children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
     children = []
     while start < end:
@@ -33,6 +35,7 @@ def der_children(data: bytes, start: int, end: int) -> list[tuple[int, int, int]
         children.append((tag, content, stop))
         start = stop
     return children
+
 
 def der_oid(raw: bytes) -> str:
     parts = [raw[0] // 40, raw[0] % 40]
@@ -44,18 +47,21 @@ def der_oid(raw: bytes) -> str:
             value = 0
     return ".".join(str(p) for p in parts)
 
+
 NAME_OIDS = {"2.5.4.3": "CN", "2.5.4.10": "O", "2.5.4.11": "OU", "2.5.4.6": "C", "2.5.4.7": "L", "2.5.4.8": "ST"}
 
 CURVE_BITS = {"1.2.840.10045.3.1.7": 256, "1.3.132.0.34": 384, "1.3.132.0.35": 521}
 
+
 def der_name(data: bytes, start: int, end: int) -> str:
     parts = []
-    for _, rdn_start, rdn_end in der_children(data, start, end):
-        for _, atv_start, atv_end in der_children(data, rdn_start, rdn_end):
-            (_, oid_start, oid_end), (_, value_start, value_end) = der_children(data, atv_start, atv_end)[:2]
+    for _tag, rdn_start, rdn_end in der_children(data, start, end):
+        for _tag, atv_start, atv_end in der_children(data, rdn_start, rdn_end):
+            (_tag, oid_start, oid_end), (_tag, value_start, value_end) = der_children(data, atv_start, atv_end)[:2]
             label = NAME_OIDS.get(der_oid(data[oid_start:oid_end]), der_oid(data[oid_start:oid_end]))
             parts.append(f"{label}={data[value_start:value_end].decode('utf-8', 'replace')}")
     return ",".join(parts)
+
 
 def der_time(tag: int, raw: bytes) -> str:
     text = raw.decode()
@@ -63,12 +69,14 @@ def der_time(tag: int, raw: bytes) -> str:
         text = ("19" if int(text[:2]) >= 50 else "20") + text
     return f"{text[0:4]}-{text[4:6]}-{text[6:8]}T{text[8:10]}:{text[10:12]}:{text[12:14]}Z"
 
+
 def tbs_fields(der: bytes) -> list[tuple[int, int, int]]:
     """The elements of a DER certificate's TBSCertificate, from the serial number on."""
-    _, cert_start, cert_end = der_read(der, 0)
-    _, tbs_start, tbs_end = der_children(der, cert_start, cert_end)[0]
+    _tag, cert_start, cert_end = der_read(der, 0)
+    _tag, tbs_start, tbs_end = der_children(der, cert_start, cert_end)[0]
     fields = der_children(der, tbs_start, tbs_end)
     return fields[1:] if fields[0][0] == 0xA0 else fields  # skip the explicit version
+
 
 def certificate_facts(der: bytes) -> dict[str, Json]:
     """Issuer, subject, validity and key of a DER certificate, parsed without third-party code."""
@@ -80,7 +88,7 @@ def certificate_facts(der: bytes) -> dict[str, Json]:
     key_type, key_bits = "unknown", 0
     if algorithm_oid == "1.2.840.113549.1.1.1":
         key_type = "rsa"
-        _, rsa_start, rsa_end = der_read(der, public_key[1] + 1)  # skip the BIT STRING's unused-bits byte
+        _tag, rsa_start, rsa_end = der_read(der, public_key[1] + 1)  # skip the BIT STRING's unused-bits byte
         modulus = der_children(der, rsa_start, rsa_end)[0]
         key_bits = int.from_bytes(der[modulus[1] : modulus[2]], "big").bit_length()
     elif algorithm_oid == "1.2.840.10045.2.1":
@@ -101,6 +109,7 @@ def certificate_facts(der: bytes) -> dict[str, Json]:
         "key_bits": key_bits,
     }
 
+
 def tls_context(maximum: ssl.TLSVersion | None = None) -> ssl.SSLContext:
     import ssl
 
@@ -116,6 +125,7 @@ def tls_context(maximum: ssl.TLSVersion | None = None) -> ssl.SSLContext:
             context.maximum_version = maximum
     return context
 
+
 def tls_handshake(address: str, port: int, maximum: ssl.TLSVersion | None = None) -> tuple[ssl.SSLSocket | None, str]:
     import ssl
 
@@ -127,8 +137,9 @@ def tls_handshake(address: str, port: int, maximum: ssl.TLSVersion | None = None
         wrapped = tls_context(maximum).wrap_socket(raw)
     except (OSError, ssl.SSLError, ValueError) as exc:
         raw.close()
-        return None, f"{type(exc).__name__}: {exc}".split(" (_ssl.c")[0]
+        return None, f"{type(exc).__name__}: {exc}".split(" (_ssl.c", maxsplit=1)[0]
     return wrapped, ""
+
 
 def probe_tls(listener: dict[str, Json]) -> dict[str, Json]:
     import ssl
@@ -156,11 +167,12 @@ def probe_tls(listener: dict[str, Json]) -> dict[str, Json]:
         endpoint["certificate"] = certificate_facts(der) if der else unavailable("no certificate sent")
     except (IndexError, ValueError, UnicodeDecodeError) as exc:
         endpoint["certificate"] = unavailable(f"certificate not parsed: {exc}")
-    legacy, _ = tls_handshake(address, listener["port"], maximum=ssl.TLSVersion.TLSv1_1)
+    legacy, _error = tls_handshake(address, listener["port"], maximum=ssl.TLSVersion.TLSv1_1)
     endpoint["accepts_tls1_1_or_older"] = legacy is not None
     if legacy is not None:
         legacy.close()
     return endpoint
+
 
 def collect_tls(sockets: Json) -> Json:
     if not isinstance(sockets, dict) or "listening" not in sockets:
@@ -173,7 +185,7 @@ def collect_tls(sockets: Json) -> Json:
         if s["process"] == "sshd"
     ]
     listeners = [s for s in tcp if s["process"] != "sshd"]
-    results: list[dict[str, Json]] = [{} for _ in listeners]
+    results: list[dict[str, Json]] = [{} for _listener in listeners]
 
     def probe(index: int) -> None:
         results[index] = safe(lambda: probe_tls(listeners[index]))

@@ -67,6 +67,7 @@ TURN_PATHS = {"cert": "cert", "pkey": "pkey", "cipher_list": "cipher-list"}
 
 IpInterval = tuple[int, int, int]  # (IP version, first address, last address) as integers
 
+
 def coturn_options(text: str) -> list[tuple[str, str]]:
     """The (name, value) options of a coturn configuration in file order, read as coturn's read_config_file does.
 
@@ -88,6 +89,7 @@ def coturn_options(text: str) -> list[tuple[str, str]]:
         options.append((name, value))
     return options
 
+
 def coturn_bool(value: str) -> bool | None:
     """A switch's value as coturn reads it: none means on; None for what coturn refuses (it does not start)."""
     if value == "" or value[0] in "yYtT123456789" or value in ("on", "ON", "On"):
@@ -96,10 +98,12 @@ def coturn_bool(value: str) -> bool | None:
         return False
     return None
 
+
 def coturn_int(value: str) -> int:
     """A number as C's atoi reads it: leading digits, 0 when there are none."""
     match = re.match(r"\s*([+-]?\d+)", value)
     return int(match.group(1)) if match else 0
+
 
 def peer_range(text: str) -> IpInterval | None:
     """A denied-peer-ip or allowed-peer-ip value, an address or `first-last`, as an interval.
@@ -117,6 +121,7 @@ def peer_range(text: str) -> IpInterval | None:
         return None
     return first.version, int(first), int(last)
 
+
 def merge_intervals(intervals: Iterable[IpInterval]) -> list[IpInterval]:
     """Overlapping and adjacent intervals of the same IP version joined, in order."""
     merged: list[IpInterval] = []
@@ -126,6 +131,7 @@ def merge_intervals(intervals: Iterable[IpInterval]) -> list[IpInterval]:
         else:
             merged.append((version, first, last))
     return merged
+
 
 def networks_not_covered(networks: Iterable[str], ranges: Iterable[str]) -> list[str]:
     """The networks (CIDR) not entirely inside the union of the ranges; unusable ranges cover nothing."""
@@ -137,6 +143,7 @@ def networks_not_covered(networks: Iterable[str], ranges: Iterable[str]) -> list
         if not any(v == network.version and lo <= first and last <= hi for v, lo, hi in merged):
             uncovered.append(text)
     return uncovered
+
 
 def turn_config_facts(text: str) -> dict[str, Json]:
     """What a coturn configuration enforces, from its text; of the static auth secret only whether one is set.
@@ -182,6 +189,7 @@ def turn_config_facts(text: str) -> dict[str, Json]:
     )
     return facts
 
+
 def turn_config_path(argv: list[str], cwd: str, default: str = TURN_CONFIG_PATH) -> str | None:
     """The configuration a turnserver command line reads: the argument of the last `-c` (relative to the process's
     working directory), the default without one, None with `-n` (no configuration file at all)."""
@@ -192,6 +200,7 @@ def turn_config_path(argv: list[str], cwd: str, default: str = TURN_CONFIG_PATH)
         if word == "-c":
             path = argv[index + 1]
     return absolute_path(path, cwd)
+
 
 def collect_turn(proc: str = "/proc", config_path: str = TURN_CONFIG_PATH, binary: str = TURN_BINARY) -> Json:
     """The coturn relay: installed, running and as whom, its configuration file's protection and what it says."""
@@ -226,6 +235,7 @@ def collect_turn(proc: str = "/proc", config_path: str = TURN_CONFIG_PATH, binar
     else:
         facts.update(turn_config_facts(text))
     return facts
+
 
 def with_turn_tls_endpoints(turn: Json, tls: Json) -> Json:
     """The relay's facts plus `tls_endpoints`: the handshakes (of the `tls` section) with the relay's TLS port on its

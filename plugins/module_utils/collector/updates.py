@@ -16,6 +16,7 @@ APT_IGNORED = re.compile(r"(~|\.disabled|\.bak|\.dpkg-[a-z]+|\.ucf-[a-z]+|\.save
 
 SECURITY_PACKAGE_LISTS = "/var/lib/apt/lists/*security*_Packages"
 
+
 def _order(char: str) -> int:
     if char == "~":
         return -1
@@ -24,6 +25,7 @@ def _order(char: str) -> int:
     if char.isalpha():
         return ord(char)
     return ord(char) + 256
+
 
 def _compare_part(left: str, right: str) -> int:
     i = j = 0
@@ -53,12 +55,13 @@ def _compare_part(left: str, right: str) -> int:
             return first_diff
     return 0
 
+
 def compare_debian_versions(left: str, right: str) -> int:
     """dpkg's ordering of two version strings: negative, zero or positive."""
 
     def split(version: str) -> tuple[int, str, str]:
-        epoch, _, rest = version.rpartition(":") if ":" in version else ("0", "", version)
-        upstream, _, revision = rest.rpartition("-") if "-" in rest else (rest, "", "0")
+        epoch, _sep, rest = version.rpartition(":") if ":" in version else ("0", "", version)
+        upstream, _sep, revision = rest.rpartition("-") if "-" in rest else (rest, "", "0")
         return int(epoch or 0), upstream, revision
 
     left_epoch, left_upstream, left_revision = split(left)
@@ -66,6 +69,7 @@ def compare_debian_versions(left: str, right: str) -> int:
     if left_epoch != right_epoch:
         return left_epoch - right_epoch
     return _compare_part(left_upstream, right_upstream) or _compare_part(left_revision, right_revision)
+
 
 def installed_packages() -> dict[str, str]:
     packages: dict[str, str] = {}
@@ -83,6 +87,7 @@ def installed_packages() -> dict[str, str]:
             status = line[8:].strip()
     return packages
 
+
 def pending_security_updates(installed: dict[str, str]) -> list[str]:
     """Installed packages older than the version in a downloaded Debian security package list."""
     pending = set()
@@ -99,6 +104,7 @@ def pending_security_updates(installed: dict[str, str]) -> list[str]:
                 pending.add(name)
     return sorted(pending)
 
+
 # The packages whose programs decide who gets in (sshd, sudo, PAM, login, passwd): their programs and PAM modules
 # are checked against dpkg's own checksums on every audit (hashing every package's files costs seconds per host).
 VERIFIED_PACKAGES = (
@@ -113,7 +119,7 @@ def parse_md5sums(text: str) -> list[tuple[str, str]]:
     """A package's `md5sums` file (`<md5>  <path without the leading slash>`): its programs and PAM modules."""
     entries = []
     for line in text.splitlines():
-        digest, _, path = line.partition("  ")
+        digest, _sep, path = line.partition("  ")
         if re.fullmatch(r"[0-9a-f]{32}", digest) and PROGRAM_PATH.match(path):
             entries.append((digest, path))
     return entries
@@ -194,6 +200,7 @@ def parse_apt_config(text: str, into: dict[str, list[str]]) -> None:
         else:
             name = token
 
+
 def apt_config(root: str = "/") -> dict[str, list[str]]:
     parts = sorted(
         path
@@ -207,6 +214,7 @@ def apt_config(root: str = "/") -> dict[str, list[str]]:
             parse_apt_config(text, config)
     return config
 
+
 def unattended_settings(config: Mapping[str, list[str]]) -> dict[str, Json]:
     """The settings unattended-upgrades runs with (the last value of each key wins, as in apt)."""
     return {
@@ -215,6 +223,7 @@ def unattended_settings(config: Mapping[str, list[str]]) -> dict[str, Json]:
         "origins_patterns": [v for v in config.get("unattended-upgrade::origins-pattern", []) if v],
         "auto_reboot": (config.get("unattended-upgrade::automatic-reboot") or ["false"])[-1],
     }
+
 
 # apt options that accept packages or lists nobody signed (each true disables a check).
 APT_UNSIGNED_OPTIONS = (
@@ -238,7 +247,7 @@ def apt_sources(root: str = "/") -> list[dict[str, Json]]:
         for stanza in re.split(r"\n\s*\n", read_text(at_root(path, root)) or ""):
             fields = dict(
                 (key.strip().lower(), value.strip().lower())
-                for key, _, value in (line.partition(":") for line in config_lines(stanza))
+                for key, _sep, value in (line.partition(":") for line in config_lines(stanza))
             )
             if fields.get("enabled", "yes") != "no" and "uris" in fields:
                 words = [f"{key}={value}" for key, value in fields.items()]
