@@ -10,7 +10,8 @@ a Molecule scenario's CPU time on 2 cores.
 from __future__ import annotations
 
 # The collection's options, word for word (Ansible reads DOCUMENTATION from this file's source, so it cannot be
-# imported): the same inventory variables, ansible.cfg keys and environment variables configure both plugins.
+# imported): the same inventory variables, ansible.cfg keys and environment variables configure both plugins, except
+# that ansible_host does not name the container (see remote_addr).
 DOCUMENTATION = """
     name: podman
     short_description: Run tasks in an existing podman container, pipelined
