@@ -32,10 +32,14 @@ def test_installed(host: Any, package: str) -> None:
     assert host.package(package).is_installed
 
 
-@pytest.mark.parametrize("unit", ["prometheus-node-exporter.service", "auditd.service", "nftables.service"])
-def test_services_run(host: Any, unit: str) -> None:
-    service = host.service(unit)
-    assert service.is_enabled and service.is_running
+@pytest.mark.parametrize("unit", ["prometheus-node-exporter.service", "medinfra-nftables.service", "auditd.service"])
+def test_services_enabled(host: Any, unit: str) -> None:
+    assert host.service(unit).is_enabled
+
+
+def test_exporter_runs(host: Any) -> None:
+    # auditd cannot run in a container (no audit namespace); the exporter must.
+    assert host.service("prometheus-node-exporter.service").is_running
 
 
 def test_exporter_serves_tls_with_the_site_certificate(host: Any) -> None:
