@@ -27,8 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-CONFIG_DIRECTORY = Path("/etc/medinfra/backup")
-STATE_DIRECTORY = Path("/var/lib/medinfra-backup")
+# The directories the role configured (medinfra_paths.backup_config and backup_state), in a file it writes beside
+# the installed program: the units and an operator's manual run find the same sets without a path in this code.
+SETTINGS_SUFFIX = ".json"
 # restic exit code 3: the snapshot was written but some source files could not be read.
 RESTIC_INCOMPLETE = 3
 CHECK_SUBSET_DAYS = 30
@@ -53,7 +54,7 @@ class BackupError(Exception):
 
 @dataclass(frozen=True)
 class BackupSet:
-    """One backup set as the role writes it (/etc/medinfra/backup/sets/NAME.json)."""
+    """One backup set as the role writes it (medinfra_paths.backup_config/sets/NAME.json)."""
 
     name: str
     host: str
@@ -71,6 +72,8 @@ class BackupSet:
     server: str = ""
     server_address: str = ""
     rpo_minutes: int = 1440
+    # Where the runner keeps the set's outcomes and lock (medinfra_paths.backup_state; the collector reads it there).
+    state_directory: str = ""
 
     @classmethod
     def load(cls, path: Path) -> BackupSet:
@@ -131,9 +134,9 @@ def load_state(path: Path) -> dict[str, float]:
         return {}
 
 
-def record(backup_set: BackupSet, updates: Mapping[str, float], state_directory: Path | None = None) -> None:
+def record(backup_set: BackupSet, updates: Mapping[str, float]) -> None:
     """Merge ``updates`` into the set's state, then rewrite its textfile from the whole state."""
-    state_path = (state_directory or STATE_DIRECTORY) / f"{backup_set.name}.json"
+    state_path = Path(backup_set.state_directory) / f"{backup_set.name}.json"
     state = {**load_state(state_path), **updates}
     write_atomically(state_path, json.dumps(state, sort_keys=True) + "\n", 0o600)
     write_atomically(backup_set.textfile(), render_metrics(backup_set.name, state), 0o644)
@@ -315,11 +318,12 @@ def run_restore(backup_set: BackupSet, target: Path) -> int:
 
 
 @contextlib.contextmanager
-def set_lock(name: str) -> Iterator[None]:
+def set_lock(backup_set: BackupSet) -> Iterator[None]:
     """One job of a set at a time on this host: `restic check` and `forget --prune` lock the repository exclusively,
     so a drill or check that started while a backup ran would otherwise fail instead of waiting its turn."""
-    STATE_DIRECTORY.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with open(STATE_DIRECTORY / f"{name}.lock", "w", encoding="utf-8") as handle:
+    name, directory = backup_set.name, Path(backup_set.state_directory)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    with open(directory / f"{name}.lock", "w", encoding="utf-8") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -328,9 +332,19 @@ def set_lock(name: str) -> Iterator[None]:
         yield
 
 
+def configured_sets_directory(program: Path) -> Path | None:
+    """The sets directory in the settings the role wrote beside the program (PROGRAM.json), if there are any."""
+    try:
+        settings = json.loads((program.parent / (program.name + SETTINGS_SUFFIX)).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    return Path(settings["config_directory"]) / "sets"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config-directory", type=Path, default=CONFIG_DIRECTORY / "sets")
+    parser.add_argument("--config-directory", type=Path, default=configured_sets_directory(Path(__file__)),
+                        help="directory of the backup sets (default: the one the role configured)")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, text in (("init", "create the set's repository unless it exists"),
                        ("run", "dump the databases, back up, apply retention, record metrics"),
@@ -344,12 +358,14 @@ def main(argv: list[str] | None = None) -> int:
         if name == "restore":
             command.add_argument("--target", type=Path, required=True)
     arguments = parser.parse_args(argv)
+    if arguments.config_directory is None:
+        parser.error(f"--config-directory is needed: no settings beside {__file__} (role backup writes them)")
     config = arguments.config_directory / f"{arguments.set}.json"
     if not config.is_file():
         print(f"medinfra-backup: no backup set {arguments.set!r} ({config} does not exist)", file=sys.stderr)
         return 2
     backup_set = BackupSet.load(config)
-    with set_lock(backup_set.name):
+    with set_lock(backup_set):
         return run_command(arguments, backup_set)
 
 

@@ -27,12 +27,22 @@ class RoleVariable:
     description: str
     default: Any
     has_default: bool
+    own: bool
 
 
 def _spec_options(role: Path) -> dict[str, dict[str, Any]]:
-    specs = load_yaml(role / "meta" / "argument_specs.yml").data
-    options: dict[str, dict[str, Any]] = specs["argument_specs"]["main"]["options"]
+    """The options of every entry point, `main` first (an internal role like _common has only others)."""
+    specs = load_yaml(role / "meta" / "argument_specs.yml").data["argument_specs"]
+    options: dict[str, dict[str, Any]] = {}
+    for entry in sorted(specs, key=lambda name: name != "main"):
+        for name, spec in (specs[entry].get("options") or {}).items():
+            options.setdefault(name, spec)
     return options
+
+
+def _is_own(role: Path, name: str) -> bool:
+    """Options named after the role are its own settings; others come from the inventory or another role."""
+    return name.startswith(f"{role.name}_")
 
 
 def _defaults(role: Path) -> dict[str, Any]:
@@ -51,20 +61,21 @@ def role_variables(role: Path) -> list[RoleVariable]:
         description = spec.get("description", "")
         text = " ".join(description) if isinstance(description, list) else str(description)
         variables.append(
-            RoleVariable(name, kind, ANSIBLE_MARKUP.sub(r"`\1`", text), defaults.get(name), name in defaults)
+            RoleVariable(name, kind, ANSIBLE_MARKUP.sub(r"`\1`", text), defaults.get(name), name in defaults,
+                         _is_own(role, name))
         )
     return variables
 
 
 def spec_mismatches(role: Path) -> list[str]:
-    """Variables set in defaults but not specified, or specified (and not required, like vault secrets) but
-    given no default, or required yet given a default."""
+    """Variables set in defaults but not specified, or the role's own options specified (and not required, like
+    vault secrets) but given no default, or required yet given a default."""
     options = _spec_options(role)
     specified = set(options)
     required = {name for name, spec in options.items() if spec.get("required")}
     defaulted = set(_defaults(role))
     unspecified = sorted(defaulted - specified)
-    undefaulted = sorted(specified - defaulted - required)
+    undefaulted = sorted(name for name in specified - defaulted - required if _is_own(role, name))
     return (
         [f"{name}: in defaults/main.yml but not in meta/argument_specs.yml" for name in unspecified]
         + [f"{name}: in meta/argument_specs.yml but has no default" for name in undefaulted]
@@ -74,7 +85,7 @@ def spec_mismatches(role: Path) -> list[str]:
 
 def _default_cell(variable: RoleVariable) -> str:
     if not variable.has_default:
-        return "(required)"
+        return "(required)" if variable.own else "(inventory)"
     text = yaml.safe_dump(variable.default, default_flow_style=True, allow_unicode=True, width=10_000).strip()
     text = text.removesuffix("\n...").strip()
     if "\n" in text or len(text) > 60:

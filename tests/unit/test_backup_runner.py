@@ -13,7 +13,7 @@ from medinfra.hostside import backup as runner
 def backup_set(tmp_path: Path, **fields: object) -> object:
     values = {"name": "data", "host": "his-db", "repository": "sftp:medinfra-backup-server:/repo/data",
               "ssh_config": "/etc/medinfra/backup/ssh_config", "paths": ("/srv/his",),
-              "textfile_directory": str(tmp_path / "textfile"), **fields}
+              "textfile_directory": str(tmp_path / "textfile"), "state_directory": str(tmp_path / "state"), **fields}
     return runner.BackupSet(**values)
 
 
@@ -39,8 +39,8 @@ def test_label_values_are_escaped() -> None:
 def test_a_failed_run_keeps_the_last_success_time(tmp_path: Path) -> None:
     data = backup_set(tmp_path)
     runner.record(data, {"medinfra_backup_last_run_success": 1,
-                         "medinfra_backup_last_success_timestamp_seconds": 1000}, tmp_path / "state")
-    runner.record(data, {"medinfra_backup_last_run_success": 0}, tmp_path / "state")
+                         "medinfra_backup_last_success_timestamp_seconds": 1000})
+    runner.record(data, {"medinfra_backup_last_run_success": 0})
     text = (tmp_path / "textfile" / "medinfra_backup_data.prom").read_text()
     assert 'medinfra_backup_last_run_success{set="data"} 0' in text
     assert 'medinfra_backup_last_success_timestamp_seconds{set="data"} 1000' in text
@@ -59,27 +59,40 @@ def test_unknown_set_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "no backup set 'nosuch'" in capsys.readouterr().err
 
 
+def test_the_sets_directory_is_the_one_the_role_configured(tmp_path: Path) -> None:
+    """The role writes its medinfra_paths.backup_config beside the program; without that file there is no default."""
+    program = tmp_path / "medinfra-backup"
+    assert runner.configured_sets_directory(program) is None
+    (tmp_path / "medinfra-backup.json").write_text('{"config_directory": "/srv/conf/backup"}')
+    assert runner.configured_sets_directory(program) == Path("/srv/conf/backup/sets")
+
+
+def test_without_a_sets_directory_the_runner_says_what_is_needed(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        runner.main(["run", "data"])
+    assert exited.value.code == 2 and "--config-directory is needed" in capsys.readouterr().err
+
+
 def test_without_password_file_nothing_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("RESTIC_PASSWORD_FILE", raising=False)
-    monkeypatch.setattr(runner, "STATE_DIRECTORY", tmp_path / "state")
     data = backup_set(tmp_path)
     assert runner.run_check(data, "1/30") == 1
     assert 'medinfra_backup_check_success{set="data"} 0' in data.textfile().read_text()
 
 
-def test_jobs_of_a_set_take_turns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(runner, "STATE_DIRECTORY", tmp_path / "state")
+def test_jobs_of_a_set_take_turns(tmp_path: Path) -> None:
+    data, other = backup_set(tmp_path), backup_set(tmp_path, name="other")
     entered = threading.Event()
 
     def second_job() -> None:
-        with runner.set_lock("data"):
+        with runner.set_lock(data):
             entered.set()
 
-    with runner.set_lock("data"):
+    with runner.set_lock(data):
         waiting = threading.Thread(target=second_job)
         waiting.start()
         assert not entered.wait(0.5), "a second job of the set ran while the first held the set"
-        with runner.set_lock("other"):  # another set is not held up
+        with runner.set_lock(other):  # another set is not held up
             pass
     assert entered.wait(5)
     waiting.join()

@@ -512,7 +512,8 @@ def test_no_proc_is_nothing_running(tmp_path: Path) -> None:
 def test_collected_facts_decide_the_controls(monitor: FakeHost, pki_dir: Path) -> None:
     """Evidence as the collector writes it, judged by the real catalog: what the roles leave passes."""
     catalog = load_catalog()
-    monitoring = monitor.collect()
+    # As collect() does: each certificate placed against the host's PKI directory (the default here).
+    monitoring, _ = collector.with_pki_placement(monitor.collect(), {}, "/etc/medinfra/pki")
     pki = collector.collect_pki(str(pki_dir))
 
     def judge(facts: dict[str, Any], services: list[str]) -> dict[str, Status]:

@@ -31,6 +31,9 @@ def web_config(certificate: str) -> dict[str, Any]:
         "tls": True,
         "cert_file": f"/etc/medinfra/pki/{certificate}.crt",
         "key_file": f"/etc/medinfra/pki/{certificate}.key",
+        # As collect() marks them against the host's medinfra_paths.pki.
+        "cert_file_in_pki": True,
+        "key_file_in_pki": True,
         "min_version": "TLS12",
         "min_version_set": True,
         "basic_auth_users": 1,

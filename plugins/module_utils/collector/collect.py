@@ -31,7 +31,7 @@ from .monitoring import collect_monitoring
 from .network import collect_network
 from .pam import collect_pam
 from .paths import path_problems
-from .pki import collect_pki
+from .pki import collect_pki, with_pki_placement
 from .services import collect_services, collect_sockets
 from .ssh import collect_sshd
 from .tls import collect_tls
@@ -81,6 +81,7 @@ def collect(paths: Mapping[str, str]) -> dict[str, Json]:
     facts = {name: safe(section) for name, section in independent.items()}
     facts["tls"] = safe(lambda: collect_tls(facts["sockets"]))
     facts["turn"] = safe(lambda: with_turn_tls_endpoints(facts["turn"], facts["tls"]))
+    facts["monitoring"], facts["turn"] = with_pki_placement(facts["monitoring"], facts["turn"], paths["pki"])
     facts["backup"] = safe(
         lambda: collect_backup(facts["services"], facts["network"], paths["backup_config"], paths["backup_state"])
     )

@@ -119,3 +119,22 @@ def collect_pki(directory: str) -> Json:
             "key": file_facts(os.path.join(directory, f"{name}.key")),
         }
     return {"directory_present": True, "ca": ca_facts, "certificates": certificates}
+
+def in_pki_directory(path: Json, pki: str) -> bool:
+    """Whether a configured certificate or key is a file directly in the host's PKI directory (medinfra_paths.pki,
+    where role pki issues them), wherever the site put that directory."""
+    return isinstance(path, str) and os.path.isabs(path) and os.path.dirname(os.path.normpath(path)) == pki
+
+def with_pki_placement(monitoring: Json, turn: Json, pki: str) -> tuple[Json, Json]:
+    """The monitoring programs' web configs and coturn's configuration, each certificate and key marked with whether
+    it is in the PKI directory: the controls compare with the host's own directory, not a fixed path."""
+    if isinstance(monitoring, dict):
+        for program in monitoring.values():
+            web = program.get("web_config") if isinstance(program, dict) else None
+            if isinstance(web, dict) and "cert_file" in web:
+                web["cert_file_in_pki"] = in_pki_directory(web["cert_file"], pki)
+                web["key_file_in_pki"] = in_pki_directory(web.get("key_file"), pki)
+    if isinstance(turn, dict) and "cert" in turn:
+        turn["cert_in_pki"] = in_pki_directory(turn["cert"], pki)
+        turn["pkey_in_pki"] = in_pki_directory(turn.get("pkey"), pki)
+    return monitoring, turn
