@@ -6,7 +6,8 @@ the outcome the topology intends) and whether to record the verdict for the audi
 - UDP: an answer, or ICMP port-unreachable from the destination = reached; silence = silent (a
   listener that does not answer looks the same as a drop, so silence never counts as reached).
 - ICMP: an echo reply = reached; none = blocked (a raw socket: the probe runs as root).
-Prints one JSON document; with PLAN["record"], also writes /var/lib/medinfra/segmentation.json (0640).
+Prints one JSON document; with PLAN["record"] (the host's medinfra_paths.state directory), also writes
+segmentation.json there (0640), where the audit's collector reads it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-RECORD_PATH = "/var/lib/medinfra/segmentation.json"
+RECORD_FILE = "segmentation.json"
 RECORD_FORMAT = "medinfra-segmentation/1"
 PAYLOAD = b"medinfra-segmentation-probe"
 
@@ -101,7 +102,7 @@ def verdict(result: dict[str, Any]) -> str:
     return "ok" if reached == (result["expected"] == "allowed") else "unexpected"
 
 
-def record(results: list[dict[str, Any]], host: str) -> None:
+def record(results: list[dict[str, Any]], host: str, directory: str) -> None:
     counts = {name: sum(1 for r in results if r["verdict"] == name) for name in ("ok", "unexpected", "unconfirmed")}
     document = {
         "format": RECORD_FORMAT,
@@ -111,12 +112,13 @@ def record(results: list[dict[str, Any]], host: str) -> None:
         **counts,
         "unexpected_probes": [r for r in results if r["verdict"] == "unexpected"],
     }
-    os.makedirs(os.path.dirname(RECORD_PATH), mode=0o750, exist_ok=True)
-    temporary = RECORD_PATH + ".tmp"
+    os.makedirs(directory, mode=0o750, exist_ok=True)
+    path = os.path.join(directory, RECORD_FILE)
+    temporary = path + ".tmp"
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o640)
     with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
         json.dump(document, handle, indent=1)
-    os.replace(temporary, RECORD_PATH)
+    os.replace(temporary, path)
 
 
 def main(plan: dict[str, Any]) -> None:
@@ -126,5 +128,5 @@ def main(plan: dict[str, Any]) -> None:
     for result in results:
         result["verdict"] = verdict(result)
     if plan.get("record"):
-        record(results, plan["host"])
+        record(results, plan["host"], plan["record"])
     json.dump({"format": RECORD_FORMAT, "host": plan["host"], "results": results}, sys.stdout)

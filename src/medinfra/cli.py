@@ -315,7 +315,9 @@ def cmd_segmentation_verify(args: argparse.Namespace) -> int:
         targets = [t for t in load_targets(args.inventory, None, args.vault_password_file) if t.name in probes]
     source = hostside_source("reachability.py")
     scripts = {
-        name: probe_script(source, name, items, args.timeout, not args.no_record) for name, items in probes.items()
+        target.name: probe_script(source, target.name, probes[target.name], args.timeout,
+                                  None if args.no_record else str(target.inventory["paths"]["state"]))
+        for target in targets if target.problem == ""
     }
     clock = time.monotonic()
     results = collect_all(targets, scripts, connect_timeout=10, command_timeout=60 + 4 * args.timeout)
@@ -343,7 +345,7 @@ def cmd_segmentation_verify(args: argparse.Namespace) -> int:
         for key, label, status in (("ok", "as intended", "pass"), ("unexpected", "unexpected", "fail"),
                                    ("unconfirmed", "unconfirmed", "error"))
     )
-    recorded = "" if args.no_record else "; recorded on each host for the audit (/var/lib/medinfra/segmentation.json)"
+    recorded = "" if args.no_record else "; recorded for the audit in each host's state directory (segmentation.json)"
     print(tally + recorded)
     if args.json is not None:
         with OutputDirectory.open(args.json.parent) as directory:

@@ -37,12 +37,30 @@ def test_the_plan_tries_every_flow_and_samples_every_zone_pair():
     assert len({(p.source, p.address, p.proto, p.port) for p in probes}) == len(probes)
 
 
-def run_probe_script(probes: list[Probe], record: bool = False) -> dict:
+def run_probe_script(probes: list[Probe], record: str | None = None) -> dict:
     script = probe_script(hostside_source("reachability.py"), "here", probes, 0.5, record)
     done = subprocess.run([sys.executable, "-I", "-S", "-"], input=script, capture_output=True, text=True,
                           check=False, timeout=60)
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def test_the_verdict_is_recorded_in_the_state_directory_the_collector_reads(tmp_path):
+    """A site that moved medinfra_paths.state: verify records there, and the audit's collector finds it."""
+    import socket
+
+    from medinfra.collector import collector_module
+
+    state = tmp_path / "srv" / "medinfra-state"
+    closed = socket.create_server(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()
+    run_probe_script([Probe("here", "there", "127.0.0.1", "tcp", port, "blocked", "refused")], str(state))
+    assert (state / "segmentation.json").stat().st_mode & 0o777 == 0o640
+    seen = collector_module().collect_segmentation(str(state))
+    assert seen["recorded"] is True and seen["probes"] == 1 and seen["unexpected"] == 1
+    run_probe_script([Probe("here", "there", "127.0.0.1", "tcp", port, "blocked", "refused")], None)
+    assert sorted(p.name for p in state.iterdir()) == ["segmentation.json"]
 
 
 def test_the_probe_script_tells_reached_from_refused():
@@ -72,7 +90,7 @@ def test_dropped_packets_are_blocked_and_the_verdict_is_recorded(tmp_path):
         Probe("here", "there", "127.0.0.1", "udp", 4712, "blocked", "dropped"),
         Probe("here", "there", "127.0.0.1", "icmp", None, "allowed", "loopback echo"),
     ]
-    script = probe_script(hostside_source("reachability.py"), "here", probes, 0.5, False)
+    script = probe_script(hostside_source("reachability.py"), "here", probes, 0.5, None)
     rules = ("add table inet t; add chain inet t in { type filter hook input priority 0; }; "
              "add rule inet t in tcp dport 4711 drop; add rule inet t in udp dport 4712 drop")
     done = subprocess.run(

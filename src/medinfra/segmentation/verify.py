@@ -88,8 +88,9 @@ def plan(topology: Topology) -> dict[str, list[Probe]]:
     return {name: list(probes.values()) for name, probes in by_source.items() if probes}
 
 
-def probe_script(source: str, host: str, probes: Sequence[Probe], timeout: float, record: bool) -> str:
-    """The reachability module plus the call that runs this host's probes."""
+def probe_script(source: str, host: str, probes: Sequence[Probe], timeout: float, record: str | None) -> str:
+    """The reachability module plus the call that runs this host's probes; `record` is the host's state directory
+    (its medinfra_paths.state, where the audit reads the verdict), or None to leave no record."""
     document = {"host": host, "timeout": timeout, "record": record, "probes": [p.as_plan_item() for p in probes]}
     return f"{source}\nmain(json.loads({json.dumps(json.dumps(document))}))\n"
 
