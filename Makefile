@@ -48,7 +48,8 @@ COLLECTION_ARTIFACT = .cache/dist/medinfra-hospital-$(shell sed -n 's/^version: 
 
 lint: venv
 	ruff check src plugins tests benchmarks roles
-	# Module names from the directories: plugins/action/findings.py and its docs plugins/modules/findings.py differ.
+	# ansible-test's pep8 checks the collection's blank lines, which ruff has only as preview rules: the same, seconds sooner.
+	ruff check --preview --select E301,E302,E303,E305,E306 plugins
 	mypy
 	yamllint --strict .
 	ansible-lint --offline playbooks roles

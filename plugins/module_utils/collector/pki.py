@@ -120,10 +120,12 @@ def collect_pki(directory: str) -> Json:
         }
     return {"directory_present": True, "ca": ca_facts, "certificates": certificates}
 
+
 def in_pki_directory(path: Json, pki: str) -> bool:
     """Whether a configured certificate or key is a file directly in the host's PKI directory (medinfra_paths.pki,
     where role pki issues them), wherever the site put that directory."""
     return isinstance(path, str) and os.path.isabs(path) and os.path.dirname(os.path.normpath(path)) == pki
+
 
 def with_pki_placement(monitoring: Json, turn: Json, pki: str) -> tuple[Json, Json]:
     """The monitoring programs' web configs and coturn's configuration, each certificate and key marked with whether
