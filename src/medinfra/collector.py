@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from functools import cache
 from types import ModuleType
 
-from medinfra.package_data import collector_sources
+from medinfra.package_data import collector_sources, hostside_module
 
 RELATIVE_IMPORT = re.compile(r"^from \.(\w+) import (\([^)]*\)|[^\n]*)\n", re.M)
 FUTURE_IMPORT = "from __future__ import annotations\n"
@@ -67,8 +67,9 @@ def collector_program(paths: Mapping[str, str]) -> str:
 
 
 def default_paths() -> dict[str, str]:
-    """The site default of `medinfra_paths` (the collector package's HOST_PATHS)."""
-    return dict(collector_module().HOST_PATHS)
+    """The site default of `medinfra_paths` (the collector package's HOST_PATHS), imported as the installed
+    package, not through the bundled program: the inventory plugin needs it on every parse."""
+    return dict(hostside_module("collector.paths").HOST_PATHS)
 
 
 @cache

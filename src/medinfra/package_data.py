@@ -7,8 +7,10 @@ the collection's modules import too) is `medinfra.hostside`. Editable and wheel 
 
 from __future__ import annotations
 
+import importlib
 from importlib import resources
 from pathlib import Path
+from types import ModuleType
 
 CATALOG_PACKAGE = "medinfra.control_catalog"
 HOSTSIDE_PACKAGE = "medinfra.hostside"
@@ -28,6 +30,12 @@ CATALOG_DIR = package_directory(CATALOG_PACKAGE)
 def hostside_source(name: str) -> str:
     """The source of a host-side program (`reachability.py`, `turn.py`, ...), to send to hosts."""
     return resources.files(HOSTSIDE_PACKAGE).joinpath(name).read_text(encoding="utf-8")
+
+
+def hostside_module(name: str) -> ModuleType:
+    """A host-side program imported on the controller (`turn`, `collector.paths`, ...): standard library only, and
+    outside mypy's view, since pyproject maps it in from plugins/module_utils."""
+    return importlib.import_module(f"{HOSTSIDE_PACKAGE}.{name}")
 
 
 def collector_sources() -> dict[str, str]:

@@ -6,7 +6,6 @@ read from the vault the way a playbook would, so the telemedicine application ne
 
 from __future__ import annotations
 
-import importlib
 import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -14,7 +13,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from medinfra.package_data import HOSTSIDE_PACKAGE
+from medinfra.package_data import hostside_module
 from medinfra.problems import Problem, UserInputError
 
 RELAY_GROUP = "turn_relay"
@@ -30,7 +29,7 @@ PORT = re.compile(r"[0-9]{1,5}")
 
 def turn_module() -> ModuleType:
     """The TURN client the relay's probe runs (plugins/module_utils/turn.py, standard library only)."""
-    return importlib.import_module(f"{HOSTSIDE_PACKAGE}.turn")
+    return hostside_module("turn")
 
 
 def ice_server(secret: str, address: str, ports: dict[str, int], ttl: int, user: str, now: float) -> dict[str, Any]:

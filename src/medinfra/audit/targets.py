@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from medinfra.collection import ansible_collection_paths
-from medinfra.collector import collector_module, default_paths
+from medinfra.collector import default_paths
+from medinfra.package_data import hostside_module
 from medinfra.problems import Problem, UserInputError
 from medinfra.safe_text import one_line
 
@@ -274,9 +275,9 @@ def load_targets(inventory: Path, limit: str | None, vault_password_file: Path |
     for name, hostvars in read_hosts(inventory, limit, vault_password_file, CONNECTION_VARS):
         view = inventory_view(hostvars)
         settings = ssh_settings(name, hostvars, bool(constants.HOST_KEY_CHECKING))
-        path_problems = collector_module().path_problems(view["paths"])
-        if path_problems:
-            targets.append(Target(name, view, None, "medinfra_paths " + "; ".join(path_problems)))
+        wrong_paths = hostside_module("collector.paths").path_problems(view["paths"])
+        if wrong_paths:
+            targets.append(Target(name, view, None, "medinfra_paths " + "; ".join(wrong_paths)))
         elif isinstance(settings, str):
             targets.append(Target(name, view, None, settings))
         else:
