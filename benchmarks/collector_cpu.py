@@ -1,8 +1,9 @@
 """The collector's CPU time on one lab host: this checkout's bundled program beside the one of an earlier revision.
 
-Runs each collector on the host as `medinfra audit` does (`python3 -` with the program on stdin, as root), several
-times in alternation, and prints the median CPU seconds (user + system, of the collector and every program it starts:
-sshd -T, nft, dpkg...) and wall seconds of each, then the change. Asserts nothing.
+Runs each collector on the host as `medinfra audit` ran it then and runs it now (the baseline as `python3 -` with the
+program on stdin; this checkout's through the bootstrap, with the program compiled on the controller), as root,
+several times in alternation, and prints the median CPU seconds (user + system, of the collector and every program
+it starts: sshd -T, nft, dpkg...) and wall seconds of each, then the change. Asserts nothing.
 
 The baseline is the collector at `--baseline REV` (default a827416, the last revision before the effective-state
 audit, when the collector was one file, plugins/module_utils/medinfra_collector.py).
@@ -14,24 +15,28 @@ lab up and converged (root, podman; about a minute). The collector changes nothi
 from __future__ import annotations
 
 import argparse
+import json
+import shlex
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+from medinfra.audit.targets import SshSettings, collector_command
 from medinfra.collector import collector_program, default_paths
 from medinfra.lab.plan import container_name
-from medinfra.lab.podman import podman
+from medinfra.lab.podman import podman_env
 
 ROOT = Path(__file__).resolve().parent.parent
 BASELINE = "a827416"
 SINGLE_FILE = "plugins/module_utils/medinfra_collector.py"
-# Runs the program from stdin as a child and prints the child's CPU seconds and wall seconds.
+# Runs a command (the JSON list on stdin's first line) with the rest of stdin as its input and prints the child's
+# CPU seconds and wall seconds.
 MEASURE = (
-    "import resource, subprocess, sys, time\n"
-    "program = sys.stdin.read()\n"
+    "import json, resource, subprocess, sys, time\n"
+    "argv, _, stdin = sys.stdin.buffer.read().partition(b'\\n')\n"
     "started = time.monotonic()\n"
-    "subprocess.run(['python3', '-'], input=program, text=True, stdout=subprocess.DEVNULL, check=True)\n"
+    "subprocess.run(json.loads(argv), input=stdin, stdout=subprocess.DEVNULL, check=True)\n"
     "usage = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
     "print(usage.ru_utime + usage.ru_stime, time.monotonic() - started)\n"
 )
@@ -50,8 +55,11 @@ def baseline_source(revision: str) -> str:
     ).stdout
 
 
-def measure(container: str, program: str) -> tuple[float, float]:
-    done = podman("exec", "-i", container, "python3", "-c", MEASURE, stdin=program)
+def measure(container: str, argv: list[str], stdin: bytes) -> tuple[float, float]:
+    done = subprocess.run(
+        ["podman", "exec", "-i", container, "python3", "-c", MEASURE], input=json.dumps(argv).encode() + b"\n" + stdin,
+        capture_output=True, env=podman_env(), check=True,
+    )
     cpu, wall = done.stdout.split()
     return float(cpu), float(wall)
 
@@ -64,20 +72,21 @@ def main() -> int:
     parser.add_argument("--baseline", default=BASELINE, help=f"git revision (default: {BASELINE})")
     args = parser.parse_args()
     container = container_name(args.lab, args.host)
+    command, stdin = collector_command(SshSettings(hostname=args.host), collector_program(default_paths()))
     programs = {
-        f"baseline {args.baseline}": baseline_source(args.baseline),
-        "this checkout": collector_program(default_paths()),
+        f"baseline {args.baseline}": (["python3", "-"], baseline_source(args.baseline).encode()),
+        "this checkout": (shlex.split(command), stdin),
     }
     samples: dict[str, list[tuple[float, float]]] = {name: [] for name in programs}
     for _ in range(args.runs):
         for name, program in programs.items():
-            samples[name].append(measure(container, program))
+            samples[name].append(measure(container, *program))
     medians = {}
     print(f"collector on {args.host}, {args.runs} runs each (median): CPU s (user+system, with its commands), wall s")
     for name, runs in samples.items():
         cpu, wall = statistics.median(c for c, _ in runs), statistics.median(w for _, w in runs)
         medians[name] = cpu
-        print(f"  {name:<24} {cpu:6.3f} CPU s {wall:6.3f} s   program {len(programs[name]) // 1024} KiB")
+        print(f"  {name:<24} {cpu:6.3f} CPU s {wall:6.3f} s   stdin {len(programs[name][1]) // 1024} KiB")
     before, after = medians.values()
     print(f"CPU time change: {100 * (after - before) / before:+.0f}%")
     return 0

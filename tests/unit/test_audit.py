@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import marshal
 import shlex
 import shutil
 import stat
 import subprocess
 import sys
+import zlib
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from medinfra.audit.targets import (
     collector_command,
     inventory_view,
     load_targets,
+    program_payload,
     ssh_options,
     ssh_settings,
 )
@@ -277,17 +281,39 @@ def test_an_alias_bomb_in_a_variable_the_audit_reads_is_refused_before_templatin
 
 def test_collector_command_keeps_the_sudo_password_off_the_command_line():
     program = f"python3 -I -S -c {shlex.quote(BOOTSTRAP % 'M')}"
+    payload = program_payload("SRC = 1\n")
     plain = SshSettings(hostname="h")
-    assert collector_command(plain, "SRC", "M") == (program, "M\nSRC")
+    assert collector_command(plain, "SRC = 1\n", "M") == (program, b"M\n" + payload)
     nopasswd = SshSettings(hostname="h", become=True)
-    assert collector_command(nopasswd, "SRC", "M") == (f"sudo -H -n {program}", "M\nSRC")
+    assert collector_command(nopasswd, "SRC = 1\n", "M") == (f"sudo -H -n {program}", b"M\n" + payload)
     with_password = SshSettings(hostname="h", become=True, become_user="audit", become_password="pa ss")
-    command, stdin = collector_command(with_password, "SRC", "M")
+    command, stdin = collector_command(with_password, "SRC = 1\n", "M")
     assert "pa ss" not in command
     assert command == f"sudo -H -S -p '' -u audit {program}"
-    assert stdin == "pa ss\nM\nSRC"
-    markers = {collector_command(plain, "SRC")[1].partition("\n")[0] for _ in range(3)}
+    assert stdin == b"pa ss\nM\n" + payload
+    markers = {collector_command(plain, "SRC = 1\n")[1].partition(b"\n")[0] for _ in range(3)}
     assert len(markers) == 3 and all(len(m) > 32 for m in markers), "a fresh random start marker for every run"
+
+
+def test_the_program_payload_holds_the_bytecode_and_the_source():
+    header, _, rest = zlib.decompress(program_payload("print('ran')\n")).partition(b"\n")
+    magic, size = header.split()
+    assert magic == importlib.util.MAGIC_NUMBER.hex().encode()
+    assert rest[int(size):] == b"print('ran')\n"
+    assert marshal.loads(rest[: int(size)]).co_filename == "<medinfra program>"
+
+
+@pytest.mark.parametrize("magic", ["ours", "another Python's"])
+def test_the_bootstrap_runs_the_bytecode_or_compiles_the_source(magic):
+    source = "import sys\nprint(sys._getframe().f_code.co_filename, 1 / 1)\n"
+    command, stdin = collector_command(SshSettings(hostname="h"), source, "M")
+    if magic != "ours":  # a host whose Python reads other bytecode: the bytecode (spoilt here) is left unread
+        header, _, rest = zlib.decompress(stdin[2:]).partition(b"\n")
+        size = int(header.split()[1])
+        stdin = b"M\n" + zlib.compress(b"00000000 %d\n" % size + b"\0" * size + rest[size:])
+    done = subprocess.run(["sh", "-c", command], input=stdin, capture_output=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == b"<medinfra program> 1.0\n"
 
 
 def test_a_bad_signing_key_is_reported_before_any_host_is_contacted(tmp_path):

@@ -58,9 +58,9 @@ exec "$@"
 """
 
 
-def run_locally(command: str, stdin: str, env: dict[str, str] | None = None) -> ProgramOutput:
+def run_locally(command: str, stdin: bytes, env: dict[str, str] | None = None) -> ProgramOutput:
     """The command line run as a host's sshd would run it: by a shell, stdin piped in."""
-    done = subprocess.run(["sh", "-c", command], input=stdin.encode(), capture_output=True, env=env, timeout=120)
+    done = subprocess.run(["sh", "-c", command], input=stdin, capture_output=True, env=env, timeout=120)
     return ProgramOutput(done.stdout, done.stderr, done.returncode)
 
 
@@ -98,7 +98,7 @@ def test_the_collector_runs_under_sudo_and_never_shows_the_password(
 
 def test_without_the_start_marker_nothing_runs_and_nothing_is_echoed() -> None:
     command, _ = collector_command(SshSettings(hostname="h"), "print('ran')\n", "medinfra-start-1")
-    output = run_locally(command, f"{BECOME}\nprint('ran')\n")
+    output = run_locally(command, f"{BECOME}\nprint('ran')\n".encode())
     assert output.exit_status == 1 and output.stdout == b""
     assert b"no program after the start marker" in output.stderr
     assert BECOME.encode() not in output.stderr and b"ran" not in output.stderr

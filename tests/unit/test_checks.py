@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import OrderedDict
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from types import MappingProxyType
 
 import pytest
 
 from medinfra.compliance.catalog import load_catalog, walk_checks
-from medinfra.compliance.checks import MATCHED_TEXT_LIMIT, nested_repetition, parse_path, run_check
+from medinfra.compliance.checks import MATCHED_TEXT_LIMIT, is_mapping, nested_repetition, parse_path, run_check
 from medinfra.compliance.evaluate import FACT_LIMIT, evaluate
 from medinfra.compliance.model import HostEvidence
 from medinfra.package_data import CATALOG_DIR
@@ -289,3 +292,18 @@ def test_no_catalog_pattern_has_nested_repetition() -> None:
     ]
     assert len(patterns) > 50
     assert [p for p in patterns if nested_repetition(p)] == []
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{}, {"unavailable": "x"}, OrderedDict(a=1), MappingProxyType({"a": 1}), "text", 1, 1.5, True, None, [], ["a"], ()],
+)
+def test_is_mapping_is_isinstance_mapping(value: object) -> None:
+    assert is_mapping(value) is isinstance(value, Mapping)
+
+
+def test_a_mapping_that_is_not_a_dict_is_read_and_may_be_unavailable() -> None:
+    now = datetime.now(UTC)
+    root = MappingProxyType({"a": MappingProxyType({"b": "yes"}), "c": MappingProxyType({"unavailable": "gone"})})
+    assert run_check({"fact": "a.b", "equals": "yes"}, root, now).status == "pass"
+    assert run_check({"fact": "c.d", "equals": "yes"}, root, now).status == "error"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -37,6 +38,13 @@ from .ssh import collect_sshd
 from .tls import collect_tls
 from .turn import collect_turn, with_turn_tls_endpoints
 from .updates import collect_packages, collect_updates, installed_packages
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process since it started (interpreter and program load included) and of the commands
+    it ran and waited for: what an audit costs the host, besides its SSH session."""
+    own, commands = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + commands.ru_utime + commands.ru_stime
 
 
 def collect(paths: Mapping[str, str]) -> dict[str, Json]:
@@ -90,6 +98,7 @@ def collect(paths: Mapping[str, str]) -> dict[str, Json]:
         "collector_version": COLLECTOR_VERSION,
         "collected_at": iso_utc(time.time()),
         "collection_seconds": round(time.monotonic() - started, 3),
+        "collection_cpu_seconds": round(cpu_seconds(), 3),
         "running_as_root": os.geteuid() == 0,
         "facts": facts,
     }

@@ -72,14 +72,14 @@ def host_data(ssh: SshSettings) -> dict[str, Any]:
     return data
 
 
-def run_program(client: Any, command: str, stdin: str, timeout: float) -> ProgramOutput:
+def run_program(client: Any, command: str, stdin: bytes, timeout: float) -> ProgramOutput:
     """Run `command` on an SSH connection (paramiko's client, which pyinfra holds) with `stdin`, reading its output
     with bounds: pyinfra's own runner keeps all of it in memory and fails on text that is not UTF-8."""
     channel = client.get_transport().open_session(timeout=timeout)
     try:
         with gevent.Timeout(timeout):
             channel.exec_command(command)
-            channel.sendall(stdin.encode("utf-8"))
+            channel.sendall(stdin)
             channel.shutdown_write()
             stderr = gevent.spawn(read_tail, channel.recv_stderr, STDERR_KEPT)
             stdout, over_limit = read_bounded(channel.recv, OUTPUT_LIMIT)
