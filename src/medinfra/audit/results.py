@@ -115,9 +115,10 @@ def summary(run: AuditRun) -> dict[str, Any]:
         name: tally(f for f in run.findings if by_control[f.control].references.get(name)).as_dict()
         for name in FRAMEWORKS
     }
-    per_host = {
-        h.host: tally(f for f in run.findings if f.host == h.host).as_dict() for h in run.hosts if h.status == "audited"
-    }
+    by_host: dict[str, list[Finding]] = {}
+    for finding in run.findings:  # one pass, not one per host: a run holds hosts x controls findings
+        by_host.setdefault(finding.host, []).append(finding)
+    per_host = {h.host: tally(by_host.get(h.host, ())).as_dict() for h in run.hosts if h.status == "audited"}
     failing = Counter(f.control for f in run.findings if f.status in (Status.FAIL, Status.ERROR))
     top = sorted(failing, key=lambda c: (-SEVERITIES.index(by_control[c].severity), -failing[c], c))
     return {
