@@ -10,7 +10,7 @@ PYTHON ?= python3
 INVENTORY ?= inventories/lab
 
 .PHONY: demo test test-unit test-integration lint deps apt venv lab-up lab-down scale-bench hardening-bench audit-bench \
-	report-bench lynis-bench collector-bench topology-bench clean ee
+	report-bench lynis-bench collector-bench topology-bench lab-bench clean ee
 
 DEMO_KEY := .cache/demo-keys/audit
 # `medinfra lab up` writes the lab's secrets vault-encrypted, with this password file.
@@ -98,6 +98,10 @@ hardening-bench: deps
 
 clean:
 	rm -rf $(VENV) .cache .pytest_cache .ruff_cache .mypy_cache
+
+## `medinfra lab up` of 100 hosts (cold, then all running) and `lab down`: wall, CPU and the time of each phase.
+lab-bench: deps
+	python benchmarks/lab_up.py
 
 ## Audit time for 10, 50 and 100 lab hosts through pyinfra and through Ansible, side by side.
 audit-bench: deps

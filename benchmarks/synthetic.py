@@ -1,4 +1,5 @@
-"""Synthetic audit runs for report benchmarks and tests: real catalog texts, made-up hosts and results.
+"""Synthetic data for benchmarks and tests: a one-zone topology of N hosts for lab benchmarks, and audit runs (real
+catalog texts, made-up hosts and results).
 
 Findings go through the real pipeline (AuditRun -> findings_document), so reports are fed exactly
 what an audit writes. Deterministic for a given seed.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import random
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from ipaddress import IPv4Network
 from typing import Any
 
 from medinfra.audit.results import AuditRun, HostResult, findings_document
@@ -20,6 +22,54 @@ ZONES = ("his", "pacs", "clinical", "dmz", "mgmt")
 STARTED = datetime(2026, 11, 22, 8, 0, tzinfo=UTC)
 # Roughly what a half-hardened estate looks like.
 STATUS_WEIGHTS = {Status.PASS: 70, Status.FAIL: 18, Status.NOT_APPLICABLE: 8, Status.ERROR: 1, Status.WAIVED: 3}
+
+
+def synthetic_topology(site: str, network: str, hosts: int) -> dict[str, Any]:
+    """A topology document: one zone on ``network`` (a /24) with ``hosts`` workstations named ``bench-001``...,
+    from the zone's tenth address on; the zone's last address is its gateway. The first host is the time server."""
+    subnet = IPv4Network(network)
+    addresses = list(subnet.hosts())[9:-1][:hosts]  # the last one is the gateway
+    if len(addresses) < hosts:
+        raise ValueError(f"{network} has room for {len(addresses)} benchmark hosts, not {hosts}")
+    return {
+        "site": {
+            "name": site,
+            "title": f"{site} benchmark",
+            "domain": "bench.medinfra.test",
+            "timezone": "UTC",
+            "time_servers": [str(addresses[0])],
+        },
+        "sla_classes": {
+            "standard": {
+                "description": "benchmark hosts",
+                "rpo_minutes": 60,
+                "rto_minutes": 60,
+                "support_hours": "24x7",
+            }
+        },
+        "zones": [
+            {
+                "name": "bench",
+                "cidr": str(subnet),
+                "gateway": str(subnet.broadcast_address - 1),
+                "trust": "medium",
+                "purpose": "clinical",
+                "description": "benchmark hosts",
+            }
+        ],
+        "hosts": [
+            {
+                "name": f"bench-{index:03d}",
+                "zone": "bench",
+                "address": str(address),
+                "services": ["workstation"],
+                "sla": "standard",
+                "data_classification": "internal",
+            }
+            for index, address in enumerate(addresses, start=1)
+        ],
+        "flows": [],
+    }
 
 
 def synthetic_run(hosts: int, controls: int, seed: int = 1, unreachable: int = 1) -> AuditRun:

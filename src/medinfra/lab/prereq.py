@@ -16,6 +16,7 @@ LAB_PROGRAMS = {
     "iptables": "iptables",
     "ssh": "openssh-client",
     "ssh-keygen": "openssh-client",
+    "nsenter": "util-linux",
     "tar": "tar",
 }
 NETAVARK = Path("/usr/lib/podman/netavark")
