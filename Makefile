@@ -10,7 +10,7 @@ PYTHON ?= python3
 INVENTORY ?= inventories/lab
 
 .PHONY: demo test test-unit test-integration lint deps apt venv lab-up lab-down scale-bench hardening-bench audit-bench \
-	report-bench lynis-bench collector-bench topology-bench clean ee
+	report-bench lynis-bench collector-bench topology-bench converge-bench clean ee
 
 DEMO_KEY := .cache/demo-keys/audit
 # `medinfra lab up` writes the lab's secrets vault-encrypted, with this password file.
@@ -91,6 +91,11 @@ lab-down: deps
 ## 59 hosts of the example tertiary hospital: prints time to ready and to reach every host.
 scale-bench: deps
 	python benchmarks/lab_scale.py
+
+## Controller CPU per host of site.yml (first converge, re-converge) and the audit on 10, 25 and 50 lab hosts, then
+## the projection for 500 and 2,000 hosts: wall time from one controller and AWX/AAP execution nodes for an hour.
+converge-bench: deps
+	python benchmarks/converge_scale.py
 
 ## Lynis hardening index of a stock and a hardened container, with converge times.
 hardening-bench: deps

@@ -21,14 +21,15 @@ ROOT = Path(__file__).resolve().parent.parent
 SIZES = (10, 50, 100)
 
 
-def bench_topology(hosts: int) -> dict[str, object]:
+def bench_topology(hosts: int, site: str = "auditbench", network: str = "10.233.0") -> dict[str, object]:
+    """One zone ``network``.0/24 of ``hosts`` stock workstations; the first is the time server."""
     return {
         "site": {
-            "name": "auditbench",
+            "name": site,
             "title": "audit benchmark",
             "domain": "bench.medinfra.test",
             "timezone": "UTC",
-            "time_servers": ["10.233.0.10"],
+            "time_servers": [f"{network}.10"],
         },
         "sla_classes": {
             "standard": {
@@ -41,8 +42,8 @@ def bench_topology(hosts: int) -> dict[str, object]:
         "zones": [
             {
                 "name": "bench",
-                "cidr": "10.233.0.0/24",
-                "gateway": "10.233.0.254",
+                "cidr": f"{network}.0/24",
+                "gateway": f"{network}.254",
                 "trust": "medium",
                 "purpose": "clinical",
                 "description": "benchmark hosts",
@@ -52,7 +53,7 @@ def bench_topology(hosts: int) -> dict[str, object]:
             {
                 "name": f"bench-{index:03d}",
                 "zone": "bench",
-                "address": f"10.233.0.{9 + index}",
+                "address": f"{network}.{9 + index}",
                 "services": ["workstation"],
                 "sla": "standard",
                 "data_classification": "internal",
