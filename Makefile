@@ -10,7 +10,7 @@ PYTHON ?= python3
 INVENTORY ?= inventories/lab
 
 .PHONY: demo test test-unit test-integration lint deps apt venv lab-up lab-down scale-bench hardening-bench audit-bench \
-	report-bench lynis-bench collector-bench topology-bench lab-bench clean ee
+	report-bench lynis-bench collector-bench topology-bench lab-bench converge-bench clean ee
 
 DEMO_KEY := .cache/demo-keys/audit
 # `medinfra lab up` writes the lab's secrets vault-encrypted, with this password file.
@@ -102,6 +102,11 @@ clean:
 ## `medinfra lab up` of 100 hosts (cold, then all running) and `lab down`: wall, CPU and the time of each phase.
 lab-bench: deps
 	python benchmarks/lab_up.py
+
+## Controller CPU per host of site.yml (first converge, re-converge) and the audit on 10, 25 and 50 lab hosts, then
+## the projection for 500 and 2,000 hosts: wall time from one controller and AWX/AAP execution nodes for an hour.
+converge-bench: deps
+	python benchmarks/converge_scale.py
 
 ## Audit time for 10, 50 and 100 lab hosts through pyinfra and through Ansible, side by side.
 audit-bench: deps

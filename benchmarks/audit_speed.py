@@ -29,55 +29,16 @@ from pathlib import Path
 
 import yaml
 
-from medinfra.lab.plan import container_name
-from medinfra.lab.podman import podman
-from medinfra.toolenv import run_tool
-
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.synthetic import synthetic_topology  # noqa: E402
+from medinfra.lab.plan import container_name  # noqa: E402
+from medinfra.lab.podman import podman  # noqa: E402
+from medinfra.toolenv import run_tool  # noqa: E402
+
 SIZES = (10, 50, 100)
-SITE = "auditbench"
-
-
-def bench_topology(hosts: int) -> dict[str, object]:
-    return {
-        "site": {
-            "name": SITE,
-            "title": "audit benchmark",
-            "domain": "bench.medinfra.test",
-            "timezone": "UTC",
-            "time_servers": ["10.233.0.10"],
-        },
-        "sla_classes": {
-            "standard": {
-                "description": "benchmark hosts",
-                "rpo_minutes": 60,
-                "rto_minutes": 60,
-                "support_hours": "24x7",
-            }
-        },
-        "zones": [
-            {
-                "name": "bench",
-                "cidr": "10.233.0.0/24",
-                "gateway": "10.233.0.254",
-                "trust": "medium",
-                "purpose": "clinical",
-                "description": "benchmark hosts",
-            }
-        ],
-        "hosts": [
-            {
-                "name": f"bench-{index:03d}",
-                "zone": "bench",
-                "address": f"10.233.0.{9 + index}",
-                "services": ["workstation"],
-                "sla": "standard",
-                "data_classification": "internal",
-            }
-            for index in range(1, hosts + 1)
-        ],
-        "flows": [],
-    }
+SITE, NETWORK = "auditbench", "10.233.0.0/24"
 
 
 @dataclass(frozen=True)
@@ -155,7 +116,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="medinfra-auditbench-") as scratch:
         inventory = Path(scratch) / "inventory"
         inventory.mkdir()
-        (inventory / "hospital.yml").write_text("---\n" + yaml.safe_dump(bench_topology(max(SIZES)), sort_keys=False))
+        document = synthetic_topology(SITE, NETWORK, max(SIZES))
+        (inventory / "hospital.yml").write_text("---\n" + yaml.safe_dump(document, sort_keys=False))
         up = timed("medinfra", "lab", "up", "-i", str(inventory))
         print(f"lab up ({max(SIZES)} hosts): {up.seconds:.1f} s", flush=True)
         if up.code != 0:
