@@ -19,7 +19,7 @@ description:
 author: medinfra maintainers (!UNKNOWN)
 """
 
-import os
+import os  # noqa: E402 (Ansible reads DOCUMENTATION above from the source)
 
 # One multiplexer per core, not Mitogen's default of one: the lab's idempotent converge took 120 s with two on 2 cores
 # against 135 s with one. MITOGEN_CPU_COUNT set by the user wins.
