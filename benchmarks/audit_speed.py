@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import statistics
 import sys
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
@@ -33,31 +30,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.synthetic import synthetic_topology  # noqa: E402
+from benchmarks.timing import timed  # noqa: E402
 from medinfra.lab.plan import container_name  # noqa: E402
 from medinfra.lab.podman import podman  # noqa: E402
-from medinfra.toolenv import run_tool  # noqa: E402
 
 SIZES = (10, 50, 100)
 SITE, NETWORK = "auditbench", "10.233.0.0/24"
-
-
-@dataclass(frozen=True)
-class Timed:
-    seconds: float
-    controller_cpu: float  # user + system of the tool and every process it waited for
-    code: int
-    output: str
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def timed(*args: str) -> Timed:
-    cpu, started = children_cpu(), time.monotonic()
-    done = run_tool(ROOT, *args)
-    return Timed(time.monotonic() - started, children_cpu() - cpu, done.returncode, done.stdout + done.stderr)
 
 
 def cgroup_usage_files(hosts: list[str]) -> list[Path]:

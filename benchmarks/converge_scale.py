@@ -11,14 +11,13 @@ Prints figures; asserts nothing about speed. Usage: `make converge-bench` (root,
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import re
-import resource
 import shutil
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.audit_speed import audited_hosts  # noqa: E402
 from benchmarks.synthetic import synthetic_topology  # noqa: E402
-from medinfra.toolenv import run_tool  # noqa: E402
+from benchmarks.timing import Timed, timed  # noqa: E402
 
 SIZES = (10, 25, 50)
 SITE, NETWORK = "scalebench", "10.235.0.0/24"
@@ -48,14 +47,6 @@ ASSUMPTIONS = (
     " audit; ssh ControlPersist masters detach and are not counted, so the figures are a lower bound",
     "execution nodes have as many cores as this controller; job slicing splits hosts evenly, no per-job overhead",
 )
-
-
-@dataclass(frozen=True)
-class Run:
-    wall: float
-    cpu: float
-    code: int
-    output: str
 
 
 @dataclass(frozen=True)
@@ -86,25 +77,15 @@ def project(
     return Projection(hosts, converge, audit, total, math.ceil(total / window_seconds))
 
 
-def run(*args: str) -> Run:
-    """Run a tool, with its wall seconds and the CPU seconds of the processes it started."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.monotonic()
-    done = run_tool(ROOT, *args)
-    wall = time.monotonic() - started
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    return Run(wall, cpu, done.returncode, done.stdout + done.stderr)
-
-
 def changed_tasks(output: str) -> int:
     """The sum of the PLAY RECAP's changed= counts."""
     return sum(int(count) for count in RECAP_CHANGED.findall(output))
 
 
-def report(label: str, hosts: int, result: Run, note: str = "") -> None:
+def report(label: str, hosts: int, result: Timed, note: str = "") -> None:
     print(
-        f"{hosts:>5} {label:<13} {result.wall:>8.1f} {result.cpu:>8.1f} {result.cpu / hosts:>10.2f}  {note}",
+        f"{hosts:>5} {label:<13} {result.seconds:>8.1f} {result.controller_cpu:>8.1f}"
+        f" {result.controller_cpu / hosts:>10.2f}  {note}",
         flush=True,
     )
 
@@ -117,7 +98,7 @@ def measure(size: int, scratch: Path) -> tuple[float, float] | None:
     (inventory / "hospital.yml").write_text(
         "---\n" + yaml.safe_dump(synthetic_topology(SITE, NETWORK, size), sort_keys=False), encoding="utf-8"
     )
-    up = run("medinfra", "lab", "up", "-i", str(inventory))
+    up = timed("medinfra", "lab", "up", "-i", str(inventory))
     report("lab up", size, up)
     try:
         if up.code != 0:
@@ -131,25 +112,25 @@ def measure(size: int, scratch: Path) -> tuple[float, float] | None:
             str(inventory / ".lab" / "vault-password"),
             PLAYBOOK,
         )
-        first = run(*converge)
+        first = timed(*converge)
         report("converge", size, first, f"changed={changed_tasks(first.output)} rc={first.code}")
         if first.code != 0:
             print(first.output[-5000:], file=sys.stderr)
             return None
-        again = run(*converge)
+        again = timed(*converge)
         report("re-converge", size, again, f"changed={changed_tasks(again.output)} rc={again.code}")
         if again.code != 0:
             print(again.output[-5000:], file=sys.stderr)
             return None
         findings = scratch / f"audit-{size}"
-        audit = run("medinfra", "audit", "-i", str(inventory), "-o", str(findings), "-q")
+        audit = timed("medinfra", "audit", "-i", str(inventory), "-o", str(findings), "-q")
         if not (findings / "findings.json").exists():
             print(audit.output[-3000:], file=sys.stderr)
             return None
         report("audit", size, audit, f"audited={audited_hosts(findings / 'findings.json')} rc={audit.code}")
-        return again.cpu / size, audit.cpu / size
+        return again.controller_cpu / size, audit.controller_cpu / size
     finally:
-        down = run("medinfra", "lab", "down", "-i", str(inventory))
+        down = timed("medinfra", "lab", "down", "-i", str(inventory))
         report("lab down", size, down)
 
 
@@ -170,7 +151,9 @@ def print_projection(converge_cpu_per_host: float, audit_cpu_per_host: float, co
 
 
 def main(argv: list[str]) -> int:
-    sizes = tuple(int(arg) for arg in argv) or SIZES
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("sizes", nargs="*", type=int, help=f"lab sizes in hosts (default {SIZES})")
+    sizes = tuple(parser.parse_args(argv).sizes) or SIZES
     if any(size < 1 or size > 240 for size in sizes):
         print("sizes are 1 to 240 hosts (one /24 zone)", file=sys.stderr)
         return 2

@@ -10,33 +10,20 @@ nothing about speed. Usage: `make lab-bench` (root, podman; about two minutes), 
 from __future__ import annotations
 
 import argparse
-import resource
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import yaml
 
-from medinfra.toolenv import run_tool
-
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))  # `python benchmarks/lab_up.py` finds benchmarks.synthetic
+sys.path.insert(0, str(ROOT))  # `python benchmarks/lab_up.py` finds the benchmarks package
+
+from benchmarks.synthetic import synthetic_topology  # noqa: E402
+from benchmarks.timing import Timed, timed  # noqa: E402
+
 SITE = "labbench"
 NETWORK = "10.234.0.0/24"
-
-
-def children_cpu() -> float:
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
-def timed(*args: str) -> tuple[float, float, subprocess.CompletedProcess[str]]:
-    """Wall and CPU seconds of one medinfra command, and what it printed."""
-    started, cpu = time.monotonic(), children_cpu()
-    done = run_tool(ROOT, "medinfra", *args, timeout=900)
-    return time.monotonic() - started, children_cpu() - cpu, done
 
 
 def phases(output: str) -> str:
@@ -45,11 +32,11 @@ def phases(output: str) -> str:
     return lines[-1].removeprefix("phases: ") if lines else ""
 
 
-def report(what: str, wall: float, cpu: float, done: subprocess.CompletedProcess[str]) -> bool:
-    print(f"{what:<22} {wall:7.1f} s wall {cpu:6.1f} s CPU   {phases(done.stdout)}", flush=True)
-    if done.returncode != 0:
+def report(what: str, done: Timed) -> bool:
+    print(f"{what:<22} {done.seconds:7.1f} s wall {done.controller_cpu:6.1f} s CPU   {phases(done.stdout)}", flush=True)
+    if done.code != 0:
         print(done.stdout[-3000:], done.stderr[-3000:], file=sys.stderr)
-    return done.returncode == 0
+    return done.code == 0
 
 
 def main() -> int:
@@ -57,7 +44,6 @@ def main() -> int:
     parser.add_argument("hosts", nargs="?", type=int, default=100)
     parser.add_argument("--repeat", type=int, default=1, help="runs of up, up again and down (timings are noisy)")
     args = parser.parse_args()
-    from benchmarks.synthetic import synthetic_topology
 
     with tempfile.TemporaryDirectory(prefix="medinfra-labbench-") as scratch:
         inventory = Path(scratch)
@@ -65,12 +51,16 @@ def main() -> int:
         (inventory / "hospital.yml").write_text("---\n" + yaml.safe_dump(topology, sort_keys=False))
         print(f"lab of {args.hosts} hosts, one zone ({NETWORK}); {args.repeat} run(s)")
         ok = True
+
+        def lab(*command: str) -> Timed:
+            return timed("medinfra", "lab", *command, "-i", str(inventory), timeout=900)
+
         for _ in range(args.repeat):
             try:
-                ok = report("lab up (cold)", *timed("lab", "up", "-i", str(inventory))) and ok
-                ok = report("lab up (all running)", *timed("lab", "up", "-i", str(inventory))) and ok
+                ok = report("lab up (cold)", lab("up")) and ok
+                ok = report("lab up (all running)", lab("up")) and ok
             finally:
-                ok = report("lab down", *timed("lab", "down", "-i", str(inventory))) and ok
+                ok = report("lab down", lab("down")) and ok
     return 0 if ok else 1
 
 
