@@ -22,7 +22,8 @@ author: medinfra maintainers (!UNKNOWN)
 import os  # noqa: E402 (Ansible reads DOCUMENTATION above from the source)
 
 # One multiplexer per core, not Mitogen's default of one: the lab's idempotent converge took 120 s with two on 2 cores
-# against 135 s with one. MITOGEN_CPU_COUNT set by the user wins.
+# against 135 s with one in one pair of runs, though a later pair showed the opposite (159-169 s against 152 s), so
+# this wants measuring again. MITOGEN_CPU_COUNT set by the user wins.
 os.environ.setdefault("MITOGEN_CPU_COUNT", str(os.cpu_count() or 1))
 
 try:
