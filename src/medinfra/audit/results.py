@@ -199,6 +199,8 @@ def control_record(control: Control) -> dict[str, Any]:
         "remediation": {
             "role": control.remediation.role,
             "variables": list(control.remediation.variables),
+            "tags": list(control.remediation.tags),
+            "manual": control.remediation.manual,
             "text": bilingual(control.remediation.text),
         },
     }

@@ -133,6 +133,8 @@ def build_control(document: YamlDocument) -> Control:
             role=remediation["role"],
             variables=tuple(remediation.get("variables", ())),
             text=Bilingual(en=remediation["en"], zh=remediation["zh"]),
+            tags=tuple(remediation.get("tags", ())),
+            manual=remediation.get("manual", False),
         ),
         references={name: tuple(data["references"].get(name, ())) for name in FRAMEWORKS},
         source=document.file,

@@ -24,6 +24,8 @@ class Remediation:
     role: str
     variables: tuple[str, ...]
     text: Bilingual
+    tags: tuple[str, ...] = ()  # the role's tags that repair the control; empty when manual
+    manual: bool = False  # no converge repairs it: people act on the text
 
 
 @dataclass(frozen=True)

@@ -38,6 +38,8 @@ class ControlInfo:
     remediation_role: str
     remediation_variables: tuple[str, ...]
     remediation: Bilingual
+    remediation_tags: tuple[str, ...] = ()
+    remediation_manual: bool = False
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,8 @@ def control_info(control_id: str, record: Mapping[str, Any]) -> ControlInfo:
         remediation_role=remediation["role"],
         remediation_variables=tuple(remediation["variables"]),
         remediation=bilingual(remediation["text"]),
+        remediation_tags=tuple(remediation.get("tags", ())),
+        remediation_manual=remediation.get("manual", False),
     )
 
 

@@ -29,6 +29,7 @@ check:
 remediation:
   role: baseline_hardening
   variables: [baseline_hardening_ssh_enabled]
+  tags: [ssh]
   en: Apply baseline_hardening.
   zh: 应用 baseline_hardening 角色。
 references:
