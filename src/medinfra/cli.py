@@ -10,24 +10,26 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from medinfra import __version__
 from medinfra.completion import SHELLS, script
-from medinfra.exits import AUDIT_EXITS, EXIT_FAILURES, EXIT_UNREACHABLE, EXIT_USAGE
+from medinfra.exits import AUDIT_EXITS, EXIT_FAILURES, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from medinfra.package_data import CATALOG_DIR
 from medinfra.problems import PrerequisiteError, Problem, UserInputError
 from medinfra.safe_text import cleaned, one_line
 from medinfra.terminal import COLOR_CHOICES, Palette, palette
 
 if TYPE_CHECKING:
+    from medinfra.audit.results import AuditRun
+    from medinfra.fix.run import Window
     from medinfra.report.publish import Published
 
 DEFAULT_INVENTORY = Path("inventories/lab")
 FORMATS = ("text", "json")
 VAULT_HELP = "file holding the Ansible vault password, for inventories with vaulted variables"
 # The JSON documents `history` and `diff` print (the audit's is results.SUMMARY_FORMAT).
-HISTORY_FORMAT, DIFF_FORMAT = "medinfra-history/1", "medinfra-diff/1"
+HISTORY_FORMAT, DIFF_FORMAT, FIX_FORMAT = "medinfra-history/1", "medinfra-diff/1", "medinfra-fix/1"
 # The longest wait a timeout option accepts: a host or a probe slower than an hour is a host to look at.
 MAX_SECONDS = 3600
 
@@ -57,6 +59,15 @@ def seconds(text: str) -> float:
     if not 0 < value <= MAX_SECONDS:  # also false for NaN
         raise argparse.ArgumentTypeError(f"{text} is not more than 0 and at most {MAX_SECONDS} seconds")
     return value
+
+
+def window(text: str) -> Window:
+    from medinfra.fix.run import parse_window
+
+    try:
+        return parse_window(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def say(message: str) -> None:
@@ -218,10 +229,12 @@ def published_record(published: Published, history: str | None) -> dict[str, obj
     }
 
 
-def cmd_audit(args: argparse.Namespace) -> int:
+def audit_run(args: argparse.Namespace, limit: str | None, fixes: str | None = None) -> tuple[AuditRun, Published]:
+    """Audit the inventory's hosts matching `limit` and publish the run (reports, signature, history): what
+    `audit` does, and what `fix --apply` does to prove its changes."""
     # First: pyinfra's transport patches the standard library for gevent before sockets exist.
     from medinfra.audit.pyinfra_transport import collect_evidence, quiet_hub
-    from medinfra.audit.results import AuditRun, HostResult, exit_code, judge, summary_record, summary_text
+    from medinfra.audit.results import AuditRun, HostResult, judge
     from medinfra.audit.targets import load_targets
     from medinfra.compliance.catalog import load_catalog, load_waivers
     from medinfra.report.publish import check_output_directory, publish
@@ -234,7 +247,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         load_private_key(args.sign)
     history = history_location(args)
     with quiet_hub():
-        targets = load_targets(args.inventory, args.limit, args.vault_password_file)
+        targets = load_targets(args.inventory, limit, args.vault_password_file)
     check_output_directory(args.out)
     started = datetime.now(UTC)
     clock = time.monotonic()
@@ -249,18 +262,128 @@ def cmd_audit(args: argparse.Namespace) -> int:
     views = {target.name: target.inventory for target in targets}
     findings = judge(results, views, catalog, waivers, datetime.now(UTC))
     run = AuditRun("pyinfra", str(args.inventory), started, results, findings, catalog, waivers,
-                   time.monotonic() - clock, views=views)
+                   time.monotonic() - clock, views=views, fixes=fixes)
     published = publish(run, args.out, history, args.sign)
-    code = exit_code(run, recorded=published.history_error is None)
     if published.history_error is not None:
         print(f"medinfra: history: this run was NOT recorded ({published.history_error}); the reports are complete",
               file=sys.stderr)
+    return run, published
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from medinfra.audit.results import exit_code, summary_record, summary_text
+
+    run, published = audit_run(args, args.limit)
+    code = exit_code(run, recorded=published.history_error is None)
     if args.format == "json":
         print_json({**summary_record(run), "exit": {"code": code, "meaning": AUDIT_EXITS[code]},
-                    **published_record(published, history)})
+                    **published_record(published, history_location(args))})
     else:
         print(summary_text(run, colours(args)))
         print_published(published)
+    return code
+
+
+def fix_findings(args: argparse.Namespace) -> dict[str, Any]:
+    """The findings document to fix: a report directory (its signature checked when it is signed, or when a key is
+    given), a findings.json, or a run of the history by number or run uuid."""
+    from medinfra.fix.run import refused, source_kind
+    from medinfra.report.findings_file import read_findings
+    from medinfra.report.publish import FINDINGS_FILE
+    from medinfra.signing import MANIFEST, SIGNATURE, verify_directory
+
+    kind = source_kind(args.source)
+    if kind in ("run-id", "run-uuid"):
+        from medinfra.history import open_history
+
+        with open_history(chosen_history(args), read_only=True) as store:
+            found = store.find(args.source) if kind == "run-uuid" else store.get(int(args.source))
+            if found is None:
+                raise refused(args.source, f"no run with this uuid in {store.location}")
+            return store.document(found.id)
+    source = Path(args.source)
+    directory = source if kind == "directory" else source.parent
+    signed = any((directory / name).exists() for name in (MANIFEST, SIGNATURE))
+    if signed and args.pubkey is None:
+        raise refused(str(directory), "is signed: give --pubkey KEY.pub to check its signature before fixing from it")
+    if args.pubkey is not None:
+        result = verify_directory(directory, args.pubkey)
+        if not result.ok:
+            changed = [*result.altered, *result.added, *result.removed]
+            what = "the signature is not valid" if not result.signature_valid else f"files differ: {changed[:5]}"
+            raise refused(str(directory), f"failed verification against {args.pubkey}: {what}; nothing was run")
+    return read_findings(source / FINDINGS_FILE if kind == "directory" else source)
+
+
+def cmd_fix(args: argparse.Namespace) -> int:
+    from medinfra.collection import collection_directory
+    from medinfra.compliance.catalog import load_catalog
+    from medinfra.fix.plan import host_policies, open_items, plan_fix
+    from medinfra.fix.run import (
+        compare,
+        outcome_record,
+        outcome_text,
+        plan_record,
+        plan_text,
+        planned_failures,
+        playbook_steps,
+        refused,
+        run_steps,
+        window_refusal,
+        with_current_remediation,
+    )
+    from medinfra.fix.targets import read_role_targets, remediation_problems
+    from medinfra.report.model import build_report
+    from medinfra.topology import load_topology
+
+    catalog = load_catalog(args.catalog)
+    topology = load_topology(topology_file(args.inventory))
+    document = fix_findings(args)
+    if document.get("site") != topology.site.name:
+        raise refused(args.source, f"holds findings of site {document.get('site')!r}, the inventory is site "
+                                   f"{topology.site.name!r}: fix with the inventory that was audited")
+    collection = collection_directory()
+    if problems := remediation_problems(catalog.controls, read_role_targets(collection / "roles")):
+        raise UserInputError(problems)
+    before = build_report(document)
+    report = with_current_remediation(before, catalog)
+    controls = tuple(args.controls.split(",")) if args.controls else ()
+    unknown = sorted(set(controls) - set(report.controls))
+    if unknown:
+        raise refused(args.source, f"--controls names controls this run did not judge: {', '.join(unknown)}")
+    patterns = tuple(args.hosts.split(",")) if args.hosts else ()
+    plan = plan_fix(open_items(report), host_policies(topology), controls, patterns)
+    steps = playbook_steps(plan, collection / "playbooks" / "site.yml", args.inventory, check=not args.apply,
+                           vault_password_file=args.vault_password_file)
+    # With --format json stdout holds one document: the playbooks' output goes to stderr.
+    terminal = sys.stderr if args.format == "json" else sys.stdout
+    print(f"fix plan for run {one_line(str(document.get('run_id')))} of site {topology.site.name}:", file=terminal)
+    print(plan_text(plan, steps), file=terminal, flush=True)
+    record: dict[str, Any] = {"format": FIX_FORMAT, "run_id": document.get("run_id"), "applied": args.apply,
+                              "plan": plan_record(plan, steps)}
+    if args.apply and steps and (refusal := window_refusal(args.window, datetime.now(UTC), topology.site.timezone)):
+        print(f"medinfra: fix refused: {refusal}", file=sys.stderr)
+        return EXIT_USAGE
+    done = run_steps(steps, stop_at_failure=args.apply, output=terminal)
+    failed = [step for step, code in done if code != 0]
+    record["commands"] = [{"argv": list(step.argv), "exit": code} for step, code in done]
+    record["not_started"] = [list(step.argv) for step in steps[len(done):]]
+    for step in steps[len(done):]:
+        print(f"not started (an earlier run failed): {one_line(' '.join(step.argv))}", file=terminal)
+    code = EXIT_FAILURES if failed else EXIT_OK
+    if args.apply and done:
+        hosts = sorted({host for step, _ in done for host in step.hosts})
+        run, published = audit_run(args, ",".join(hosts), fixes=str(document["run_id"]))
+        outcome = compare(before.findings, run.findings, hosts, planned_failures(plan))
+        record["reaudit"] = {"run_id": run.run_id, "hosts": hosts, **outcome_record(outcome),
+                             **published_record(published, history_location(args))}
+        print(outcome_text(outcome), file=terminal)
+        if args.format == "text":
+            print_published(published)
+        if not outcome.clean:
+            code = EXIT_FAILURES
+    if args.format == "json":
+        print_json(record)
     return code
 
 
@@ -509,6 +632,41 @@ def build_parser() -> argparse.ArgumentParser:
     add_history_options(audit)
     add_output_options(audit)
     audit.set_defaults(handler=cmd_audit)
+
+    fix = commands.add_parser(
+        "fix",
+        help="repair what an audit found failing: the roles' tags on exactly the failing hosts, then a re-audit",
+        description="Without --apply: print the plan and run it with --check --diff (nothing changes). With --apply: "
+        "run it (round-the-clock hosts one at a time, stopping at the first failure), re-audit the hosts it "
+        "changed and print per control and host: fixed, still failing, newly failing. Exit 0: everything planned "
+        "was fixed (or the check ran cleanly); 1: a playbook failed, or failures remain or appeared; 2: bad input, "
+        "or refused outside --window.",
+    )
+    fix.add_argument("source", metavar="RUN_OR_DIR",
+                     help="the audit to fix: its report directory or findings.json, or its run number or uuid in "
+                          "the history")
+    fix.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
+                     help="the inventory that was audited (directory holding hospital.yml)")
+    fix.add_argument("--controls", metavar="ID,...", help="fix only these controls")
+    fix.add_argument("--hosts", metavar="PATTERN,...", help="fix only hosts matching these shell patterns")
+    fix.add_argument("--apply", action="store_true", help="change the hosts (default: check mode, nothing changes)")
+    fix.add_argument("--window", type=window, metavar="HH:MM-HH:MM",
+                     help="maintenance window in the site's time zone (topology site.timezone, else UTC); --apply "
+                          "outside it is refused")
+    fix.add_argument("--pubkey", type=Path, metavar="KEY.pub",
+                     help="check the report directory's signature first (required when it is signed)")
+    fix.add_argument("-o", "--out", type=Path, default=Path("reports/fix"),
+                     help="directory for the re-audit's reports after --apply (default: reports/fix)")
+    fix.add_argument("--waivers", type=Path, help="waivers for the re-audit (as for audit)")
+    fix.add_argument("--catalog", type=Path, default=CATALOG_DIR, help="catalog root with controls/ and frameworks/")
+    fix.add_argument("--vault-password-file", type=Path, help=VAULT_HELP)
+    fix.add_argument("--timeout", type=seconds, default=10, help="SSH connect timeout of the re-audit (default 10)")
+    fix.add_argument("--forks", type=count, default=100, help="hosts re-audited at once (default 100)")
+    fix.add_argument("-q", "--quiet", action="store_true", help="no per-host progress of the re-audit on stderr")
+    fix.add_argument("--sign", type=Path, metavar="KEY", help="sign the re-audit's output directory")
+    add_history_options(fix)
+    add_output_options(fix)
+    fix.set_defaults(handler=cmd_fix)
 
     segmentation = commands.add_parser("segmentation", help="network segmentation tooling")
     segmentation_commands = subcommands(segmentation, "segmentation_command")

@@ -62,6 +62,7 @@ class AuditRun:
     # The inventory's view of each host (zone, groups, site, ...), as the evaluator saw it.
     views: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+    fixes: str | None = None  # the run id of the audit whose failures `medinfra fix` repaired before this run
 
     @property
     def site(self) -> str:
@@ -240,6 +241,7 @@ def run_header(run: AuditRun) -> dict[str, Any]:
         "inventory": run.inventory,
         "started_at": run.started_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
         "seconds": round(run.seconds, 2),
+        **({"fixes": run.fixes} if run.fixes is not None else {}),
     }
 
 

@@ -1,0 +1,75 @@
+"""What the catalog's remediations name must exist in the roles: a role, its variables, its tags.
+
+`medinfra fix` runs the tags a control names; a tag no task carries would run nothing and the fix would look done.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medinfra.compliance.model import Control
+from medinfra.problems import Problem
+
+
+@dataclass(frozen=True)
+class RoleTargets:
+    tags: frozenset[str]
+    variables: frozenset[str]
+
+
+def tags_in(node: Any) -> Iterator[str]:
+    """Every tag a task file's YAML gives: `tags:` of tasks and blocks, and `apply: {tags: ...}` of includes."""
+    if isinstance(node, list):
+        for item in node:
+            yield from tags_in(item)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "tags":
+                yield from [value] if isinstance(value, str) else [t for t in value or () if isinstance(t, str)]
+            else:
+                yield from tags_in(value)
+
+
+def read_role_targets(roles_dir: Path) -> dict[str, RoleTargets]:
+    """Each role's tags (tasks and handlers) and variables (defaults and argument specs of every entry point)."""
+    roles = {}
+    for role in sorted(p for p in roles_dir.iterdir() if p.is_dir()):
+        tags = {tag for folder in ("tasks", "handlers") for path in sorted((role / folder).glob("*.yml"))
+                for tag in tags_in(yaml.safe_load(path.read_text(encoding="utf-8")))}
+        defaults = role / "defaults" / "main.yml"
+        variables = set(yaml.safe_load(defaults.read_text(encoding="utf-8")) or {}) if defaults.exists() else set()
+        specs = role / "meta" / "argument_specs.yml"
+        if specs.exists():
+            entry_points = (yaml.safe_load(specs.read_text(encoding="utf-8")) or {}).get("argument_specs") or {}
+            variables |= {name for entry in entry_points.values() for name in (entry.get("options") or {})}
+        roles[role.name] = RoleTargets(frozenset(tags - {"always", "never"}), frozenset(variables))
+    return roles
+
+
+def remediation_problems(controls: Iterable[Control], roles: Mapping[str, RoleTargets]) -> list[Problem]:
+    """A role that does not exist, a variable it does not have, a tag no role's task carries, or tags none of which
+    is the role's own (the fix would run other roles only)."""
+    every_tag = frozenset().union(*(role.tags for role in roles.values()))
+    problems = []
+    for control in controls:
+        remediation = control.remediation
+        target = roles.get(remediation.role)
+        if target is None:
+            problems.append(Problem(control.source, ("remediation", "role"),
+                                    f"no role {remediation.role!r} in the collection"))
+            continue
+        problems += [Problem(control.source, ("remediation", "variables", index),
+                             f"role {remediation.role} has no variable {name!r}")
+                     for index, name in enumerate(remediation.variables) if name not in target.variables]
+        problems += [Problem(control.source, ("remediation", "tags", index), f"no task of any role is tagged {tag!r}")
+                     for index, tag in enumerate(remediation.tags) if tag not in every_tag]
+        if remediation.tags and not set(remediation.tags) & target.tags:
+            own = ", ".join(sorted(target.tags))
+            problems.append(Problem(control.source, ("remediation", "tags"),
+                                    f"none of these tags is role {remediation.role}'s own ({own})"))
+    return problems
