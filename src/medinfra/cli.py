@@ -22,6 +22,7 @@ from medinfra.terminal import COLOR_CHOICES, Palette, palette
 
 if TYPE_CHECKING:
     from medinfra.audit.results import AuditRun
+    from medinfra.compliance.model import Waiver
     from medinfra.fix.run import Window
     from medinfra.report.publish import Published
 
@@ -229,9 +230,10 @@ def published_record(published: Published, history: str | None) -> dict[str, obj
     }
 
 
-def audit_run(args: argparse.Namespace, limit: str | None, fixes: str | None = None) -> tuple[AuditRun, Published]:
+def audit_run(args: argparse.Namespace, limit: str | None, fixes: str | None = None,
+              waivers: Sequence[Waiver] = ()) -> tuple[AuditRun, Published]:
     """Audit the inventory's hosts matching `limit` and publish the run (reports, signature, history): what
-    `audit` does, and what `fix --apply` does to prove its changes."""
+    `audit` does, and what `fix --apply` does to prove its changes. `waivers` apply unless --waivers gives a file."""
     # First: pyinfra's transport patches the standard library for gevent before sockets exist.
     from medinfra.audit.pyinfra_transport import collect_evidence, quiet_hub
     from medinfra.audit.results import AuditRun, HostResult, judge
@@ -242,7 +244,8 @@ def audit_run(args: argparse.Namespace, limit: str | None, fixes: str | None = N
 
     # Every input is checked before any host is contacted, and the output directory last (it is created).
     catalog = load_catalog(args.catalog)
-    waivers = load_waivers(args.waivers, catalog) if args.waivers else ()
+    if args.waivers:
+        waivers = load_waivers(args.waivers, catalog)
     if args.sign is not None:
         load_private_key(args.sign)
     history = history_location(args)
@@ -373,7 +376,9 @@ def cmd_fix(args: argparse.Namespace) -> int:
     code = EXIT_FAILURES if failed else EXIT_OK
     if args.apply and done:
         hosts = sorted({host for step, _ in done for host in step.hosts})
-        run, published = audit_run(args, ",".join(hosts), fixes=str(document["run_id"]))
+        # The audit's own waivers judge the re-audit too: a failure waived then is not a new failure now.
+        waivers = [info.waiver for info in before.waivers]
+        run, published = audit_run(args, ",".join(hosts), fixes=str(document["run_id"]), waivers=waivers)
         outcome = compare(before.findings, run.findings, hosts, planned_failures(plan))
         record["reaudit"] = {"run_id": run.run_id, "hosts": hosts, **outcome_record(outcome),
                              **published_record(published, history_location(args))}
@@ -657,7 +662,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="check the report directory's signature first (required when it is signed)")
     fix.add_argument("-o", "--out", type=Path, default=Path("reports/fix"),
                      help="directory for the re-audit's reports after --apply (default: reports/fix)")
-    fix.add_argument("--waivers", type=Path, help="waivers for the re-audit (as for audit)")
+    fix.add_argument("--waivers", type=Path, help="waivers for the re-audit (default: those the audit applied)")
     fix.add_argument("--catalog", type=Path, default=CATALOG_DIR, help="catalog root with controls/ and frameworks/")
     fix.add_argument("--vault-password-file", type=Path, help=VAULT_HELP)
     fix.add_argument("--timeout", type=seconds, default=10, help="SSH connect timeout of the re-audit (default 10)")

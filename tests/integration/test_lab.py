@@ -12,8 +12,10 @@ import shlex
 import subprocess
 import time
 from collections.abc import Iterable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, NamedTuple
+from zoneinfo import ZoneInfo
 
 import pytest
 import yaml
@@ -601,9 +603,28 @@ def in_container(host: str, command: str) -> subprocess.CompletedProcess[str]:
     return podman("exec", f"lab-{host}", "sh", "-c", command, check=False)
 
 
-def test_real_misconfigurations_fail_the_controls_written_for_them(audits: Any, tmp_path: Path) -> None:
+def host_state(hosts: Iterable[str]) -> dict[str, str]:
+    """What a fix may change on each host, byte for byte: the files the mutations touch or add, every account,
+    and the firewall rules in force."""
+    files = " ".join((*SAVED, *ADDED))
+    # -s (stateless): without counters, which move with every packet.
+    command = (f"for f in {files}; do echo \"$f\" $(stat -c %a:%U:%G \"$f\" 2>/dev/null) "
+               "$(sha256sum < \"$f\" 2>/dev/null); done; getent passwd; nft -s list ruleset")
+    return {host: in_container(host, command).stdout for host in sorted(hosts)}
+
+
+def fix(*args: str) -> tuple[int, dict[str, Any]]:
+    result = medinfra("fix", "-i", str(INVENTORY), "--vault-password-file", str(INVENTORY / ".lab" / "vault-password"),
+                      "--no-history", "-q", "--format", "json", *args)
+    assert result.returncode in (0, 1, 2), result.stdout[-3000:] + result.stderr[-3000:]
+    return result.returncode, json.loads(result.stdout) if result.stdout.strip() else {}
+
+
+def test_real_misconfigurations_fail_their_controls_and_one_fix_repairs_them(audits: Any, tmp_path: Path) -> None:
     """Hostile changes on hardened hosts (a Match block, a suppressing audit rule, #clear, an accepting jump...):
-    each named control fails with evidence naming the cause; once the host is put back, each passes again."""
+    each named control fails with evidence naming the cause. `medinfra fix` without --apply changes nothing;
+    outside its window it refuses; with --apply the roles' tagged areas repair every change a role owns, the
+    re-audit shows each fixed and nothing newly failing, and a second fix finds nothing a role can repair."""
     hosts = {m.host for m in MUTATIONS}
     before = statuses(audits["pyinfra"][1])
     assert {before[(m.host, m.control)] for m in MUTATIONS} == {"pass"}, "the mutations start from passing controls"
@@ -615,24 +636,77 @@ def test_real_misconfigurations_fail_the_controls_written_for_them(audits: Any, 
             applied = in_container(mutation.host, mutation.command)
             assert applied.returncode == 0, (mutation.change, applied.stderr)
         broken = audit_hosts(hosts, tmp_path / "broken")
+        missed = []
+        for mutation in MUTATIONS:
+            finding = broken[(mutation.host, mutation.control)]
+            shown = finding["reason"] + json.dumps(finding["evidence"], ensure_ascii=False)
+            if finding["status"] != "fail" or mutation.shows not in shown:
+                missed.append((mutation.host, mutation.control, mutation.change, finding["status"], shown[:300]))
+        print(f"mutation test: {len(MUTATIONS) - len(missed)} of {len(MUTATIONS)} real changes caught")
+        assert not missed, missed
+
+        drifted = host_state(hosts)
+        code, checked = fix(str(tmp_path / "broken"))
+        assert code == 0, checked
+        assert host_state(hosts) == drifted, "fix without --apply changed a host"
+        planned = {(h, c) for run in checked["plan"]["runs"] for h in run["hosts"] for c in run["controls"]}
+        manual = {(h, item["control"]) for item in checked["plan"]["left_alone"] for h in item["hosts"]}
+        mutated = {(m.host, m.control) for m in MUTATIONS}
+        assert mutated <= planned | manual
+        assert mutated & manual == {("his-app", "shadow_group_empty")}, "only what no role repairs is left to people"
+
+        closed = datetime.now(ZoneInfo(TOPOLOGY.site.timezone or "UTC")) + timedelta(hours=2)
+        code, refused = fix(str(tmp_path / "broken"), "--apply", "--window", f"{closed:%H:00}-{closed:%H:30}")
+        assert code == 2 and "commands" not in refused
+        assert host_state(hosts) == drifted, "a refused fix changed a host"
+
+        code, applied = fix(str(tmp_path / "broken"), "--apply", "-o", str(tmp_path / "fixed"))
+        reaudit = applied["reaudit"]
+        print(f"fix: {len(reaudit['fixed'])} fixed, {len(reaudit['still_failing'])} still failing, "
+              f"{len(reaudit['newly_failing'])} newly failing, {len(applied['commands'])} playbook runs")
+        assert [c["exit"] for c in applied["commands"]] == [0] * len(applied["commands"]), applied["commands"]
+        assert reaudit["still_failing"] == [] and reaudit["newly_failing"] == [] and reaudit["not_judged"] == []
+        assert mutated - manual <= {(f["host"], f["control"]) for f in reaudit["fixed"]}
+        assert code == 0
+        fixed_document = json.loads((tmp_path / "fixed" / "findings.json").read_text(encoding="utf-8"))
+        assert fixed_document["fixes"] == json.loads((tmp_path / "broken" / "findings.json").read_text())["run_id"]
+
+        code, again = fix(str(tmp_path / "fixed"))
+        assert code == 0 and again["plan"]["runs"] == [], again["plan"]
     finally:
         for host in hosts:
             restored = in_container(
                 host, f"tar -xpf /root/medinfra-mutation.tar -C / && rm -f {' '.join(ADDED)} && {RELOAD_FIREWALL}"
             )
             assert restored.returncode == 0, restored.stderr
-    missed = []
-    for mutation in MUTATIONS:
-        finding = broken[(mutation.host, mutation.control)]
-        shown = finding["reason"] + json.dumps(finding["evidence"], ensure_ascii=False)
-        if finding["status"] != "fail" or mutation.shows not in shown:
-            missed.append((mutation.host, mutation.control, mutation.change, finding["status"], shown[:300]))
-    print(f"mutation test: {len(MUTATIONS) - len(missed)} of {len(MUTATIONS)} real changes caught")
-    assert not missed, missed
     repaired = audit_hosts(hosts, tmp_path / "repaired")
     assert {(m.host, m.control): repaired[(m.host, m.control)]["status"] for m in MUTATIONS} == {
         (m.host, m.control): "pass" for m in MUTATIONS
     }
+
+
+def test_a_round_the_clock_host_that_fails_stops_the_fix_before_the_next(audits: Any, tmp_path: Path) -> None:
+    """his-app and his-db (24x7-critical) are fixed one at a time: his-app cannot be reached, so his-db is not
+    touched."""
+    pair = ("his-app", "his-db")
+    for host in pair:
+        assert in_container(host, "chmod 0644 /etc/shadow").returncode == 0
+    try:
+        broken = audit_hosts(pair, tmp_path / "broken")
+        assert {broken[(h, "shadow_files_protected")]["status"] for h in pair} == {"fail"}
+        assert in_container("his-app", "nft insert rule inet medinfra input tcp dport 22 drop").returncode == 0
+        code, result = fix(str(tmp_path / "broken"), "--apply", "--controls", "shadow_files_protected",
+                           "--timeout", "3", "-o", str(tmp_path / "fixed"))
+        assert code == 1
+        assert [(c["argv"][c["argv"].index("--limit") + 1], c["exit"] != 0) for c in result["commands"]] == [
+            ("his-app", True)
+        ]
+        assert [argv[argv.index("--limit") + 1] for argv in result["not_started"]] == ["his-db"]
+        assert in_container("his-db", "stat -c %a /etc/shadow").stdout.strip() == "644", "his-db was touched"
+    finally:
+        assert in_container("his-app", RELOAD_FIREWALL).returncode == 0
+        for host in pair:
+            assert in_container(host, "chmod 0640 /etc/shadow").returncode == 0
 
 
 def test_each_host_answers_ssh_on_its_zone_address_with_a_pinned_key(lab: str) -> None:
