@@ -24,7 +24,7 @@ from medinfra.report.html import html_name, write_html
 from medinfra.report.i18n import LANGUAGES
 from medinfra.report.junit import write_junit
 from medinfra.report.model import HistoryContext, Report, build_report
-from medinfra.report.oscal import write_oscal
+from medinfra.report.oscal import OSCAL_FILE, write_oscal
 from medinfra.report.pdf import pdf_name
 from medinfra.safe_output import OutputDirectory, file_name
 from medinfra.safe_text import one_line
@@ -32,7 +32,6 @@ from medinfra.signing import MANIFEST, SIGNATURE, sign_directory
 
 FINDINGS_FILE = "findings.json"
 EVIDENCE_DIR = "evidence"
-OSCAL_FILE = "assessment-results.oscal.json"
 JUNIT_FILE = "junit.xml"
 CSV_FILE = "findings.csv"
 MACHINE_FORMATS: Mapping[str, Callable[[Report, OutputDirectory, str], None]] = {
