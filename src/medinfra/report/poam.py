@@ -168,13 +168,14 @@ def poam_document(
     results = names("assessment-results-file")
     head = metadata(report, names, f"medinfra plan of action and milestones: {report.site}, run {report.run_id}",
                     written, written)
-    owners = sorted({owner for step in steps for owner in step.owners})
-    head["roles"].append({"id": OWNER_ROLE, "title": "Risk owner"})
-    head["parties"] += [{"uuid": names("party", "owner", o), "type": "person", "name": line(o)} for o in owners]
-    head["responsible-parties"].append({
-        "role-id": OWNER_ROLE,
-        "party-uuids": sorted({party for step in steps for party in owner_parties(step, names)}),
-    })
+    if steps:
+        owners = sorted({owner for step in steps for owner in step.owners})
+        head["roles"].append({"id": OWNER_ROLE, "title": "Risk owner"})
+        head["parties"] += [{"uuid": names("party", "owner", o), "type": "person", "name": line(o)} for o in owners]
+        head["responsible-parties"].append({
+            "role-id": OWNER_ROLE,
+            "party-uuids": sorted({party for step in steps for party in owner_parties(step, names)}),
+        })
     document: dict[str, Any] = {"uuid": names("poam", written), "metadata": head}
     affected = {host for step in steps for host in step.item.hosts}
     by_name = topology.hosts_by_name if topology is not None else {}
