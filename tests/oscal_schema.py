@@ -1,4 +1,4 @@
-"""NIST's OSCAL 1.0.6 assessment-results JSON schema as a ready validator, for every test that checks OSCAL output.
+"""NIST's OSCAL 1.0.6 JSON schemas (assessment results, POA&M) as ready validators, for every test of OSCAL output.
 
 The schema's patterns use Unicode property classes (\\p{L}, \\p{N}) that Python's `re` rejects, so the `pattern`
 keyword and the `regex` format (checked when the schema itself is checked) use the `regex` package, which
@@ -18,8 +18,11 @@ from jsonschema import Draft7Validator, FormatChecker, ValidationError, validato
 from jsonschema.protocols import Validator
 
 SCHEMA_NAME = "oscal_assessment-results_schema.json"
-# A copy of ../shared/conformance/oscal/ kept in the repository, so a bare clone validates too.
-SCHEMA_PATH = Path(__file__).resolve().parent / "data" / "oscal" / SCHEMA_NAME
+POAM_SCHEMA_NAME = "oscal_poam_schema.json"
+# Copies kept in the repository (tests/data/oscal/README.md says where each came from), so a bare clone validates.
+SCHEMA_DIR = Path(__file__).resolve().parent / "data" / "oscal"
+SCHEMA_PATH = SCHEMA_DIR / SCHEMA_NAME
+# The assessment-results schema's original in ../shared/conformance/oscal/.
 SHARED_SCHEMA_PATH = Path(__file__).resolve().parents[2] / "shared" / "conformance" / "oscal" / SCHEMA_NAME
 
 
@@ -37,8 +40,9 @@ OscalValidator = validators.extend(Draft7Validator, {"pattern": unicode_pattern}
 
 
 @cache
-def oscal_validator() -> Validator:
-    """A Draft 7 validator for OSCAL assessment results; formats are checked where jsonschema can."""
-    schema = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
+def oscal_validator(name: str = SCHEMA_NAME) -> Validator:
+    """A Draft 7 validator for one OSCAL model (assessment results unless named); formats are checked where
+    jsonschema can."""
+    schema = json.loads((SCHEMA_DIR / name).read_text(encoding="utf-8"))
     OscalValidator.check_schema(schema, format_checker=FORMATS)
     return OscalValidator(schema, format_checker=FORMATS)

@@ -17,7 +17,7 @@ from benchmarks.synthetic import synthetic_run
 from medinfra.audit.results import AuditRun, HostResult, findings_document, judge
 from medinfra.cli import main
 from medinfra.compliance.evaluate import evaluate
-from medinfra.compliance.model import HostEvidence, Status, Waiver
+from medinfra.compliance.model import Bilingual, HostEvidence, Status, Waiver
 from medinfra.report.html import render_html
 from medinfra.report.model import build_report
 from medinfra.report.publish import publish
@@ -311,3 +311,40 @@ def test_no_control_or_bidi_character_reaches_html_csv_junit_or_oscal(tmp_path, 
         assert not set(text) & set(UNSAFE_CHARACTERS), name
         assert "\\u202e" in text and "\\x1b" in text, name
     assert "Traceback" not in capsys.readouterr().err
+
+
+def test_html_says_what_to_do_next_with_the_poams_owners_and_due_dates():
+    from tests.unit.fix.test_next_steps import lab_topology, open_report
+
+    run, topology = open_report(), lab_topology()
+    english, chinese = render_html(run, "en", topology=topology), render_html(run, "zh", topology=topology)
+    section = english.split('<section id="next-steps">')[1].split("</section>")[0]
+    rows = {row.split('data-control="')[1].split('"')[0]: row for row in section.split('<tr class="next-step"')[1:]}
+    assert list(rows) == ["pam_stack", "ssh_root", "sysctl_fwd", "secure_boot"]  # his-db's pam_stack is waived
+    fixed_by = "fixed by <code>medinfra fix</code> (Role <code>baseline_hardening</code>, tags <code>auth</code>)"
+    assert fixed_by in rows["pam_stack"] and "by-hand" not in rows["pam_stack"]
+    assert "2026-12-08" in rows["pam_stack"] and "OVERDUE" not in rows["pam_stack"]  # as of the audit (2026-12-01)
+    # An expired waiver: its approver owns it again, overdue since it expired; the legacy host is left to people.
+    ssh = rows["ssh_root"]
+    assert "<td>CIO</td>" in ssh and "2026-01-31" in ssh and "OVERDUE" in ssh
+    assert ": his-app, his-db, ws-01</div>" in ssh and "manual (lis-legacy): fix" in ssh and "legacy host" in ssh
+    assert "manual: fix" in rows["secure_boot"] and "medinfra fix" not in rows["secure_boot"]
+    assert "<td>site operations</td>" in rows["sysctl_fwd"] and "2027-03-01" in rows["sysctl_fwd"]
+    # The same owners and dates in Chinese, in its own words.
+    zh = chinese.split('<section id="next-steps">')[1].split("</section>")[0]
+    assert "下一步整改" in zh and "已逾期" in zh and "运维团队" in zh and "由以下命令修复" in zh and "OVERDUE" not in zh
+    assert "审计后 90 天内" in zh and "2026-01-31" in zh
+
+
+def test_html_next_steps_escape_hostile_text_and_say_when_nothing_is_open():
+    from tests.unit.fix.test_next_steps import open_report
+    from tests.unit.fix.test_plan import report as plan_report
+
+    run = open_report()
+    hostile = replace(run, controls={**run.controls, "secure_boot": replace(
+        run.controls["secure_boot"], remediation=Bilingual('<img src=x onerror="alert(1)">&\x1b[2J', "修复"))})
+    page = render_html(hostile, "en")
+    assert "<img src=x" not in page and "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;&amp;\\x1b[2J" in page
+    assert "\x1b" not in page
+    empty = render_html(plan_report([]), "en")
+    assert "Nothing is open: no control fails without a waiver." in empty and 'class="next-step"' not in empty

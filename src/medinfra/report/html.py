@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +17,13 @@ from markupsafe import Markup
 
 from medinfra.audit.results import Tally
 from medinfra.compliance.model import Bilingual, Status
+from medinfra.fix.next_steps import next_steps
 from medinfra.report.i18n import ui
 from medinfra.report.model import Report
 from medinfra.report.texts import evidence_text
 from medinfra.safe_output import OutputDirectory
 from medinfra.safe_text import clean
+from medinfra.topology.model import Topology
 
 # Order and colour of each status in bars and badges (colour-blind safe pairs, text labels too).
 STATUS_COLOURS = {
@@ -134,8 +137,10 @@ def environment() -> Environment:
     return env
 
 
-def render_html(report: Report, lang: str, expand: bool = False) -> str:
-    """The report in one language; `expand` opens every section (for printing to PDF)."""
+def render_html(report: Report, lang: str, expand: bool = False, topology: Topology | None = None) -> str:
+    """The report in one language; `expand` opens every section (for printing to PDF). The topology's SLA classes
+    and legacy hosts refine "what to do next" (fix.next_steps), which is judged as of the audit so that rendering a
+    run again gives the same page."""
 
     def text(value: Bilingual) -> str:
         return value.zh if lang == "zh" else value.en
@@ -152,6 +157,7 @@ def render_html(report: Report, lang: str, expand: bool = False) -> str:
         framework_colours=FRAMEWORK_COLOURS,
         trend=trend_chart(trend_points(report, ui(lang)["this_run"])),
         other_language_file=html_name("en" if lang == "zh" else "zh"),
+        next_steps=next_steps(report, topology, datetime.fromisoformat(report.started_at)),
     )
 
 
@@ -159,5 +165,5 @@ def html_name(lang: str) -> str:
     return f"report.{lang}.html"
 
 
-def write_html(report: Report, directory: OutputDirectory, lang: str) -> Path:
-    return directory.write_text(html_name(lang), render_html(report, lang))
+def write_html(report: Report, directory: OutputDirectory, lang: str, topology: Topology | None = None) -> Path:
+    return directory.write_text(html_name(lang), render_html(report, lang, topology=topology))

@@ -107,6 +107,23 @@ UI: dict[str, tuple[str, str]] = {
         "If this directory was signed, check that nothing was altered with: medinfra verify DIR --pubkey KEY",
         "若本目录已签名，可用以下命令校验文件未被篡改：medinfra verify 目录 --pubkey 公钥",
     ),
+    "next_steps": ("What to do next", "下一步整改"),
+    "next_steps_note": (
+        "Every control that fails and is not waived, most severe first. Due: when the expired waiver that covered it "
+        "ended (its approver owns it again), else the audit's date plus days by severity, fewer for hosts served "
+        "round the clock. Overdue as of the audit.",
+        "所有不通过且未豁免的控制项，按严重程度排列。期限：曾豁免此项的豁免到期之日（由其批准人重新负责），"
+        "否则为审计日期加上按严重程度确定的天数，全天候服务的主机天数更短。是否逾期以审计时间为准。",
+    ),
+    "next_steps_none": ("Nothing is open: no control fails without a waiver.", "无待办事项：没有未豁免的不通过项。"),
+    "how": ("What to do", "处理方式"),
+    "by_fix": ("fixed by", "由以下命令修复："),
+    "tags": ("tags", "标签"),
+    "by_hand": ("manual", "人工处理"),
+    "owner": ("Owner", "负责人"),
+    "site_operations": ("site operations", "运维团队"),
+    "due": ("Due", "期限"),
+    "overdue": ("OVERDUE", "已逾期"),
     "other_language": ("中文版", "English"),
     "of": ("of", "/"),
     "clauses_pass": ("clauses pass", "条款通过"),

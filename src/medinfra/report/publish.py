@@ -24,15 +24,15 @@ from medinfra.report.html import html_name, write_html
 from medinfra.report.i18n import LANGUAGES
 from medinfra.report.junit import write_junit
 from medinfra.report.model import HistoryContext, Report, build_report
-from medinfra.report.oscal import write_oscal
+from medinfra.report.oscal import OSCAL_FILE, write_oscal
 from medinfra.report.pdf import pdf_name
 from medinfra.safe_output import OutputDirectory, file_name
 from medinfra.safe_text import one_line
 from medinfra.signing import MANIFEST, SIGNATURE, sign_directory
+from medinfra.topology.model import Topology
 
 FINDINGS_FILE = "findings.json"
 EVIDENCE_DIR = "evidence"
-OSCAL_FILE = "assessment-results.oscal.json"
 JUNIT_FILE = "junit.xml"
 CSV_FILE = "findings.csv"
 MACHINE_FORMATS: Mapping[str, Callable[[Report, OutputDirectory, str], None]] = {
@@ -104,11 +104,16 @@ def clear_outputs(out: OutputDirectory) -> None:
 
 
 def write_reports(
-    document: Mapping[str, Any], out: OutputDirectory, history: HistoryContext, langs: Sequence[str] = LANGUAGES
+    document: Mapping[str, Any],
+    out: OutputDirectory,
+    history: HistoryContext,
+    langs: Sequence[str] = LANGUAGES,
+    topology: Topology | None = None,
 ) -> list[Path]:
-    """The HTML in each language and every machine format, from one (valid) findings document."""
+    """The HTML in each language and every machine format, from one (valid) findings document; the topology, when
+    known, gives the HTML's "what to do next" the hosts' SLA classes."""
     report = build_report(document, history)
-    files = [write_html(report, out, lang) for lang in langs]
+    files = [write_html(report, out, lang, topology) for lang in langs]
     for name, write in MACHINE_FORMATS.items():
         write(report, out, name)
         files.append(out.path / name)
@@ -119,7 +124,9 @@ def failure(exc: UserInputError | PrerequisiteError) -> str:
     return one_line(str(exc))
 
 
-def publish(run: AuditRun, directory: Path, history: str | None, sign_key: Path | None) -> Published:
+def publish(
+    run: AuditRun, directory: Path, history: str | None, sign_key: Path | None, topology: Topology | None = None
+) -> Published:
     """Write findings, evidence and reports, sign (if a key), then record the run (unless history is None).
 
     A history that cannot be read or written leaves every file in place: `history_error` says why.
@@ -141,7 +148,7 @@ def publish(run: AuditRun, directory: Path, history: str | None, sign_key: Path 
                         text = json.dumps(host.evidence, indent=1, sort_keys=True)
                         files.append(evidence.write_text(evidence_name(host.host), text))
         files.append(out.write_text(FINDINGS_FILE, json.dumps(document, indent=1, ensure_ascii=False) + "\n"))
-        files += write_reports(document, out, context)
+        files += write_reports(document, out, context, topology=topology)
         manifest = sign_directory(out, sign_key) if sign_key is not None else None
     if history is not None and history_error is None:
         try:
