@@ -24,7 +24,9 @@ if TYPE_CHECKING:
     from medinfra.audit.results import AuditRun
     from medinfra.compliance.model import Waiver
     from medinfra.fix.run import Window
+    from medinfra.report.model import Report
     from medinfra.report.publish import Published
+    from medinfra.topology.model import Topology
 
 DEFAULT_INVENTORY = Path("inventories/lab")
 FORMATS = ("text", "json")
@@ -38,6 +40,14 @@ MAX_SECONDS = 3600
 def topology_file(inventory: Path) -> Path:
     """Accept an inventory directory or its hospital.yml."""
     return inventory / "hospital.yml" if inventory.is_dir() else inventory
+
+
+def site_topology(inventory: Path) -> Topology | None:
+    """The inventory's topology, when it has one (an audit also reads inventories without hospital.yml)."""
+    from medinfra.topology import load_topology
+
+    path = topology_file(inventory)
+    return load_topology(path) if path.is_file() else None
 
 
 def count(text: str) -> int:
@@ -266,7 +276,7 @@ def audit_run(args: argparse.Namespace, limit: str | None, fixes: str | None = N
     findings = judge(results, views, catalog, waivers, datetime.now(UTC))
     run = AuditRun("pyinfra", str(args.inventory), started, results, findings, catalog, waivers,
                    time.monotonic() - clock, views=views, fixes=fixes)
-    published = publish(run, args.out, history, args.sign)
+    published = publish(run, args.out, history, args.sign, site_topology(args.inventory))
     if published.history_error is not None:
         print(f"medinfra: history: this run was NOT recorded ({published.history_error}); the reports are complete",
               file=sys.stderr)
@@ -318,6 +328,23 @@ def fix_findings(args: argparse.Namespace) -> dict[str, Any]:
     return read_findings(source / FINDINGS_FILE if kind == "directory" else source)
 
 
+def write_plan_of_action(args: argparse.Namespace, report: Report, topology: Topology) -> None:
+    """--poam FILE: the OSCAL POA&M of what stays open, linked to the audit's assessment results beside it."""
+    from medinfra.fix.run import source_kind
+    from medinfra.report.oscal import OSCAL_FILE
+    from medinfra.report.poam import write_poam
+    from medinfra.safe_output import OutputDirectory
+
+    source, kind, target = Path(args.source), source_kind(args.source), args.poam.absolute()
+    href = OSCAL_FILE  # a run of the history: its assessment results are wherever `medinfra report` renders them
+    if kind in ("directory", "file"):
+        results = source if kind == "directory" else source.parent
+        href = os.path.relpath(results.absolute() / OSCAL_FILE, target.parent)
+    with OutputDirectory.open(target.parent) as out:
+        path = write_poam(report, out, target.name, topology, datetime.now(UTC), href)
+    print(f"plan of action and milestones: {path}", file=sys.stderr if args.format == "json" else sys.stdout)
+
+
 def cmd_fix(args: argparse.Namespace) -> int:
     from medinfra.collection import collection_directory
     from medinfra.compliance.catalog import load_catalog
@@ -335,7 +362,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
         window_refusal,
         with_current_remediation,
     )
-    from medinfra.fix.targets import read_role_targets, remediation_problems
+    from medinfra.fix.targets import playbooks_for, read_role_playbooks, read_role_targets, remediation_problems
     from medinfra.report.model import build_report
     from medinfra.topology import load_topology
 
@@ -346,8 +373,10 @@ def cmd_fix(args: argparse.Namespace) -> int:
         raise refused(args.source, f"holds findings of site {document.get('site')!r}, the inventory is site "
                                    f"{topology.site.name!r}: fix with the inventory that was audited")
     collection = collection_directory()
-    if problems := remediation_problems(catalog.controls, read_role_targets(collection / "roles")):
+    roles = read_role_targets(collection / "roles")
+    if problems := remediation_problems(catalog.controls, roles):
         raise UserInputError(problems)
+    role_playbooks = read_role_playbooks(collection / "playbooks")
     before = build_report(document)
     report = with_current_remediation(before, catalog)
     controls = tuple(args.controls.split(",")) if args.controls else ()
@@ -356,8 +385,13 @@ def cmd_fix(args: argparse.Namespace) -> int:
         raise refused(args.source, f"--controls names controls this run did not judge: {', '.join(unknown)}")
     patterns = tuple(args.hosts.split(",")) if args.hosts else ()
     plan = plan_fix(open_items(report), host_policies(topology), controls, patterns)
-    steps = playbook_steps(plan, collection / "playbooks" / "site.yml", args.inventory, check=not args.apply,
+    def playbooks(tags: Sequence[str]) -> list[Path]:
+        return [collection / "playbooks" / name for name in playbooks_for(tags, roles, role_playbooks)]
+
+    steps = playbook_steps(plan, playbooks, args.inventory, check=not args.apply,
                            vault_password_file=args.vault_password_file)
+    if args.poam is not None:
+        write_plan_of_action(args, report, topology)
     # With --format json stdout holds one document: the playbooks' output goes to stderr.
     terminal = sys.stderr if args.format == "json" else sys.stdout
     print(f"fix plan for run {one_line(str(document.get('run_id')))} of site {topology.site.name}:", file=terminal)
@@ -660,6 +694,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "outside it is refused")
     fix.add_argument("--pubkey", type=Path, metavar="KEY.pub",
                      help="check the report directory's signature first (required when it is signed)")
+    fix.add_argument("--poam", type=Path, metavar="FILE",
+                     help="also write an OSCAL plan of action and milestones of every open finding to FILE")
     fix.add_argument("-o", "--out", type=Path, default=Path("reports/fix"),
                      help="directory for the re-audit's reports after --apply (default: reports/fix)")
     fix.add_argument("--waivers", type=Path, help="waivers for the re-audit (default: those the audit applied)")

@@ -33,7 +33,7 @@ from tests.browser import render
 from tests.conftest import LAB_TOPOLOGY, ROOT
 from tests.integration.mutations import ADDED, MUTATIONS, RELOAD_FIREWALL, SAVED
 from tests.integration.packaging import Installed, installed  # noqa: F401 (a session fixture, shared)
-from tests.oscal_schema import oscal_validator
+from tests.oscal_schema import POAM_SCHEMA_NAME, oscal_validator
 from tests.unit.compliance.test_evidence_schema import schema_errors
 
 pytestmark = pytest.mark.integration
@@ -646,9 +646,14 @@ def test_real_misconfigurations_fail_their_controls_and_one_fix_repairs_them(aud
         assert not missed, missed
 
         drifted = host_state(hosts)
-        code, checked = fix(str(tmp_path / "broken"))
+        code, checked = fix(str(tmp_path / "broken"), "--poam", str(tmp_path / "poam.json"))
         assert code == 0, checked
         assert host_state(hosts) == drifted, "fix without --apply changed a host"
+        poam = json.loads((tmp_path / "poam.json").read_text(encoding="utf-8"))
+        assert list(oscal_validator(POAM_SCHEMA_NAME).iter_errors(poam)) == []
+        open_controls = {p["value"] for item in poam["plan-of-action-and-milestones"]["poam-items"]
+                         for p in item["props"] if p["name"] == "control"}
+        assert {m.control for m in MUTATIONS} <= open_controls
         planned = {(h, c) for run in checked["plan"]["runs"] for h in run["hosts"] for c in run["controls"]}
         manual = {(h, item["control"]) for item in checked["plan"]["left_alone"] for h in item["hosts"]}
         mutated = {(m.host, m.control) for m in MUTATIONS}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, time
 from pathlib import Path
@@ -83,15 +83,16 @@ class Step:
     argv: tuple[str, ...]
 
 
-def playbook_steps(plan: FixPlan, playbook: Path, inventory: Path, check: bool,
-                   vault_password_file: Path | None = None) -> list[Step]:
-    """The commands of a plan. Applied, a one-at-a-time run is one command per host (the next host starts only
-    when the previous one converged without failing); checked, nothing changes, so each run is one command."""
+def playbook_steps(plan: FixPlan, playbooks: Callable[[Sequence[str]], Sequence[Path]], inventory: Path,
+                   check: bool, vault_password_file: Path | None = None) -> list[Step]:
+    """The commands of a plan, each running `playbooks(tags)`. Applied, a one-at-a-time run is one command per host
+    (the next host starts only when the previous one converged without failing); checked, nothing changes, so
+    each run is one command."""
     steps = []
     for index, run in enumerate(plan.runs):
         batches = [(host,) for host in run.hosts] if run.one_at_a_time and not check else [run.hosts]
         for hosts in batches:
-            argv = ["ansible-playbook", "-i", str(inventory), str(playbook),
+            argv = ["ansible-playbook", "-i", str(inventory), *map(str, playbooks(run.tags)),
                     "--limit", ",".join(hosts), "--tags", ",".join(run.tags)]
             if vault_password_file is not None:
                 argv += ["--vault-password-file", str(vault_password_file)]

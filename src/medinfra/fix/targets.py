@@ -73,3 +73,31 @@ def remediation_problems(controls: Iterable[Control], roles: Mapping[str, RoleTa
             problems.append(Problem(control.source, ("remediation", "tags"),
                                     f"none of these tags is role {remediation.role}'s own ({own})"))
     return problems
+
+
+def role_name(entry: Any) -> str:
+    """`medinfra.hospital.backup` or `{role: medinfra.hospital.backup, ...}` -> `backup`."""
+    name = entry.get("role", "") if isinstance(entry, dict) else str(entry)
+    return str(name).rsplit(".", 1)[-1]
+
+
+def read_role_playbooks(playbooks_dir: Path) -> dict[str, str]:
+    """Each role's own playbook: the first of site.yml's imports that applies it. A fix runs those, not site.yml:
+    there every other role's argument validation (tagged always) would run against facts its skipped tasks set."""
+    site = yaml.safe_load((playbooks_dir / "site.yml").read_text(encoding="utf-8")) or []
+    owners: dict[str, str] = {}
+    imports = [play["ansible.builtin.import_playbook"] for play in site if "ansible.builtin.import_playbook" in play]
+    for imported in imports:
+        plays = yaml.safe_load((playbooks_dir / imported).read_text(encoding="utf-8")) or []
+        for play in plays:
+            for entry in play.get("roles") or ():
+                owners.setdefault(role_name(entry), imported)
+    return owners
+
+
+def playbooks_for(
+    tags: Iterable[str], roles: Mapping[str, RoleTargets], role_playbooks: Mapping[str, str]
+) -> list[str]:
+    """The playbooks of the roles carrying these tags, in site.yml's order."""
+    wanted = {role_playbooks[name] for name, role in roles.items() if role.tags & set(tags) and name in role_playbooks}
+    return sorted(wanted, key=list(dict.fromkeys(role_playbooks.values())).index)

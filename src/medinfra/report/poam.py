@@ -212,7 +212,8 @@ def poam_document(
 
 
 def write_poam(
-    report: Report, directory: OutputDirectory, name: str, topology: Topology | None, now: datetime
+    report: Report, directory: OutputDirectory, name: str, topology: Topology | None, now: datetime,
+    results_href: str = OSCAL_FILE,
 ) -> Path:
-    return directory.write_text(name, json.dumps(poam_document(report, topology, now), ensure_ascii=False, indent=1)
-                                + "\n")
+    document = poam_document(report, topology, now, results_href)
+    return directory.write_text(name, json.dumps(document, ensure_ascii=False, indent=1) + "\n")

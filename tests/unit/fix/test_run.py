@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, time
 from pathlib import Path
 
@@ -68,13 +69,17 @@ def test_no_window_allows_and_a_site_without_time_zone_uses_utc() -> None:
 
 
 def test_applied_round_the_clock_runs_go_host_by_host_and_checks_run_whole() -> None:
-    applied = playbook_steps(PLAN, Path("site.yml"), Path("inv"), check=False, vault_password_file=Path("v"))
+    applied = playbook_steps(PLAN, area_playbooks, Path("inv"), check=False, vault_password_file=Path("v"))
     assert [(s.run, s.hosts) for s in applied] == [(0, ("ws-01", "ws-02")), (1, ("his-app",)), (1, ("his-db",))]
-    assert applied[1].argv == ("ansible-playbook", "-i", "inv", "site.yml", "--limit", "his-app", "--tags",
+    assert applied[1].argv == ("ansible-playbook", "-i", "inv", "hardening.yml", "--limit", "his-app", "--tags",
                                "auth,ssh", "--vault-password-file", "v")
-    checked = playbook_steps(PLAN, Path("site.yml"), Path("inv"), check=True)
+    checked = playbook_steps(PLAN, area_playbooks, Path("inv"), check=True)
     assert [(s.run, s.hosts) for s in checked] == [(0, ("ws-01", "ws-02")), (1, ("his-app", "his-db"))]
     assert all(s.argv[-2:] == ("--check", "--diff") for s in checked)
+
+
+def area_playbooks(tags: Sequence[str]) -> list[Path]:
+    return [Path("hardening.yml")]
 
 
 def finding(host: str, control: str, status: Status) -> Finding:
@@ -100,7 +105,7 @@ def test_the_plan_text_names_every_command_and_what_is_left_alone_escaped() -> N
     hostile = FixPlan((), (LeftAlone("c\x1b[31m", ("h\nost",), Bilingual("why", "为何")),))
     text = plan_text(hostile, [])
     assert "\x1b" not in text and "h\\x0aost" in text and "nothing a role can repair" in text
-    steps = playbook_steps(PLAN, Path("site.yml"), Path("inv"), check=False)
+    steps = playbook_steps(PLAN, area_playbooks, Path("inv"), check=False)
     lines = plan_text(PLAN, steps).splitlines()
     assert lines[0] == "run 1: hosts ws-01, ws-02; tags ssh (all hosts together)"
     assert sum(line.startswith("  $ ansible-playbook") for line in lines) == 3

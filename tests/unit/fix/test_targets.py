@@ -6,7 +6,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from medinfra.compliance.catalog import load_catalog
-from medinfra.fix.targets import read_role_targets, remediation_problems
+from medinfra.fix.targets import playbooks_for, read_role_playbooks, read_role_targets, remediation_problems
 from medinfra.package_data import CATALOG_DIR
 from tests.conftest import ROOT
 
@@ -40,3 +40,12 @@ def test_unknown_role_variable_and_tag_are_each_reported_where_they_are(tmp_path
         (("remediation", "tags", 1), "no task of any role is tagged 'no_such_tag'"),
         (("remediation", "tags"), "none of these tags is role backup's own"),
     ]
+
+
+def test_a_fix_runs_each_role_s_own_playbook_in_site_order() -> None:
+    owners = read_role_playbooks(ROOT / "playbooks")
+    assert owners["baseline_hardening"] == "hardening.yml" and owners["network_segmentation"] == "segmentation.yml"
+    assert playbooks_for(["auth", "ssh"], ROLES, owners) == ["hardening.yml"]
+    assert playbooks_for(["rtc_relay", "pki", "segmentation", "ssh"], ROLES, owners) == [
+        "hardening.yml", "segmentation.yml", "monitoring.yml", "rtc_relay.yml"]
+    assert playbooks_for(["no_such_tag"], ROLES, owners) == []
