@@ -618,6 +618,18 @@ def add_history_options(parser: argparse.ArgumentParser, can_skip: bool = True) 
         parser.add_argument("--no-history", action="store_true", help="do not use the history store")
 
 
+def add_audit_options(parser: argparse.ArgumentParser, waivers_help: str) -> None:
+    """What an audit reads and how it reaches hosts: `audit`, and `fix --apply` for its re-audit."""
+    parser.add_argument("--waivers", type=Path, help=waivers_help)
+    parser.add_argument("--catalog", type=Path, default=CATALOG_DIR, help="catalog root with controls/ and frameworks/")
+    parser.add_argument("--vault-password-file", type=Path, help=VAULT_HELP)
+    parser.add_argument("--timeout", type=seconds, default=10, help="SSH connect timeout per host, s (default 10)")
+    parser.add_argument("--forks", type=count, default=100, help="hosts audited at once (default 100)")
+    parser.add_argument("-q", "--quiet", action="store_true", help="no per-host progress on stderr")
+    parser.add_argument("--sign", type=Path, metavar="KEY",
+                        help="Ed25519 private key: write MANIFEST.sha256 and its signature over every output file")
+
+
 def add_output_options(parser: argparse.ArgumentParser, formats: bool = True) -> None:
     """--format (text or one JSON document on stdout) and --color, for commands that print results."""
     if formats:
@@ -660,14 +672,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("-l", "--limit", help="Ansible host pattern to audit a subset")
     audit.add_argument("-o", "--out", type=Path, default=Path("reports"),
                        help="directory for findings.json, evidence/ and every report format (default: reports)")
-    audit.add_argument("--waivers", type=Path, help="YAML file of accepted exceptions (compliance/schemas/waivers)")
-    audit.add_argument("--catalog", type=Path, default=CATALOG_DIR, help="catalog root with controls/ and frameworks/")
-    audit.add_argument("--vault-password-file", type=Path, help=VAULT_HELP)
-    audit.add_argument("--timeout", type=seconds, default=10, help="SSH connect timeout per host, seconds (default 10)")
-    audit.add_argument("--forks", type=count, default=100, help="hosts audited at once (default 100)")
-    audit.add_argument("-q", "--quiet", action="store_true", help="no per-host progress on stderr")
-    audit.add_argument("--sign", type=Path, metavar="KEY",
-                       help="Ed25519 private key: write MANIFEST.sha256 and its signature over every output file")
+    add_audit_options(audit, "YAML file of accepted exceptions (compliance/schemas/waivers)")
     add_history_options(audit)
     add_output_options(audit)
     audit.set_defaults(handler=cmd_audit)
@@ -698,13 +703,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="also write an OSCAL plan of action and milestones of every open finding to FILE")
     fix.add_argument("-o", "--out", type=Path, default=Path("reports/fix"),
                      help="directory for the re-audit's reports after --apply (default: reports/fix)")
-    fix.add_argument("--waivers", type=Path, help="waivers for the re-audit (default: those the audit applied)")
-    fix.add_argument("--catalog", type=Path, default=CATALOG_DIR, help="catalog root with controls/ and frameworks/")
-    fix.add_argument("--vault-password-file", type=Path, help=VAULT_HELP)
-    fix.add_argument("--timeout", type=seconds, default=10, help="SSH connect timeout of the re-audit (default 10)")
-    fix.add_argument("--forks", type=count, default=100, help="hosts re-audited at once (default 100)")
-    fix.add_argument("-q", "--quiet", action="store_true", help="no per-host progress of the re-audit on stderr")
-    fix.add_argument("--sign", type=Path, metavar="KEY", help="sign the re-audit's output directory")
+    add_audit_options(fix, "waivers for the re-audit (default: those the audit applied)")
     add_history_options(fix)
     add_output_options(fix)
     fix.set_defaults(handler=cmd_fix)

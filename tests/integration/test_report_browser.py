@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,7 @@ SELECTORS = [
     "tr.finding.s-row-fail pre.evidence",
     ".expired-waiver",
     "#not-audited",
+    "#next-steps tr.next-step",
 ]
 
 
@@ -54,6 +56,9 @@ def test_report_renders_without_errors_or_network_and_shows_key_elements(report_
     assert "sshd.maxauthtries" in texts["tr.finding.s-row-fail pre.evidence"][0]
     assert texts[".expired-waiver"], "the failure an expired waiver would have covered is flagged"
     assert texts["#not-audited"] and texts["#changes"] and len(texts["svg.trend"]) == 1
+    # What to do next: one row per failing control, each saying how (medinfra fix, or by hand) and by when.
+    assert len(texts["#next-steps tr.next-step"]) == len(texts["details.control.failing > summary"])
+    assert all(re.search(r"20\d\d-\d\d-\d\d", row) for row in texts["#next-steps tr.next-step"])
     chinese = any("\u4e00" <= ch <= "\u9fff" for ch in texts["details.control.failing > summary"][0])
     assert chinese == (lang == "zh")
     assert 0 < page.visible_after_filter == len(texts["details.control.failing > summary"])
