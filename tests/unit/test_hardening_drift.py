@@ -120,9 +120,14 @@ def test_sudoers_drop_ins() -> None:
     assert render("baseline_hardening_sudoers_unknown", **facts) == ["99-mutation"]
     # A removed drop-in's mode is not worth fixing first; a kept one's is.
     assert render("baseline_hardening_sudoers_dropins_drifted", **facts) == ["/etc/sudoers.d/medinfra"]
+    # Rules for the connecting account only in an undeclared drop-in: removing it would lock Ansible out.
     connecting = {"files": [{"path": "/etc/sudoers.d/99-mutation"}]}
     assert render("baseline_hardening_sudoers_locking_out", **facts,
                   baseline_hardening_sudoers_connecting=connecting) == ["99-mutation"]
+    # A second grant beside the declared one goes like any other.
+    connecting = {"files": [{"path": "/etc/sudoers.d/99-mutation"}, {"path": "/etc/sudoers.d/medinfra"}]}
+    assert render("baseline_hardening_sudoers_locking_out", **facts,
+                  baseline_hardening_sudoers_connecting=connecting) == []
 
 
 def test_second_roots_and_shadow_group_members() -> None:
