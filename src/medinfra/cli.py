@@ -47,7 +47,7 @@ def site_topology(inventory: Path) -> Topology | None:
     from medinfra.topology import load_topology
 
     path = topology_file(inventory)
-    return load_topology(path) if path.is_file() else None
+    return load_topology(path) if path.name == "hospital.yml" and path.is_file() else None
 
 
 def count(text: str) -> int:
