@@ -657,8 +657,7 @@ def test_real_misconfigurations_fail_their_controls_and_one_fix_repairs_them(aud
         planned = {(h, c) for run in checked["plan"]["runs"] for h in run["hosts"] for c in run["controls"]}
         manual = {(h, item["control"]) for item in checked["plan"]["left_alone"] for h in item["hosts"]}
         mutated = {(m.host, m.control) for m in MUTATIONS}
-        assert mutated <= planned | manual
-        assert mutated & manual == {("his-app", "shadow_group_empty")}, "only what no role repairs is left to people"
+        assert mutated <= planned, f"left to people: {mutated & manual}"
 
         closed = datetime.now(ZoneInfo(TOPOLOGY.site.timezone or "UTC")) + timedelta(hours=2)
         code, refused = fix(str(tmp_path / "broken"), "--apply", "--window", f"{closed:%H:00}-{closed:%H:30}")
@@ -671,7 +670,7 @@ def test_real_misconfigurations_fail_their_controls_and_one_fix_repairs_them(aud
               f"{len(reaudit['newly_failing'])} newly failing, {len(applied['commands'])} playbook runs")
         assert [c["exit"] for c in applied["commands"]] == [0] * len(applied["commands"]), applied["commands"]
         assert reaudit["still_failing"] == [] and reaudit["newly_failing"] == [] and reaudit["not_judged"] == []
-        assert mutated - manual <= {(f["host"], f["control"]) for f in reaudit["fixed"]}
+        assert mutated <= {(f["host"], f["control"]) for f in reaudit["fixed"]}
         assert code == 0
         fixed_document = json.loads((tmp_path / "fixed" / "findings.json").read_text(encoding="utf-8"))
         assert fixed_document["fixes"] == json.loads((tmp_path / "broken" / "findings.json").read_text())["run_id"]
