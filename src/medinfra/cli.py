@@ -357,6 +357,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
         plan_text,
         planned_failures,
         playbook_steps,
+        reaudit_hosts,
         refused,
         run_steps,
         window_refusal,
@@ -410,11 +411,12 @@ def cmd_fix(args: argparse.Namespace) -> int:
     code = EXIT_FAILURES if failed else EXIT_OK
     if args.apply and done:
         hosts = sorted({host for step, _ in done for host in step.hosts})
+        audited = reaudit_hosts(hosts, topology, [host.name for host in before.hosts if host.status == "audited"])
         # The audit's own waivers judge the re-audit too: a failure waived then is not a new failure now.
         waivers = [info.waiver for info in before.waivers]
-        run, published = audit_run(args, ",".join(hosts), fixes=str(document["run_id"]), waivers=waivers)
+        run, published = audit_run(args, ",".join(audited), fixes=str(document["run_id"]), waivers=waivers)
         outcome = compare(before.findings, run.findings, hosts, planned_failures(plan))
-        record["reaudit"] = {"run_id": run.run_id, "hosts": hosts, **outcome_record(outcome),
+        record["reaudit"] = {"run_id": run.run_id, "hosts": audited, "changed": hosts, **outcome_record(outcome),
                              **published_record(published, history_location(args))}
         print(outcome_text(outcome), file=terminal)
         if args.format == "text":

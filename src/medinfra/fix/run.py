@@ -13,11 +13,13 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from medinfra.compliance.evaluate import MONITORING_SERVICE
 from medinfra.compliance.model import Catalog, Finding, Status
 from medinfra.fix.plan import FixPlan
 from medinfra.problems import Problem, UserInputError
 from medinfra.report.model import Report
 from medinfra.safe_text import one_line
+from medinfra.topology.model import Topology
 
 WINDOW = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
 RUN_UUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
@@ -149,6 +151,13 @@ def compare(before: Iterable[Finding], after: Iterable[Finding], hosts: Iterable
             judged_not.append(key)
     newly = sorted(key for key, status in now.items() if status is Status.FAIL and was.get(key) is not Status.FAIL)
     return Outcome(tuple(fixed), tuple(still), tuple(newly), tuple(judged_not))
+
+
+def reaudit_hosts(changed: Iterable[str], topology: Topology, audited: Iterable[str]) -> list[str]:
+    """The changed hosts, plus the hosts whose evidence judges them (the monitoring servers the audit had: without
+    them monitoring_coverage has no verdict on any host)."""
+    judges = {host.name for host in topology.hosts if MONITORING_SERVICE in host.services}
+    return sorted(set(changed) | (judges & set(audited)))
 
 
 def planned_failures(plan: FixPlan) -> list[tuple[str, str]]:

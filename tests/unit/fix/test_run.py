@@ -18,10 +18,13 @@ from medinfra.fix.run import (
     plan_text,
     planned_failures,
     playbook_steps,
+    reaudit_hosts,
     source_kind,
     window_refusal,
 )
 from medinfra.problems import UserInputError
+from medinfra.topology import load_topology
+from tests.conftest import LAB_TOPOLOGY
 
 PLAN = FixPlan(
     runs=(
@@ -121,3 +124,9 @@ def test_sources_are_a_directory_a_file_a_run_number_or_a_run_uuid(tmp_path: Pat
     assert source_kind("0b0e6a3c-3f5e-4d7e-9f3a-1c2d3e4f5a6b") == "run-uuid"
     with pytest.raises(UserInputError, match="neither a report directory"):
         source_kind(str(tmp_path / "missing"))
+
+
+def test_the_re_audit_takes_the_monitoring_server_the_audit_had() -> None:
+    topology = load_topology(LAB_TOPOLOGY)
+    assert reaudit_hosts(["ws-01"], topology, ["ws-01", "monitor-01", "his-db"]) == ["monitor-01", "ws-01"]
+    assert reaudit_hosts(["ws-01"], topology, ["ws-01"]) == ["ws-01"]  # it was not audited: nor is it now
