@@ -669,7 +669,11 @@ def test_real_misconfigurations_fail_their_controls_and_one_fix_repairs_them(aud
         print(f"fix: {len(reaudit['fixed'])} fixed, {len(reaudit['still_failing'])} still failing, "
               f"{len(reaudit['newly_failing'])} newly failing, {len(applied['commands'])} playbook runs")
         assert [c["exit"] for c in applied["commands"]] == [0] * len(applied["commands"]), applied["commands"]
-        assert reaudit["still_failing"] == [] and reaudit["newly_failing"] == [] and reaudit["not_judged"] == []
+        assert reaudit["still_failing"] == [] and reaudit["not_judged"] == []
+        # Only a known gap may come back: log_forwarding_encrypted does not apply while forwarding is commented out,
+        # and fails again (plain TCP) once the fix restores forwarding, as it did before the mutations.
+        newly = {(f["host"], f["control"]) for f in reaudit["newly_failing"]}
+        assert {before[key] for key in newly} <= {"fail"}, newly
         assert mutated <= {(f["host"], f["control"]) for f in reaudit["fixed"]}
         assert code == 0
         fixed_document = json.loads((tmp_path / "fixed" / "findings.json").read_text(encoding="utf-8"))
