@@ -30,9 +30,9 @@ demo: deps
 	    $(if $(wildcard $(INVENTORY)/waivers.yml),--waivers $(INVENTORY)/waivers.yml) || audit=$$?; \
 	  [ $$audit -le 1 ] || rc=$$(( rc ? rc : audit )); \
 	  medinfra verify reports --pubkey $(DEMO_KEY).pub || rc=$$(( rc ? rc : 1 )); \
-	  medinfra fix reports -i $(INVENTORY) $(LAB_VAULT) --pubkey $(DEMO_KEY).pub --poam reports/poam.oscal.json \
+	  medinfra fix reports -i $(INVENTORY) $(LAB_VAULT) --pubkey $(DEMO_KEY).pub --poam reports-fix/poam.oscal.json \
 	    || rc=$$(( rc ? rc : 1 )); \
-	  echo "open reports/report.en.html or reports/report.zh.html; history: medinfra history, medinfra diff; what stays open: reports/poam.oscal.json"; \
+	  echo "open reports/report.en.html or reports/report.zh.html; history: medinfra history, medinfra diff; what stays open: reports-fix/poam.oscal.json"; \
 	  exit $$rc
 
 ## Every test: lint, unit tests, then integration tests against a real podman lab.

@@ -703,8 +703,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="check the report directory's signature first (required when it is signed)")
     fix.add_argument("--poam", type=Path, metavar="FILE",
                      help="also write an OSCAL plan of action and milestones of every open finding to FILE")
-    fix.add_argument("-o", "--out", type=Path, default=Path("reports/fix"),
-                     help="directory for the re-audit's reports after --apply (default: reports/fix)")
+    # Not inside reports/: an audit signs its directory recursively, and would sign a stale fix with it.
+    fix.add_argument("-o", "--out", type=Path, default=Path("reports-fix"),
+                     help="directory for the re-audit's reports after --apply (default: reports-fix)")
     add_audit_options(fix, "waivers for the re-audit (default: those the audit applied)")
     add_history_options(fix)
     add_output_options(fix)
