@@ -16,7 +16,7 @@ from medinfra import __version__
 from medinfra.completion import SHELLS, script
 from medinfra.exits import AUDIT_EXITS, EXIT_FAILURES, EXIT_OK, EXIT_UNREACHABLE, EXIT_USAGE
 from medinfra.package_data import CATALOG_DIR
-from medinfra.problems import PrerequisiteError, Problem, UserInputError
+from medinfra.problems import PrerequisiteError, UserInputError, refused
 from medinfra.safe_text import cleaned, one_line
 from medinfra.terminal import COLOR_CHOICES, Palette, palette
 
@@ -174,13 +174,13 @@ def cmd_roles_doc(args: argparse.Namespace) -> int:
     else:
         roles_dir = args.roles_dir
     if not roles_dir.is_dir():
-        raise UserInputError([Problem(one_line(str(roles_dir)), (), "is not a directory of roles")])
+        raise refused(one_line(str(roles_dir)), "is not a directory of roles")
     for role in sorted(p for p in roles_dir.iterdir() if (p / "meta" / "argument_specs.yml").exists()):
         readme = role / "README.md"
         try:
             text = render_readme(role)
         except ValueError as exc:
-            raise UserInputError([Problem(str(readme), (), str(exc).split(": ", 1)[-1])]) from None
+            raise refused(str(readme), str(exc).split(": ", 1)[-1]) from None
         if not readme.is_file() or readme.read_text(encoding="utf-8") != text:
             write_file(readme, text, 0o644)
             print(f"updated {readme}")
@@ -300,7 +300,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
 def fix_findings(args: argparse.Namespace) -> dict[str, Any]:
     """The findings document to fix: a report directory (its signature checked when it is signed, or when a key is
     given), a findings.json, or a run of the history by number or run uuid."""
-    from medinfra.fix.run import refused, source_kind
+    from medinfra.fix.run import source_kind
     from medinfra.report.findings_file import read_findings
     from medinfra.report.publish import FINDINGS_FILE
     from medinfra.signing import MANIFEST, SIGNATURE, verify_directory
@@ -358,7 +358,6 @@ def cmd_fix(args: argparse.Namespace) -> int:
         planned_failures,
         playbook_steps,
         reaudit_hosts,
-        refused,
         run_steps,
         window_refusal,
         with_current_remediation,
@@ -386,6 +385,7 @@ def cmd_fix(args: argparse.Namespace) -> int:
         raise refused(args.source, f"--controls names controls this run did not judge: {', '.join(unknown)}")
     patterns = tuple(args.hosts.split(",")) if args.hosts else ()
     plan = plan_fix(open_items(report), host_policies(topology), controls, patterns)
+
     def playbooks(tags: Sequence[str]) -> list[Path]:
         return [collection / "playbooks" / name for name in playbooks_for(tags, roles, role_playbooks)]
 
@@ -525,7 +525,7 @@ def cmd_keys_generate(args: argparse.Namespace) -> int:
     # `keys/` would silently become the prefix `keys` (files keys.key and keys.pub beside the directory).
     if os.path.basename(args.out) in ("", ".", ".."):
         message = "needs a file name after the directory, e.g. keys/audit"
-        raise UserInputError([Problem(one_line(args.out), (), message)])
+        raise refused(one_line(args.out), message)
     private, public = generate_keypair(Path(args.out))
     print(f"private key: {private}")
     print(f"public key:  {public}")

@@ -51,5 +51,10 @@ class UserInputError(Exception):
         super().__init__("\n".join(str(p) for p in self.problems))
 
 
+def refused(file: str, message: str) -> UserInputError:
+    """One problem with a whole file, location or argument (no place inside it to point at)."""
+    return UserInputError([Problem(file, (), message)])
+
+
 class PrerequisiteError(Exception):
     """Something the machine lacks; the message says how to install or fix it."""

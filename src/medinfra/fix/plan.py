@@ -11,11 +11,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
-from medinfra.compliance.model import Bilingual, Status, Waiver
+from medinfra.compliance.model import SEVERITIES, Bilingual, Status, Waiver
 from medinfra.report.model import ControlInfo, Report
 from medinfra.topology.model import Topology
-
-SEVERITY_ORDER = ("critical", "high", "medium", "low")
 
 
 @dataclass(frozen=True)
@@ -43,7 +41,7 @@ class HostPolicy:
 
 @dataclass(frozen=True)
 class PlaybookRun:
-    """One `ansible-playbook` run of the site playbook: exactly these hosts, exactly these tags."""
+    """One `ansible-playbook` run of the roles' playbooks: exactly these hosts, exactly these tags."""
 
     hosts: tuple[str, ...]
     tags: tuple[str, ...]
@@ -64,10 +62,6 @@ class LeftAlone:
 class FixPlan:
     runs: tuple[PlaybookRun, ...]
     left_alone: tuple[LeftAlone, ...]
-
-    @property
-    def hosts(self) -> tuple[str, ...]:
-        return tuple(sorted({host for run in self.runs for host in run.hosts}))
 
 
 LEGACY = Bilingual(
@@ -91,11 +85,7 @@ def open_items(report: Report) -> list[OpenItem]:
         OpenItem(report.controls[control], tuple(sorted(hosts)), tuple(expired[control]))
         for control, hosts in failing.items()
     ]
-    return sorted(items, key=lambda item: (severity_rank(item.control.severity), item.control.id))
-
-
-def severity_rank(severity: str) -> int:
-    return SEVERITY_ORDER.index(severity) if severity in SEVERITY_ORDER else len(SEVERITY_ORDER)
+    return sorted(items, key=lambda item: (-SEVERITIES.index(item.control.severity), item.control.id))
 
 
 def host_selected(host: str, patterns: Sequence[str]) -> bool:

@@ -10,13 +10,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, time
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 from zoneinfo import ZoneInfo
 
 from medinfra.compliance.evaluate import MONITORING_SERVICE
 from medinfra.compliance.model import Catalog, Finding, Status
 from medinfra.fix.plan import FixPlan
-from medinfra.problems import Problem, UserInputError
+from medinfra.problems import refused
 from medinfra.report.model import Report
 from medinfra.safe_text import one_line
 from medinfra.topology.model import Topology
@@ -104,14 +104,14 @@ def playbook_steps(plan: FixPlan, playbooks: Callable[[Sequence[str]], Sequence[
     return steps
 
 
-def run_steps(steps: Sequence[Step], stop_at_failure: bool, output: Any = None) -> list[tuple[Step, int]]:
-    """Run each command with its output passed through to `output`'s file (the terminal); stop at the first that
-    fails when changes are applied. Returns what ran, with exit codes."""
+def run_steps(steps: Sequence[Step], stop_at_failure: bool, output: TextIO) -> list[tuple[Step, int]]:
+    """Run each command with its output passed through to `output` (the terminal); stop at the first that fails
+    when changes are applied. Returns what ran, with exit codes."""
     ansible_playbook = Path(sys.executable).parent / "ansible-playbook"
     done = []
     for step in steps:
         command = [str(ansible_playbook) if ansible_playbook.exists() else step.argv[0], *step.argv[1:]]
-        print(f"$ {one_line(' '.join(step.argv))}", file=output or sys.stdout, flush=True)
+        print(f"$ {one_line(' '.join(step.argv))}", file=output, flush=True)
         code = subprocess.run(command, stdout=output, stderr=subprocess.STDOUT, check=False).returncode
         done.append((step, code))
         if code != 0 and stop_at_failure:
@@ -163,10 +163,6 @@ def reaudit_hosts(changed: Iterable[str], topology: Topology, audited: Iterable[
 def planned_failures(plan: FixPlan) -> list[tuple[str, str]]:
     """(host, control) pairs the plan's runs repair."""
     return [(host, control) for run in plan.runs for host in run.hosts for control in run.controls]
-
-
-def refused(source: str, message: str) -> UserInputError:
-    return UserInputError([Problem(one_line(source), (), message)])
 
 
 def source_kind(source: str) -> str:

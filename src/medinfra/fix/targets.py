@@ -14,6 +14,7 @@ import yaml
 
 from medinfra.compliance.model import Control
 from medinfra.problems import Problem
+from medinfra.roledoc import role_variables
 
 
 @dataclass(frozen=True)
@@ -41,13 +42,9 @@ def read_role_targets(roles_dir: Path) -> dict[str, RoleTargets]:
     for role in sorted(p for p in roles_dir.iterdir() if p.is_dir()):
         tags = {tag for folder in ("tasks", "handlers") for path in sorted((role / folder).glob("*.yml"))
                 for tag in tags_in(yaml.safe_load(path.read_text(encoding="utf-8")))}
-        defaults = role / "defaults" / "main.yml"
-        variables = set(yaml.safe_load(defaults.read_text(encoding="utf-8")) or {}) if defaults.exists() else set()
-        specs = role / "meta" / "argument_specs.yml"
-        if specs.exists():
-            entry_points = (yaml.safe_load(specs.read_text(encoding="utf-8")) or {}).get("argument_specs") or {}
-            variables |= {name for entry in entry_points.values() for name in (entry.get("options") or {})}
-        roles[role.name] = RoleTargets(frozenset(tags - {"always", "never"}), frozenset(variables))
+        # Every default is specified too (tests/unit/test_roles.py): the specs of every entry point name them all.
+        variables = frozenset(variable.name for variable in role_variables(role))
+        roles[role.name] = RoleTargets(frozenset(tags - {"always", "never"}), variables)
     return roles
 
 

@@ -23,7 +23,7 @@ from typing import Any, Protocol, Self
 from urllib.parse import quote, unquote
 
 from medinfra.audit.results import FINDINGS_FORMAT, FINDINGS_MAX_BYTES
-from medinfra.problems import DocPath, PrerequisiteError, Problem, UserInputError
+from medinfra.problems import DocPath, PrerequisiteError, Problem, UserInputError, refused
 from medinfra.safe_text import REDACTED, clean, one_line
 from medinfra.safe_text import redact as redact_secrets
 
@@ -158,10 +158,6 @@ _BACKSLASHED = re.compile(r"\\(.)", re.DOTALL)
 _PASSWORD_ON = re.compile(r"(?i)(password\s*=\s*).*", re.DOTALL)
 
 
-def _refused(shown: str, message: str) -> UserInputError:
-    return UserInputError([Problem(shown, (), message)])
-
-
 def _url_location(scheme: str, text: str) -> Location:
     """A postgresql:// URL in any spelling of its scheme, its password (user info or query) redacted."""
     rest = text[len(scheme) + 3 :]
@@ -182,7 +178,7 @@ def _url_location(scheme: str, text: str) -> Location:
     shown = f"{scheme.lower()}://{base}{question}{'&'.join(pairs)}"
     known = frozenset(text for secret in secrets if secret for text in (secret, unquote(secret)))
     if scheme.lower() not in POSTGRES_SCHEMES:
-        raise _refused(shown, f"unsupported scheme {scheme!r}: a history is a SQLite file path or a postgresql:// URL")
+        raise refused(shown, f"unsupported scheme {scheme!r}: a history is a SQLite file path or a postgresql:// URL")
     return Location("postgresql://" + text[len(scheme) + 3 :], shown, True, known)
 
 
@@ -192,7 +188,7 @@ def _conninfo_location(text: str) -> Location:
     while position < len(text):
         match = _CONNINFO_PAIR.match(text, position)
         if match is None or match.end() == position:
-            raise _refused(_PASSWORD_ON.sub(rf"\1{REDACTED}", text), "not a valid key=value connection string")
+            raise refused(_PASSWORD_ON.sub(rf"\1{REDACTED}", text), "not a valid key=value connection string")
         key, value = match[1], match[2]
         if key.lower() == "password":
             secrets.update({value, _BACKSLASHED.sub(r"\1", value.strip("'"))})
@@ -205,7 +201,7 @@ def _conninfo_location(text: str) -> Location:
 def parse_location(text: str) -> Location:
     """A history location: a postgresql:// URL, a libpq key=value string, else a SQLite file path."""
     if "\0" in text:
-        raise _refused(one_line(_PASSWORD_ON.sub(rf"\1{REDACTED}", text)), "contains a NUL character")
+        raise refused(one_line(_PASSWORD_ON.sub(rf"\1{REDACTED}", text)), "contains a NUL character")
     if scheme := _SCHEME.match(text):
         return _url_location(scheme[1], text)
     if _CONNINFO_START.match(text):
@@ -213,18 +209,18 @@ def parse_location(text: str) -> Location:
     try:
         os.fsencode(text)
     except UnicodeEncodeError:
-        raise _refused(one_line(text), "is not a file name this system can encode") from None
+        raise refused(one_line(text), "is not a file name this system can encode") from None
     if not text.strip():
-        raise _refused(repr(text), "is empty: give a SQLite file path or a postgresql:// URL")
+        raise refused(repr(text), "is empty: give a SQLite file path or a postgresql:// URL")
     if text.strip().lower() in NOT_A_LOCATION:
         # Once silently a SQLite file named `none` in the working directory.
-        raise _refused(one_line(text), "is not a history location: to keep a run out of the history, use --no-history "
-                       "(medinfra audit) or an empty medinfra_audit_history (the audit playbook); for a file of that "
-                       "name, write ./" + one_line(text.strip()))
+        raise refused(one_line(text), "is not a history location: to keep a run out of the history, use --no-history "
+                      "(medinfra audit) or an empty medinfra_audit_history (the audit playbook); for a file of that "
+                      "name, write ./" + one_line(text.strip()))
     try:
         path = Path(text).expanduser()
     except RuntimeError:  # `~name` of a user this system does not know
-        raise _refused(one_line(text), "names the home directory of an unknown user") from None
+        raise refused(one_line(text), "names the home directory of an unknown user") from None
     return Location(str(path), text, False)
 
 
@@ -253,10 +249,6 @@ def reason(exc: BaseException, secrets: Iterable[str] = ()) -> str:
         text = str(exc) or type(exc).__name__
     line = next((part.strip() for part in text.splitlines() if part.strip()), text)
     return one_line(redact_secrets(line, secrets))
-
-
-def problem(location: str, message: str) -> UserInputError:
-    return UserInputError([Problem(location, (), message)])
 
 
 def invalid(path: DocPath, message: str) -> UserInputError:
@@ -399,7 +391,7 @@ class HistoryStore:
         try:
             yield
         except self._dialect.errors as exc:
-            raise problem(self.location, f"{doing}: {reason(exc, self._secrets)}") from exc
+            raise refused(self.location, f"{doing}: {reason(exc, self._secrets)}") from exc
 
     @contextmanager
     def _transaction(self, doing: str) -> Iterator[Cursor]:
@@ -500,7 +492,7 @@ class HistoryStore:
     def get(self, run_id: int) -> RunInfo:
         found = self._select("WHERE id = ?", (run_id,))
         if not found:
-            raise problem(self.location, f"no run {run_id}")
+            raise refused(self.location, f"no run {run_id}")
         return found[0]
 
     def find(self, run_uuid: str) -> RunInfo | None:
@@ -513,7 +505,7 @@ class HistoryStore:
         is a located problem."""
         rows = self._query("reading run", "SELECT document FROM medinfra_runs WHERE id = ?", (run_id,))
         if not rows:
-            raise problem(self.location, f"no run {run_id}")
+            raise refused(self.location, f"no run {run_id}")
         where: DocPath = ("runs", run_id, "document")
         try:
             text = inflate(bytes(rows[0][0])).decode("utf-8", "surrogatepass")
@@ -558,7 +550,7 @@ def inflate(blob: bytes) -> bytes:
 
 def _regular(path: Path, found: os.stat_result) -> None:
     if not stat.S_ISREG(found.st_mode):
-        raise problem(str(path), "cannot open history: not a regular file")
+        raise refused(str(path), "cannot open history: not a regular file")
 
 
 def sqlite_connection(path: Path, read_only: bool) -> sqlite3.Connection:
@@ -585,9 +577,9 @@ def sqlite_store(path: Path, shown: str, read_only: bool) -> HistoryStore:
         connection = sqlite_connection(path, read_only)
     except FileExistsError as exc:
         # What mkdir(exist_ok=True) raises when the would-be directory is a file.
-        raise problem(shown, f"cannot open history: {exc.filename} is not a directory") from exc
+        raise refused(shown, f"cannot open history: {exc.filename} is not a directory") from exc
     except (OSError, sqlite3.Error) as exc:
-        raise problem(shown, f"cannot open history: {reason(exc)}") from exc
+        raise refused(shown, f"cannot open history: {reason(exc)}") from exc
     return HistoryStore(connection, SQLITE, shown)
 
 
@@ -612,7 +604,7 @@ def postgres_store(location: Location, read_only: bool) -> HistoryStore:
         if read_only:
             connection.execute("SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY")
     except psycopg.Error as exc:
-        raise problem(location.shown, f"cannot open history: {reason(exc, location.secrets)}") from exc
+        raise refused(location.shown, f"cannot open history: {reason(exc, location.secrets)}") from exc
     return HistoryStore(connection, dialect, location.shown, location.secrets)
 
 

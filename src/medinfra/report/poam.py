@@ -120,7 +120,6 @@ def risk(step: NextStep, names: Names, observed: list[dict[str, str]]) -> dict[s
     return record
 
 
-
 def poam_item(step: NextStep, names: Names, results: str, observed: list[dict[str, str]]) -> dict[str, Any]:
     control = step.item.control
     hosts = step.item.hosts
