@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from ipaddress import IPv4Address
@@ -10,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from medinfra.lab.image import ensure_image
-from medinfra.lab.lab import wait_ready
+from medinfra.lab.lab import Running, init_process, wait_ready
 from medinfra.lab.plan import RUN_OPTIONS, LabContainer
 from medinfra.lab.podman import LabError, podman
 
@@ -25,6 +26,7 @@ Type=oneshot
 ExecStart=/bin/sh -c 'touch /var/tmp/booted-once; exec sleep infinity'
 TimeoutStartSec=infinity
 """
+FINISHING_UNIT = "[Unit]\nDescription=A boot job that finishes\n[Service]\nType=oneshot\nExecStart=/bin/true\n"
 WANTED_AT_BOOT = "[Unit]\nWants=boot-hang.service\n"
 # Only the first boot hangs: after a restart the unit's condition skips it.
 FIRST_BOOT_ONLY = "\nConditionPathExists=!/var/tmp/booted-once"
@@ -89,3 +91,13 @@ def test_a_container_that_exits_is_an_error_with_its_last_output(container_name:
     message = str(error.value)
     assert "twice (state: no answer (" in message
     assert "Failed to mount cgroup at /sys/fs/cgroup/systemd" in message
+
+
+def test_a_stale_pid_is_read_again_from_podman(container_name: str, tmp_path: Path) -> None:
+    """Given a PID that is not the container's (ours), wait_ready asks podman again and needs no restart."""
+    container = boot(container_name, FINISHING_UNIT, tmp_path)
+    real = init_process(container_name)
+    said: list[str] = []
+    ready = wait_ready(container, time.monotonic(), said.append, TIMEOUT_S, Running(real.container_id, os.getpid()))
+    assert said == []
+    assert ready == real

@@ -28,15 +28,23 @@ def no_nsenter(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.usefixtures("no_nsenter")
-@pytest.mark.parametrize("pid", [os.getpid(), 0, 2**22 + 1])  # not in the container's cgroup; no process; no such PID
-def test_a_pid_that_is_not_the_containers_is_never_entered(pid: int) -> None:
+@pytest.mark.parametrize(
+    ("pid", "why"),
+    [
+        (os.getpid(), f"process {os.getpid()} is not in its cgroup"),
+        (0, "process 0: No such file or directory"),
+        (2**22 + 1, f"process {2**22 + 1}: No such file or directory"),  # beyond pid_max
+    ],
+)
+def test_a_pid_that_is_not_the_containers_is_never_entered(pid: int, why: str) -> None:
     result = in_container(Running("0123abcd" * 8, pid), ("true",))
-    assert (result.returncode, result.stderr) == (255, "container not running")
+    assert (result.returncode, result.stderr) == (255, f"container not running ({why})")
 
 
 @pytest.mark.usefixtures("no_nsenter")
 def test_boot_state_of_a_container_not_running_is_no_answer() -> None:
-    assert _boot_state(Running("0123abcd" * 8, os.getpid()), 1.0) == "no answer (container not running)"
+    state = _boot_state(Running("0123abcd" * 8, os.getpid()), 1.0)
+    assert state == f"no answer (container not running (process {os.getpid()} is not in its cgroup))"
 
 
 def test_in_container_enters_the_namespaces_of_the_checked_pid(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -30,6 +30,8 @@ PARALLEL_INSIDE = 16
 NAMESPACES = (("mnt", "--mount"), ("uts", "--uts"), ("ipc", "--ipc"), ("net", "--net"), ("pid", "--pid"))
 # /proc/PID/cgroup of a container's process: a dozen lines.
 CGROUP_READ_MAX = 64 * 1024
+# What in_container answers when the PID it was given is not (or no longer) the container's init.
+NOT_ENTERED = "container not running"
 
 
 @dataclass(frozen=True)
@@ -90,10 +92,11 @@ def in_container(
                 opened.append(os.open(f"/proc/{target.pid}/ns/{namespace}", os.O_RDONLY | os.O_CLOEXEC))
             with open(f"/proc/{target.pid}/cgroup", encoding="utf-8", errors="replace") as cgroup:
                 ours = target.pid > 0 and f"libpod-{target.container_id}" in cgroup.read(CGROUP_READ_MAX)
-        except OSError:
-            ours = False
+            why = "" if ours else f"process {target.pid} is not in its cgroup"
+        except OSError as error:
+            ours, why = False, f"process {target.pid}: {error.strerror}"
         if not ours:
-            return subprocess.CompletedProcess(command, 255, "", "container not running")
+            return subprocess.CompletedProcess(command, 255, "", f"{NOT_ENTERED} ({why})")
         flags = [f"{flag}=/proc/self/fd/{fd}" for (_, flag), fd in zip(NAMESPACES, opened, strict=True)]
         try:
             return subprocess.run(
@@ -240,14 +243,19 @@ def _boot_blockers(container: LabContainer) -> str:
     return "jobs still queued:\n" + "\n".join(jobs.stdout.strip().splitlines()[:15])
 
 
-def _wait_booted(target: Running, deadline: float) -> str:
+def _wait_booted(name: str, target: Running, deadline: float) -> tuple[str, Running]:
+    """systemd's state in container ``name`` once booted (or at ``deadline``), and its init process as last known."""
     state = "unknown"
     while (left := deadline - time.monotonic()) > 0:
         state = _boot_state(target, left)
         if state in READY_STATES:
             break
+        if NOT_ENTERED in state:
+            # The PID we were given may not be the container's init any more (or never was: a CI run once kept a
+            # fresh lab's 12 PIDs from `podman ps` unenterable for 180 s, while podman said running): ask again.
+            target = init_process(name)
         time.sleep(0.5)  # systemd not answering yet (very early in the boot), or the container is down
-    return state
+    return state, target
 
 
 def wait_ready(
@@ -257,17 +265,16 @@ def wait_ready(
 
     Returns the container's init process (a new one after a restart); ``target`` is it if the caller knows it already.
     """
-    target = target or init_process(container.name)
-    state = _wait_booted(target, started + timeout)
+    state, target = _wait_booted(container.name, target or init_process(container.name), started + timeout)
     if state in READY_STATES:
         return target
     say(
         f"{container.name} had not finished booting after {timeout:.0f} s (state: {state}); "
         f"{_boot_blockers(container)}\nrestarting it once"
     )
-    podman("restart", container.name)
-    target = init_process(container.name)
-    state = _wait_booted(target, time.monotonic() + timeout)
+    if podman("restart", container.name, check=False).returncode != 0:
+        podman("start", container.name)  # runc can fail a restart's start ("a container that has stopped"): again
+    state, target = _wait_booted(container.name, init_process(container.name), time.monotonic() + timeout)
     if state in READY_STATES:
         return target
     raise LabError(
