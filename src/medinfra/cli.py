@@ -95,21 +95,24 @@ def colours(args: argparse.Namespace) -> Palette:
 
 
 def cmd_topology_validate(args: argparse.Namespace) -> int:
-    from medinfra.topology.load import load_topology
+    from medinfra.topology.load import load_topology_warnings
 
     failed = False
     for path in args.paths:
         try:
-            topology = load_topology(topology_file(path))
+            topology, warnings = load_topology_warnings(topology_file(path))
         except UserInputError as exc:
             failed = True
             for problem in exc.problems:
                 print(problem, file=sys.stderr)
             print(f"{one_line(str(path))}: {len(exc.problems)} problem(s)", file=sys.stderr)
             continue
+        for warning in warnings:
+            print(f"warning: {warning}", file=sys.stderr)
         print(
             f"{one_line(topology.source)}: valid: site {topology.site.name!r}, {len(topology.zones)} zones, "
-            f"{len(topology.hosts)} hosts, {len(topology.flows)} flows"
+            f"{len(topology.hosts)} hosts, {len(topology.flows)} flows, {len(topology.interfaces)} interfaces"
+            + (f", {len(warnings)} warning(s)" if warnings else "")
         )
     return EXIT_USAGE if failed else 0
 

@@ -258,6 +258,24 @@ def check_flows(flows: list[dict[str, Any]], zones: list[dict[str, Any]], hosts:
     return findings
 
 
+def check_interfaces(
+    interfaces: list[dict[str, Any]], hosts: list[dict[str, Any]], sla_classes: dict[str, Any]
+) -> list[Finding]:
+    """Interfaces join two different hosts (not zones: a probe needs one address) and serve a known SLA class."""
+    findings = list(_duplicates(((i, f["name"]) for i, f in enumerate(interfaces)), "interfaces", "interface name"))
+    host_names = {h["name"] for h in hosts}
+    for index, interface in enumerate(interfaces):
+        for end in ("from", "to"):
+            if interface[end] not in host_names:
+                findings.append((("interfaces", index, end), f"{interface[end]!r} is not a host"))
+        if interface["from"] == interface["to"]:
+            findings.append((("interfaces", index, "to"), "an interface joins two different hosts"))
+        if interface["sla"] not in sla_classes:
+            message = f"unknown SLA class {interface['sla']!r}; defined: {sorted(sla_classes)}"
+            findings.append((("interfaces", index, "sla"), message))
+    return findings
+
+
 def check_topology(data: dict[str, Any], service_names: frozenset[str]) -> list[Finding]:
     """Every semantic problem of a schema-valid topology, in document order per section."""
     zone_findings, networks = check_zones(data["zones"])
@@ -267,4 +285,5 @@ def check_topology(data: dict[str, Any], service_names: frozenset[str]) -> list[
         + check_groups(data, service_names)
         + check_hosts(data["hosts"], data["zones"], networks, data["sla_classes"])
         + check_flows(data["flows"], data["zones"], data["hosts"])
+        + check_interfaces(data.get("interfaces", []), data["hosts"], data["sla_classes"])
     )

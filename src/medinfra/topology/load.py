@@ -13,6 +13,7 @@ import jsonschema
 
 from medinfra.problems import Problem, UserInputError
 from medinfra.topology.checks import check_topology
+from medinfra.topology.interfaces import interface_warnings
 from medinfra.topology.model import Host, Topology
 from medinfra.yamldoc import YamlDocument, load_yaml, validation_problems
 
@@ -49,13 +50,20 @@ def validate_document(document: YamlDocument) -> list[Problem]:
     return [document.problem(path, message) for path, message in findings]
 
 
-def load_topology(path: Path) -> Topology:
-    """Load and validate ``path``; raise UserInputError listing every problem found."""
+def load_topology_warnings(path: Path) -> tuple[Topology, list[Problem]]:
+    """Load and validate ``path`` (raise UserInputError listing every problem found); return the topology and what
+    is valid but will not work as declared (interfaces the firewall drops, PHI in plaintext across zones)."""
     document = load_yaml(path)
     problems = validate_document(document)
     if problems:
         raise UserInputError(problems)
-    return Topology.from_dict(document.data, source=document.file)
+    topology = Topology.from_dict(document.data, source=document.file)
+    return topology, [document.problem(where, message) for where, message in interface_warnings(topology)]
+
+
+def load_topology(path: Path) -> Topology:
+    """Load and validate ``path``; raise UserInputError listing every problem found."""
+    return load_topology_warnings(path)[0]
 
 
 def topology_host(data: Mapping[str, Any], host: str) -> tuple[Topology, Host]:

@@ -180,6 +180,77 @@ class Flow:
         )
 
 
+# What a probe and a reader assume when the topology does not say.
+DEFAULT_LATENCY_BUDGET_MS = 1000
+
+
+@dataclass(frozen=True)
+class Vendor:
+    name: str
+    contact: str | None
+
+
+@dataclass(frozen=True)
+class Interface:
+    """A clinical interface: ``source`` opens a connection to ``destination`` on ``port`` in ``protocol``."""
+
+    name: str
+    source: str
+    destination: str
+    protocol: str
+    port: int
+    tls: bool
+    phi: bool
+    identity: Mapping[str, str]
+    owner: str
+    vendor: Vendor | None
+    sla: str
+    change_window: str | None
+    latency_budget_ms: int
+    dependents: tuple[str, ...]
+    description: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "from": self.source,
+            "to": self.destination,
+            "protocol": self.protocol,
+            "port": self.port,
+            "tls": self.tls,
+            "phi": self.phi,
+            "identity": dict(self.identity),
+            "owner": self.owner,
+            "vendor": {"name": self.vendor.name, "contact": self.vendor.contact} if self.vendor else None,
+            "sla": self.sla,
+            "change_window": self.change_window,
+            "latency_budget_ms": self.latency_budget_ms,
+            "dependents": list(self.dependents),
+            "description": self.description,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Interface:
+        vendor = data.get("vendor")
+        return cls(
+            name=data["name"],
+            source=data["from"],
+            destination=data["to"],
+            protocol=data["protocol"],
+            port=data["port"],
+            tls=data["tls"],
+            phi=data.get("phi", True) is not False,
+            identity=dict(data.get("identity") or {}),
+            owner=data["owner"],
+            vendor=Vendor(vendor["name"], vendor.get("contact")) if vendor else None,
+            sla=data["sla"],
+            change_window=data.get("change_window"),
+            latency_budget_ms=data.get("latency_budget_ms") or DEFAULT_LATENCY_BUDGET_MS,
+            dependents=tuple(data.get("dependents") or ()),
+            description=data.get("description"),
+        )
+
+
 @dataclass(frozen=True)
 class Topology:
     """A validated hospital: every name referenced here exists and every address fits."""
@@ -190,6 +261,7 @@ class Topology:
     zones: tuple[Zone, ...]
     hosts: tuple[Host, ...]
     flows: tuple[Flow, ...]
+    interfaces: tuple[Interface, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The whole site as JSON-ready plain data (the inventory's ``medinfra_topology``); `from_dict` reverses it."""
@@ -200,6 +272,7 @@ class Topology:
             "zones": [z.to_dict() for z in self.zones],
             "hosts": [h.to_dict() for h in self.hosts],
             "flows": [f.to_dict() for f in self.flows],
+            "interfaces": [i.to_dict() for i in self.interfaces],
         }
 
     @classmethod
@@ -216,6 +289,7 @@ class Topology:
             zones=tuple(Zone.from_dict(z) for z in data["zones"]),
             hosts=tuple(Host.from_dict(h) for h in data["hosts"]),
             flows=tuple(Flow.from_dict(f) for f in data["flows"]),
+            interfaces=tuple(Interface.from_dict(i) for i in data.get("interfaces") or ()),
         )
 
     def zone(self, name: str) -> Zone:
@@ -241,6 +315,9 @@ class Topology:
 
     def flows_from(self, host: Host) -> tuple[Flow, ...]:
         return tuple(f for f in self.flows if self.endpoint_covers(f.source, host))
+
+    def interface(self, name: str) -> Interface:
+        return next(i for i in self.interfaces if i.name == name)
 
     def zone_firewalls(self) -> tuple[Host, ...]:
         return tuple(h for h in self.hosts if "zone_firewall" in h.services)
