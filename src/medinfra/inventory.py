@@ -8,6 +8,7 @@ from typing import Any
 from medinfra.collector import default_paths
 from medinfra.segmentation.rules import Allow, forward_rules
 from medinfra.topology.groups import LEGACY_GROUP, MANAGED_GROUP, PHI_GROUP, SLA_PREFIX, ZONE_PREFIX, group_name
+from medinfra.topology.interfaces import served_interfaces
 from medinfra.topology.model import Host, Topology
 
 
@@ -46,6 +47,7 @@ def host_vars(topology: Topology, host: Host) -> dict[str, Any]:
         "medinfra_legacy": host.legacy,
         "medinfra_flows_in": [f.to_dict() for f in topology.flows_to(host)],
         "medinfra_flows_out": [f.to_dict() for f in topology.flows_from(host)],
+        "medinfra_interfaces_in": served_interfaces(topology, host),
         # What a zone firewall must route (and nothing else), the reference its audit probes the live ruleset with.
         "medinfra_forwarded_flows": [allow_dict(rule) for rule in forward_rules(topology)]
         if "zone_firewall" in host.services

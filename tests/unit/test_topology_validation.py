@@ -416,6 +416,40 @@ def hospital_documents(draw: st.DrawFn) -> dict[str, Any]:
         proto = draw(st.sampled_from(["tcp", "udp", "icmp"]))
         ports = {} if proto == "icmp" else {"ports": draw(st.lists(port, min_size=1, max_size=3))}
         flows.append({"from": draw(endpoints), "to": draw(endpoints), "proto": proto, **ports, "purpose": draw(LINE)})
+    interfaces = []
+    identities = {
+        "dicom": st.fixed_dictionaries({"calling_ae": st.just("CT01"), "called_ae": st.just("PACS01")}),
+        "hl7v2-mllp": st.fixed_dictionaries({
+            key: st.sampled_from(["HIS", "LIS", "LAB 1"])
+            for key in ("sending_application", "sending_facility", "receiving_application", "receiving_facility")
+        }),
+        "fhir": st.fixed_dictionaries({"base_path": st.just("/fhir"), "fhir_version": st.just("4.0.1")}),
+        "https": st.fixed_dictionaries({}, optional={"path": st.just("/api")}),
+        "sftp": st.just({}),
+    }
+    for index in range(draw(st.integers(0, 3)) if len(host_names) >= 2 else 0):
+        source, destination = draw(st.lists(st.sampled_from(host_names), min_size=2, max_size=2, unique=True))
+        protocol = draw(st.sampled_from(sorted(identities)))
+        interfaces.append({
+            "name": f"if{index}",
+            "from": source,
+            "to": destination,
+            "protocol": protocol,
+            "port": draw(st.integers(1, 65535)),
+            "tls": draw(st.booleans()),
+            **_optional(draw, "phi", st.booleans()),
+            **_optional(draw, "identity", identities[protocol]),
+            "owner": draw(LINE.filter(lambda text: len(text) <= 80)),
+            **_optional(draw, "vendor", st.fixed_dictionaries({"name": st.just("Vendor Co.")},
+                                                             optional={"contact": st.just("support@vendor.test")})),
+            "sla": draw(st.sampled_from(sla_names)),
+            **_optional(draw, "change_window", st.just("Sun 02:00-04:00")),
+            **_optional(draw, "latency_budget_ms", st.integers(1, 600000)),
+            **_optional(draw, "dependents", st.lists(st.sampled_from(["wards", "radiology"]), unique=True)),
+            **_optional(draw, "description", FREE_TEXT),
+        })
+        if protocol in ("dicom", "hl7v2-mllp", "fhir"):
+            interfaces[-1]["identity"] = draw(identities[protocol])
     return {
         "site": {
             "name": "site" + draw(SUFFIXES),
@@ -436,6 +470,7 @@ def hospital_documents(draw: st.DrawFn) -> dict[str, Any]:
         "zones": zones,
         "hosts": hosts,
         "flows": flows,
+        **({"interfaces": interfaces} if interfaces else {}),
     }
 
 

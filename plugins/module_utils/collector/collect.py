@@ -28,7 +28,7 @@ from .host import (
     collect_sysctl,
 )
 from .logs import collect_logging
-from .monitoring import collect_monitoring
+from .monitoring import collect_monitoring, probed_interfaces
 from .network import collect_network
 from .pam import collect_pam
 from .paths import path_problems
@@ -90,6 +90,9 @@ def collect(paths: Mapping[str, str]) -> dict[str, Json]:
     facts["tls"] = safe(lambda: collect_tls(facts["sockets"]))
     facts["turn"] = safe(lambda: with_turn_tls_endpoints(facts["turn"], facts["tls"]))
     facts["monitoring"], facts["turn"] = with_pki_placement(facts["monitoring"], facts["turn"], paths["pki"])
+    prometheus = facts["monitoring"].get("prometheus") if isinstance(facts["monitoring"], dict) else None
+    if isinstance(prometheus, dict) and prometheus.get("running"):
+        prometheus["interfaces"] = safe(lambda: probed_interfaces(prometheus, paths["pki"]))
     facts["backup"] = safe(
         lambda: collect_backup(facts["services"], facts["network"], paths["backup_config"], paths["backup_state"])
     )

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import functools
 import json
 import os
 import re
+import ssl
+import urllib.parse
+import urllib.request
 
 from .base import Json, file_facts, read_text, safe, unavailable
 from .processes import Process, command_flags, find_processes, listens_everywhere
@@ -28,6 +33,14 @@ DEFAULT_LISTEN_ADDRESS = {
 }
 
 FILE_SD_DIRECTORY = "/etc/prometheus/file_sd"
+# The password Prometheus itself presents to the monitoring server's services (role monitoring_server's
+# monitoring_server_secrets_dir): root reads it to ask Prometheus what its interface probes saw.
+PROMETHEUS_PASSWORD_FILE = "/etc/prometheus/secrets/internal.password"
+# The probes' verdict and round trip per interface, as Prometheus last scraped them (the metric contract of
+# plugins/module_utils/interface_probe.py). Series of a stopped probe go stale and vanish: "not probed".
+INTERFACE_QUERIES = {"result": "medinfra_interface_result == 1", "latency": "medinfra_interface_latency_seconds"}
+API_TIMEOUT = 10
+API_LIMIT = 4 * 1024 * 1024
 
 BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
 
@@ -267,3 +280,59 @@ def collect_monitoring(proc: str = "/proc", file_sd: str = FILE_SD_DIRECTORY) ->
         blackbox = file_sd_targets(os.path.join(file_sd, "blackbox.json"))
         prometheus["blackbox_targets"] = len(blackbox) if isinstance(blackbox, list) else blackbox
     return facts
+
+
+def query_prometheus(address: str, ca_file: str, password: str, query: str) -> str:
+    """The raw answer of Prometheus' instant-query API at ``address`` (TLS verified against the site CA)."""
+    context = ssl.create_default_context(cafile=ca_file)
+    url = f"https://{address}/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    request = urllib.request.Request(url)
+    token = base64.b64encode(f"prometheus:{password}".encode()).decode()
+    request.add_header("Authorization", f"Basic {token}")
+    with urllib.request.urlopen(request, timeout=API_TIMEOUT, context=context) as response:
+        return str(response.read(API_LIMIT).decode("utf-8", "replace"))
+
+
+def vector_series(answer: str) -> list[tuple[dict[str, str], str]]:
+    """(labels, value) of each series of an instant-query answer; ValueError when it is not a successful vector."""
+    document = json.loads(answer)
+    data = document.get("data") if isinstance(document, dict) else None
+    if document.get("status") != "success" or not isinstance(data, dict) or data.get("resultType") != "vector":
+        raise ValueError(f"not a successful vector answer: status {document.get('status')!r}")
+    series = []
+    for item in data.get("result") or []:
+        metric, value = item.get("metric"), item.get("value")
+        if isinstance(metric, dict) and isinstance(value, list) and len(value) == 2:
+            series.append(({str(k): str(v) for k, v in metric.items()}, str(value[1])))
+    return series
+
+
+def interface_states(result_answer: str, latency_answer: str) -> Json:
+    """Each probed interface's verdict ({up, result, latency_seconds}) from the two answers of INTERFACE_QUERIES."""
+    states: dict[str, dict[str, Json]] = {}
+    for labels, _ in vector_series(result_answer):
+        name, result = labels.get("interface"), labels.get("result")
+        if name and result:
+            states[name] = {"up": result == "ok", "result": result, "latency_seconds": None}
+    for labels, value in vector_series(latency_answer):
+        state = states.get(labels.get("interface", ""))
+        if state is not None:
+            with contextlib.suppress(ValueError):  # "NaN" parses; anything else leaves the round trip unknown
+                state["latency_seconds"] = round(float(value), 6)
+    return states
+
+
+def probed_interfaces(prometheus: dict[str, Json], pki: str) -> Json:
+    """What the running Prometheus last saw of every interface probe, asked over its own API."""
+    listen = prometheus.get("listen_addresses")
+    address = listen[0] if isinstance(listen, list) and listen else None
+    password = read_text(PROMETHEUS_PASSWORD_FILE)
+    if not isinstance(address, str) or listens_everywhere(address):
+        return unavailable(f"Prometheus listens on {address!r}, not on an address of its own to ask")
+    if password is None:
+        return unavailable(f"{PROMETHEUS_PASSWORD_FILE} not readable")
+    ca_file = os.path.join(pki, "ca.crt")
+    answers = {
+        name: query_prometheus(address, ca_file, password.strip(), query) for name, query in INTERFACE_QUERIES.items()
+    }
+    return interface_states(answers["result"], answers["latency"])

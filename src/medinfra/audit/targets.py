@@ -36,6 +36,7 @@ INVENTORY_VIEW = {
     "site": "medinfra_site",
     "zones": "medinfra_zones",
     "flows_in": "medinfra_flows_in",
+    "interfaces_in": "medinfra_interfaces_in",
     "forwarded_flows": "medinfra_forwarded_flows",
     "data_paths": "medinfra_data_paths",
     # Where the host keeps medinfra's shared files: the collector reads them there (site default when unset).
@@ -93,6 +94,7 @@ def inventory_view(hostvars: Mapping[str, Any]) -> dict[str, Any]:
     view["groups"] = sorted(view["groups"] or [])
     view["zones"] = list(view["zones"] or [])
     view["flows_in"] = list(view["flows_in"] or [])
+    view["interfaces_in"] = list(view["interfaces_in"] or [])
     view["forwarded_flows"] = list(view["forwarded_flows"] or [])
     view["data_paths"] = list(view["data_paths"] or [])
     view["paths"] = default_paths() if view["paths"] is None else view["paths"]

@@ -10,6 +10,9 @@ that no host shows alone:
 - `site.monitoring.scraped_by`: those among them whose running Prometheus has this host as a node
   target (a target in its file_sd `node.json` whose `instance` label is the host's name, or whose
   address is the host's name or its inventory `address`).
+- `site.interfaces`: for each interface the host serves (inventory `interfaces_in`), the verdict of its
+  protocol probe as the servers' Prometheus last scraped it (`up`, `result`, `latency_seconds`), or
+  `result: not probed` when no server's Prometheus has it.
 
 When no monitoring server is part of the audit, `site.monitoring` is unavailable (a check reading it
 gives `error`: the audit cannot say); when this host is scraped by none and some server's targets
@@ -128,11 +131,61 @@ def monitoring_view(host: HostEvidence, servers: Mapping[str, set[str] | str]) -
     return view
 
 
+def probe_states(servers: Iterable[str], roots: Mapping[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """What the audited monitoring servers' Prometheus last saw of each interface probe, and why a server could not
+    say (its evidence's monitoring.prometheus.interfaces, unavailable or absent)."""
+    states: dict[str, Any] = {}
+    unknown: list[str] = []
+    for server in sorted(servers):
+        root = roots[server]
+        try:
+            seen = None if root is None else resolve(root, (), ("monitoring", "prometheus", "interfaces"))
+        except Undecided as exc:
+            unknown.append(f"{server}: {exc}")
+            continue
+        if isinstance(seen, Mapping):
+            for name, state in seen.items():
+                if isinstance(state, Mapping) and (name not in states or state.get("up") is True):
+                    states[name] = dict(state)
+        elif seen is not None:
+            unknown.append(f"{server}: monitoring.prometheus.interfaces absent from the evidence")
+    return states, unknown
+
+
+def interfaces_view(
+    host: HostEvidence, servers: Mapping[str, Any], states: Mapping[str, Any], unknown: list[str]
+) -> Any:
+    """The probe verdict of every interface ``host`` serves (inventory.interfaces_in), as the monitoring saw it."""
+    if not servers:
+        return unavailable(
+            "no monitoring server is part of this audit (a host with the monitoring_server service or a running "
+            "Prometheus); audit it together with this host"
+        )
+    view: list[dict[str, Any]] = []
+    for interface in host.inventory.get("interfaces_in") or ():
+        name = str(interface.get("name", "")) if isinstance(interface, Mapping) else ""
+        state = states.get(name)
+        if state is None and unknown:
+            view.append({"name": name, "up": unavailable("; ".join(unknown))})
+        elif state is None:
+            view.append({"name": name, "up": False, "result": "not probed", "latency_seconds": None})
+        else:
+            view.append({"name": name, **state})
+    return view
+
+
 def site_views(hosts: Sequence[HostEvidence], roots: Mapping[str, Any] | None = None) -> dict[str, dict[str, Any]]:
     """The `site` tree of every host: what the audit as a whole says about it (the pre-pass)."""
     roots = roots if roots is not None else {host.host: evidence_root(host) for host in hosts}
     servers = monitoring_servers(hosts, roots)
-    return {host.host: {"monitoring": monitoring_view(host, servers)} for host in hosts}
+    states, unknown = probe_states(servers, roots)
+    return {
+        host.host: {
+            "monitoring": monitoring_view(host, servers),
+            "interfaces": interfaces_view(host, servers, states, unknown),
+        }
+        for host in hosts
+    }
 
 
 def matching_waivers(waivers: Iterable[Waiver], control: str, host: HostEvidence) -> list[Waiver]:

@@ -6,10 +6,19 @@ interface_flows_declared and interface_phi_encrypted, from the same functions).
 
 from __future__ import annotations
 
+from typing import Any
+
 from medinfra.problems import DocPath
-from medinfra.topology.model import Interface, Topology
+from medinfra.topology.model import Host, Interface, Topology
 
 Finding = tuple[DocPath, str]
+
+# AE titles DICOM software ships with (Orthanc, dcmtk's tools and SCPs, common PACS and viewer defaults): an AE
+# check that accepts one of them accepts any installation of that software, so a site must choose its own.
+DEFAULT_AE_TITLES = frozenset({
+    "ORTHANC", "ANY-SCP", "ANY-SCU", "ECHOSCU", "STORESCU", "STORESCP", "FINDSCU", "MOVESCU", "GETSCU", "DCMQRSCP",
+    "DCMRECV", "DCMSEND", "PYNETDICOM", "DCM4CHEE", "CONQUESTSRV1", "PACS", "SCU", "SCP", "AE_TITLE",
+})
 
 
 def flow_declared(topology: Topology, interface: Interface) -> bool:
@@ -45,3 +54,31 @@ def interface_warnings(topology: Topology) -> list[Finding]:
             zones = f"{topology.host(interface.source).zone} to {topology.host(interface.destination).zone}"
             findings.append((("interfaces", index, "tls"), f"carries PHI from zone {zones} without TLS"))
     return findings
+
+
+def default_ae_titles(interface: Interface) -> list[str]:
+    """The interface's declared AE titles that are software defaults (upper-cased: AE titles are compared so)."""
+    titles = (interface.identity.get(key, "") for key in ("calling_ae", "called_ae"))
+    return sorted({title for title in titles if title.upper() in DEFAULT_AE_TITLES})
+
+
+def served_interfaces(topology: Topology, host: Host) -> list[dict[str, Any]]:
+    """The interfaces ``host`` serves, with what the audit judges of each (the inventory's medinfra_interfaces_in)."""
+    return [
+        {
+            "name": interface.name,
+            "from": interface.source,
+            "protocol": interface.protocol,
+            "port": interface.port,
+            "tls": interface.tls,
+            "phi": interface.phi,
+            "owner": interface.owner,
+            "sla": interface.sla,
+            "flow_declared": flow_declared(topology, interface),
+            "crosses_zones": crosses_zones(topology, interface),
+            "plaintext_phi_across_zones": plaintext_phi_across_zones(topology, interface),
+            "default_ae_titles": default_ae_titles(interface),
+        }
+        for interface in topology.interfaces
+        if interface.destination == host.name
+    ]
