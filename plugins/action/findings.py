@@ -18,7 +18,7 @@ from ansible_collections.medinfra.hospital.plugins.plugin_utils.medinfra_package
 
 try:
     from medinfra.audit import received
-    from medinfra.audit.results import AuditRun, HostResult, exit_code, judge, summary_text
+    from medinfra.audit.results import AuditRun, HostResult, exit_code, interface_states, judge_run, summary_text
     from medinfra.audit.targets import INVENTORY_VIEW, SECRET_VARIABLES, host_secrets, inventory_view
     from medinfra.compliance.catalog import load_catalog, load_waivers
     from medinfra.history.store import default_history_location
@@ -98,18 +98,19 @@ class ActionModule(ActionBase):  # type: ignore[misc]
             name: inventory_view(plain({v: hostvars[name].get(v) for v in INVENTORY_VIEW.values()})) for name in names
         }
         now = datetime.now(UTC)
-        findings = judge(results, views, catalog, waivers, now)
+        judged = judge_run(results, views, catalog, waivers, now)
         begun = started_at(results, now)
         run = AuditRun(
             "ansible",
             str(args.get("inventory") or task_vars.get("inventory_dir", "")),
             begun,
             results,
-            findings,
+            judged.findings,
             catalog,
             waivers,
             (now - begun).total_seconds(),
             views=views,
+            interfaces=interface_states(judged),
         )
         # history: a path or postgresql:// URL; an empty string keeps this run out of the history.
         history = args.get("history", default_history_location()) or None

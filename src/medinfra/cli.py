@@ -249,7 +249,7 @@ def audit_run(args: argparse.Namespace, limit: str | None, fixes: str | None = N
     `audit` does, and what `fix --apply` does to prove its changes. `waivers` apply unless --waivers gives a file."""
     # First: pyinfra's transport patches the standard library for gevent before sockets exist.
     from medinfra.audit.pyinfra_transport import collect_evidence, quiet_hub
-    from medinfra.audit.results import AuditRun, HostResult, judge
+    from medinfra.audit.results import AuditRun, HostResult, interface_states, judge_run
     from medinfra.audit.targets import load_targets
     from medinfra.compliance.catalog import load_catalog, load_waivers
     from medinfra.report.publish import check_output_directory, publish
@@ -276,9 +276,9 @@ def audit_run(args: argparse.Namespace, limit: str | None, fixes: str | None = N
 
     results = collect_evidence(targets, connect_timeout=args.timeout, parallel=args.forks, progress=progress)
     views = {target.name: target.inventory for target in targets}
-    findings = judge(results, views, catalog, waivers, datetime.now(UTC))
-    run = AuditRun("pyinfra", str(args.inventory), started, results, findings, catalog, waivers,
-                   time.monotonic() - clock, views=views, fixes=fixes)
+    judged = judge_run(results, views, catalog, waivers, datetime.now(UTC))
+    run = AuditRun("pyinfra", str(args.inventory), started, results, judged.findings, catalog, waivers,
+                   time.monotonic() - clock, views=views, fixes=fixes, interfaces=interface_states(judged))
     published = publish(run, args.out, history, args.sign, site_topology(args.inventory))
     if published.history_error is not None:
         print(f"medinfra: history: this run was NOT recorded ({published.history_error}); the reports are complete",

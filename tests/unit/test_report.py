@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 
 from benchmarks.synthetic import synthetic_run
-from medinfra.audit.results import AuditRun, HostResult, findings_document, judge
+from medinfra.audit.results import AuditRun, HostResult, findings_document, interface_states, judge, judge_run
 from medinfra.cli import main
 from medinfra.compliance.evaluate import evaluate
 from medinfra.compliance.model import Bilingual, HostEvidence, Status, Waiver
+from medinfra.report.findings_file import document_problems
 from medinfra.report.html import render_html
 from medinfra.report.model import build_report
 from medinfra.report.publish import publish
@@ -348,3 +349,41 @@ def test_html_next_steps_escape_hostile_text_and_say_when_nothing_is_open():
     assert "\x1b" not in page
     empty = render_html(plan_report([]), "en")
     assert "Nothing is open: no control fails without a waiver." in empty and 'class="next-step"' not in empty
+
+
+def test_the_interfaces_a_host_serves_are_listed_with_their_probe_verdict_and_owner():
+    """his-01 serves two interfaces; the monitoring server's Prometheus saw one acknowledge and one answer AE."""
+    served = [
+        {"name": "lis-his", "from": "lis-01", "protocol": "hl7v2-mllp", "port": 2575, "tls": False, "phi": True,
+         "owner": "his-team", "vendor": "HIS Co.", "sla": "24x7-critical", "flow_declared": True,
+         "crosses_zones": True, "plaintext_phi_across_zones": True, "default_ae_titles": []},
+        {"name": "his-fhir", "from": "ws-01", "protocol": "fhir", "port": 443, "tls": True, "phi": True,
+         "owner": "his-team", "vendor": None, "sla": "24x7-critical", "flow_declared": True,
+         "crosses_zones": True, "plaintext_phi_across_zones": False, "default_ae_titles": []},
+    ]
+    server_evidence = evidence()
+    server_evidence["facts"]["monitoring"] = {"prometheus": {"running": True, "node_targets": [], "interfaces": {
+        "lis-his": {"up": False, "result": "ack_negative", "latency_seconds": 0.0021},
+        "his-fhir": {"up": True, "result": "ok", "latency_seconds": 0.0123},
+    }}}
+    results = [
+        HostResult("his-01", "audited", "", evidence(), 0.1),
+        HostResult("mon-01", "audited", "", server_evidence, 0.1),
+    ]
+    views = {
+        "his-01": {"groups": [], "zone": "his", "site": "test", "services": ["his_app"], "interfaces_in": served},
+        "mon-01": {"groups": [], "zone": "mgmt", "site": "test", "services": ["monitoring_server"]},
+    }
+    judged = judge_run(results, views, CATALOG, (), NOW)
+    run = AuditRun("pyinfra", "inv", NOW, results, judged.findings, CATALOG, (), 1.0, views=views,
+                   interfaces=interface_states(judged))
+    document = findings_document(run)
+    assert document_problems("findings.json", document) == []
+    assert "interfaces" not in document["hosts"][1]
+    html = render_html(build_report(document), "en")
+    rows = re.findall(r'<tr class="interface" data-interface="([^"]+)" data-up="([^"]+)">(.*?)</tr>', html, re.S)
+    assert [(name, up) for name, up, _ in rows] == [("lis-his", "false"), ("his-fhir", "true")]
+    assert "lis-01 → his-01:2575" in rows[0][2] and "his-team" in rows[0][2] and "HIS Co." in rows[0][2]
+    assert "ack_negative" in rows[0][2] and "2 ms" in rows[0][2]
+    assert "hl7v2-mllp</td>" in rows[0][2] and "fhir / TLS</td>" in rows[1][2]
+    assert "临床接口" in render_html(build_report(document), "zh")

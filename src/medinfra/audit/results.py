@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from medinfra import __version__
-from medinfra.compliance.evaluate import evaluate
+from medinfra.compliance.evaluate import Judgement, judgement
 from medinfra.compliance.model import (
     FRAMEWORKS,
     SEVERITIES,
@@ -63,6 +63,8 @@ class AuditRun:
     views: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     run_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     fixes: str | None = None  # the run id of the audit whose failures `medinfra fix` repaired before this run
+    # What the monitoring saw of each interface a host serves (interface_states), for the reports.
+    interfaces: Mapping[str, Sequence[Mapping[str, Any]]] = field(default_factory=dict)
 
     @property
     def site(self) -> str:
@@ -79,8 +81,28 @@ def judge(
     now: datetime,
 ) -> list[Finding]:
     """Findings for the hosts that gave evidence."""
+    return judge_run(results, views, catalog, waivers, now).findings
+
+
+def judge_run(
+    results: Iterable[HostResult],
+    views: Mapping[str, Mapping[str, Any]],
+    catalog: Catalog,
+    waivers: Sequence[Waiver],
+    now: datetime,
+) -> Judgement:
+    """`judge`, with the site tree each host was judged with."""
     evidence = [HostEvidence(r.host, r.evidence, views.get(r.host, {})) for r in results if r.evidence is not None]
-    return evaluate(evidence, catalog, waivers, now)
+    return judgement(evidence, catalog, waivers, now)
+
+
+def interface_states(judged: Judgement) -> dict[str, list[dict[str, Any]]]:
+    """The probe verdict of each interface each host serves (`site.interfaces`), for hosts that serve any."""
+    return {
+        host: site["interfaces"]
+        for host, site in judged.sites.items()
+        if isinstance(site.get("interfaces"), list) and site["interfaces"]
+    }
 
 
 @dataclass(frozen=True)
@@ -246,9 +268,9 @@ def run_header(run: AuditRun) -> dict[str, Any]:
 
 
 def host_record(run: AuditRun, host: HostResult) -> dict[str, Any]:
-    """One host of a run: how its collection went, where it sits in the inventory."""
+    """One host of a run: how its collection went, where it sits in the inventory, the interfaces it serves."""
     view = run.views.get(host.host, {})
-    return {
+    record = {
         "name": host.host,
         "status": host.status,
         "reason": host.reason,
@@ -256,6 +278,22 @@ def host_record(run: AuditRun, host: HostResult) -> dict[str, Any]:
         "groups": list(view.get("groups") or ()),
         "collected_at": (host.evidence or {}).get("collected_at"),
         "collector_version": (host.evidence or {}).get("collector_version"),
+    }
+    served = [i for i in view.get("interfaces_in") or () if isinstance(i, Mapping)]
+    if served:
+        seen = {str(s.get("name")): s for s in run.interfaces.get(host.host, ())}
+        record["interfaces"] = [interface_record(i, seen.get(str(i.get("name")))) for i in served]
+    return record
+
+
+def interface_record(interface: Mapping[str, Any], seen: Mapping[str, Any] | None) -> dict[str, Any]:
+    """An interface a host serves, as the topology declares it and as its probe last answered (None: not judged)."""
+    up = (seen or {}).get("up")
+    return {
+        **{key: interface.get(key) for key in ("name", "from", "protocol", "port", "tls", "owner", "vendor", "sla")},
+        "up": up if isinstance(up, bool) else None,
+        "result": (seen or {}).get("result") if isinstance(up, bool) else None,
+        "latency_seconds": (seen or {}).get("latency_seconds") if isinstance(up, bool) else None,
     }
 
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -218,10 +219,23 @@ def evaluate_control(
     return Finding(host.host, control.id, status, outcome.reason, outcome.excerpt)
 
 
+@dataclass(frozen=True)
+class Judgement:
+    """The findings of an audit and the site tree of each host they were judged with (the pre-pass)."""
+
+    findings: list[Finding]
+    sites: dict[str, dict[str, Any]]
+
+
 def evaluate(
     hosts: Iterable[HostEvidence], catalog: Catalog, waivers: Sequence[Waiver], now: datetime
 ) -> list[Finding]:
     """Findings for every control on every host, in host then control order (after the site pre-pass)."""
+    return judgement(hosts, catalog, waivers, now).findings
+
+
+def judgement(hosts: Iterable[HostEvidence], catalog: Catalog, waivers: Sequence[Waiver], now: datetime) -> Judgement:
+    """`evaluate`, keeping the site pre-pass for the reports (each interface's probe verdict)."""
     hosts = list(hosts)
     roots = {host.host: evidence_root(host) for host in hosts}
     sites = site_views(hosts, roots)
@@ -237,4 +251,4 @@ def evaluate(
                 )
             else:
                 findings.append(evaluate_control(control, host, root, waivers, now))
-    return findings
+    return Judgement(findings, sites)

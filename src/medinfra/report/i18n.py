@@ -107,6 +107,21 @@ UI: dict[str, tuple[str, str]] = {
         "If this directory was signed, check that nothing was altered with: medinfra verify DIR --pubkey KEY",
         "若本目录已签名，可用以下命令校验文件未被篡改：medinfra verify 目录 --pubkey 公钥",
     ),
+    "interfaces": ("Clinical interfaces", "临床接口"),
+    "interfaces_note": (
+        "Each interface the audited hosts serve, with what its protocol probe last answered in the monitoring "
+        "server's Prometheus at audit time (HL7 acknowledgement, DICOM C-ECHO, FHIR CapabilityStatement, HTTPS).",
+        "被审计主机提供的每个接口，及审计时监控服务器 Prometheus 中其协议探测的最近结果（HL7 确认、DICOM C-ECHO、"
+        "FHIR CapabilityStatement、HTTPS）。",
+    ),
+    "interface": ("Interface", "接口"),
+    "protocol": ("Protocol", "协议"),
+    "path": ("From → to", "源 → 目标"),
+    "vendor": ("Vendor", "厂商"),
+    "latency": ("Round trip", "往返时间"),
+    "up": ("up", "正常"),
+    "down": ("down", "异常"),
+    "unknown": ("not known", "未知"),
     "next_steps": ("What to do next", "下一步整改"),
     "next_steps_note": (
         "Every control that fails and is not waived, most severe first. Due: when the expired waiver that covered it "

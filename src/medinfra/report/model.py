@@ -61,6 +61,24 @@ class HostInfo:
 
 
 @dataclass(frozen=True)
+class InterfaceState:
+    """A clinical interface a host serves and what its protocol probe last answered (up None: not known)."""
+
+    name: str
+    source: str
+    destination: str
+    protocol: str
+    port: int
+    tls: bool
+    owner: str
+    vendor: str | None
+    sla: str
+    up: bool | None
+    result: str | None
+    latency_seconds: float | None
+
+
+@dataclass(frozen=True)
 class ClauseResult:
     id: str
     title: Bilingual
@@ -128,6 +146,7 @@ class Report:
     zones: Mapping[str, Tally]
     history: HistoryContext = HistoryContext()
     by_control: Mapping[str, ControlResult] = field(default_factory=dict)
+    interfaces: tuple[InterfaceState, ...] = ()
 
     def failing_controls(self) -> list[ControlResult]:
         """Controls with a failure, error or waiver first (most severe, most hosts), then the rest."""
@@ -270,4 +289,12 @@ def build_report(document: Mapping[str, Any], history: HistoryContext = HistoryC
             cid: ControlResult(controls[cid], tally(by_control.get(cid, ())), tuple(by_control.get(cid, ())))
             for cid in controls
         },
+        interfaces=tuple(
+            InterfaceState(
+                i["name"], i["from"], h["name"], i["protocol"], i["port"], i["tls"], i["owner"], i["vendor"], i["sla"],
+                i["up"], i["result"], i["latency_seconds"],
+            )
+            for h in head["hosts"]
+            for i in h.get("interfaces", ())
+        ),
     )

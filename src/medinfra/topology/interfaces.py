@@ -73,6 +73,7 @@ def served_interfaces(topology: Topology, host: Host) -> list[dict[str, Any]]:
             "tls": interface.tls,
             "phi": interface.phi,
             "owner": interface.owner,
+            "vendor": interface.vendor.name if interface.vendor else None,
             "sla": interface.sla,
             "flow_declared": flow_declared(topology, interface),
             "crosses_zones": crosses_zones(topology, interface),
