@@ -106,6 +106,10 @@ def candidates(topology: Topology, name: str) -> tuple[str, ...]:
     return tuple(kind for kind in KINDS if found[kind])
 
 
+def _kinds(kinds: Sequence[str]) -> str:
+    return " and ".join(f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}" for kind in kinds)
+
+
 def resolve(topology: Topology, name: str, kind: str | None = None) -> str:
     """The kind of target `name` is (the one asked for, or the only one); ValueError saying what exists otherwise."""
     kinds = candidates(topology, name)
@@ -115,7 +119,7 @@ def resolve(topology: Topology, name: str, kind: str | None = None) -> str:
         return kinds[0]
     if kind is None and kinds:
         choices = " or ".join(f"--kind {k}" for k in kinds)
-        raise ValueError(f"{name!r} is a {' and a '.join(kinds)}: say which with {choices}")
+        raise ValueError(f"{name!r} is {_kinds(kinds)}: say which with {choices}")
     names = {
         "host": [h.name for h in topology.hosts],
         "zone": [z.name for z in topology.zones],
@@ -128,7 +132,7 @@ def resolve(topology: Topology, name: str, kind: str | None = None) -> str:
     vendors = f"; vendors: {', '.join(names['vendor'])}" if "vendor" in wanted and names["vendor"] else ""
     counts = ", ".join(f"{len(names[k])} {k}s" for k in wanted)
     what = "host, zone, interface or vendor" if kind is None else kind
-    other = f"; it is a {' and a '.join(kinds)}" if kinds else ""
+    other = f"; it is {_kinds(kinds)}" if kinds else ""
     raise ValueError(f"{name!r} is no {what} of site {topology.site.name} (it has {counts}){other}{hint}{vendors}")
 
 
