@@ -690,7 +690,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="inventory directory holding hospital.yml, or the file (default: inventories/lab)")
     impact.add_argument("--kind", choices=("host", "zone", "interface", "vendor"),
                         help="what TARGET names, when the name is more than one kind")
-    add_output_options(impact)
+    # --format only: nothing in the answer is a PASS or FAIL to colour.
+    impact.add_argument("--format", choices=FORMATS, default="text",
+                        help="text for people, or one JSON document (medinfra-impact/1) on stdout (default: text)")
     impact.set_defaults(handler=cmd_impact)
 
     roles = commands.add_parser("roles", help="role tooling")
