@@ -117,6 +117,23 @@ def cmd_topology_validate(args: argparse.Namespace) -> int:
     return EXIT_USAGE if failed else 0
 
 
+def cmd_impact(args: argparse.Namespace) -> int:
+    from medinfra.impact import impact, impact_record, impact_text, resolve
+    from medinfra.topology import load_topology
+
+    topology = load_topology(topology_file(args.inventory))
+    try:
+        kind = resolve(topology, args.target, args.kind)
+    except ValueError as exc:
+        raise refused(topology.source, str(exc)) from None
+    result = impact(topology, args.target, kind)
+    if args.format == "json":
+        print_json(impact_record(result, topology.site.name))
+    else:
+        print(impact_text(result))
+    return 0
+
+
 def cmd_lab_up(args: argparse.Namespace) -> int:
     from medinfra.lab.lab import up
 
@@ -659,6 +676,24 @@ def build_parser() -> argparse.ArgumentParser:
     validate = topology_commands.add_parser("validate", help="check topologies; exit 2 on any problem")
     validate.add_argument("paths", nargs="+", type=Path, metavar="PATH", help="hospital.yml or its inventory directory")
     validate.set_defaults(handler=cmd_topology_validate)
+
+    impact = commands.add_parser(
+        "impact",
+        help="what breaks when a host, zone, interface or vendor's systems are down or upgraded",
+        description="Reads the topology only: the interfaces and flows that go down, the hosts and interfaces that "
+        "depend on them (one step), their SLA classes, owners and vendor contacts to notify, and the alerts that "
+        "will fire. Exit 0; 2: bad input or an unknown TARGET.",
+    )
+    impact.add_argument("target", metavar="TARGET",
+                        help="a host, zone or interface name, or a vendor's name as the interfaces spell it")
+    impact.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
+                        help="inventory directory holding hospital.yml, or the file (default: inventories/lab)")
+    impact.add_argument("--kind", choices=("host", "zone", "interface", "vendor"),
+                        help="what TARGET names, when the name is more than one kind")
+    # --format only: nothing in the answer is a PASS or FAIL to colour.
+    impact.add_argument("--format", choices=FORMATS, default="text",
+                        help="text for people, or one JSON document (medinfra-impact/1) on stdout (default: text)")
+    impact.set_defaults(handler=cmd_impact)
 
     roles = commands.add_parser("roles", help="role tooling")
     roles_commands = subcommands(roles, "roles_command")
