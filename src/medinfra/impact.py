@@ -30,11 +30,10 @@ MONITORING_SERVICE = "monitoring_server"
 # HostUnreachable (`probe_success{module="icmp"} == 0`: the ICMP probe, where a flow lets the monitoring server ping).
 EXPORTER_DOWN, HOST_UNREACHABLE = "ExporterDown", "HostUnreachable"
 HOST_DOWN_ALERTS = (EXPORTER_DOWN, HOST_UNREACHABLE)
-# Interface alerts (rules of the interface probes): every outage is a protocol-level failure. An HL7 v2 peer that is
-# down or being upgraded also leaves our message unacknowledged; a DICOM outage gives connect_failed, never an
-# A-ASSOCIATE-RJ, so DicomAssociationRejected is not implied.
+# The interface alert of roles/monitoring_server/files/medinfra-interfaces.rules.yml an outage fires: a peer that is
+# down refuses the probe's connection (result connect_failed), which no protocol-specific alert (Hl7AckMissing,
+# DicomAssociationRejected: the peer answered) describes.
 INTERFACE_DOWN = "InterfaceDown"
-PROTOCOL_DOWN_ALERTS = {"hl7v2-mllp": "Hl7AckMissing"}
 DEPENDENCY_PROTOCOLS = ("tcp", "udp")
 T = TypeVar("T")
 
@@ -184,11 +183,14 @@ def _alerts(topology: Topology, down: Sequence[Host], interfaces: Sequence[Inter
     if not watchers:
         return [], ["no monitoring server that is not itself down: no alert fires"]
     alerts: list[Alert] = []
-    for interface in interfaces:
-        alerts.append(Alert(INTERFACE_DOWN, interface.name))
-        if interface.protocol in PROTOCOL_DOWN_ALERTS:
-            alerts.append(Alert(PROTOCOL_DOWN_ALERTS[interface.protocol], interface.name))
     unseen: list[str] = []
+    for interface in interfaces:
+        # The probes run on the monitoring servers: only where a flow lets one reach the interface's port.
+        server = topology.host(interface.destination)
+        if any(intended(topology, w, server, "tcp", interface.port) for w in watchers):
+            alerts.append(Alert(INTERFACE_DOWN, interface.name))
+        else:
+            unseen.append(f"no flow lets a monitoring server probe {interface.name}, so {INTERFACE_DOWN} does not fire")
     for host in down:
         if host.legacy:
             unseen.append(f"{host.name} is legacy: it runs no node exporter, so {EXPORTER_DOWN} does not fire")

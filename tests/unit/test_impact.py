@@ -107,9 +107,9 @@ def test_a_vendor_upgrade_takes_down_its_interfaces_and_puts_its_neighbours_at_r
                                            "Regional Health Platform", "Medical Insurance Bureau")
     assert list(result.owners) == ["imaging-team", "integration-team", "his-team", "finance-it"]
     names = [(a.name, a.subject) for a in result.alerts]
-    assert names[:3] == [("InterfaceDown", "his-ris-orders"), ("Hl7AckMissing", "his-ris-orders"),
-                         ("InterfaceDown", "ct-pacs-store")]
-    assert ("DicomAssociationRejected", "ct-pacs-store") not in names  # an outage gives connect_failed
+    assert names[:5] == [("InterfaceDown", name) for name in down(result)]
+    # An outage refuses the probe's connection (connect_failed): no protocol-specific alert.
+    assert not {name for name, _ in names} & {"Hl7AckMissing", "DicomAssociationRejected"}
     assert {(EXPORTER_DOWN, "ris-01"), (HOST_UNREACHABLE, "pacs-02")} <= set(names)
 
 
@@ -207,3 +207,12 @@ def test_the_installed_command() -> None:
                     "Notify:", "SLA classes: 24x7-critical, 24x7-standard", "Alerts:"):
         assert section in lines
     assert any(line.split() == ["Medical", "Insurance", "Bureau", "insurance-it@example.test"] for line in lines)
+
+
+def test_an_interface_no_monitoring_server_may_probe_fires_no_alert(tertiary: Topology) -> None:
+    unprobed = replace(tertiary, flows=tuple(f for f in tertiary.flows if "Interface probes (DICOM" not in f.purpose
+                                             and "Interface probes (HL7, DICOM)" not in f.purpose))
+    result = of(unprobed, "ct-pacs-store")
+    assert ("InterfaceDown", "ct-pacs-store") not in {(a.name, a.subject) for a in result.alerts}
+    assert "no flow lets a monitoring server probe ct-pacs-store, so InterfaceDown does not fire" in result.unseen
+    assert ("InterfaceDown", "ct-pacs-store") in {(a.name, a.subject) for a in of(tertiary, "ct-pacs-store").alerts}
