@@ -260,6 +260,11 @@ def client_certificate_files() -> tuple[Path, Path] | None:
 
 def receive(sock: socket.socket, deadline: float, size: int = 65536) -> bytes:
     sock.settimeout(remaining(deadline))
+    # Acknowledge at once (Linux resets this after each read): a peer that writes one answer in two pieces with
+    # Nagle on otherwise waits for our delayed ACK, adding ~40 ms to every measurement (Orthanc's C-ECHO: 42 ms
+    # instead of 0.4 ms).
+    if hasattr(socket, "TCP_QUICKACK"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 1)
     return sock.recv(size)
 
 
@@ -574,7 +579,8 @@ def echo(sock: socket.socket, deadline: float) -> None:
     while True:
         kind, body = read_pdu(sock, deadline)
         if kind == ABORT:
-            raise ProbeFailure("echo_failed", f"{abort_reason(body)} instead of C-ECHO-RSP")
+            # The peer refuses us on the association it accepted: Orthanc does so for a calling AE it does not know.
+            raise ProbeFailure("association_rejected", f"{abort_reason(body)} in answer to the C-ECHO-RQ")
         if kind != P_DATA_TF:
             raise ProbeFailure("protocol_error", f"PDU type {kind:#04x} instead of P-DATA-TF")
         offset, last = 0, False
@@ -683,7 +689,12 @@ def probe_sftp(interface: Interface, ca_file: str, deadline: float) -> float:
         started, data = time.monotonic(), b""
         # RFC 4253 4.2: the server may send other lines before its identification string.
         while len(data) < 8192:
-            chunk = receive(sock, deadline, 8192 - len(data))
+            try:
+                chunk = receive(sock, deadline, 8192 - len(data))
+            except TimeoutError:
+                if not data:
+                    raise
+                break  # it spoke, but not SSH: a wrong service rather than a slow one
             if not chunk:
                 break
             data += chunk

@@ -171,6 +171,18 @@ def test_abort_during_association_is_association_rejected() -> None:
     assert outcome.result == "association_rejected" and "A-ABORT" in outcome.detail
 
 
+def test_abort_in_answer_to_the_echo_is_association_rejected() -> None:
+    def answers(connection: socket.socket) -> None:
+        read_pdu(connection)
+        connection.sendall(accept_with(0))
+        read_pdu(connection)
+        connection.sendall(probe.pdu(probe.ABORT, bytes([0, 0, 0, 0])))
+
+    outcome = probe.run_probe(dicom_interface(fake_scp(answers)), "")
+    assert outcome.result == "association_rejected"
+    assert outcome.detail == "A-ABORT (source 0, reason 0) in answer to the C-ECHO-RQ"
+
+
 def test_failed_echo_status_is_echo_failed() -> None:
     def answers(connection: socket.socket) -> None:
         kind, _ = read_pdu(connection)

@@ -5,13 +5,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from plugins.module_utils import interface_probe as probe
 
 
-def banner_server(data: bytes) -> int:
+def banner_server(data: bytes, linger: float = 1.0) -> int:
     listener = socket.create_server(("127.0.0.1", 0))
 
     def serve() -> None:
@@ -19,7 +20,7 @@ def banner_server(data: bytes) -> int:
             connection, _ = listener.accept()
             with connection:
                 connection.sendall(data)
-                time.sleep(0.5)
+                time.sleep(linger)
 
     threading.Thread(target=serve, daemon=True).start()
     port: int = listener.getsockname()[1]
@@ -41,15 +42,22 @@ def sftp(port: int, timeout: float = 2.0) -> probe.Interface:
     ],
 )
 def test_ssh_banner(data: bytes, result: str) -> None:
-    outcome = probe.run_probe(sftp(banner_server(data)), "")
+    started = time.monotonic()
+    outcome = probe.run_probe(sftp(banner_server(data), timeout=0.3), "")
     assert outcome.result == result
+    assert time.monotonic() - started < 0.5  # the FTP greeting ends at the deadline, not when the peer closes
 
 
 def test_silent_server_is_timeout() -> None:
     assert probe.run_probe(sftp(banner_server(b""), timeout=0.2), "").result == "timeout"
 
 
-def test_sftp_never_uses_tls(tmp_path) -> None:
+def test_closing_server_is_protocol_error() -> None:
+    outcome = probe.run_probe(sftp(banner_server(b"", linger=0)), "")
+    assert outcome.result == "protocol_error" and "no SSH identification string" in outcome.detail
+
+
+def test_sftp_never_uses_tls(tmp_path: Path) -> None:
     config = tmp_path / "probe.json"
     config.write_text('{"interfaces": {"s": {"protocol": "sftp", "host": "127.0.0.1", "port": 22, "tls": true}}}')
     assert probe.load_config(str(config)).interfaces["s"].tls is False

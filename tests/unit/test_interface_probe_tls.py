@@ -261,6 +261,23 @@ def test_plain_tcp_peer_on_a_tls_interface_is_tls_failed(pki: Pki) -> None:
     assert outcome.result == "tls_failed"
 
 
+def test_hl7_over_tls(pki: Pki, tmp_path: Path) -> None:
+    """MLLP inside TLS (tls: true): a TLS listener answering with the stand-in's own logic."""
+    listener = tls_server_context(pki).wrap_socket(socket.create_server(("127.0.0.1", 0)), server_side=True)
+
+    def serve() -> None:
+        with listener:
+            connection, _ = listener.accept()
+            with connection:
+                message = probe.MllpReader(connection).next(time.monotonic() + 3)
+                connection.sendall(probe.standin_answer(message or b"", str(tmp_path / "mode")) or b"")
+
+    threading.Thread(target=serve, daemon=True).start()
+    hl7 = interface("lis-his-results", "hl7v2-mllp", listener.getsockname()[1], identity=HL7_IDENTITY)
+    outcome = probe.run_probe(hl7, str(pki.ca))
+    assert (outcome.result, outcome.detail) == ("ok", "")
+
+
 # ---------------------------------------------------------------- DICOM over TLS (dcmtk storescp)
 
 
@@ -419,6 +436,12 @@ def test_exporter_answers_the_metric_contract(pki: Pki, exporter: tuple[int, Pat
     }
     samples = parse_metrics(scrape(pki, port, "/probe?interface=his-fhir")[2])
     assert (samples["medinfra_interface_probes_total"], samples["medinfra_interface_failures_total"]) == (2, 0)
+    # Prometheus' own linter on the exposition.
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool (Debian package prometheus) is not installed: run scripts/install-deps.sh")
+    lint = subprocess.run([promtool, "check", "metrics"], input=text, capture_output=True, text=True, check=False)
+    assert (lint.returncode, lint.stdout, lint.stderr) == (0, "", "")
 
 
 def test_exporter_counts_failures_per_interface(pki: Pki, exporter: tuple[int, Path]) -> None:
