@@ -40,6 +40,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 PROTOCOLS = ("hl7v2-mllp", "dicom", "fhir", "https", "sftp")
+# medinfra_interface_result's values (the metric contract the alert rules and the audit read).
 RESULTS = (
     "ok",
     "connect_failed",
@@ -72,6 +73,8 @@ class ProbeFailure(Exception):
     """A probe ended without the answer it needs: `result` is one of RESULTS, the message says why."""
 
     def __init__(self, result: str, detail: str, latency: float | None = None) -> None:
+        if result not in RESULTS:
+            raise ValueError(f"{result!r} is not a result of the metric contract")
         super().__init__(detail)
         self.result = result
         self.latency = latency
@@ -339,7 +342,7 @@ def new_control_id() -> str:
     return "MI" + secrets.token_hex(8).upper()
 
 
-def test_message(identity: Mapping[str, str], control_id: str) -> str:
+def probe_message(identity: Mapping[str, str], control_id: str) -> str:
     """An application management message (NMD^N02) with processing id T: a receiver acknowledges it without
     touching patient data."""
     header = "|".join(
@@ -410,7 +413,7 @@ def probe_hl7(interface: Interface, ca_file: str, deadline: float) -> float:
         started = time.monotonic()
         try:
             sock.settimeout(remaining(deadline))
-            sock.sendall(frame(test_message(interface.identity, control_id)))
+            sock.sendall(frame(probe_message(interface.identity, control_id)))
         except TimeoutError:
             raise ProbeFailure("ack_missing", "the listener took no message before the deadline") from None
         except ConnectionError as exc:
