@@ -666,7 +666,8 @@ def probe_fhir(interface: Interface, ca_file: str, deadline: float) -> float:
     try:
         document = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise ProbeFailure("fhir_version", f"GET {path}: the body is not JSON, so not a CapabilityStatement") from None
+        why = f"GET {path}: the body is not JSON, so not a CapabilityStatement"
+        raise ProbeFailure("fhir_version", why, latency) from None
     kind = document.get("resourceType") if isinstance(document, dict) else type(document).__name__
     if kind != "CapabilityStatement":
         raise ProbeFailure("fhir_version", f"GET {path}: a {kind!r}, not a CapabilityStatement", latency)

@@ -64,7 +64,7 @@ def test_standin_acknowledges_the_probe_with_aa(standin: tuple[int, Path]) -> No
     port, _ = standin
     outcome = probe.run_probe(hl7_interface(port), "")
     assert (outcome.result, outcome.up, outcome.detail) == ("ok", True, "")
-    assert outcome.latency_seconds is not None and 0 < outcome.latency_seconds < 0.5
+    assert outcome.latency_seconds is not None and 0 < outcome.latency_seconds < 1
 
 
 def test_standin_ack_swaps_identity_and_copies_processing_id(standin: tuple[int, Path]) -> None:

@@ -229,6 +229,7 @@ def test_fhir_failures(pki: Pki, https_port: int, base_path: str, result: str, d
     outcome = probe.run_probe(fhir(https_port, base_path), str(pki.ca))
     assert outcome.result == result and not outcome.up
     assert detail in outcome.detail
+    assert outcome.latency_seconds is not None  # an answer came, a wrong one
 
 
 @pytest.mark.parametrize(
