@@ -11,6 +11,7 @@ import re
 import shlex
 import subprocess
 import time
+import urllib.parse
 from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -202,6 +203,102 @@ def test_node_exporters_answer_only_the_monitoring_server(lab: str) -> None:
     # bastion-01 shares backup-01's zone, yet only the monitoring server may open the exporter port.
     blocked = lab_ssh("bastion-01", TLS_CONNECT + str(backup.address))
     assert blocked.returncode != 0 and "timed out" in blocked.stderr, blocked.stderr
+
+
+# Runs on the monitoring server: asks its Prometheus or Alertmanager (URL in argv) with the password Prometheus itself
+# presents, as the audit's collector does.
+MONITORING_API = (
+    "import base64, ssl, sys, urllib.request\n"
+    "password = open('/etc/prometheus/secrets/internal.password').read().strip()\n"
+    "token = base64.b64encode(('prometheus:' + password).encode()).decode()\n"
+    "context = ssl.create_default_context(cafile='/etc/medinfra/pki/ca.crt')\n"
+    "request = urllib.request.Request(sys.argv[1], headers={'Authorization': 'Basic ' + token})\n"
+    "print(urllib.request.urlopen(request, context=context, timeout=10).read().decode())\n"
+)
+MONITOR = TOPOLOGY.host("monitor-01")
+HL7_MODE = "/etc/medinfra/mllp-standin.mode"
+ORTHANC_CONFIG = "/etc/orthanc/orthanc.json"
+
+
+def monitoring_api(url: str) -> Any:
+    result = in_container("monitor-01", f"python3 -c {shlex.quote(MONITORING_API)} {shlex.quote(url)}")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def prometheus_series(query: str) -> list[dict[str, Any]]:
+    url = f"https://{MONITOR.address}:9090/api/v1/query?query={urllib.parse.quote(query)}"
+    answer = monitoring_api(url)
+    assert answer["status"] == "success", answer
+    series: list[dict[str, Any]] = answer["data"]["result"]
+    return series
+
+
+def interface_results() -> dict[str, str]:
+    """Each interface's probe result as Prometheus last scraped it."""
+    series = prometheus_series("medinfra_interface_result == 1")
+    return {s["metric"]["interface"]: s["metric"]["result"] for s in series}
+
+
+def firing(alertname: str) -> tuple[set[str], set[str]]:
+    """The interfaces ``alertname`` fires for in Prometheus, and those Alertmanager holds it for."""
+    query = f'ALERTS{{alertname="{alertname}",alertstate="firing"}}'
+    in_prometheus = {s["metric"].get("interface", "") for s in prometheus_series(query)}
+    alerts = monitoring_api(f"https://{MONITOR.address}:9093/api/v2/alerts?filter=alertname%3D%22{alertname}%22")
+    in_alertmanager = {a["labels"].get("interface", "") for a in alerts if a["status"]["state"] == "active"}
+    return in_prometheus, in_alertmanager
+
+
+def wait_for(what: str, condition: Any, seconds: float) -> float:
+    """Seconds until ``condition()`` holds (polled every 5 s); fails with ``what`` after ``seconds``."""
+    started = time.monotonic()
+    while not condition():
+        assert time.monotonic() - started < seconds, f"{what} not within {seconds:.0f} s"
+        time.sleep(5)
+    return time.monotonic() - started
+
+
+LAB_INTERFACES = {i.name for i in TOPOLOGY.interfaces}
+
+
+def test_every_lab_interface_answers_its_protocol_probe(lab: str) -> None:
+    """Real HL7 ACKs from the MLLP stand-in, a DICOM C-ECHO over TLS with Orthanc, a FHIR CapabilityStatement, HTTPS."""
+    wait_for("every interface up", lambda: interface_results() == dict.fromkeys(LAB_INTERFACES, "ok"), 120)
+    latencies = {s["metric"]["interface"]: float(s["value"][1])
+                 for s in prometheus_series("medinfra_interface_latency_seconds")}
+    assert set(latencies) == LAB_INTERFACES and all(0 < v < 1 for v in latencies.values()), latencies
+
+
+def test_each_interface_failure_fires_its_alert_within_two_scrapes(lab: str) -> None:
+    """The HL7 peer answers AE, then goes silent, then stops; Orthanc stops accepting the declared called AE. Each
+    fires its alert in Prometheus and reaches Alertmanager within two scrape intervals of the interfaces job (30 s),
+    plus the rule's evaluation; then everything is restored and the probes pass again."""
+    budget = 2 * 30 + 30
+    orthanc = "systemctl restart orthanc.service"
+    wrong_ae = f"sed -i 's/\"DicomAet\" *: *\"LABPACS01\"/\"DicomAet\" : \"NOTLABPACS\"/' {ORTHANC_CONFIG} && {orthanc}"
+    right_ae = f"sed -i 's/\"DicomAet\" *: *\"NOTLABPACS\"/\"DicomAet\" : \"LABPACS01\"/' {ORTHANC_CONFIG} && {orthanc}"
+    seconds: dict[str, float] = {}
+    try:
+        assert in_container("his-app", f"echo AE > {HL7_MODE}").returncode == 0
+        assert in_container("pacs-01", wrong_ae).returncode == 0
+        for alert, interface in (("Hl7AckNegative", "lis-his-results"), ("DicomAssociationRejected", "ws-pacs-dicom")):
+            seconds[alert] = wait_for(alert, lambda a=alert, i=interface: firing(a) == ({i}, {i}), budget)
+        assert interface_results()["lis-his-results"] == "ack_negative"
+        assert interface_results()["ws-pacs-dicom"] == "association_rejected"
+        assert in_container("his-app", f"echo silent > {HL7_MODE}").returncode == 0
+        seconds["Hl7AckMissing"] = wait_for(
+            "Hl7AckMissing", lambda: firing("Hl7AckMissing") == ({"lis-his-results"}, {"lis-his-results"}), budget
+        )
+        assert in_container("his-app", "systemctl stop medinfra-mllp-standin.service").returncode == 0
+        seconds["InterfaceDown"] = wait_for(
+            "InterfaceDown", lambda: "lis-his-results" in firing("InterfaceDown")[0], budget
+        )
+        assert interface_results()["lis-his-results"] == "connect_failed"
+    finally:
+        in_container("his-app", f"echo AA > {HL7_MODE} && systemctl start medinfra-mllp-standin.service")
+        in_container("pacs-01", right_ae)
+    print(f"seconds from the change to the alert firing: {seconds}")
+    wait_for("every interface up again", lambda: interface_results() == dict.fromkeys(LAB_INTERFACES, "ok"), budget)
 
 
 def test_rtc_relay_again_changes_nothing(lab: str) -> None:
