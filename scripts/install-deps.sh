@@ -14,6 +14,8 @@ packages=(
   sudo
   # The shell-completion tests source `medinfra completion bash|zsh` in both shells.
   zsh
+  # The interface probe's C-ECHO tests run against dcmtk's storescp and dcmqrscp (real DICOM SCPs).
+  dcmtk
 )
 
 sudo=()

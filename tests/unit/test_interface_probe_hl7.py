@@ -64,7 +64,7 @@ def test_standin_acknowledges_the_probe_with_aa(standin: tuple[int, Path]) -> No
     port, _ = standin
     outcome = probe.run_probe(hl7_interface(port), "")
     assert (outcome.result, outcome.up, outcome.detail) == ("ok", True, "")
-    assert outcome.latency_seconds is not None and 0 < outcome.latency_seconds < 0.5
+    assert outcome.latency_seconds is not None and 0 < outcome.latency_seconds < 1
 
 
 def test_standin_ack_swaps_identity_and_copies_processing_id(standin: tuple[int, Path]) -> None:
@@ -147,7 +147,7 @@ def test_standin_serves_connections_concurrently(standin: tuple[int, Path]) -> N
     mode_file.write_text("silent")
     idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(5)]
     for sock in idle:
-        sock.sendall(probe.frame(probe.test_message(IDENTITY, "SILENT1")))
+        sock.sendall(probe.frame(probe.probe_message(IDENTITY, "SILENT1")))
     mode_file.write_text("AA")
     try:
         assert probe.run_probe(hl7_interface(port), "").result == "ok"
@@ -213,7 +213,7 @@ def test_refused_connection_is_connect_failed() -> None:
 
 
 def test_probe_message_is_a_test_nmd_with_the_configured_identity() -> None:
-    message = probe.test_message(IDENTITY, "MI0123")
+    message = probe.probe_message(IDENTITY, "MI0123")
     fields = probe.msh_fields(message)
     assert fields[3:13] == ["LIS", "LAB", "HIS", "LABHOSP", fields[7], "", "NMD^N02^NMD_N02", "MI0123", "T", "2.5"]
     assert probe.new_control_id() != probe.new_control_id()
