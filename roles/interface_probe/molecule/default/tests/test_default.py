@@ -152,12 +152,11 @@ def test_service_is_sandboxed_with_credentials(host: Any) -> None:
     shown = dict(
         line.split("=", 1)
         for line in host.check_output(
-            "systemctl show %s -p DynamicUser -p NoNewPrivileges -p ProtectSystem -p RestrictAddressFamilies "
-            "-p LoadCredential",
+            "systemctl show %s -p User -p NoNewPrivileges -p ProtectSystem -p RestrictAddressFamilies -p LoadCredential",
             unit,
         ).splitlines()
     )
-    assert (shown["DynamicUser"], shown["NoNewPrivileges"], shown["ProtectSystem"]) == ("yes", "yes", "strict")
+    assert (shown["User"], shown["NoNewPrivileges"], shown["ProtectSystem"]) == ("medinfra-probe", "yes", "strict")
     assert shown["RestrictAddressFamilies"] == "AF_UNIX AF_INET"
     for credential in ("server.crt", "server.key", "password", "client.crt", "client.key"):
         assert f"{credential}:" in shown["LoadCredential"] or credential in shown["LoadCredential"]
