@@ -152,7 +152,8 @@ def test_service_is_sandboxed_with_credentials(host: Any) -> None:
     shown = dict(
         line.split("=", 1)
         for line in host.check_output(
-            "systemctl show %s -p User -p NoNewPrivileges -p ProtectSystem -p RestrictAddressFamilies -p LoadCredential",
+            "systemctl show %s -p User -p NoNewPrivileges -p ProtectSystem -p RestrictAddressFamilies "
+            "-p LoadCredential",
             unit,
         ).splitlines()
     )
