@@ -136,9 +136,13 @@ def test_every_rule_is_loaded(host: Any) -> None:
     status, body = get(host, f"https://{SERVER}:9090/api/v1/rules", ADMIN)
     assert status == "200"
     names = {r["name"] for g in json.loads(body)["data"]["groups"] for r in g["rules"]}
-    rules_file = host.file("/etc/prometheus/rules/medinfra-alerts.rules.yml").content_string
-    assert names == set(re.findall(r"^\s*- alert: (\w+)", rules_file, flags=re.M))
+    rules = "".join(
+        host.file(f"/etc/prometheus/rules/{name}").content_string
+        for name in ("medinfra-alerts.rules.yml", "medinfra-interfaces.rules.yml")
+    )
+    assert names == set(re.findall(r"^\s*- (?:alert|record): ([\w:]+)", rules, flags=re.M))
     assert {"HisEndpointDown", "BackupStale", "CertificateExpiringSoon", "TurnRelayUnreachable"} <= names
+    assert {"InterfaceDown", "Hl7AckNegative", "InterfaceLatencyRegressed"} <= names
 
 
 @pytest.mark.parametrize("unit", UNITS)
