@@ -532,3 +532,46 @@ def test_collected_facts_decide_the_controls(monitor: FakeHost, pki_dir: Path) -
     statuses = judge({"monitoring": monitoring, "pki": collector.collect_pki(str(pki_dir))}, [])
     assert statuses["pki_certificates_current"] is Status.PASS
     assert statuses["monitoring_web_tls_auth"] is Status.NOT_APPLICABLE
+
+
+# --- what the monitoring server's Prometheus last saw of the interface probes (answers recorded from the lab's
+# Prometheus: all four lab interfaces passing, then with the HL7 stand-in answering AE)
+PROMETHEUS_ANSWERS = Path(__file__).parent / "fixtures" / "prometheus"
+
+
+def recorded(name: str) -> str:
+    return (PROMETHEUS_ANSWERS / f"{name}.json").read_text(encoding="utf-8")
+
+
+def test_interface_states_from_prometheus_answers() -> None:
+    states = collector.interface_states(recorded("interface-result-all-ok"), recorded("interface-latency-all-ok"))
+    assert sorted(states) == ["his-fhir", "lis-his-results", "pacs-web", "ws-pacs-dicom"]
+    assert {state["up"] for state in states.values()} == {True}
+    assert {state["result"] for state in states.values()} == {"ok"}
+    assert states["ws-pacs-dicom"]["latency_seconds"] == 0.002493
+
+
+def test_a_negative_acknowledgement_is_a_failed_interface_with_its_result() -> None:
+    states = collector.interface_states(recorded("interface-result-hl7-ae"), recorded("interface-latency-hl7-ae"))
+    assert states["lis-his-results"]["up"] is False
+    assert states["lis-his-results"]["result"] == "ack_negative"
+    assert [name for name, state in sorted(states.items()) if state["up"]] == ["his-fhir", "pacs-web", "ws-pacs-dicom"]
+
+
+@pytest.mark.parametrize(
+    ("answer", "error"),
+    [
+        ('{"status":"error","errorType":"bad_data","error":"parse error"}', "not a successful vector answer"),
+        ('{"status":"success","data":{"resultType":"matrix","result":[]}}', "not a successful vector answer"),
+        ("<html>proxy error</html>", "Expecting value"),
+    ],
+)
+def test_an_answer_that_is_not_a_vector_is_refused(answer: str, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        collector.interface_states(answer, recorded("interface-latency-all-ok"))
+
+
+def test_a_prometheus_listening_everywhere_is_not_asked() -> None:
+    """The collector asks Prometheus at its own listen address; a wildcard says nothing about where to ask."""
+    state = collector.probed_interfaces({"listen_addresses": [":9090"]}, "/etc/medinfra/pki")
+    assert state == {"unavailable": "Prometheus listens on ':9090', not on an address of its own to ask"}
