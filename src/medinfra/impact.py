@@ -18,6 +18,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from medinfra.monitoring.interfaces import probed
 from medinfra.safe_text import one_line
 from medinfra.segmentation.rules import MANAGEMENT_PURPOSE, intended
 from medinfra.topology.model import Flow, Host, Interface, Topology, Vendor
@@ -184,10 +185,10 @@ def _alerts(topology: Topology, down: Sequence[Host], interfaces: Sequence[Inter
         return [], ["no monitoring server that is not itself down: no alert fires"]
     alerts: list[Alert] = []
     unseen: list[str] = []
+    # The probes run on the monitoring servers: only where a flow lets one reach the interface's port.
+    watched = {i.name for w in watchers for i in probed(topology, w).interfaces}
     for interface in interfaces:
-        # The probes run on the monitoring servers: only where a flow lets one reach the interface's port.
-        server = topology.host(interface.destination)
-        if any(intended(topology, w, server, "tcp", interface.port) for w in watchers):
+        if interface.name in watched:
             alerts.append(Alert(INTERFACE_DOWN, interface.name))
         else:
             unseen.append(f"no flow lets a monitoring server probe {interface.name}, so {INTERFACE_DOWN} does not fire")

@@ -21,6 +21,7 @@ from medinfra.impact import (
     HOST_DOWN_ALERTS,
     HOST_UNREACHABLE,
     IMPACT_FORMAT,
+    INTERFACE_DOWN,
     Impact,
     impact,
     impact_text,
@@ -164,10 +165,14 @@ def test_names_are_escaped_in_the_text(tertiary: Topology) -> None:
     assert "\x1b" not in text and "Evil\\x1b[2J" in text and "x\\x0aFAKE" in text
 
 
-def test_every_host_alert_named_exists_in_the_rules_file() -> None:
-    rules = yaml.safe_load(RULES.read_text(encoding="utf-8"))
-    defined = {rule["alert"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule}
-    assert set(HOST_DOWN_ALERTS) <= defined
+def defined_alerts(rules_file: Path) -> set[str]:
+    rules = yaml.safe_load(rules_file.read_text(encoding="utf-8"))
+    return {rule["alert"] for group in rules["groups"] for rule in group["rules"] if "alert" in rule}
+
+
+def test_every_alert_named_exists_in_the_rules_files() -> None:
+    assert set(HOST_DOWN_ALERTS) <= defined_alerts(RULES)
+    assert INTERFACE_DOWN in defined_alerts(RULES.with_name("medinfra-interfaces.rules.yml"))
 
 
 def test_json_and_errors_through_the_cli(capsys: pytest.CaptureFixture[str]) -> None:
