@@ -40,7 +40,7 @@ test: deps lint
 	pytest --durations=25 tests/unit tests/integration
 
 test-unit: venv
-	pytest tests/unit -q
+	scripts/test-unit.sh
 
 test-integration: deps
 	pytest --durations=25 tests/integration

@@ -34,3 +34,23 @@ def topology_data(lab_data: dict[str, Any]) -> dict[str, Any]:
 def write_yaml(path: Path, data: Any) -> Path:
     path.write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--shard", default=None, metavar="K/N",
+        help="run only every N-th collected test, starting at the K-th (0-based): `make test-unit` runs N at once",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    shard = config.getoption("--shard")
+    if shard is None:
+        return
+    index, _, count = str(shard).partition("/")
+    if not (index.isdigit() and count.isdigit() and int(index) < int(count)):
+        raise pytest.UsageError(f"--shard {shard}: must be K/N with 0 <= K < N")
+    # Round robin, so that each shard gets a share of every module's tests (and of the slow ones).
+    ours = [position % int(count) == int(index) for position in range(len(items))]
+    config.hook.pytest_deselected(items=[item for item, keep in zip(items, ours, strict=True) if not keep])
+    items[:] = [item for item, keep in zip(items, ours, strict=True) if keep]

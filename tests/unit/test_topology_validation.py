@@ -425,7 +425,7 @@ def hospital_documents(draw: st.DrawFn) -> dict[str, Any]:
         }),
         "fhir": st.fixed_dictionaries({"base_path": st.just("/fhir"), "fhir_version": st.just("4.0.1")}),
         "https": st.fixed_dictionaries({}, optional={"path": st.just("/api")}),
-        "sftp": st.just({}),
+        "sftp": st.builds(dict),  # a new dict each time: a shared one would be written as a YAML alias
     }
     for index in range(draw(st.integers(0, 3)) if len(host_names) >= 2 else 0):
         source, destination = draw(st.lists(st.sampled_from(host_names), min_size=2, max_size=2, unique=True))
