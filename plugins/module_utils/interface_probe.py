@@ -524,7 +524,7 @@ def echo_request(message_id: int) -> bytes:
 def command_elements(data: bytes) -> dict[int, bytes]:
     elements, offset = {}, 0
     while offset + 8 <= len(data):
-        _, number, length = struct.unpack_from("<HHI", data, offset)
+        _group, number, length = struct.unpack_from("<HHI", data, offset)
         elements[number] = data[offset + 8 : offset + 8 + length]
         offset += 8 + length
     return elements
@@ -541,7 +541,7 @@ def read_exactly(sock: socket.socket, size: int, deadline: float) -> bytes:
 
 
 def read_pdu(sock: socket.socket, deadline: float) -> tuple[int, bytes]:
-    kind, _, length = struct.unpack(">BBI", read_exactly(sock, 6, deadline))
+    kind, _reserved, length = struct.unpack(">BBI", read_exactly(sock, 6, deadline))
     if length > MAX_MESSAGE_BYTES:
         raise ProbeFailure("protocol_error", f"a PDU of {length} bytes (type {kind:#04x})")
     return kind, read_exactly(sock, length, deadline)
@@ -610,7 +610,7 @@ def echo(sock: socket.socket, deadline: float) -> None:
 
 def release(sock: socket.socket, deadline: float) -> None:
     sock.sendall(pdu(RELEASE_RQ, bytes(4)))
-    kind, _ = read_pdu(sock, deadline)
+    kind, _body = read_pdu(sock, deadline)
     if kind != RELEASE_RP:
         raise ProbeFailure("protocol_error", f"PDU type {kind:#04x} instead of A-RELEASE-RP")
 
@@ -679,7 +679,7 @@ def probe_fhir(interface: Interface, ca_file: str, deadline: float) -> float:
 
 def probe_https(interface: Interface, ca_file: str, deadline: float) -> float:
     path = interface.identity.get("path", "/")
-    status, _, latency = http_get(interface, ca_file, deadline, path, "*/*")
+    status, _body, latency = http_get(interface, ca_file, deadline, path, "*/*")
     if not 200 <= status < 400:
         raise ProbeFailure("http_status", f"GET {path}: HTTP {status}", latency)
     return latency
@@ -917,14 +917,14 @@ class ExporterHandler(BaseHTTPRequestHandler):
 
     def authorized(self) -> bool:
         """HTTP basic auth: any user name, the configured password (compared in constant time)."""
-        scheme, _, encoded = self.headers.get("Authorization", "").partition(" ")
+        scheme, _space, encoded = self.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "basic":
             return False
         try:
             decoded = base64.b64decode(encoded.strip(), validate=True)
         except (binascii.Error, ValueError):
             return False
-        _, separator, password = decoded.partition(b":")
+        _user, separator, password = decoded.partition(b":")
         return bool(separator) and hmac.compare_digest(password, self.server.password)
 
     def answer(
@@ -981,7 +981,7 @@ def listen_address(value: str, default_port: int) -> tuple[str, int]:
     """ADDRESS[:PORT], [IPv6]:PORT or [IPv6]."""
     host, port = value, str(default_port)
     if value.startswith("["):
-        host, _, rest = value[1:].partition("]")
+        host, _bracket, rest = value[1:].partition("]")
         if rest:
             port = rest.removeprefix(":")
     elif value.count(":") == 1:

@@ -310,7 +310,7 @@ def vector_series(answer: str) -> list[tuple[dict[str, str], str]]:
 def interface_states(result_answer: str, latency_answer: str) -> Json:
     """Each probed interface's verdict ({up, result, latency_seconds}) from the two answers of INTERFACE_QUERIES."""
     states: dict[str, dict[str, Json]] = {}
-    for labels, _ in vector_series(result_answer):
+    for labels, _value in vector_series(result_answer):
         name, result = labels.get("interface"), labels.get("result")
         if name and result:
             states[name] = {"up": result == "ok", "result": result, "latency_seconds": None}
