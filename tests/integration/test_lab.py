@@ -25,6 +25,7 @@ from ansible.parsing.vault import VaultLib, VaultSecret
 from medinfra.compliance.catalog import load_catalog
 from medinfra.lab.plan import LABEL
 from medinfra.lab.podman import podman, podman_json
+from medinfra.monitoring.interfaces import interface_targets
 from medinfra.monitoring.targets import parse_probes, scrape_targets
 from medinfra.package_data import hostside_source
 from medinfra.toolenv import run_tool
@@ -179,7 +180,10 @@ def test_prometheus_scrapes_every_exporter_over_tls_and_probes_the_services(lab:
     defaults = yaml.safe_load((ROOT / "roles/monitoring_server/defaults/main.yml").read_text())
     probes = parse_probes(defaults["monitoring_server_service_probes"], "defaults")
     expected = scrape_targets(TOPOLOGY, server, probes, 9100)
-    total = len(expected.node) + len(expected.blackbox) + 2  # and Prometheus and Alertmanager themselves
+    interfaces, skipped = interface_targets(TOPOLOGY, server)
+    assert len(interfaces) == len(TOPOLOGY.interfaces) and skipped == []
+    # and Prometheus and Alertmanager themselves, and the interface probe once per interface
+    total = len(expected.node) + len(expected.blackbox) + 2 + len(interfaces)
     result = ansible_playbook("playbooks/monitoring_status.yml")
     assert result.returncode == 0, result.stdout[-3000:]
     assert f"targets: {total} of {total} healthy over TLS with auth" in result.stdout, result.stdout[-2000:]
