@@ -191,3 +191,17 @@ def test_a_server_whose_prometheus_could_not_be_asked_makes_the_verdict_unknown(
     site = his_app_site(topology_data, {"unavailable": "Prometheus did not answer"})
     reason = "monitor-01: monitoring.prometheus.interfaces: unavailable on the host: Prometheus did not answer"
     assert [item["up"] for item in site] == [{"unavailable": reason}] * 2
+
+
+def test_a_failing_verdict_from_either_of_two_servers_stands(topology_data: dict[str, Any]) -> None:
+    inventory = build_inventory(load_topology_from(topology_data))
+    view = inventory_view({**inventory.all_vars, **inventory.host_vars["his-app"], "group_names": []})
+    up = {"up": True, "result": "ok", "latency_seconds": 0.001}
+    failing = {"up": False, "result": "ack_missing", "latency_seconds": None}
+    for first, second in ((up, failing), (failing, up)):
+        servers = [
+            HostEvidence(name, server_evidence({"lis-his-results": seen}), {"services": ["monitoring_server"]})
+            for name, seen in (("monitor-01", first), ("monitor-02", second))
+        ]
+        site = site_views([HostEvidence("his-app", EVIDENCE, view), *servers])["his-app"]["interfaces"]
+        assert site[0] == {"name": "lis-his-results", **failing}

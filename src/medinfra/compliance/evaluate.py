@@ -146,7 +146,8 @@ def probe_states(servers: Iterable[str], roots: Mapping[str, Any]) -> tuple[dict
             continue
         if isinstance(seen, Mapping):
             for name, state in seen.items():
-                if isinstance(state, Mapping) and (name not in states or state.get("up") is True):
+                # A failing verdict from any server stands: the interface fails from where that server sits.
+                if isinstance(state, Mapping) and (name not in states or states[name].get("up") is True):
                     states[name] = dict(state)
         elif seen is not None:
             unknown.append(f"{server}: monitoring.prometheus.interfaces absent from the evidence")
