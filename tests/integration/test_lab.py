@@ -273,7 +273,7 @@ def test_every_lab_interface_answers_its_protocol_probe(lab: str) -> None:
     assert set(latencies) == LAB_INTERFACES and all(0 < v < 1 for v in latencies.values()), latencies
 
 
-def test_each_interface_failure_fires_its_alert_within_two_scrapes(lab: str) -> None:
+def test_each_interface_failure_fires_its_alert_within_two_scrapes(lab: str, tmp_path: Path) -> None:
     """The HL7 peer stops, then comes back silent, then answers AE; Orthanc stops accepting the declared called AE.
     Each fires its alert in Prometheus and reaches Alertmanager within two scrape intervals of the interfaces job
     (30 s) plus the rule's evaluation; then everything is restored and the probes pass again."""
@@ -303,6 +303,13 @@ def test_each_interface_failure_fires_its_alert_within_two_scrapes(lab: str) -> 
         fires("Hl7AckNegative", hl7, "ack_negative")
         # The precise alerts fire for their interface only.
         assert firing("Hl7AckNegative")[0] == {hl7} and firing("DicomAssociationRejected")[0] == {dicom}
+        # The audit judges what the monitoring server's Prometheus saw: both serving hosts fail interfaces_healthy.
+        found = audit_hosts(("his-app", "pacs-01", "monitor-01"), tmp_path)
+        for host in ("his-app", "pacs-01"):
+            assert found[(host, "interfaces_healthy")]["status"] == "fail", found[(host, "interfaces_healthy")]
+        served = {i["name"]: i for h in json.loads((tmp_path / "findings.json").read_text())["hosts"]
+                  for i in h.get("interfaces", ())}
+        assert (served[hl7]["result"], served[dicom]["result"]) == ("ack_negative", "association_rejected")
     finally:
         in_container("his-app", f"echo AA > {HL7_MODE} && systemctl start medinfra-mllp-standin.service")
         in_container("pacs-01", right_ae)
