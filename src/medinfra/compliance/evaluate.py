@@ -38,6 +38,11 @@ EVIDENCE_SCHEMA = "medinfra-evidence/1"
 # a hostile one.
 FACT_LIMIT = 2**20
 MONITORING_SERVICE = "monitoring_server"
+# Why the site views that need a monitoring server in the audit (scrape coverage, interface probes) cannot be judged.
+NO_MONITORING_SERVER = (
+    "no monitoring server is part of this audit (a host with the monitoring_server service or a running "
+    "Prometheus); audit it together with this host"
+)
 
 
 def bounded_facts(facts: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,10 +122,7 @@ def monitoring_servers(hosts: Sequence[HostEvidence], roots: Mapping[str, Any]) 
 
 def monitoring_view(host: HostEvidence, servers: Mapping[str, set[str] | str]) -> Any:
     if not servers:
-        return unavailable(
-            "no monitoring server is part of this audit (a host with the monitoring_server service or a running "
-            "Prometheus); audit it together with this host"
-        )
+        return unavailable(NO_MONITORING_SERVER)
     keys = {host.host, str(host.inventory.get("address") or "")} - {""}
     scraped_by = sorted(name for name, scraped in servers.items() if isinstance(scraped, set) and keys & scraped)
     unknown = {name: reason for name, reason in servers.items() if isinstance(reason, str)}
@@ -159,10 +161,7 @@ def interfaces_view(
 ) -> Any:
     """The probe verdict of every interface ``host`` serves (inventory.interfaces_in), as the monitoring saw it."""
     if not servers:
-        return unavailable(
-            "no monitoring server is part of this audit (a host with the monitoring_server service or a running "
-            "Prometheus); audit it together with this host"
-        )
+        return unavailable(NO_MONITORING_SERVER)
     view: list[dict[str, Any]] = []
     for interface in host.inventory.get("interfaces_in") or ():
         name = str(interface.get("name", "")) if isinstance(interface, Mapping) else ""
