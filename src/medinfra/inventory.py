@@ -7,9 +7,18 @@ from typing import Any
 
 from medinfra.collector import default_paths
 from medinfra.segmentation.rules import Allow, forward_rules
-from medinfra.topology.groups import LEGACY_GROUP, MANAGED_GROUP, PHI_GROUP, SLA_PREFIX, ZONE_PREFIX, group_name
+from medinfra.topology.groups import (
+    DATABASE_HA_GROUP,
+    LEGACY_GROUP,
+    MANAGED_GROUP,
+    PHI_GROUP,
+    SLA_PREFIX,
+    ZONE_PREFIX,
+    group_name,
+)
 from medinfra.topology.interfaces import served_interfaces
 from medinfra.topology.model import Host, Topology
+from medinfra.topology.redundancy import database_pairs, pair_of, pair_vars
 
 
 @dataclass(frozen=True)
@@ -32,6 +41,7 @@ def allow_dict(rule: Allow) -> dict[str, Any]:
 def host_vars(topology: Topology, host: Host) -> dict[str, Any]:
     zone = topology.zone(host.zone)
     sla = topology.sla_classes[host.sla]
+    pair = pair_of(topology, host.name)
     return {
         "ansible_host": str(host.address),
         # The topology's address stays here when an inventory points ansible_host elsewhere (a jump name).
@@ -48,6 +58,8 @@ def host_vars(topology: Topology, host: Host) -> dict[str, Any]:
         "medinfra_flows_in": [f.to_dict() for f in topology.flows_to(host)],
         "medinfra_flows_out": [f.to_dict() for f in topology.flows_from(host)],
         "medinfra_interfaces_in": served_interfaces(topology, host),
+        # The database pair this host is a member of or proxies for (the database_ha role), else None.
+        "medinfra_database_pair": pair_vars(topology, pair) if pair else None,
         # What a zone firewall must route (and nothing else), the reference its audit probes the live ruleset with.
         "medinfra_forwarded_flows": [allow_dict(rule) for rule in forward_rules(topology)]
         if "zone_firewall" in host.services
@@ -66,6 +78,7 @@ def build_inventory(topology: Topology) -> InventoryData:
             groups.setdefault(name, []).append(host.name)
     for zone in topology.zones:
         groups.setdefault(group_name(ZONE_PREFIX, zone.name), [])
+    groups[DATABASE_HA_GROUP] = [name for pair in database_pairs(topology) for name in pair.quorum]
     return InventoryData(
         groups={name: tuple(members) for name, members in groups.items()},
         host_vars={host.name: host_vars(topology, host) for host in topology.hosts},

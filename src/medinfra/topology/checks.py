@@ -276,6 +276,56 @@ def check_interfaces(
     return findings
 
 
+def check_standbys(hosts: list[dict[str, Any]]) -> list[Finding]:
+    """A standby names another managed host that is no standby itself, runs the same services and has at most this
+    one standby; the primary says where clients reach the pair, on a third host."""
+    findings: list[Finding] = []
+    by_name = {h["name"]: h for h in hosts}
+    standbys: dict[str, list[str]] = {}
+    for index, host in enumerate(hosts):
+        primary_name = host.get("standby_of")
+        if primary_name is None:
+            continue
+        path = ("hosts", index, "standby_of")
+        primary = by_name.get(primary_name)
+        if primary is None:
+            findings.append((path, f"{primary_name!r} is not a host"))
+            continue
+        if primary_name == host["name"]:
+            findings.append((path, "a host cannot be its own standby"))
+            continue
+        if primary.get("standby_of"):
+            findings.append((path, f"{primary_name!r} is itself a standby of {primary['standby_of']!r}"))
+        if host.get("legacy") or primary.get("legacy"):
+            findings.append((path, "legacy hosts are left alone, so neither member of a pair may be legacy"))
+        if sorted(host["services"]) != sorted(primary["services"]):
+            findings.append(
+                (path, f"a standby runs its primary's services {sorted(primary['services'])}, not {sorted(host['services'])}")
+            )
+        standbys.setdefault(primary_name, []).append(host["name"])
+    for index, host in enumerate(hosts):
+        own_standbys = standbys.get(host["name"], [])
+        if len(own_standbys) > 1:
+            findings.append((("hosts", index, "name"), f"{host['name']!r} has more than one standby: {own_standbys}"))
+        service = host.get("service_address")
+        if own_standbys and service is None:
+            findings.append(
+                (("hosts", index), f"{host['name']!r} has a standby, so it must declare the service_address clients use")
+            )
+        if service is None:
+            continue
+        path = ("hosts", index, "service_address", "host")
+        if not own_standbys:
+            findings.append((("hosts", index, "service_address"), "only a host that has a standby declares a service_address"))
+        elif service["host"] not in by_name:
+            findings.append((path, f"{service['host']!r} is not a host"))
+        elif service["host"] in (host["name"], *own_standbys):
+            findings.append((path, "the service address is on a third host: a member that fails takes its proxy with it"))
+        elif by_name[service["host"]].get("legacy"):
+            findings.append((path, f"{service['host']!r} is legacy: roles leave it alone, so nothing would proxy there"))
+    return findings
+
+
 def check_topology(data: dict[str, Any], service_names: frozenset[str]) -> list[Finding]:
     """Every semantic problem of a schema-valid topology, in document order per section."""
     zone_findings, networks = check_zones(data["zones"])
@@ -284,6 +334,7 @@ def check_topology(data: dict[str, Any], service_names: frozenset[str]) -> list[
         + zone_findings
         + check_groups(data, service_names)
         + check_hosts(data["hosts"], data["zones"], networks, data["sla_classes"])
+        + check_standbys(data["hosts"])
         + check_flows(data["flows"], data["zones"], data["hosts"])
         + check_interfaces(data.get("interfaces", []), data["hosts"], data["sla_classes"])
     )

@@ -9,8 +9,10 @@ SLA_PREFIX = "sla"
 PHI_GROUP = "phi"
 LEGACY_GROUP = "legacy"
 MANAGED_GROUP = "managed"
+# The members of every database pair and the hosts of their service addresses (the database_ha role's hosts).
+DATABASE_HA_GROUP = "database_ha"
 # Ansible's own groups and the ones the inventory adds besides zone_*, sla_* and the service groups.
-FIXED_GROUPS = frozenset({"all", "ungrouped", PHI_GROUP, LEGACY_GROUP, MANAGED_GROUP})
+FIXED_GROUPS = frozenset({"all", "ungrouped", PHI_GROUP, LEGACY_GROUP, MANAGED_GROUP, DATABASE_HA_GROUP})
 
 _NOT_IDENTIFIER = re.compile(r"[^A-Za-z0-9_]")
 

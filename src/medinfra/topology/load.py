@@ -15,6 +15,7 @@ from medinfra.problems import Problem, UserInputError
 from medinfra.topology.checks import check_topology
 from medinfra.topology.interfaces import interface_warnings
 from medinfra.topology.model import Host, Topology
+from medinfra.topology.redundancy import pair_problems, pair_warnings
 from medinfra.yamldoc import YamlDocument, load_yaml, validation_problems
 
 
@@ -52,13 +53,19 @@ def validate_document(document: YamlDocument) -> list[Problem]:
 
 def load_topology_warnings(path: Path) -> tuple[Topology, list[Problem]]:
     """Load and validate ``path`` (raise UserInputError listing every problem found); return the topology and what
-    is valid but will not work as declared (interfaces the firewall drops, PHI in plaintext across zones)."""
+    is valid but will not work as declared (interfaces the firewall drops, PHI in plaintext across zones) or shares a
+    fate (a standby in its primary's zone)."""
     document = load_yaml(path)
     problems = validate_document(document)
     if problems:
         raise UserInputError(problems)
     topology = Topology.from_dict(document.data, source=document.file)
-    return topology, [document.problem(where, message) for where, message in interface_warnings(topology)]
+    # Missing flows of a database pair are errors: replication and failover cannot work without them.
+    problems = [document.problem(where, message) for where, message in pair_problems(topology)]
+    if problems:
+        raise UserInputError(problems)
+    warnings = interface_warnings(topology) + pair_warnings(topology)
+    return topology, [document.problem(where, message) for where, message in warnings]
 
 
 def load_topology(path: Path) -> Topology:

@@ -104,6 +104,21 @@ class Zone:
 
 
 @dataclass(frozen=True)
+class ServiceAddress:
+    """Where clients reach a database pair's primary: a port on a host that proxies to whichever member leads."""
+
+    host: str
+    port: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"host": self.host, "port": self.port}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ServiceAddress:
+        return cls(host=data["host"], port=int(data["port"]))
+
+
+@dataclass(frozen=True)
 class Host:
     name: str
     zone: str
@@ -114,6 +129,8 @@ class Host:
     data_paths: tuple[str, ...]
     legacy: bool
     description: str | None
+    standby_of: str | None = None
+    service_address: ServiceAddress | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -126,6 +143,8 @@ class Host:
             "data_paths": list(self.data_paths),
             "legacy": self.legacy,
             "description": self.description,
+            "standby_of": self.standby_of,
+            "service_address": self.service_address.to_dict() if self.service_address else None,
         }
 
     @classmethod
@@ -140,6 +159,8 @@ class Host:
             data_paths=tuple(data.get("data_paths") or ()),
             legacy=data.get("legacy", False),
             description=data.get("description"),
+            standby_of=data.get("standby_of"),
+            service_address=ServiceAddress.from_dict(data["service_address"]) if data.get("service_address") else None,
         )
 
 
