@@ -299,9 +299,8 @@ def check_standbys(hosts: list[dict[str, Any]]) -> list[Finding]:
         if host.get("legacy") or primary.get("legacy"):
             findings.append((path, "legacy hosts are left alone, so neither member of a pair may be legacy"))
         if sorted(host["services"]) != sorted(primary["services"]):
-            findings.append(
-                (path, f"a standby runs its primary's services {sorted(primary['services'])}, not {sorted(host['services'])}")
-            )
+            services = f"{sorted(primary['services'])}, not {sorted(host['services'])}"
+            findings.append((path, f"a standby runs its primary's services {services}"))
         standbys.setdefault(primary_name, []).append(host["name"])
     for index, host in enumerate(hosts):
         own_standbys = standbys.get(host["name"], [])
@@ -309,20 +308,22 @@ def check_standbys(hosts: list[dict[str, Any]]) -> list[Finding]:
             findings.append((("hosts", index, "name"), f"{host['name']!r} has more than one standby: {own_standbys}"))
         service = host.get("service_address")
         if own_standbys and service is None:
-            findings.append(
-                (("hosts", index), f"{host['name']!r} has a standby, so it must declare the service_address clients use")
-            )
+            message = f"{host['name']!r} has a standby, so it must declare the service_address clients use"
+            findings.append((("hosts", index), message))
         if service is None:
             continue
         path = ("hosts", index, "service_address", "host")
         if not own_standbys:
-            findings.append((("hosts", index, "service_address"), "only a host that has a standby declares a service_address"))
+            message = "only a host that has a standby declares a service_address"
+            findings.append((("hosts", index, "service_address"), message))
         elif service["host"] not in by_name:
             findings.append((path, f"{service['host']!r} is not a host"))
         elif service["host"] in (host["name"], *own_standbys):
-            findings.append((path, "the service address is on a third host: a member that fails takes its proxy with it"))
+            message = "the service address is on a third host: a member that fails takes its proxy with it"
+            findings.append((path, message))
         elif by_name[service["host"]].get("legacy"):
-            findings.append((path, f"{service['host']!r} is legacy: roles leave it alone, so nothing would proxy there"))
+            message = f"{service['host']!r} is legacy: roles leave it alone, so nothing would proxy there"
+            findings.append((path, message))
     return findings
 
 
