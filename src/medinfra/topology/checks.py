@@ -286,7 +286,7 @@ def check_standbys(hosts: list[dict[str, Any]]) -> list[Finding]:
         primary_name = host.get("standby_of")
         if primary_name is None:
             continue
-        path = ("hosts", index, "standby_of")
+        path: tuple[str | int, ...] = ("hosts", index, "standby_of")
         primary = by_name.get(primary_name)
         if primary is None:
             findings.append((path, f"{primary_name!r} is not a host"))
