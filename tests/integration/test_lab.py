@@ -351,7 +351,7 @@ def test_backup_again_changes_nothing(lab: str) -> None:
 
 
 def test_backups_checks_and_restore_drills_run_from_their_timers(backups: dict[str, dict[str, float]]) -> None:
-    assert BACKUP_CLIENTS == ["his-app", "his-db", "pacs-01"]
+    assert BACKUP_CLIENTS == ["his-app", "his-db", "his-db-2", "pacs-01"]
     for host, state in backups.items():
         assert state.get("medinfra_backup_last_run_success") == 1, (host, state)
         assert state.get("medinfra_backup_check_success") == 1, (host, state)
@@ -892,7 +892,7 @@ def test_lab_down_removes_what_it_made_and_nothing_else(lab: str) -> None:
     try:
         result = medinfra("lab", "down", "-i", str(INVENTORY))
         assert result.returncode == 0, result.stderr
-        assert f"removed {HOSTS} containers and 6 networks" in result.stdout
+        assert f"removed {HOSTS} containers and {len(TOPOLOGY.zones)} networks" in result.stdout
         assert podman_json("ps", "--all", "--filter", f"label={LABEL}=lab", "--format", "json") == []
         assert podman_json("network", "ls", "--filter", f"label={LABEL}=lab", "--format", "json") == []
         assert podman("network", "exists", bystander, check=False).returncode == 0
