@@ -356,9 +356,11 @@ def drill_databases(backup_set: BackupSet, dumps: Path) -> None:
 def drill_outcome(backup_set: BackupSet, success: bool, started: float, finished: float) -> dict[str, float]:
     """What a drill records: its outcome and, when it passed, how long the restore took (the RTO achieved) beside
     the RTO declared; a failed drill keeps the duration of the last one that passed."""
-    outcome = {"medinfra_backup_restore_drill_success": 1 if success else 0,
-               "medinfra_backup_restore_drill_timestamp_seconds": round(started),
-               "medinfra_backup_rto_seconds": backup_set.rto_minutes * 60}
+    outcome: dict[str, float] = {
+        "medinfra_backup_restore_drill_success": 1 if success else 0,
+        "medinfra_backup_restore_drill_timestamp_seconds": round(started),
+        "medinfra_backup_rto_seconds": backup_set.rto_minutes * 60,
+    }
     if success:
         outcome["medinfra_backup_restore_drill_duration_seconds"] = round(finished - started, 3)
     return outcome
