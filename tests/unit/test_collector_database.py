@@ -67,6 +67,13 @@ def test_a_primary_under_load_reports_the_measured_lag() -> None:
     ]
 
 
+def test_a_caught_up_standby_has_no_lag_whatever_the_last_measure() -> None:
+    """Recorded by a second run of record.sh: the standby had replayed the load when asked, yet pg_stat_replication
+    still showed the last lag it measured (0.54 s); replay_lsn equal to the current position is what counts."""
+    sender = recorded("primary-caught-up-after-load")["senders"][0]
+    assert (sender["caught_up"], sender["replay_lag_seconds"]) == (True, 0.0)
+
+
 def test_a_primary_whose_standby_stopped_is_not_replicating() -> None:
     assert recorded("primary-standby-gone")["senders"] == []
     assert judged("primary-standby-gone", "his-db") == {
