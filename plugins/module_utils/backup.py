@@ -45,6 +45,11 @@ HELP = {
     "medinfra_backup_check_timestamp_seconds": "When the last restic check ran",
     "medinfra_backup_restore_drill_success": "1 if the last restore drill restored and verified every file and dump",
     "medinfra_backup_restore_drill_timestamp_seconds": "When the last restore drill ran",
+    "medinfra_backup_restore_drill_duration_seconds": (
+        "How long the last passing restore drill took to restore, verify and load the set: the RTO a restore from "
+        "backup achieved"
+    ),
+    "medinfra_backup_rto_seconds": "The RTO of the host's SLA class, which a restore of the set must meet",
 }
 
 
@@ -72,6 +77,7 @@ class BackupSet:
     server: str = ""
     server_address: str = ""
     rpo_minutes: int = 1440
+    rto_minutes: int = 1440
     # Where the runner keeps the set's outcomes and lock (medinfra_paths.backup_state; the collector reads it there).
     state_directory: str = ""
 
@@ -264,26 +270,100 @@ def restore_latest(backup_set: BackupSet, target: Path) -> list[dict[str, Any]]:
     return files
 
 
-def drill_database(backup_set: BackupSet, database: str, dump: Path) -> None:
-    """pg_restore the restored dump into a scratch database and run the sanity query; the scratch database goes."""
+def drill_database(backup_set: BackupSet, database: str, dump: Path, socket: str | None = None) -> None:
+    """pg_restore the restored dump into a scratch database and run the sanity query; the scratch database goes.
+    ``socket``: the socket directory of a throw-away cluster to restore into instead of the local server."""
     scratch = f"medinfra_drill_{database}"
-    as_postgres("dropdb", "--if-exists", scratch, capture_output=True)
+    where = ["--host", socket] if socket else []
+    as_postgres("dropdb", *where, "--if-exists", scratch, capture_output=True)
     try:
-        created = as_postgres("createdb", scratch, capture_output=True, text=True)
+        created = as_postgres("createdb", *where, scratch, capture_output=True, text=True)
         if created.returncode != 0:
             raise BackupError(f"createdb {scratch} exited {created.returncode}: {created.stderr.strip()}")
         with dump.open("rb") as handle:
-            restored = as_postgres("pg_restore", "--no-owner", "--exit-on-error", "--dbname", scratch,
+            restored = as_postgres("pg_restore", *where, "--no-owner", "--exit-on-error", "--dbname", scratch,
                                    stdin=handle, capture_output=True)
         if restored.returncode != 0:
             raise BackupError(f"pg_restore of {database} exited {restored.returncode}: {restored.stderr.decode()}")
-        answer = as_postgres("psql", "--no-psqlrc", "--tuples-only", "--no-align", "--dbname", scratch,
+        answer = as_postgres("psql", *where, "--no-psqlrc", "--tuples-only", "--no-align", "--dbname", scratch,
                              "--command", backup_set.sanity_query, capture_output=True, text=True)
         if answer.returncode != 0 or not answer.stdout.strip().isdigit() or int(answer.stdout.strip()) == 0:
             raise BackupError(f"sanity query on the restored {database} answered {answer.stdout.strip()!r}"
                               f" {answer.stderr.strip()}")
     finally:
-        as_postgres("dropdb", "--if-exists", scratch, capture_output=True)
+        as_postgres("dropdb", *where, "--if-exists", scratch, capture_output=True)
+
+
+def in_recovery() -> bool:
+    """Whether the local PostgreSQL is a hot standby (a database pair's standby): read-only, so no scratch database
+    can be created in it, while pg_dump works there as on a primary."""
+    answer = as_postgres("psql", "--no-psqlrc", "--tuples-only", "--no-align", "--dbname", "postgres",
+                         "--command", "SELECT pg_is_in_recovery()", capture_output=True, text=True)
+    return answer.returncode == 0 and answer.stdout.strip() == "t"
+
+
+def postgresql_bindir() -> str:
+    """The newest installed PostgreSQL's programs (Debian keeps initdb and pg_ctl out of PATH)."""
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
+    if not found:
+        raise BackupError("no /usr/lib/postgresql/*/bin/initdb for a throw-away cluster")
+    return str(found[-1].parent)
+
+
+@contextlib.contextmanager
+def scratch_cluster(directory: Path) -> Iterator[str]:
+    """A throw-away PostgreSQL cluster in ``directory``, owned by postgres and reachable only on its own socket
+    there (no TCP); yields that socket directory, then stops the cluster and removes it."""
+    bindir = postgresql_bindir()
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(mode=0o700)
+    shutil.chown(directory, "postgres", "postgres")
+    data, log = directory / "data", directory / "server.log"
+    initialised = as_postgres(f"{bindir}/initdb", "--auth=peer", "--username=postgres", "--encoding=UTF8",
+                              "--locale=C.UTF-8", "--no-sync", "-D", str(data), capture_output=True, text=True)
+    try:
+        if initialised.returncode != 0:
+            raise BackupError(f"initdb of a throw-away cluster exited {initialised.returncode}: "
+                              f"{initialised.stderr.strip()}")
+        options = f"-c listen_addresses='' -c unix_socket_directories='{directory}' -c fsync=off"
+        started = as_postgres(f"{bindir}/pg_ctl", "-D", str(data), "-l", str(log), "-w", "-o", options, "start",
+                              capture_output=True, text=True)
+        if started.returncode != 0:
+            raise BackupError(f"the throw-away cluster did not start: {started.stderr.strip() or started.stdout}")
+        yield str(directory)
+    finally:
+        as_postgres(f"{bindir}/pg_ctl", "-D", str(data), "-m", "immediate", "-w", "stop", capture_output=True)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def drill_databases(backup_set: BackupSet, dumps: Path) -> None:
+    """Restore every dump of the set and query it: into scratch databases of the local server, or on a hot standby
+    (read-only) into a throw-away cluster beside the scratch files."""
+    if not backup_set.databases:
+        return
+    if not in_recovery():
+        for database in backup_set.databases:
+            drill_database(backup_set, database, dumps / f"{database}.dump")
+        return
+    cluster = Path(backup_set.scratch_directory) / f".{backup_set.name}-cluster"
+    print(f"restore drill of set {backup_set.name}: the local PostgreSQL is a hot standby (read-only), so the dumps "
+          f"are restored into a throw-away cluster in {cluster}", file=sys.stderr)
+    with scratch_cluster(cluster) as socket:
+        for database in backup_set.databases:
+            drill_database(backup_set, database, dumps / f"{database}.dump", socket)
+
+
+def drill_outcome(backup_set: BackupSet, success: bool, started: float, finished: float) -> dict[str, float]:
+    """What a drill records: its outcome and, when it passed, how long the restore took (the RTO achieved) beside
+    the RTO declared; a failed drill keeps the duration of the last one that passed."""
+    outcome: dict[str, float] = {
+        "medinfra_backup_restore_drill_success": 1 if success else 0,
+        "medinfra_backup_restore_drill_timestamp_seconds": round(started),
+        "medinfra_backup_rto_seconds": backup_set.rto_minutes * 60,
+    }
+    if success:
+        outcome["medinfra_backup_restore_drill_duration_seconds"] = round(finished - started, 3)
+    return outcome
 
 
 def run_drill(backup_set: BackupSet) -> int:
@@ -294,18 +374,18 @@ def run_drill(backup_set: BackupSet) -> int:
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(mode=0o700, parents=True)
         files = restore_latest(backup_set, scratch)
-        for database in backup_set.databases:
-            drill_database(backup_set, database, scratch / backup_set.dump_directory.lstrip("/") / f"{database}.dump")
-        success = 1
+        drill_databases(backup_set, scratch / backup_set.dump_directory.lstrip("/"))
+        success, finished = True, time.time()
         print(json.dumps({"set": backup_set.name, "files_verified": len(files),
-                          "databases_restored": list(backup_set.databases)}))
+                          "databases_restored": list(backup_set.databases),
+                          "restore_seconds": round(finished - started, 3),
+                          "rto_seconds": backup_set.rto_minutes * 60}))
     except BackupError as exc:
         print(f"restore drill of set {backup_set.name} failed: {exc}", file=sys.stderr)
-        success = 0
+        success, finished = False, time.time()
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    record(backup_set, {"medinfra_backup_restore_drill_success": success,
-                        "medinfra_backup_restore_drill_timestamp_seconds": round(started)})
+    record(backup_set, drill_outcome(backup_set, success, started, finished))
     return 0 if success else 1
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -96,3 +98,44 @@ def test_jobs_of_a_set_take_turns(tmp_path: Path) -> None:
             pass
     assert entered.wait(5)
     waiting.join()
+
+
+def test_a_passing_drill_records_the_rto_it_achieved_beside_the_declared(tmp_path: Path) -> None:
+    data = backup_set(tmp_path, rto_minutes=60)
+    runner.record(data, runner.drill_outcome(data, True, 1000.0, 1042.5))
+    text = data.textfile().read_text()
+    assert 'medinfra_backup_restore_drill_duration_seconds{set="data"} 42.5\n' in text
+    assert 'medinfra_backup_rto_seconds{set="data"} 3600\n' in text
+    assert "the RTO a restore from backup achieved" in text
+    # A drill that fails measures no restore: the last achieved one stays, the outcome says 0.
+    runner.record(data, runner.drill_outcome(data, False, 2000.0, 2001.0))
+    text = data.textfile().read_text()
+    assert 'medinfra_backup_restore_drill_success{set="data"} 0\n' in text
+    assert 'medinfra_backup_restore_drill_duration_seconds{set="data"} 42.5\n' in text
+
+
+def test_a_hot_standby_restores_its_dumps_into_a_throw_away_cluster(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A standby is read-only (createdb: cannot execute CREATE DATABASE in a read-only transaction): its drill loads
+    the dumps into a cluster of its own, on that cluster's socket; a primary restores into the local server."""
+    restored: list[tuple[str, str | None]] = []
+    clusters: list[Path] = []
+
+    @contextlib.contextmanager
+    def cluster(directory: Path) -> Iterator[str]:
+        clusters.append(directory)
+        yield str(directory)
+
+    monkeypatch.setattr(runner, "drill_database", lambda _set, name, dump, socket=None: restored.append((name, socket)))
+    monkeypatch.setattr(runner, "scratch_cluster", cluster)
+    data = backup_set(tmp_path, databases=("his", "lis"), scratch_directory=str(tmp_path / "scratch"))
+    monkeypatch.setattr(runner, "in_recovery", lambda: True)
+    runner.drill_databases(data, tmp_path / "dumps")
+    assert clusters == [tmp_path / "scratch" / ".data-cluster"]
+    assert restored == [("his", str(clusters[0])), ("lis", str(clusters[0]))]
+    assert "hot standby (read-only)" in capsys.readouterr().err
+    restored.clear()
+    monkeypatch.setattr(runner, "in_recovery", lambda: False)
+    runner.drill_databases(data, tmp_path / "dumps")
+    assert restored == [("his", None), ("lis", None)] and len(clusters) == 1

@@ -24,7 +24,7 @@ def run(*args: str) -> subprocess.CompletedProcess[str]:
 def test_validate_good_topologies() -> None:
     result = run("topology", "validate", str(LAB_TOPOLOGY.parent), str(TERTIARY_TOPOLOGY))
     assert result.returncode == 0, result.stderr
-    assert "valid: site 'lab', 6 zones, 12 hosts" in result.stdout
+    assert "valid: site 'lab', 7 zones, 13 hosts" in result.stdout
     assert "valid: site 'tertiary', 11 zones, 59 hosts" in result.stdout
 
 

@@ -207,6 +207,7 @@ def test_collector_runs_standalone_and_never_fails():
         "monitoring",
         "turn",
         "backup",
+        "database",
     }
     assert set(document["facts"]) == expected
     text = done.stdout

@@ -150,3 +150,19 @@ def test_no_sets_and_a_broken_set_file(client: dict[str, Path]) -> None:
 
 def test_the_password_never_leaves_the_host(client: dict[str, Path]) -> None:
     assert "not-a-real-password" not in json.dumps(collect(client))
+
+
+def test_the_rto_a_restore_achieved_beside_the_declared(client: dict[str, Path]) -> None:
+    """The runner's last passing drill duration (medinfra_backup_restore_drill_duration_seconds) against the set's
+    rto_minutes (the host's SLA class, written by the role); unknown until both are there."""
+    (backup_set,) = collect(client)["sets"]
+    assert (backup_set["rto_minutes"], backup_set["drill_restore_seconds"], backup_set["drill_within_rto"]) == (
+        None, None, None)
+    document = client["config"] / "sets" / "data.json"
+    document.write_text(json.dumps({**json.loads(document.read_text()), "rto_minutes": 60}))
+    update_state(client, medinfra_backup_restore_drill_duration_seconds=42.5)
+    (backup_set,) = collect(client)["sets"]
+    assert (backup_set["rto_minutes"], backup_set["drill_restore_seconds"], backup_set["drill_within_rto"]) == (
+        60, 42.5, True)
+    update_state(client, medinfra_backup_restore_drill_duration_seconds=3600.5)
+    assert collect(client)["sets"][0]["drill_within_rto"] is False

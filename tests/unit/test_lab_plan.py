@@ -17,7 +17,7 @@ from tests.conftest import LAB_TOPOLOGY, TERTIARY_TOPOLOGY, write_yaml
 
 def test_one_internal_network_per_zone_with_the_controller_on_the_first_address() -> None:
     plan = plan_lab(load_topology(LAB_TOPOLOGY))
-    assert [n.zone for n in plan.networks] == ["mgmt", "his", "pacs", "dmz", "clinical", "guest"]
+    assert [n.zone for n in plan.networks] == ["mgmt", "his", "his-dr", "pacs", "dmz", "clinical", "guest"]
     his = plan.network_for_zone("his")
     assert his.name == "medinfra-lab-his"
     assert his.subnet == IPv4Network("10.231.20.0/24")
@@ -31,6 +31,7 @@ def test_router_sits_on_every_zone_at_its_gateway() -> None:
     assert dict(router.attachments) == {
         "medinfra-lab-mgmt": IPv4Address("10.231.10.254"),
         "medinfra-lab-his": IPv4Address("10.231.20.254"),
+        "medinfra-lab-his-dr": IPv4Address("10.231.21.254"),
         "medinfra-lab-pacs": IPv4Address("10.231.30.254"),
         "medinfra-lab-dmz": IPv4Address("10.231.40.254"),
         "medinfra-lab-clinical": IPv4Address("10.231.50.254"),
@@ -46,7 +47,8 @@ def test_hosts_route_other_zones_through_their_gateway() -> None:
     routes = dict(his_db.routes)
     assert IPv4Network("10.231.20.0/24") not in routes
     assert routes[IPv4Network("10.231.30.0/24")] == IPv4Address("10.231.20.254")
-    assert len(routes) == 5
+    assert routes[IPv4Network("10.231.21.0/24")] == IPv4Address("10.231.20.254")  # its standby's zone, his-dr
+    assert len(routes) == 6  # every other zone of the lab
 
 
 def test_spec_digest_changes_with_image_and_address() -> None:
@@ -70,7 +72,8 @@ def test_first_zone_address_is_reserved_for_the_controller(tmp_path: Path, topol
 
 
 def test_router_needs_a_gateway_in_every_zone(tmp_path: Path, topology_data: dict[str, Any]) -> None:
-    del topology_data["zones"][3]["gateway"]
+    dmz = next(zone for zone in topology_data["zones"] if zone["name"] == "dmz")
+    del dmz["gateway"]
     with pytest.raises(UserInputError, match="zone 'dmz' has no gateway"):
         plan_lab(load_topology(write_yaml(tmp_path / "hospital.yml", topology_data)))
 

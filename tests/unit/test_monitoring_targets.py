@@ -190,6 +190,7 @@ def test_the_lab_probes_exactly_what_its_flows_allow() -> None:
         ("his-app", "host", "icmp", "10.231.20.10"),
         ("his-app", "his_app", "https", "https://10.231.20.10:443/"),
         ("his-db", "host", "icmp", "10.231.20.11"),
+        ("his-db-2", "host", "icmp", "10.231.21.11"),  # the standby's zone his-dr lets management ping it
         # Legacy hosts are not scraped but are still probed where a flow allows it.
         ("lis-legacy", "host", "icmp", "10.231.20.20"),
         ("pacs-01", "pacs", "https", "https://10.231.30.10:443/"),

@@ -145,7 +145,9 @@ def test_internal_networks_merge_the_zones_into_the_special_ranges(topology: Top
 
 def test_internal_networks_without_special_ranges_are_the_zones(topology: Topology) -> None:
     v4, v6 = internal_networks(topology, ())
-    assert v4 == sorted(zone.network for zone in topology.zones) and v6 == []
+    # Adjacent zones become one network: his (10.231.20.0/24) and his-dr (10.231.21.0/24) are 10.231.20.0/23.
+    assert v4 == list(collapse_addresses(zone.network for zone in topology.zones)) and v6 == []
+    assert IPv4Network("10.231.20.0/23") in v4
     v4, _ = internal_networks(topology, ["192.168.0.0/16", "10.231.40.0/23"])
     assert IPv4Network("10.231.40.0/23") in v4 and IPv4Network("10.231.40.0/24") not in v4
     assert IPv4Network("192.168.0.0/16") in v4 and overlapping(v4) == []

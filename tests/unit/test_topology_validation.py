@@ -52,7 +52,7 @@ def test_tertiary_is_a_realistic_size() -> None:
 
 def test_lab_has_the_zones_and_hosts_the_demo_needs() -> None:
     topology = load_topology(LAB_TOPOLOGY)
-    assert {z.name for z in topology.zones} == {"mgmt", "his", "pacs", "dmz", "clinical", "guest"}
+    assert {z.name for z in topology.zones} == {"mgmt", "his", "his-dr", "pacs", "dmz", "clinical", "guest"}
     services = {s for h in topology.hosts for s in h.services}
     assert {
         "bastion",
@@ -66,6 +66,12 @@ def test_lab_has_the_zones_and_hosts_the_demo_needs() -> None:
         "zone_firewall",
     } <= services
     assert [h.name for h in topology.hosts if h.legacy] == ["lis-legacy"]
+    # The HIS database's hot standby sits in its own zone; clients reach the pair through his-app.
+    standby = topology.host("his-db-2")
+    assert (standby.standby_of, standby.zone) == ("his-db", "his-dr")
+    service = topology.host("his-db").service_address
+    assert service is not None and (service.host, service.port) == ("his-app", 5432)
+    assert len(topology.hosts) == 13
 
 
 Mutation = Callable[[dict[str, Any]], None]
@@ -138,25 +144,25 @@ CASES: list[tuple[str, Mutation, str, str]] = [
         "duplicate address 10.231.20.10 (already used by hosts[4])",
     ),
     ("duplicate zone name", _set(("zones", 5, "name"), "dmz"), "zones[5]", "duplicate zone name dmz"),
-    ("host named like a zone", _host("ws-01", "name", "clinical"), "hosts[10].name", "is also a zone name"),
-    ("host named like a group", _host("ws-01", "name", "phi"), "hosts[10].name", "is also an inventory group"),
-    ("host named like a service", _host("ws-01", "name", "his_app"), "hosts[10].name", "service 'his_app'"),
+    ("host named like a zone", _host("ws-01", "name", "clinical"), "hosts[11].name", "is also a zone name"),
+    ("host named like a group", _host("ws-01", "name", "phi"), "hosts[11].name", "is also an inventory group"),
+    ("host named like a service", _host("ws-01", "name", "his_app"), "hosts[11].name", "service 'his_app'"),
     (
         "host named like a zone's group",
         _host("ws-01", "name", "zone_his"),
-        "hosts[10].name",
+        "hosts[11].name",
         "is also an inventory group, the group of zone 'his' (zones[1].name)",
     ),
     (
         "zones that become one group",
         _both(_add_zone("his_x", 70), _add_zone("his-x", 80)),
-        "zones[7].name",
-        "zone 'his-x' becomes inventory group 'zone_his_x', which is already the group of zone 'his_x' (zones[6].name)",
+        "zones[8].name",
+        "zone 'his-x' becomes inventory group 'zone_his_x', which is already the group of zone 'his_x' (zones[7].name)",
     ),
     (
         "zone named like a service group",
         _add_zone("firewall", 70),
-        "zones[6].name",
+        "zones[7].name",
         "zone 'firewall' becomes inventory group 'zone_firewall', which is already the group of the hosts with "
         "service 'zone_firewall'",
     ),
@@ -324,10 +330,10 @@ def test_overlaps_name_a_few_zones_and_count_the_rest(topology_data: dict[str, A
     findings, _ = check_zones(zones)
     assert findings == [
         (
-            ("zones", 6, "cidr"),
+            ("zones", 7, "cidr"),
             "10.231.0.0/16 overlaps 10.231.10.0/24 of zones[0] (mgmt), 10.231.20.0/24 of zones[1] (his), "
-            "10.231.30.0/24 of zones[2] (pacs), 10.231.40.0/24 of zones[3] (dmz), 10.231.50.0/24 of zones[4] "
-            "(clinical) and 1 more",
+            "10.231.21.0/24 of zones[2] (his-dr), 10.231.30.0/24 of zones[3] (pacs), 10.231.40.0/24 of zones[4] "
+            "(dmz) and 2 more",
         )
     ]
 
@@ -408,6 +414,12 @@ def hospital_documents(draw: st.DrawFn) -> dict[str, Any]:
             **_optional(draw, "legacy", st.booleans()),
             **_optional(draw, "description", FREE_TEXT),
         })
+    if len(hosts) >= 3 and draw(st.booleans()):
+        # A database pair: the second host stands by for the first, the third carries its service address.
+        primary, standby = hosts[0], hosts[1]
+        standby.update(standby_of=primary["name"], services=list(primary["services"]), legacy=False)
+        primary.update(service_address={"host": hosts[2]["name"], "port": draw(st.integers(1, 65535))}, legacy=False)
+        hosts[2]["legacy"] = False
     endpoints = st.sampled_from(zone_names + host_names)
     port = st.integers(1, 65535) | st.builds(lambda a, b: f"{min(a, b)}-{max(a, b)}", st.integers(1, 65535),
                                              st.integers(1, 65535))
@@ -416,6 +428,12 @@ def hospital_documents(draw: st.DrawFn) -> dict[str, Any]:
         proto = draw(st.sampled_from(["tcp", "udp", "icmp"]))
         ports = {} if proto == "icmp" else {"ports": draw(st.lists(port, min_size=1, max_size=3))}
         flows.append({"from": draw(endpoints), "to": draw(endpoints), "proto": proto, **ports, "purpose": draw(LINE)})
+    if any("standby_of" in host for host in hosts):  # the flows a pair needs, between any two of its quorum
+        quorum = [host["name"] for host in hosts[:3]]
+        flows += [
+            {"from": a, "to": b, "proto": "tcp", "ports": [5432, 8008, "2379-2380"], "purpose": "pair"}
+            for a in quorum for b in quorum if a != b
+        ]
     interfaces = []
     identities = {
         "dicom": st.fixed_dictionaries({"calling_ae": st.just("CT01"), "called_ae": st.just("PACS01")}),
@@ -484,7 +502,8 @@ def test_to_dict_and_from_dict_lose_nothing(document: dict[str, Any]) -> None:
     assert Topology.from_dict(data) == topology
     assert Topology.from_dict(json.loads(json.dumps(data))).to_dict() == data
     # Every value the document gave is in the plain data, under the document's own keys.
-    assert data["hosts"] == [{"data_paths": [], "legacy": False, "description": None, **h} for h in document["hosts"]]
+    defaults = {"data_paths": [], "legacy": False, "description": None, "standby_of": None, "service_address": None}
+    assert data["hosts"] == [{**defaults, **h} for h in document["hosts"]]
 
 
 @pytest.mark.parametrize("path", [LAB_TOPOLOGY, TERTIARY_TOPOLOGY])

@@ -34,6 +34,9 @@ def backup_set_facts(
     last_success = state.get("medinfra_backup_last_success_timestamp_seconds")
     age_minutes = round((now - float(last_success)) / 60, 1) if isinstance(last_success, int | float) else None
     rpo = document.get("rpo_minutes")
+    rto = document.get("rto_minutes")
+    restore = state.get("medinfra_backup_restore_drill_duration_seconds")
+    restore_seconds = float(restore) if isinstance(restore, int | float) else None
     return {
         "name": name,
         "paths": document.get("paths", []),
@@ -52,6 +55,11 @@ def backup_set_facts(
         "last_check": backup_moment(state, "check_timestamp_seconds"),
         "drill_success": backup_outcome(state, "restore_drill_success"),
         "last_drill": backup_moment(state, "restore_drill_timestamp_seconds"),
+        # The RTO a restore from backup achieved (the last passing drill's duration) beside the one declared.
+        "rto_minutes": rto,
+        "drill_restore_seconds": restore_seconds,
+        "drill_within_rto": None if restore_seconds is None or not isinstance(rto, int | float)
+        else restore_seconds <= rto * 60,
         "timers": {job: units.get(f"medinfra-backup-{job}@{name}.timer", {"enabled": "absent", "active": "absent"})
                    for job in BACKUP_JOBS},
     }

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-COLLECTOR_VERSION = "1.6.0"
+COLLECTOR_VERSION = "1.7.0"
 
 EVIDENCE_SCHEMA = "medinfra-evidence/1"
 

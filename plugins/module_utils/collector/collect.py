@@ -13,6 +13,7 @@ from .accounts import collect_accounts, collect_login_defs, collect_sudo
 from .audit import collect_auditd
 from .backup import collect_backup
 from .base import COLLECTOR_VERSION, EVIDENCE_SCHEMA, Json, iso_utc, safe
+from .database import collect_database
 from .firewall import collect_nftables
 from .host import (
     collect_aide,
@@ -84,6 +85,7 @@ def collect(paths: Mapping[str, str]) -> dict[str, Json]:
         "pki": lambda: collect_pki(paths["pki"]),
         "monitoring": collect_monitoring,
         "turn": collect_turn,
+        "database": lambda: collect_database(paths["state"]),
     }
     # One after another: on a host audited with a hundred others, CPU is what is scarce, not time.
     facts = {name: safe(section) for name, section in independent.items()}

@@ -39,6 +39,8 @@ INVENTORY_VIEW = {
     "interfaces_in": "medinfra_interfaces_in",
     "forwarded_flows": "medinfra_forwarded_flows",
     "data_paths": "medinfra_data_paths",
+    # The database pair of a member or service host (its other member, addresses, RPO), else None.
+    "database_pair": "medinfra_database_pair",
     # Where the host keeps medinfra's shared files: the collector reads them there (site default when unset).
     "paths": "medinfra_paths",
 }

@@ -1,6 +1,7 @@
 """Facts the controller derives from one host's own evidence and its inventory view, before any control runs
 (pure, like the evaluator): what the host's firewall does with probe packets, where its PHI paths are stored,
-which audit rules watch them. Checks read them under `derived`; a host's evidence cannot supply them.
+which audit rules watch them, how a database pair member replicates with the other. Checks read them under
+`derived`; a host's evidence cannot supply them.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from medinfra.collector import collector_module
 from medinfra.compliance.checks import is_unavailable
+from medinfra.compliance.database import database_view
 from medinfra.compliance.firewall import Probe, probe_verdict
 from medinfra.segmentation.rules import MANAGEMENT_PURPOSE
 from medinfra.topology.checks import parse_port_range
@@ -28,11 +30,12 @@ def unavailable(reason: str) -> dict[str, str]:
     return {"unavailable": reason}
 
 
-def derived_views(facts: Mapping[str, Any], inventory: Mapping[str, Any]) -> dict[str, Any]:
+def derived_views(facts: Mapping[str, Any], inventory: Mapping[str, Any], host: str) -> dict[str, Any]:
     return {
         "firewall": firewall_view(facts.get("nftables"), facts.get("network"), facts.get("sockets"), inventory),
         "storage": storage_view(facts.get("mounts"), inventory),
         "audit": audit_view(facts.get("auditd"), inventory),
+        "database": database_view(facts.get("database"), inventory, host),
     }
 
 

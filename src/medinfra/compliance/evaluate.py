@@ -66,7 +66,7 @@ def evidence_root(host: HostEvidence, site: Mapping[str, Any] | None = None) -> 
         return None
     facts = bounded_facts(facts)
     root = {**facts, "inventory": dict(host.inventory)}
-    root["derived"] = derived_views(facts, host.inventory)
+    root["derived"] = derived_views(facts, host.inventory, host.host)
     if site is not None:
         root["site"] = dict(site)
     return root
