@@ -575,6 +575,8 @@ def cmd_drill_run(args: argparse.Namespace) -> int:
         print(f"history: drill #{published.record.id} recorded")
     if published.history_error is not None:
         print(f"medinfra: history: this drill was NOT recorded ({published.history_error})", file=sys.stderr)
+    if run.interrupted:
+        return 130
     return EXIT_OK if run.passed else EXIT_FAILURES
 
 
@@ -860,7 +862,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a drill plan: break things, expect the alerts and the recovery, restore; publish the result",
         description="Steps run in order and each is printed with its measured seconds; a failed step ends the "
         "drill, and every break still in effect is undone at the end. The result goes to the evidence directory "
-        "(signed with --sign) and the history. Exit 0: passed; 1: a step failed; 2: bad input (nothing was run).",
+        "(signed with --sign) and the history. Exit 0: passed; 1: a step failed; 2: bad input (nothing was run); "
+        "130: interrupted (restored and published all the same).",
     )
     drill_run.add_argument("plan", type=Path, metavar="PLAN.yml",
                            help="the drill plan (schema: drill-plan.schema.json)")

@@ -173,9 +173,20 @@ def test_a_break_that_fails_half_way_is_undone_and_so_are_the_earlier_ones_newes
     assert not outcome.passed
 
 
-def test_an_interrupted_drill_still_undoes_its_breaks(tmp_path: Path) -> None:
-    plan = load_plan(write(tmp_path, TWO_BREAKS), LAB_HOSTS)
-    executor = FakeExecutor([0.0], interrupt="alerts ExporterDown")
-    with pytest.raises(KeyboardInterrupt):
-        run_plan(plan, executor)
-    assert executor.calls[-1] == "undo second"
+def test_an_interrupted_drill_fails_and_still_undoes_its_breaks(tmp_path: Path) -> None:
+    executor, heard, (_plan, outcome) = run(tmp_path, interrupt="alerts ExporterDown")
+    assert executor.calls == ["apply first", "apply second", "undo first", "alerts ExporterDown", "undo second"]
+    assert outcome.interrupted and not outcome.passed
+    assert [(r.kind, r.passed, r.detail) for r in heard][3:] == [
+        ("expect_alerts", False, "interrupted"), ("restore", True, "undo second done")]
+
+
+def test_isolation_keeps_ssh_from_the_management_zones_and_the_controller() -> None:
+    from medinfra.drill.remote import controller_address, management_sources, monitoring_server
+    from medinfra.topology import load_topology
+
+    lab = load_topology(ROOT / "inventories" / "lab" / "hospital.yml")
+    assert management_sources(lab) == ["10.231.10.0/24"]
+    assert monitoring_server(lab) == "monitor-01"
+    # The route's source address, found without sending anything.
+    assert controller_address("127.0.0.1", 22) == "127.0.0.1"

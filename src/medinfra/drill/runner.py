@@ -45,6 +45,7 @@ class PlanRun:
     started: datetime
     finished: datetime
     steps: tuple[StepResult, ...]
+    interrupted: bool = False
 
     @property
     def passed(self) -> bool:
@@ -75,9 +76,10 @@ def run_plan(
     """Each step in order until one fails; then every break not yet restored is undone, newest first.
 
     A break counts as in effect from the moment it is attempted (it may have half happened when it failed), so it
-    is undone too. `report` hears of each step as it ends.
+    is undone too. Ctrl-C during a step ends the drill as failed (`interrupted`); any other error of the executor
+    propagates, after the restores. `report` hears of each step as it ends.
     """
-    started, results, active = now(), [], {}
+    started, results, active, interrupted = now(), [], {}, False
 
     def record(index: int, step: Step, passed: bool, began: float, detail: str) -> None:
         result = StepResult(index, kind_of(step), step.label, passed, round(clock() - began, 3), detail)
@@ -94,6 +96,11 @@ def run_plan(
             except StepFailed as exc:
                 record(index, step, False, began, str(exc))
                 break
+            except KeyboardInterrupt:
+                # Ctrl-C: the drill ends here, failed, and is still restored and published.
+                record(index, step, False, began, "interrupted")
+                interrupted = True
+                break
             if isinstance(step, Restore):
                 active.pop(step.target.name, None)
             record(index, step, True, began, detail)
@@ -106,7 +113,7 @@ def run_plan(
                 record(0, restore, True, began, executor.undo(restore.target))
             except StepFailed as exc:
                 record(0, restore, False, began, str(exc))
-    return PlanRun(started, now(), tuple(results))
+    return PlanRun(started, now(), tuple(results), interrupted)
 
 
 def timestamp(moment: datetime) -> str:
@@ -123,6 +130,7 @@ def plan_document(site: str, plan: Plan, run: PlanRun) -> dict[str, Any]:
         "finished": timestamp(run.finished),
         "passed": run.passed,
         "result": {
+            "interrupted": run.interrupted,
             "name": plan.name,
             "description": plan.description,
             "plan_file": plan.file,
