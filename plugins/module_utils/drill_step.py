@@ -19,6 +19,7 @@ import base64
 import json
 import ssl
 import subprocess
+import sys
 import time
 import urllib.request
 from typing import Any
@@ -45,6 +46,17 @@ def run(argv: list[str], stdin: str = "", timeout: float = 60) -> tuple[int, str
     except OSError as exc:
         return -1, f"{argv[0]}: {exc.strerror or exc}"
     return done.returncode, tail(done.stdout + " " + done.stderr)
+
+
+def wait(seconds: float) -> None:
+    """Sleep between attempts, first writing a blank line (JSON allows it before the answer): when the controller
+    has gone (Ctrl-C, killed), the write fails and this program ends instead of polling on for nobody."""
+    try:
+        sys.stdout.write("\n")
+        sys.stdout.flush()
+    except BrokenPipeError:
+        sys.exit(0)
+    time.sleep(seconds)
 
 
 def result(ok: bool, detail: str, began: float) -> dict[str, Any]:
@@ -132,7 +144,7 @@ def expect(params: dict[str, Any], began: float) -> dict[str, Any]:
         if time.monotonic() + float(params["every"]) > deadline:
             return result(False, f"still failing after {attempts} attempts in {params['within']:g} s "
                           f"(last: exit {code}: {output})", began)
-        time.sleep(float(params["every"]))
+        wait(float(params["every"]))
 
 
 def active_alerts(params: dict[str, Any]) -> list[dict[str, Any]]:
@@ -173,7 +185,7 @@ def expect_alerts(params: dict[str, Any], began: float) -> dict[str, Any]:
         if time.monotonic() + ALERTS_EVERY > deadline:
             missing = [name for name in names if not found.get(name)]
             return result(False, f"not active within {params['within']:g} s: {', '.join(missing)}{problem}", began)
-        time.sleep(ALERTS_EVERY)
+        wait(ALERTS_EVERY)
 
 
 def main(params: dict[str, Any]) -> None:

@@ -566,7 +566,8 @@ def cmd_drill_run(args: argparse.Namespace) -> int:
         targets = load_targets(args.inventory, None, args.vault_password_file)
     executor = SshExecutor({target.name: target for target in targets}, topology, args.timeout)
     print(f"drill {plan.name} on site {one_line(topology.site.name)}: {len(plan.steps)} steps", flush=True)
-    run = run_plan(plan, executor, lambda result: print(one_line(step_line(result, len(plan.steps))), flush=True))
+    with quiet_hub():  # gevent would print a Ctrl-C the runner handles
+        run = run_plan(plan, executor, lambda result: print(one_line(step_line(result, len(plan.steps))), flush=True))
     published = publish_drill(plan_document(topology.site.name, plan, run), args.evidence, history, args.sign)
     seconds = (run.finished - run.started).total_seconds()
     print(f"drill {plan.name}: {'PASSED' if run.passed else 'FAILED'} in {seconds:.1f} s")
