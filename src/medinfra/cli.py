@@ -539,6 +539,48 @@ def cmd_segmentation_verify(args: argparse.Namespace) -> int:
     return EXIT_UNREACHABLE if unprobed else 0
 
 
+def cmd_drill_run(args: argparse.Namespace) -> int:
+    """Rehearse an emergency plan: its steps in order, every break undone at the end, the result published."""
+    # First: pyinfra's transport patches the standard library for gevent before sockets exist.
+    from medinfra.audit.pyinfra_transport import quiet_hub
+    from medinfra.audit.targets import load_targets
+    from medinfra.drill.evidence import publish_drill
+    from medinfra.drill.plan import load_plan
+    from medinfra.drill.remote import SshExecutor
+    from medinfra.drill.runner import plan_document, run_plan, step_line
+    from medinfra.safe_output import OutputDirectory
+    from medinfra.signing import load_private_key
+
+    # Everything is checked before the first step runs: plan, key, history, evidence directory, inventory.
+    topology = site_topology(args.inventory)
+    if topology is None:
+        raise refused(str(args.inventory), "has no hospital.yml: a drill takes its site, management zones and "
+                      "monitoring server from the topology")
+    plan = load_plan(args.plan, {host.name for host in topology.hosts})
+    if args.sign is not None:
+        load_private_key(args.sign)
+    history = history_location(args)
+    with OutputDirectory.open(args.evidence) as evidence:
+        evidence.probe()
+    with quiet_hub():
+        targets = load_targets(args.inventory, None, args.vault_password_file)
+    executor = SshExecutor({target.name: target for target in targets}, topology, args.timeout)
+    print(f"drill {plan.name} on site {one_line(topology.site.name)}: {len(plan.steps)} steps", flush=True)
+    with quiet_hub():  # gevent would print a Ctrl-C the runner handles
+        run = run_plan(plan, executor, lambda result: print(one_line(step_line(result, len(plan.steps))), flush=True))
+    published = publish_drill(plan_document(topology.site.name, plan, run), args.evidence, history, args.sign)
+    seconds = (run.finished - run.started).total_seconds()
+    print(f"drill {plan.name}: {'PASSED' if run.passed else 'FAILED'} in {seconds:.1f} s")
+    print(f"evidence: {published.file}" + (" (signed)" if published.manifest is not None else ""))
+    if published.record is not None:
+        print(f"history: drill #{published.record.id} recorded")
+    if published.history_error is not None:
+        print(f"medinfra: history: this drill was NOT recorded ({published.history_error})", file=sys.stderr)
+    if run.interrupted:
+        return 130
+    return EXIT_OK if run.passed else EXIT_FAILURES
+
+
 def cmd_keys_generate(args: argparse.Namespace) -> int:
     from medinfra.signing import generate_keypair
 
@@ -576,10 +618,29 @@ def note(args: argparse.Namespace, message: str) -> None:
     print(message, file=sys.stderr if args.format == "json" else sys.stdout)
 
 
+def history_drills(args: argparse.Namespace) -> int:
+    from medinfra.history import open_history
+    from medinfra.history.diff import drill_record, drills_table
+
+    with open_history(chosen_history(args), read_only=True) as store:
+        drills = store.drills(args.site, args.limit)
+    if args.format == "json":
+        print_json({"format": HISTORY_FORMAT, "location": store.location,
+                    "drills": [drill_record(d) for d in drills]})
+    elif drills:
+        print(drills_table(drills, colours(args)))
+    if not drills:
+        note(args, f"no drills recorded in {one_line(store.location)}" + (f" for site {one_line(args.site)}"
+                                                                          if args.site else ""))
+    return 0
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     from medinfra.history import open_history
     from medinfra.history.diff import run_record, runs_table
 
+    if args.drills:
+        return history_drills(args)
     with open_history(chosen_history(args), read_only=True) as store:
         runs = store.runs(args.site, args.limit)
     if args.format == "json":
@@ -795,6 +856,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_history_options(report)
     report.set_defaults(handler=cmd_report)
 
+    drill = commands.add_parser("drill", help="rehearse emergencies: scripted plan drills (应急预案演练)")
+    drill_commands = subcommands(drill, "drill_command")
+    drill_run = drill_commands.add_parser(
+        "run",
+        help="run a drill plan: break things, expect the alerts and the recovery, restore; publish the result",
+        description="Steps run in order and each is printed with its measured seconds; a failed step ends the "
+        "drill, and every break still in effect is undone at the end. The result goes to the evidence directory "
+        "(signed with --sign) and the history. Exit 0: passed; 1: a step failed; 2: bad input (nothing was run); "
+        "130: interrupted (restored and published all the same).",
+    )
+    drill_run.add_argument("plan", type=Path, metavar="PLAN.yml",
+                           help="the drill plan (schema: drill-plan.schema.json)")
+    drill_run.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
+                           help="Ansible inventory (directory holding hospital.yml), read as ansible-playbook would")
+    drill_run.add_argument("--evidence", type=Path, default=Path("drills"), metavar="DIR",
+                           help="directory for the drill's evidence, one subdirectory per drill (default: drills)")
+    drill_run.add_argument("--sign", type=Path, metavar="KEY", help="Ed25519 private key: sign the drill's evidence")
+    drill_run.add_argument("--vault-password-file", type=Path, help=VAULT_HELP)
+    drill_run.add_argument("--timeout", type=seconds, default=10, help="SSH connect timeout per host, s (default 10)")
+    add_history_options(drill_run)
+    drill_run.set_defaults(handler=cmd_drill_run)
+
     keys = commands.add_parser("keys", help="Ed25519 keys for signing audit results")
     keys_commands = subcommands(keys, "keys_command")
     generate = keys_commands.add_parser("generate", help="write PREFIX.key (private, 0600) and PREFIX.pub")
@@ -810,9 +893,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--pubkey", type=Path, required=True, metavar="KEY", help="the signer's .pub file")
     verify.set_defaults(handler=cmd_verify)
 
-    history = commands.add_parser("history", help="list recorded audit runs, newest first, with their scores")
+    history = commands.add_parser("history", help="list recorded audit runs (or --drills), newest first")
     add_history_options(history, can_skip=False)
     history.add_argument("--site", help="only this site's runs")
+    history.add_argument("--drills", action="store_true",
+                         help="list recorded drills (failover and plan rehearsals) instead of audit runs")
     history.add_argument("--limit", type=count, default=20, metavar="N", help="at most N runs (default 20)")
     add_output_options(history)
     history.set_defaults(handler=cmd_history)

@@ -44,6 +44,12 @@ RULE_SETS = {
         (TESTS / "medinfra-interfaces.test.yml", TESTS / "medinfra-interfaces-history.test.yml"),
         frozenset({"instance", "sla", "owner", "interface", "protocol"}),
     ),
+    # database_cluster, not cluster: a member whose metrics file is missing has no `cluster` series to alert with.
+    "medinfra-database": RuleSet(
+        ROLE / "files" / "medinfra-database.rules.yml",
+        (TESTS / "medinfra-database.test.yml",),
+        frozenset({"instance", "sla", "database_cluster"}),
+    ),
 }
 
 
@@ -221,6 +227,36 @@ MUTATIONS = {
         'result="ack_negative"',
         "Hl7AckNegative",
     ),
+    "replication lag at the RPO counted as above it": (
+        "medinfra-database",
+        "medinfra_database_replication_lag_seconds{job=\"node\"}\n          > on(cluster)",
+        "medinfra_database_replication_lag_seconds{job=\"node\"}\n          >= on(cluster)",
+        "ReplicationLagAboveRpo",
+    ),
+    "replication lag against any cluster's RPO": (
+        "medinfra-database",
+        "> on(cluster) group_left()\n          max by (cluster) (medinfra_database_rpo_seconds",
+        "> on() group_left()\n          min (medinfra_database_rpo_seconds",
+        "ReplicationLagAboveRpo",
+    ),
+    "split brain counted over all clusters": (
+        "medinfra-database",
+        "and on(cluster) (count by (cluster) (medinfra_database_primary{job=\"node\"} == 1) > 1)",
+        "and on() (count (medinfra_database_primary{job=\"node\"} == 1) > 1)",
+        "DatabaseSplitBrain",
+    ),
+    "a standby's empty streaming count taken for the primary's": (
+        "medinfra-database",
+        "medinfra_database_standbys_streaming{job=\"node\"} == 0\n            and on(instance, cluster)",
+        "medinfra_database_standbys_streaming{job=\"node\"} == 0\n            or on(instance, cluster)",
+        "DatabaseStandbyDown",
+    ),
+    "metrics age threshold 2 minutes -> 3": (
+        "medinfra-database",
+        "> 120",
+        "> 180",
+        "DatabaseMetricsStale",
+    ),
     "growing errors without their minimum count": (
         "medinfra-interfaces",
         "[1h]) >= 5\n",
@@ -274,6 +310,11 @@ ROUTES = {
     "preventive warning on a 24x7-critical interface": (
         {"alertname": "InterfaceLatencyRegressed", "sla": "24x7-critical", "severity": "warning", "owner": "his-team"},
         ["owner-his-team", "oncall"],
+    ),
+    "database pair of a 24x7-critical system without a standby": (
+        {"alertname": "DatabaseStandbyDown", "sla": "24x7-critical", "severity": "critical", "instance": "his-db",
+         "cluster": "his-db", "database_cluster": "his-db"},
+        ["pager"],
     ),
     "host alert without owner": (
         {"alertname": "ExporterDown", "sla": "24x7-standard", "severity": "critical", "instance": "monitor-01"},

@@ -163,8 +163,11 @@ def test_a_misshapen_probe_table_names_its_place(table: dict[str, Any]) -> None:
 def test_every_host_that_is_not_legacy_is_a_node_target_with_its_labels() -> None:
     node = lab_targets().node
     managed = [h for h in LAB.hosts if not h.legacy]
+    members = {"his-db": "his-db", "his-db-2": "his-db"}  # the lab's pair; its service host his-app is no member
     assert node == [
-        {"targets": [f"{h.address}:{NODE_PORT}"], "labels": {"instance": h.name, "zone": h.zone, "sla": h.sla}}
+        {"targets": [f"{h.address}:{NODE_PORT}"], "labels": {"instance": h.name, "zone": h.zone, "sla": h.sla,
+                                                             **({"database_cluster": members[h.name]}
+                                                                if h.name in members else {})}}
         for h in managed
     ]
     assert {entry["labels"]["instance"] for entry in node} == {h.name for h in managed}

@@ -1,6 +1,8 @@
 """What the monitoring server scrapes and probes, from the topology alone (pure; rendered as file_sd JSON).
 
-- Every host that is not legacy runs the node exporter: one TLS scrape target each.
+- Every host that is not legacy runs the node exporter: one TLS scrape target each. A member of a database pair
+  also carries `database_cluster` (the pair's name), so an alert can tell a member whose database metrics are
+  missing from a host that has none (not `cluster`: that is a label of the scraped series themselves).
 - Every service a host runs is probed the way the site's probe table says (HTTPS for web front ends, TCP+TLS
   for DICOM or TURN, plain TCP for HL7 MLLP), but only where a topology flow lets the monitoring server reach
   that port: a probe the firewall must drop would only raise a false alarm. Such skipped probes are listed.
@@ -15,6 +17,7 @@ from typing import Any
 
 from medinfra.segmentation.rules import intended
 from medinfra.topology.model import Host, Topology
+from medinfra.topology.redundancy import database_pairs
 
 MODULES = ("https", "tcp_tls", "tcp")
 
@@ -59,8 +62,13 @@ def host_labels(host: Host) -> dict[str, str]:
 
 
 def node_targets(topology: Topology, port: int) -> list[dict[str, Any]]:
+    clusters = {member: pair.name for pair in database_pairs(topology) for member in pair.members}
     return [
-        {"targets": [f"{host.address}:{port}"], "labels": {"instance": host.name, **host_labels(host)}}
+        {
+            "targets": [f"{host.address}:{port}"],
+            "labels": {"instance": host.name, **host_labels(host),
+                       **({"database_cluster": clusters[host.name]} if host.name in clusters else {})},
+        }
         for host in topology.hosts
         if not host.legacy
     ]
