@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-import testinfra
+import pytest
 
 MEMBERS = ("dbha-primary", "dbha-standby")
 PATRONICTL = "patronictl -c /etc/patroni/config.yml list --format json"
@@ -18,7 +18,7 @@ THROUGH_PROXY = (
 
 
 def member(name: str) -> Any:
-    return testinfra.get_host(f"podman://{name}")
+    return HOSTS[name]
 
 
 def sql(name: str, query: str, database: str = "postgres") -> str:
@@ -42,6 +42,16 @@ def leader() -> str:
 
 def replica_streams() -> bool:
     return any(row["Role"] == "Replica" and row["State"] == "streaming" for row in cluster())
+
+
+HOSTS: dict[str, Any] = {}
+
+
+@pytest.fixture(autouse=True)
+def members(host: Any) -> None:
+    """The members' hosts, reached like the proxy this verifier runs on."""
+    for name in MEMBERS:
+        HOSTS.setdefault(name, host.get_host(f"podman://{name}"))
 
 
 def test_the_takeover_kept_the_primary_data_and_copied_it_to_the_standby() -> None:
