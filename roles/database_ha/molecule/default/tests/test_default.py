@@ -41,7 +41,9 @@ def leader() -> str:
 
 
 def replica_streams() -> bool:
-    return any(row["Role"] == "Replica" and row["State"] == "streaming" for row in cluster())
+    """The leader's pg_stat_replication says streaming (Patroni 3.0.2 shows a replica as running before it does)."""
+    streaming = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+    return sql(leader(), streaming) == "1"
 
 
 HOSTS: dict[str, Any] = {}
