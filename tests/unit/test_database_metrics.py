@@ -66,8 +66,10 @@ def test_a_standby_streaming_behind_reports_postgresql_replay_lag() -> None:
 def test_postgresql_down_leaves_only_up_primary_rpo_and_timestamp() -> None:
     text = samples(metrics.render("his-db", 900, 7.0, None, None, "his-db-2"))
     assert set(text) == {
-        'medinfra_database_up{cluster="his-db"}', 'medinfra_database_primary{cluster="his-db"}',
-        'medinfra_database_rpo_seconds{cluster="his-db"}', 'medinfra_database_metrics_timestamp_seconds{cluster="his-db"}',
+        'medinfra_database_up{cluster="his-db"}',
+        'medinfra_database_primary{cluster="his-db"}',
+        'medinfra_database_rpo_seconds{cluster="his-db"}',
+        'medinfra_database_metrics_timestamp_seconds{cluster="his-db"}',
     }
     assert text['medinfra_database_up{cluster="his-db"}'] == "0"
 

@@ -7,7 +7,7 @@ import json
 import time
 from typing import Any
 
-import testinfra
+import pytest
 
 MEMBERS = ("dbha-primary", "dbha-standby")
 PATRONICTL = "patronictl -c /etc/patroni/config.yml list --format json"
@@ -18,7 +18,7 @@ THROUGH_PROXY = (
 
 
 def member(name: str) -> Any:
-    return testinfra.get_host(f"podman://{name}")
+    return HOSTS[name]
 
 
 def sql(name: str, query: str, database: str = "postgres") -> str:
@@ -41,7 +41,19 @@ def leader() -> str:
 
 
 def replica_streams() -> bool:
-    return any(row["Role"] == "Replica" and row["State"] == "streaming" for row in cluster())
+    """The leader's pg_stat_replication says streaming (Patroni 3.0.2 shows a replica as running before it does)."""
+    streaming = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'"
+    return sql(leader(), streaming) == "1"
+
+
+HOSTS: dict[str, Any] = {}
+
+
+@pytest.fixture(autouse=True)
+def members(host: Any) -> None:
+    """The members' hosts, reached like the proxy this verifier runs on."""
+    for name in MEMBERS:
+        HOSTS.setdefault(name, host.get_host(f"podman://{name}"))
 
 
 def test_the_takeover_kept_the_primary_data_and_copied_it_to_the_standby() -> None:
