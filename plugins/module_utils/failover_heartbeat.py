@@ -1,0 +1,117 @@
+"""Heartbeats of `medinfra drill failover`, run on the database pair's service host: standard library only.
+
+`heartbeat` writes one row every INTERVAL seconds into medinfra_drill.public.heartbeat through the service
+address (127.0.0.1:<service port>, the proxy to whichever member leads), one `psql` per attempt with the drill's
+password file, and appends each attempt to a JSON-lines log: {seq, sent, done, ok, error} (times in seconds since
+the epoch, this host's clock). It stops when the stop file appears or after `max_seconds`, and prints
+{"attempts": [...]}. `progress` reads that log while the drill runs; `stop` makes the stop file.
+The controller appends the call (see medinfra.drill.hosts): no value reaches a command line but the drill id,
+which the controller makes of hexadecimal digits only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import time
+from typing import Any
+
+INTERVAL = 0.1
+# libpq waits at least 2 s for a connection; an INSERT sent to an isolated member would hang far longer.
+ATTEMPT_TIMEOUT = 2.0
+PGPASSFILE = "/etc/medinfra/database-ha/drill.pgpass"
+DRILL_ID = re.compile(r"^[0-9a-f]{8,64}$")
+
+
+def log_path(state: str, drill_id: str) -> str:
+    return os.path.join(state, f"failover-heartbeat-{drill_id}.jsonl")
+
+
+def stop_path(state: str, drill_id: str) -> str:
+    return os.path.join(state, f"failover-heartbeat-{drill_id}.stop")
+
+
+def psql_command(port: int, sql: str) -> list[str]:
+    """psql through the service address as the drill's user; -A -t: bare values."""
+    conninfo = (f"host=127.0.0.1 port={int(port)} dbname=medinfra_drill user=medinfra_drill sslmode=require "
+                "connect_timeout=2")
+    return ["psql", conninfo, "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql]
+
+
+def insert_command(port: int, drill_id: str, seq: int) -> list[str]:
+    if not DRILL_ID.match(drill_id):
+        raise ValueError(f"drill id {drill_id!r} is not hexadecimal")
+    return psql_command(port, f"INSERT INTO public.heartbeat (drill_id, seq) VALUES ('{drill_id}', {int(seq)})")
+
+
+def run_psql(command: list[str]) -> subprocess.CompletedProcess[str]:
+    env = {"PATH": "/usr/bin:/bin", "PGPASSFILE": PGPASSFILE}
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=ATTEMPT_TIMEOUT, check=False)
+
+
+def proxy(port: int) -> dict[str, Any]:
+    """Whether the service address answers as the drill's user: a primary (not in recovery) holding the table."""
+    try:
+        done = run_psql(psql_command(port, "SELECT pg_is_in_recovery(), (SELECT count(*) FROM public.heartbeat)"))
+    except subprocess.TimeoutExpired:
+        return {"ok": False, "error": f"no answer within {ATTEMPT_TIMEOUT} s"}
+    if done.returncode != 0:
+        return {"ok": False, "error": (done.stderr.strip().splitlines() or [f"psql exit {done.returncode}"])[-1]}
+    in_recovery = done.stdout.strip().split("|")[0]
+    return {"ok": in_recovery == "f", "error": None if in_recovery == "f" else "the proxy leads to a standby"}
+
+
+def attempt(port: int, drill_id: str, seq: int) -> dict[str, Any]:
+    """One heartbeat: acknowledged when psql says the INSERT committed (exit 0)."""
+    sent = time.time()
+    try:
+        done = run_psql(insert_command(port, drill_id, seq))
+        ok, error = done.returncode == 0, (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+    except subprocess.TimeoutExpired:
+        ok, error = False, f"no answer within {ATTEMPT_TIMEOUT} s"
+    return {"seq": seq, "sent": round(sent, 6), "done": round(time.time(), 6), "ok": ok, "error": None if ok else error}
+
+
+def heartbeat(drill_id: str, port: int, state: str, max_seconds: float) -> dict[str, Any]:
+    os.makedirs(state, mode=0o750, exist_ok=True)
+    attempts: list[dict[str, Any]] = []
+    started = time.monotonic()
+    due = started
+    stop = stop_path(state, drill_id)
+    with open(log_path(state, drill_id), "a", encoding="utf-8") as log:
+        while not os.path.exists(stop) and time.monotonic() - started < max_seconds:
+            record = attempt(port, drill_id, len(attempts) + 1)
+            attempts.append(record)
+            log.write(json.dumps(record) + "\n")
+            log.flush()
+            # Every INTERVAL; an attempt that took longer delays the next one rather than bunching them up.
+            due = max(due + INTERVAL, time.monotonic())
+            time.sleep(max(due - time.monotonic(), 0))
+    if os.path.exists(stop):
+        os.unlink(stop)
+    return {"attempts": attempts}
+
+
+def progress(drill_id: str, state: str, since: float) -> dict[str, Any]:
+    """How the heartbeats go: attempts so far, and those acknowledged that were sent after `since`."""
+    attempts = acked_after = 0
+    try:
+        with open(log_path(state, drill_id), encoding="utf-8") as log:
+            for line in log:
+                try:
+                    record = json.loads(line)
+                except ValueError:
+                    continue  # the line being written
+                attempts += 1
+                acked_after += bool(record.get("ok") and record.get("sent", 0) > since)
+    except FileNotFoundError:
+        pass
+    return {"attempts": attempts, "acknowledged_after": acked_after, "now": time.time()}
+
+
+def stop(drill_id: str, state: str) -> dict[str, Any]:
+    with open(stop_path(state, drill_id), "w", encoding="utf-8"):
+        pass
+    return {"stopped": True}
