@@ -613,10 +613,29 @@ def note(args: argparse.Namespace, message: str) -> None:
     print(message, file=sys.stderr if args.format == "json" else sys.stdout)
 
 
+def history_drills(args: argparse.Namespace) -> int:
+    from medinfra.history import open_history
+    from medinfra.history.diff import drill_record, drills_table
+
+    with open_history(chosen_history(args), read_only=True) as store:
+        drills = store.drills(args.site, args.limit)
+    if args.format == "json":
+        print_json({"format": HISTORY_FORMAT, "location": store.location,
+                    "drills": [drill_record(d) for d in drills]})
+    elif drills:
+        print(drills_table(drills, colours(args)))
+    if not drills:
+        note(args, f"no drills recorded in {one_line(store.location)}" + (f" for site {one_line(args.site)}"
+                                                                          if args.site else ""))
+    return 0
+
+
 def cmd_history(args: argparse.Namespace) -> int:
     from medinfra.history import open_history
     from medinfra.history.diff import run_record, runs_table
 
+    if args.drills:
+        return history_drills(args)
     with open_history(chosen_history(args), read_only=True) as store:
         runs = store.runs(args.site, args.limit)
     if args.format == "json":
@@ -876,9 +895,11 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--pubkey", type=Path, required=True, metavar="KEY", help="the signer's .pub file")
     verify.set_defaults(handler=cmd_verify)
 
-    history = commands.add_parser("history", help="list recorded audit runs, newest first, with their scores")
+    history = commands.add_parser("history", help="list recorded audit runs (or --drills), newest first")
     add_history_options(history, can_skip=False)
     history.add_argument("--site", help="only this site's runs")
+    history.add_argument("--drills", action="store_true",
+                         help="list recorded drills (failover and plan rehearsals) instead of audit runs")
     history.add_argument("--limit", type=count, default=20, metavar="N", help="at most N runs (default 20)")
     add_output_options(history)
     history.set_defaults(handler=cmd_history)

@@ -35,7 +35,7 @@ from medinfra.history import (
     diff_text,
     open_history,
 )
-from medinfra.history.store import parse_location, redact
+from medinfra.history.store import SCHEMA_VERSION, parse_location, redact
 from medinfra.problems import PrerequisiteError, UserInputError
 
 FRAMEWORKS_OF = {
@@ -116,6 +116,12 @@ def stamp(n: int) -> str:
     return f"2026-11-{n:02d}T07:00:00Z"
 
 
+def drill_document(kind: str, started: str, finished: str, passed: bool) -> dict[str, Any]:
+    result = {"cluster": "his-db"} if kind == "failover" else {"name": "backup-server-lost", "steps": []}
+    return {"format": "medinfra-drill/1", "kind": kind, "site": "lab", "drill_id": str(uuid.uuid4()),
+            "started": started, "finished": finished, "passed": passed, "result": result}
+
+
 def raw_sql(location: str, statement: str) -> list[tuple[Any, ...]]:
     """Run SQL on the history database itself, past the store, and commit."""
     if location.startswith(("postgresql://", "postgres://")):
@@ -152,7 +158,7 @@ class HistoryContract:
         # Reopening creates nothing twice and finds the run again.
         with open_history(location) as again:
             assert again.runs() == [run]
-        assert raw_sql(location, "SELECT version FROM medinfra_schema") == [(1,)]
+        assert raw_sql(location, "SELECT MAX(version) FROM medinfra_schema") == [(SCHEMA_VERSION,)]
         assert raw_sql(location, f"SELECT COUNT(*) FROM medinfra_results WHERE run_id = {run.id}") == [(10,)]
 
     def test_same_run_recorded_twice_is_kept_once(self, store: HistoryStore) -> None:
@@ -221,7 +227,7 @@ class HistoryContract:
     def test_history_from_a_newer_medinfra_is_refused(self, location: str) -> None:
         open_history(location).close()
         raw_sql(location, "UPDATE medinfra_schema SET version = 99")
-        with pytest.raises(PrerequisiteError, match="history schema version 99, this medinfra reads version 1"):
+        with pytest.raises(PrerequisiteError, match="history schema version 99, this medinfra reads version 2"):
             open_history(location)
 
     def test_records_60000_results(self, location: str, store: HistoryStore) -> None:
@@ -279,6 +285,47 @@ class HistoryContract:
                 reader.record(make_document(AFTER))
         with open_history(location, read_only=True) as reader:
             assert reader.runs() == [run]
+
+    def test_drills_are_recorded_once_listed_and_read_back(self, location: str, store: HistoryStore,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+        failover = drill_document("failover", "2026-11-01T07:00:00+00:00", "2026-11-01T07:00:42.5Z", True)
+        plan = drill_document("plan", "2026-11-02T08:00:00Z", "2026-11-02T08:03:00Z", False)
+        first = store.record_drill(failover, "/evidence/a/drill.json")
+        assert store.record_drill(failover, "/elsewhere") == first
+        second = store.record_drill(plan, "/evidence/b/drill.json")
+        assert (first.kind, first.name, first.passed, first.seconds) == ("failover", "his-db", True, 42)
+        assert (second.kind, second.name, second.passed) == ("plan", "backup-server-lost", False)
+        assert store.drills() == [second, first] and store.drills("elsewhere") == []
+        assert store.drill_document(first.id) == failover
+        assert main(["history", "--drills", "--history", location]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        assert lines[0].split() == ["id", "started", "(UTC)", "site", "kind", "name", "result", "seconds", "evidence"]
+        assert lines[1].split() == [str(second.id), "2026-11-02", "08:00:00", "lab", "plan", "backup-server-lost",
+                                    "fail", "180", "/evidence/b/drill.json"]
+        assert main(["history", "--drills", "--history", location, "--format", "json"]) == 0
+        listed = json.loads(capsys.readouterr().out)["drills"]
+        assert [(d["id"], d["started_at"], d["seconds"]) for d in listed] == [
+            (second.id, "2026-11-02T08:00:00Z", 180.0), (first.id, "2026-11-01T07:00:00Z", 42.0)]
+
+    def test_history_of_schema_1_migrates_when_written_and_reads_without_drills(
+        self, location: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        with open_history(location) as store:
+            run = store.record(make_document(BEFORE))
+        # What medinfra before drill records left behind: no drills table, version 1.
+        raw_sql(location, "DROP TABLE medinfra_drills")
+        raw_sql(location, "DELETE FROM medinfra_schema")
+        raw_sql(location, "INSERT INTO medinfra_schema (version) VALUES (1)")
+        with open_history(location, read_only=True) as reader:
+            assert reader.drills() == [] and reader.runs() == [run]
+        assert main(["history", "--drills", "--history", location]) == 0
+        assert capsys.readouterr().out == f"no drills recorded in {redact(location)}\n"
+        with open_history(location) as store:
+            assert store.runs() == [run]
+            drill = store.record_drill(drill_document("plan", stamp(1), stamp(2), True), "/e/drill.json")
+        assert raw_sql(location, "SELECT MAX(version) FROM medinfra_schema") == [(2,)]
+        with open_history(location, read_only=True) as reader:
+            assert reader.drills() == [drill]
 
     def test_read_only_store_of_a_history_never_written_is_empty(self, location: str) -> None:
         with open_history(location, read_only=True) as reader:

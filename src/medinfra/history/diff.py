@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from medinfra.audit.results import framework_rank, percent
-from medinfra.history.store import STARTED_FORMAT, RunInfo
+from medinfra.history.store import STARTED_FORMAT, DrillInfo, RunInfo
 from medinfra.safe_text import one_line
 from medinfra.terminal import PLAIN, Palette
 
@@ -228,6 +228,32 @@ def runs_table(runs: Sequence[RunInfo], paint: Palette = PLAIN) -> str:
 def run_record(run: RunInfo) -> dict[str, Any]:
     """A recorded run for JSON (`medinfra history --format json` and the runs a diff compares)."""
     return {**asdict(run), "started_at": run.started_at.strftime(STARTED_FORMAT)}
+
+
+def drill_record(drill: DrillInfo) -> dict[str, Any]:
+    """A recorded drill for JSON (`medinfra history --drills --format json`)."""
+    return {**asdict(drill), "started_at": drill.started_at.strftime(STARTED_FORMAT),
+            "finished_at": drill.finished_at.strftime(STARTED_FORMAT), "seconds": drill.seconds}
+
+
+def drills_table(drills: Sequence[DrillInfo], paint: Palette = PLAIN) -> str:
+    """One line per drill: when, where, what kind, whether it passed (painted), how long it took, its evidence."""
+    header = ("id", "started (UTC)", "site", "kind", "name", "result", "seconds", "evidence")
+    rows = [
+        (str(d.id), f"{d.started_at:%Y-%m-%d %H:%M:%S}", one_line(d.site), d.kind, one_line(d.name),
+         "pass" if d.passed else "fail", f"{d.seconds:.0f}", one_line(d.evidence))
+        for d in drills
+    ]
+    widths = [max(len(row[i]) for row in (header, *rows)) for i in range(len(header))]
+    result = header.index("result")
+    lines = []
+    for index, row in enumerate((header, *rows)):
+        cells = [cell.rjust(w) if i in (0, 6) else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths,
+                                                                                                   strict=True))]
+        if index:  # painted after padding, so the escape codes do not count towards the width
+            cells[result] = cells[result].replace(row[result], paint.status(row[result]))
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
 
 
 def score_record(change: ScoreChange) -> dict[str, Any]:

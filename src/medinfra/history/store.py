@@ -27,7 +27,8 @@ from medinfra.problems import DocPath, PrerequisiteError, Problem, UserInputErro
 from medinfra.safe_text import REDACTED, clean, one_line
 from medinfra.safe_text import redact as redact_secrets
 
-SCHEMA_VERSION = 1
+# 1: audit runs; 2: drill records (medinfra_drills). An older history is migrated step by step when opened to write.
+SCHEMA_VERSION = 2
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 # How long a writer waits for another to finish: recording a 1,000-host run takes about a second.
 BUSY_TIMEOUT = 60.0
@@ -78,6 +79,25 @@ SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS medinfra_results_run ON medinfra_results (run_id, host, control)",
 )
+DRILL_COLUMNS = ("drill_uuid", "site", "kind", "name", "started_at", "finished_at", "passed", "evidence")
+# The statements that take a history from the version before each key to that version.
+MIGRATIONS: Mapping[int, tuple[str, ...]] = {
+    2: (
+        """CREATE TABLE IF NOT EXISTS medinfra_drills (
+            id {id_type},
+            drill_uuid TEXT UNIQUE NOT NULL,
+            site TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            name TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            finished_at TEXT NOT NULL,
+            passed INTEGER NOT NULL,
+            evidence TEXT NOT NULL,
+            document {blob_type} NOT NULL
+        )""",
+        "CREATE INDEX IF NOT EXISTS medinfra_drills_site ON medinfra_drills (site, started_at, id)",
+    ),
+}
 
 
 @dataclass(frozen=True)
@@ -95,6 +115,25 @@ class RunInfo:
     score: float | None
     framework_scores: dict[str, float | None]
     counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class DrillInfo:
+    """One recorded drill (failover or plan rehearsal); its document is in `HistoryStore.drill_document`."""
+
+    id: int
+    drill_uuid: str
+    site: str
+    kind: str
+    name: str
+    started_at: datetime
+    finished_at: datetime
+    passed: bool
+    evidence: str
+
+    @property
+    def seconds(self) -> float:
+        return (self.finished_at - self.started_at).total_seconds()
 
 
 class Cursor(Protocol):
@@ -321,6 +360,39 @@ def run_info(row: Sequence[Any]) -> RunInfo:
     )
 
 
+def drill_time(text: Any) -> datetime:
+    """An ISO-8601 time with its offset, in UTC; ValueError for anything else (a naive time is ambiguous)."""
+    if not isinstance(text, str):
+        raise ValueError(f"expected an ISO-8601 time, got {type(text).__name__}")
+    moment = datetime.fromisoformat(text)
+    if moment.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset")
+    return moment.astimezone(UTC)
+
+
+def drill_values(document: Mapping[str, Any], evidence: str) -> tuple[Any, ...]:
+    """The drills-table columns (DRILL_COLUMNS order) of a drill document already checked for its shape."""
+    result = document["result"]
+    name = result.get("name") or result.get("cluster") or document["kind"]
+    return (
+        clean(str(document["drill_id"])),
+        clean(str(document["site"])),
+        clean(str(document["kind"])),
+        clean(str(name)),
+        drill_time(document["started"]).strftime(STARTED_FORMAT),
+        drill_time(document["finished"]).strftime(STARTED_FORMAT),
+        1 if document["passed"] else 0,
+        clean(evidence),
+    )
+
+
+def drill_info(row: Sequence[Any]) -> DrillInfo:
+    """A DrillInfo from a row of `id` followed by DRILL_COLUMNS; ValueError or TypeError if the row is damaged."""
+    drill_id, uuid, site, kind, name, started, finished, passed, evidence = row
+    return DrillInfo(int(drill_id), str(uuid), str(site), str(kind), str(name), parse_started(started),
+                     parse_started(finished), bool(passed), str(evidence))
+
+
 def _is_text(value: Any, optional: bool = False) -> bool:
     return isinstance(value, str) or (optional and value is None)
 
@@ -372,6 +444,7 @@ class HistoryStore:
         self._secrets = tuple(secrets)
         # Read-only, on a database where nothing was ever recorded: every read finds nothing.
         self._empty = False
+        self._version = SCHEMA_VERSION
 
     def __enter__(self) -> Self:
         return self
@@ -417,14 +490,15 @@ class HistoryStore:
             return cursor.fetchall()
 
     def _check_version(self, version: Any) -> None:
-        if version not in (None, SCHEMA_VERSION):
+        if version is not None and version > SCHEMA_VERSION:
             raise PrerequisiteError(
                 f"{self.location}: history schema version {version}, this medinfra reads version {SCHEMA_VERSION}; "
                 "use a medinfra that matches it"
             )
 
     def ensure_schema(self) -> None:
-        """Create the tables if missing (idempotent) and refuse a history written by a newer medinfra."""
+        """Create the tables if missing and migrate an older history (idempotent, in one transaction); refuse a
+        history written by a newer medinfra."""
         types = {"id_type": self._dialect.id_type, "blob_type": self._dialect.blob_type}
         with self._transaction("opening history") as cursor:
             for statement in SCHEMA:
@@ -432,9 +506,12 @@ class HistoryStore:
             cursor.execute("SELECT MAX(version) FROM medinfra_schema")
             row = cursor.fetchone()
             version = row[0] if row else None
-            if version is None:
+            self._check_version(version)
+            if version != SCHEMA_VERSION:
+                for step in range((version or 1) + 1, SCHEMA_VERSION + 1):
+                    for statement in MIGRATIONS[step]:
+                        cursor.execute(statement.format(**types))
                 cursor.execute(self._dialect.sql("INSERT INTO medinfra_schema (version) VALUES (?)"), (SCHEMA_VERSION,))
-        self._check_version(version)
 
     def read_schema(self) -> None:
         """For a read-only store: refuse a newer history; one without tables reads as empty (nothing is created)."""
@@ -446,7 +523,10 @@ class HistoryStore:
                 return
             cursor.execute("SELECT MAX(version) FROM medinfra_schema")
             row = cursor.fetchone()
-        self._check_version(row[0] if row else None)
+        version = row[0] if row else None
+        self._check_version(version)
+        # A read-only store migrates nothing: an older history simply has no drills yet.
+        self._version = SCHEMA_VERSION if version is None else int(version)
 
     def _select(self, where: str, params: Sequence[Any], limit: int | None = None) -> list[RunInfo]:
         """Runs matching `where`, newest first; runs that started in the same second are ordered by id."""
@@ -529,6 +609,57 @@ class HistoryStore:
             where = "WHERE site = ? AND (started_at < ? OR (started_at = ? AND id < ?))"
             found = self._select(where, (site, started, started, before_id), limit)
         return found[::-1]
+
+    def record_drill(self, document: Mapping[str, Any], evidence: str) -> DrillInfo:
+        """Store a drill document (checked by medinfra.drill.evidence); one already recorded is returned as it is."""
+        values = drill_values(document, evidence)
+        if known := self._drills("WHERE drill_uuid = ?", (values[0],)):
+            return known[0]
+        text = json.dumps(document, ensure_ascii=False, separators=(",", ":"))
+        blob = gzip.compress(text.encode("utf-8", "surrogatepass"), compresslevel=GZIP_LEVEL)
+        columns = ", ".join((*DRILL_COLUMNS, "document"))
+        marks = ", ".join("?" * (len(DRILL_COLUMNS) + 1))
+        with self._transaction("recording drill") as cursor:
+            cursor.execute(self._dialect.sql(f"INSERT INTO medinfra_drills ({columns}) VALUES ({marks}) RETURNING id"),
+                           (*values, blob))
+            row = cursor.fetchone()
+            assert row is not None, "INSERT ... RETURNING gives a row"
+        return self._drills("WHERE id = ?", (int(row[0]),))[0]
+
+    def _drills(self, where: str, params: Sequence[Any], limit: int | None = None) -> list[DrillInfo]:
+        if self._version < 2:
+            return []
+        sql = f"SELECT id, {', '.join(DRILL_COLUMNS)} FROM medinfra_drills {where} ORDER BY started_at DESC, id DESC"
+        if limit is not None:
+            sql, params = f"{sql} LIMIT ?", (*params, limit)
+        drills = []
+        for row in self._query("reading drills", sql, params):
+            try:
+                drills.append(drill_info(row))
+            except (TypeError, ValueError) as exc:
+                key = row[0] if isinstance(row[0], int) else one_line(str(row[0]))
+                raise self._problem(("drills", key), f"damaged row: {reason(exc)}") from None
+        return drills
+
+    def drills(self, site: str | None = None, limit: int | None = None) -> list[DrillInfo]:
+        """Recorded drills, newest first, of one site or all."""
+        if site is None:
+            return self._drills("", (), limit)
+        return self._drills("WHERE site = ?", (site,), limit)
+
+    def drill_document(self, drill_id: int) -> dict[str, Any]:
+        """A recorded drill's document as it was published."""
+        rows = [] if self._version < 2 else self._query(
+            "reading drill", "SELECT document FROM medinfra_drills WHERE id = ?", (drill_id,))
+        if not rows:
+            raise refused(self.location, f"no drill {drill_id}")
+        try:
+            document = json.loads(inflate(bytes(rows[0][0])).decode("utf-8", "surrogatepass"))
+        except (OSError, EOFError, zlib.error, ValueError, TypeError, RecursionError) as exc:
+            raise self._problem(("drills", drill_id, "document"), f"damaged: {reason(exc)}") from None
+        if not isinstance(document, dict):
+            raise self._problem(("drills", drill_id, "document"), "is not a JSON object")
+        return document
 
     def previous(self, run_id: int) -> RunInfo | None:
         """The run of the same site before this one, if any."""
