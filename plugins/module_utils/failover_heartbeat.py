@@ -51,14 +51,22 @@ def run_psql(command: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(command, capture_output=True, text=True, env=env, timeout=ATTEMPT_TIMEOUT, check=False)
 
 
+def psql_error(done: subprocess.CompletedProcess[str]) -> str:
+    """psql's first line of complaint (the later ones are hints), without its `psql: error: ` prefix."""
+    lines = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+    return lines[0].removeprefix("psql: error: ")[:300] if lines else f"psql exit {done.returncode}"
+
+
 def proxy(port: int) -> dict[str, Any]:
     """Whether the service address answers as the drill's user: a primary (not in recovery) holding the table."""
     try:
         done = run_psql(psql_command(port, "SELECT pg_is_in_recovery(), (SELECT count(*) FROM public.heartbeat)"))
+    except FileNotFoundError:
+        return {"ok": False, "error": "psql is not installed on this host (package postgresql-client)"}
     except subprocess.TimeoutExpired:
         return {"ok": False, "error": f"no answer within {ATTEMPT_TIMEOUT} s"}
     if done.returncode != 0:
-        return {"ok": False, "error": (done.stderr.strip().splitlines() or [f"psql exit {done.returncode}"])[-1]}
+        return {"ok": False, "error": psql_error(done)}
     in_recovery = done.stdout.strip().split("|")[0]
     return {"ok": in_recovery == "f", "error": None if in_recovery == "f" else "the proxy leads to a standby"}
 
@@ -68,9 +76,11 @@ def attempt(port: int, drill_id: str, seq: int) -> dict[str, Any]:
     sent = time.time()
     try:
         done = run_psql(insert_command(port, drill_id, seq))
-        ok, error = done.returncode == 0, (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        ok, error = done.returncode == 0, psql_error(done)
     except subprocess.TimeoutExpired:
         ok, error = False, f"no answer within {ATTEMPT_TIMEOUT} s"
+    except FileNotFoundError:
+        ok, error = False, "psql is not installed on this host"
     return {"seq": seq, "sent": round(sent, 6), "done": round(time.time(), 6), "ok": ok, "error": None if ok else error}
 
 

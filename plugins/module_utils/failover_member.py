@@ -34,7 +34,12 @@ REPLICATION_SQL = """SELECT coalesce(json_agg(json_build_object(
 
 
 def run(argv: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
+    try:
+        return subprocess.run(argv, input=stdin, capture_output=True, text=True, timeout=COMMAND_TIMEOUT, check=False)
+    except FileNotFoundError:
+        return subprocess.CompletedProcess(argv, 127, "", f"{argv[0]} is not installed on this host")
+    except subprocess.TimeoutExpired:
+        return subprocess.CompletedProcess(argv, 124, "", f"no answer within {COMMAND_TIMEOUT} s")
 
 
 def failure(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:

@@ -132,9 +132,9 @@ def test_preflight_refuses_a_stopped_standby_lag_and_a_dead_proxy() -> None:
     nothing = {"ok": True, "in_recovery": False, "standbys": []}
     check = judge_preflight(PAIR, "his-db", stopped, nothing, {"ok": False, "error": "server closed the connection"})
     assert check.problems == (
+        "the service address 127.0.0.1:5432 on his-app: server closed the connection",
         "Patroni does not list his-db-2",
         "his-db-2 is not replicating from his-db (no row in pg_stat_replication)",
-        "the service address 127.0.0.1:5432 on his-app: server closed the connection",
     )
     assert replication_problem(replication(lag=901.5), "his-db", "his-db-2", 900) == (
         "his-db-2 lags 901.5 s behind his-db, not below the RPO of 900 s")

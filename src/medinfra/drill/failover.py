@@ -161,12 +161,16 @@ def judge_preflight(pair: Pair, host: str, cluster: Mapping[str, Any], replicati
     """The pair's live state judged (pure): who leads, who stands by, and every reason not to fail it now."""
     problems: list[str] = []
     notes: list[str] = []
+    if not proxy.get("ok"):
+        problems.append(f"the service address 127.0.0.1:{pair.service_port} on {pair.service_host}: "
+                        f"{proxy.get('error')}")
     if not cluster.get("ok"):
-        return Preflight("", "", (f"patronictl list: {cluster.get('error')}",))
+        return Preflight("", "", (f"patronictl list: {cluster.get('error')}", *problems))
     members = cluster.get("members") or []
     leader = leader_of(members)
     if leader not in pair.members:
-        return Preflight("", "", (f"Patroni shows no single leader among {', '.join(pair.members)}: {members}",))
+        return Preflight("", "", (f"Patroni shows no single leader among {', '.join(pair.members)}: {members}",
+                                  *problems))
     standby = next(m for m in pair.members if m != leader)
     if host != leader:
         notes.append(f"{host} is the standby now; the drill fails the current leader {leader}")
@@ -179,9 +183,6 @@ def judge_preflight(pair: Pair, host: str, cluster: Mapping[str, Any], replicati
         problems.append(f"pg_stat_replication on {leader}: not read")
     elif problem := replication_problem(replication, leader, standby, pair.rpo_seconds):
         problems.append(problem)
-    if not proxy.get("ok"):
-        problems.append(f"the service address 127.0.0.1:{pair.service_port} on {pair.service_host}: "
-                        f"{proxy.get('error')}")
     return Preflight(leader, standby, tuple(problems), tuple(notes))
 
 
