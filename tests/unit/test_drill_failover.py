@@ -153,9 +153,11 @@ def test_probe_verdict_waits_for_a_scrape_after_the_failover() -> None:
                "probe_time": [series("1005.2", service="his_app")], "scrape": [series("1", job="node")]}
     assert probe_verdict(answers, 1006.0)[0] is False
     fresh, verdict = probe_verdict(answers, 1005.0)
-    assert fresh and verdict["up"] and verdict["detail"] == "1 probe(s) and 1 scrape(s) of the host: all up"
-    down = {**answers, "probe": [series("0", service="his_app")]}
-    assert probe_verdict(down, 1005.0)[1]["detail"].endswith("failing: his_app")
+    assert fresh and verdict["up"] and verdict["detail"] == "his_app (https) up, node scrape up"
+    down = {**answers, "probe": [series("0", service="his_app", module="https")]}
+    assert probe_verdict(down, 1005.0)[1]["detail"] == "his_app (https) DOWN, node scrape up"
+    assert probe_verdict({"probe": [], "probe_time": [], "scrape": []}, 0) == (
+        False, {"up": False, "detail": "no probe of the host", "series": {"probe": [], "probe_time": [], "scrape": []}})
     assert probe_verdict({"unavailable": "not readable"}, 0) == (True, {"up": False, "detail": "not readable"})
 
 

@@ -199,13 +199,13 @@ def probe_verdict(answers: Mapping[str, Any], after: float) -> tuple[bool, dict[
     if "unavailable" in answers:
         return True, {"up": False, "detail": str(answers["unavailable"])}
     probes = answers.get("probe") or []
+    scrapes = answers.get("scrape") or []
     times = [float(series["value"]) for series in answers.get("probe_time") or []]
-    failing = [series["labels"].get("service", "?") for series in probes if series.get("value") != "1"]
-    failing += [f"scrape {series['labels'].get('job', '?')}" for series in answers.get("scrape") or []
-                if series.get("value") != "1"]
-    up = bool(probes) and not failing
-    detail = (f"{len(probes)} probe(s) and {len(answers.get('scrape') or [])} scrape(s) of the host: "
-              + ("all up" if up else f"failing: {', '.join(failing) or 'no probe of the host'}"))
+    seen = [(f"{series['labels'].get('service', '?')} ({series['labels'].get('module', '?')})", series.get("value"))
+            for series in probes]
+    seen += [(f"{series['labels'].get('job', '?')} scrape", series.get("value")) for series in scrapes]
+    up = bool(probes) and all(value == "1" for _, value in seen)
+    detail = ", ".join(f"{name} {'up' if value == '1' else 'DOWN'}" for name, value in seen) or "no probe of the host"
     fresh = bool(times) and min(times) >= after
     return fresh, {"up": up, "detail": detail, "series": {k: answers.get(k) for k in PROBE_QUERIES}}
 
