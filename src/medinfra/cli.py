@@ -542,8 +542,8 @@ def cmd_segmentation_verify(args: argparse.Namespace) -> int:
 def cmd_drill_failover(args: argparse.Namespace) -> int:
     # First: pyinfra's transport patches the standard library for gevent before sockets exist.
     from medinfra.audit.pyinfra_transport import quiet_hub
-    from medinfra.drill.evidence import publish_drill
-    from medinfra.drill.failover import Drill, DrillError, drill_record, result_text
+    from medinfra.drill.evidence import DRILL_FORMAT, publish_drill
+    from medinfra.drill.failover import Drill, DrillError, evidence_result, result_text
     from medinfra.fix.run import window_refusal
     from medinfra.signing import load_private_key
 
@@ -563,12 +563,11 @@ def cmd_drill_failover(args: argparse.Namespace) -> int:
             print(f"medinfra: drill failover {one_line(args.host)}: {exc}", file=sys.stderr)
             return EXIT_USAGE if exc.refused else EXIT_FAILURES
     print(result_text(result))
-    record = drill_record(result)
-    document = {"format": "medinfra-drill/1", "kind": "failover",
+    record = evidence_result(result)
+    document = {"format": DRILL_FORMAT, "kind": "failover",
                 "site": topology.site.name if topology else drill.pair.name, "started": record["started"],
                 "finished": record["finished"], "passed": result.passed, "drill_id": result.drill_id,
-                "result": {**record, "probe": result.probe, "problems": result.problems,
-                           "heartbeats": result.attempts}}
+                "result": record}
     published = publish_drill(document, args.evidence, history, args.sign)
     print(f"evidence: {published.file}" + ("" if published.manifest is None else f" (signed: {published.manifest})"))
     if published.history_error is not None:

@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 
+from medinfra.drill.evidence import DRILL_FORMAT, check_document
 from medinfra.drill.failover import (
     DrillResult,
     Pair,
     drill_record,
+    evidence_result,
     host_call,
     judge_preflight,
     parse_pair,
@@ -163,13 +165,19 @@ def test_probe_verdict_waits_for_a_scrape_after_the_failover() -> None:
 
 def test_the_record_has_the_contracts_fields() -> None:
     result = DrillResult("ab12", PAIR, "stop", datetime(2026, 12, 6, tzinfo=UTC), "his-db", "his-db-2",
-                         datetime(2026, 12, 6, 0, 1, tzinfo=UTC), measure(log((1, 20, True)), range(1, 21), 0))
+                         finished=datetime(2026, 12, 6, 0, 1, tzinfo=UTC),
+                         measurement=measure(log((1, 20, True)), range(1, 21), 0))
     result.redundancy_restored = True
     record = drill_record(result)
     assert {"format", "drill_id", "cluster", "started", "finished", "failed_host", "new_primary", "method",
             "rto_seconds", "rpo_seconds", "heartbeats_acknowledged", "heartbeats_lost", "declared_rto_seconds",
             "declared_rpo_seconds", "redundancy_restored", "passed"} <= set(record)
     assert (record["format"], record["passed"], record["heartbeats_lost"]) == ("medinfra-failover-drill/1", True, 0)
+    result.failed_at = 1001.0
+    evidence = evidence_result(result)
+    check_document({"format": DRILL_FORMAT, "kind": "failover", "site": "lab", "started": record["started"],
+                    "finished": record["finished"], "passed": result.passed, "result": evidence})
+    assert evidence["outage"] == {"from": 1001.93, "to": 1002.03} and evidence["lost_seqs"] == []
     result.redundancy_restored = False
     assert drill_record(result)["passed"] is False
 

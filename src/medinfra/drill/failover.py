@@ -80,6 +80,7 @@ class DrillResult:
     started: datetime
     failed_host: str = ""
     new_primary: str = ""
+    failed_at: float | None = None  # when the leader was failed, its own clock (seconds since the epoch)
     finished: datetime | None = None
     measurement: Measurement | None = None
     probe: dict[str, Any] = field(default_factory=dict)
@@ -231,6 +232,21 @@ def drill_record(result: DrillResult) -> dict[str, Any]:
         "declared_rpo_seconds": result.pair.rpo_seconds,
         "redundancy_restored": result.redundancy_restored,
         "passed": result.passed,
+    }
+
+
+def evidence_result(result: DrillResult) -> dict[str, Any]:
+    """The `result` of the drill's evidence: the record, and what lets a reader measure it again (every attempt,
+    the failure's time, the outage found, the lost seqs), the HIS probes and the problems."""
+    m = result.measurement
+    return {
+        **drill_record(result),
+        "failed_at": result.failed_at,
+        "outage": None if m is None else {"from": m.outage_from, "to": m.outage_to},
+        "lost_seqs": [] if m is None else list(m.lost),
+        "probe": result.probe,
+        "problems": result.problems,
+        "heartbeats": result.attempts,
     }
 
 
@@ -387,7 +403,7 @@ class Drill:
             failed = self.member(leader, "fail", method=method, ports=list(self.pair.ports))
             if not failed.get("ok"):
                 raise DrillError(f"{leader}: could not fail it: {failed.get('error')}")
-            failed_at = float(failed["at"])
+            failed_at = result.failed_at = float(failed["at"])
             try:
                 self.failover(result, leader, standby, failed_at)
             finally:
