@@ -25,7 +25,8 @@ INVENTORY = LAB_TOPOLOGY.parent
 SSH_CONFIG = INVENTORY / ".lab" / "ssh_config"
 VAULT = ("--vault-password-file", str(INVENTORY / ".lab" / "vault-password"))
 PAIR = ("his-db", "his-db-2")
-# The hosts the pair needs converged: the zone firewall, the time server, the monitoring server, the quorum.
+# The hosts the pair needs converged: the zone firewall, the time server, the monitoring server, the quorum. Backups
+# need the backup server, left out here: test_lab.py converges and checks them.
 HOSTS = "fw,bastion-01,monitor-01,his-app,his-db,his-db-2"
 DECLARED_RTO, DECLARED_RPO = 3600, 900  # the lab's 24x7-critical SLA: RTO 60 min, RPO 15 min
 
@@ -46,7 +47,7 @@ def lab() -> Iterator[str]:
     try:
         assert result.returncode == 0, result.stdout + result.stderr
         converge = run_tool(ROOT, "ansible-playbook", "-i", str(INVENTORY), *VAULT, "playbooks/site.yml",
-                            "--limit", HOSTS, timeout=3600)
+                            "--limit", HOSTS, "--skip-tags", "backup", timeout=3600)
         assert converge.returncode == 0, converge.stdout[-3000:]
         yield result.stdout
     finally:
