@@ -219,3 +219,11 @@ def test_isolation_table_applies_twice_and_keeps_ssh(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert done.stdout.count("table inet medinfra_drill_isolation") == 1
     assert "tcp dport { 2379, 2380, 5432, 8008 } drop" in done.stdout and " 22" not in done.stdout
+
+
+def test_preflight_on_patronictl_of_a_pair_with_no_leader() -> None:
+    # Recorded from Patroni 3.0.2 (`patronictl list -f json`) on a lab pair whose members had failed to start.
+    members = json.loads((DATA / "patronictl-start-failed.json").read_text(encoding="utf-8"))
+    check = judge_preflight(PAIR, "his-db", {"ok": True, "members": members}, None, PROXY_OK)
+    assert check.leader == "" and len(check.problems) == 1
+    assert check.problems[0].startswith("Patroni shows no single leader among his-db, his-db-2")
