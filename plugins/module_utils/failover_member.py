@@ -8,7 +8,7 @@
   the pair's ports (PostgreSQL, Patroni REST, etcd) in and out, SSH and loopback kept.
 - `rows`: the heartbeat rows of one drill in this member's PostgreSQL.
 - `write_record`: the drill's record (failover-drill.json, 0640) in the host's state directory, for the audit.
-The controller appends the call (see medinfra.drill.hosts); every answer is one JSON document.
+The controller appends the call (medinfra.drill.failover.host_call); every answer is one JSON document.
 """
 
 from __future__ import annotations

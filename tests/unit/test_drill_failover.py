@@ -227,3 +227,45 @@ def test_preflight_on_patronictl_of_a_pair_with_no_leader() -> None:
     check = judge_preflight(PAIR, "his-db", {"ok": True, "members": members}, None, PROXY_OK)
     assert check.leader == "" and len(check.problems) == 1
     assert check.problems[0].startswith("Patroni shows no single leader among his-db, his-db-2")
+
+
+def recorded(name: str) -> Any:
+    return json.loads((DATA / name).read_text(encoding="utf-8"))
+
+
+def test_preflight_on_recorded_answers_of_a_streaming_pair() -> None:
+    members = {"ok": True, "members": recorded("patronictl-streaming.json")}
+    check = judge_preflight(PAIR, "his-db", members, recorded("replication-streaming.json"), PROXY_OK)
+    assert (check.leader, check.standby, check.problems) == ("his-db", "his-db-2", ())
+
+
+def test_preflight_on_recorded_answers_with_the_standby_stopped() -> None:
+    # Just after `systemctl stop patroni` on the standby Patroni still listed it running with lag 0; only
+    # pg_stat_replication on the leader showed it gone. A moment later Patroni said stopped.
+    nothing = recorded("replication-standby-stopped.json")
+    stopping = judge_preflight(PAIR, "his-db-2", {"ok": True, "members": recorded("patronictl-standby-stopping.json")},
+                               nothing, PROXY_OK)
+    assert stopping.problems == ("his-db-2 is not replicating from his-db (no row in pg_stat_replication)",)
+    stopped = judge_preflight(PAIR, "his-db-2", {"ok": True, "members": recorded("patronictl-standby-stopped.json")},
+                              nothing, PROXY_OK)
+    assert stopped.problems == ("Patroni shows his-db-2 'stopped'",
+                                "his-db-2 is not replicating from his-db (no row in pg_stat_replication)")
+
+
+def test_figures_of_a_drill_recorded_on_the_lab() -> None:
+    drill = recorded("drill-stop-lab.json")
+    attempts = parse_attempts(drill["attempts"])
+    m = measure(attempts, drill["present_on_new_leader"], drill["failed_at"])
+    assert (m.rto_seconds, m.rpo_seconds, m.attempts, m.acknowledged, len(m.lost)) == (
+        drill["measured"]["rto_seconds"], drill["measured"]["rpo_seconds"], drill["measured"]["heartbeats_written"],
+        drill["measured"]["heartbeats_acknowledged"], drill["measured"]["heartbeats_lost"])
+    assert (m.outage_from, m.outage_to) == (drill["outage"]["from"], drill["outage"]["to"])
+    # 2.1 s after the last acknowledgement the proxy refused, then attempts hung on the stopping member until the
+    # standby took over: every attempt in the outage failed, none was acknowledged.
+    inside = [a for a in attempts if m.outage_from < a.done < m.outage_to]
+    assert inside and not any(a.ok for a in inside)
+    # Had the new leader lacked the last three writes acknowledged before the outage, they would be the RPO.
+    last = sorted((a for a in attempts if a.ok and a.done <= m.outage_from), key=lambda a: a.seq)[-3:]
+    lossy = measure(attempts, set(drill["present_on_new_leader"]) - {a.seq for a in last}, drill["failed_at"])
+    assert lossy.lost == tuple(a.seq for a in last)
+    assert lossy.rpo_seconds == round(last[-1].done - last[0].sent, 3)
