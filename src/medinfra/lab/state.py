@@ -32,6 +32,10 @@ LAB_SECRETS = (
     "monitoring_server_admin_password",
     "monitoring_server_internal_password",
     "rtc_relay_auth_secret",
+    "database_ha_superuser_password",
+    "database_ha_replication_password",
+    "database_ha_rest_password",
+    "database_ha_drill_password",
 )
 # What the roles take from the vault per host (host_vars/HOST/lab_secrets.yml): each backup client's repository.
 LAB_HOST_SECRETS = ("backup_repository_password",)

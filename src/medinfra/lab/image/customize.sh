@@ -31,7 +31,8 @@ if [ $# -gt 0 ]; then
   # Installed for the roles but left as a stock install would leave them: off until a role configures them.
   chroot "$root" systemctl disable --quiet auditd.service acct.service dailyaidecheck.timer rsyslog.service \
       prometheus.service prometheus-alertmanager.service prometheus-blackbox-exporter.service \
-      prometheus-node-exporter.service nginx.service coturn.service postgresql.service orthanc.service
+      prometheus-node-exporter.service nginx.service coturn.service postgresql.service orthanc.service \
+      patroni.service etcd.service haproxy.service
 fi
 chroot "$root" apt-get clean
 rm -f "$root/usr/sbin/policy-rc.d"
