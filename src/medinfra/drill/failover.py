@@ -366,14 +366,22 @@ class Drill:
         return {"monitor": monitor.name, **verdict}
 
     def restored(self, leader: str, standby: str) -> bool:
+        """Whether `standby` streams from `leader` within RESTORE_SECONDS; stops early when `standby` leads again."""
+        taken_back = False
+
         def streaming() -> bool:
+            nonlocal taken_back
+            view = self.cluster([leader, standby])
+            if view.get("ok") and leader_of(view.get("members") or []) == standby:
+                taken_back = True
+                return True
             try:
                 state = self.member(leader, "replication", timeout=30)
             except DrillError:
                 return False
             return replication_problem(state, leader, standby, self.pair.rpo_seconds) is None
 
-        return self.wait(RESTORE_SECONDS, streaming)
+        return self.wait(RESTORE_SECONDS, streaming) and not taken_back
 
     def run(self, host: str, method: str) -> DrillResult:
         """The drill; DrillError(refused=True) when the preflight finds the pair unfit (nothing changed)."""
@@ -419,9 +427,19 @@ class Drill:
         if result.new_primary:
             self.say(f"waiting for {leader} to stream from {result.new_primary} again (at most {RESTORE_SECONDS} s)")
             result.redundancy_restored = self.restored(result.new_primary, leader)
-            if not result.redundancy_restored:
+            now = leader_of(self.cluster(self.pair.members).get("members") or [])
+            if now == leader:
+                # Seen on the lab after an isolation: the old leader took the lock back once it was reachable, a
+                # second failover that rewinds what the new leader acknowledged in between.
+                result.problems.append(f"{leader} took the lead back from {result.new_primary} after it was restored: "
+                                       "a second, unplanned failover; writes acknowledged by "
+                                       f"{result.new_primary} in between may be lost (counted below)")
+            elif not result.redundancy_restored:
                 result.problems.append(f"{leader} does not stream from {result.new_primary} within "
                                        f"{RESTORE_SECONDS} s: the pair has NO standby now; the pair is left as it is")
+            if now in self.pair.members and result.measurement is not None:
+                # The RPO counts what the pair holds once the drill is over, on whichever member leads then.
+                self.count_lost(result, now, failed_at)
         result.finished = datetime.now(UTC)
         self.record(result)
         return result
@@ -447,16 +465,18 @@ class Drill:
             result.problems.append(f"heartbeat log from {self.pair.service_host}: {reason}")
             return
         result.attempts = list(heartbeat.evidence.get("attempts") or [])
-        attempts = parse_attempts(result.attempts)
-        leader = result.new_primary or result.failed_host
+        self.count_lost(result, result.new_primary or result.failed_host, failed_at)
+        if result.measurement is not None and result.new_primary and result.measurement.outage_to is not None:
+            self.say("asking the monitoring server how the HIS probes look after the failover")
+            result.probe = self.probe(result.measurement.outage_to)
+
+    def count_lost(self, result: DrillResult, leader: str, failed_at: float) -> None:
+        """The figures from the heartbeats and the rows `leader` holds of them."""
         rows = self.member(leader, "rows", timeout=60, drill_id=result.drill_id)
         if not rows.get("ok"):
             result.problems.append(f"heartbeat rows on {leader}: {rows.get('error')}")
             return
-        result.measurement = measure(attempts, {int(seq) for seq in rows["seqs"]}, failed_at)
-        if result.new_primary and result.measurement.outage_to is not None:
-            self.say("asking the monitoring server how the HIS probes look after the failover")
-            result.probe = self.probe(result.measurement.outage_to)
+        result.measurement = measure(parse_attempts(result.attempts), {int(seq) for seq in rows["seqs"]}, failed_at)
 
     def record(self, result: DrillResult) -> None:
         record = drill_record(result)
