@@ -17,7 +17,8 @@ DEMO_KEY := .cache/demo-keys/audit
 LAB_VAULT := --vault-password-file $(INVENTORY)/.lab/vault-password
 
 ## Bring up the lab hospital as podman containers, converge it (hardening, segmentation, site CA,
-## monitoring), report Prometheus' targets, prove the zone matrix with real packets, audit it, write the
+## monitoring), report Prometheus' targets, prove the zone matrix with real packets, run one failover drill of the
+## HIS database pair (its RTO and RPO beside the declared ones, signed evidence in reports-drill/), audit it, write the
 ## signed report set into reports/ (HTML en/zh, OSCAL, JUnit, CSV, findings) and verify the signature.
 demo: deps
 	medinfra lab up -i $(INVENTORY)
@@ -26,6 +27,8 @@ demo: deps
 	  medinfra lab status -i $(INVENTORY) || rc=$$(( rc ? rc : 1 )); \
 	  ansible-playbook -i $(INVENTORY) $(LAB_VAULT) playbooks/monitoring_status.yml || rc=$$(( rc ? rc : 1 )); \
 	  medinfra segmentation verify -i $(INVENTORY) || rc=$$(( rc ? rc : 1 )); \
+	  medinfra drill failover his-db -i $(INVENTORY) $(LAB_VAULT) --sign $(DEMO_KEY).key --evidence reports-drill \
+	    || rc=$$(( rc ? rc : 1 )); \
 	  audit=0; medinfra audit -i $(INVENTORY) -o reports --sign $(DEMO_KEY).key \
 	    $(if $(wildcard $(INVENTORY)/waivers.yml),--waivers $(INVENTORY)/waivers.yml) || audit=$$?; \
 	  [ $$audit -le 1 ] || rc=$$(( rc ? rc : audit )); \

@@ -581,6 +581,42 @@ def cmd_drill_run(args: argparse.Namespace) -> int:
     return EXIT_OK if run.passed else EXIT_FAILURES
 
 
+def cmd_drill_failover(args: argparse.Namespace) -> int:
+    # First: pyinfra's transport patches the standard library for gevent before sockets exist.
+    from medinfra.audit.pyinfra_transport import quiet_hub
+    from medinfra.drill.evidence import DRILL_FORMAT, publish_drill
+    from medinfra.drill.failover import Drill, DrillError, evidence_result, result_text
+    from medinfra.fix.run import window_refusal
+    from medinfra.signing import load_private_key
+
+    # Every input is checked before any host is contacted.
+    topology = site_topology(args.inventory)
+    if args.sign is not None:
+        load_private_key(args.sign)
+    history = history_location(args)
+    if refusal := window_refusal(args.window, datetime.now(UTC), topology.site.timezone if topology else None):
+        print(f"medinfra: drill refused: {refusal}", file=sys.stderr)
+        return EXIT_USAGE
+    with quiet_hub():
+        drill = Drill(args.inventory, args.host, args.vault_password_file, say)
+        try:
+            result = drill.run(args.host, args.method)
+        except DrillError as exc:
+            print(f"medinfra: drill failover {one_line(args.host)}: {exc}", file=sys.stderr)
+            return EXIT_USAGE if exc.refused else EXIT_FAILURES
+    print(result_text(result))
+    record = evidence_result(result)
+    document = {"format": DRILL_FORMAT, "kind": "failover",
+                "site": topology.site.name if topology else drill.pair.name, "started": record["started"],
+                "finished": record["finished"], "passed": result.passed, "drill_id": result.drill_id,
+                "result": record}
+    published = publish_drill(document, args.evidence, history, args.sign)
+    print(f"evidence: {published.file}" + ("" if published.manifest is None else f" (signed: {published.manifest})"))
+    if published.history_error is not None:
+        print(f"medinfra: history: this drill was NOT recorded ({published.history_error})", file=sys.stderr)
+    return EXIT_OK if result.passed else EXIT_FAILURES
+
+
 def cmd_keys_generate(args: argparse.Namespace) -> int:
     from medinfra.signing import generate_keypair
 
@@ -856,7 +892,9 @@ def build_parser() -> argparse.ArgumentParser:
     add_history_options(report)
     report.set_defaults(handler=cmd_report)
 
-    drill = commands.add_parser("drill", help="rehearse emergencies: scripted plan drills (应急预案演练)")
+    drill = commands.add_parser(
+        "drill", help="rehearse failures on the real hosts and keep the evidence: plan drills (应急预案演练), failovers"
+    )
     drill_commands = subcommands(drill, "drill_command")
     drill_run = drill_commands.add_parser(
         "run",
@@ -877,6 +915,33 @@ def build_parser() -> argparse.ArgumentParser:
     drill_run.add_argument("--timeout", type=seconds, default=10, help="SSH connect timeout per host, s (default 10)")
     add_history_options(drill_run)
     drill_run.set_defaults(handler=cmd_drill_run)
+
+    failover = drill_commands.add_parser(
+        "failover",
+        help="fail the leading member of HOST's database pair and measure the RTO and RPO clients saw",
+        description="Preflight (changes nothing when it fails): Patroni's view, pg_stat_replication on the leader "
+        "(the other member streaming, lag below the RPO), the proxy on the service host. Then heartbeats every "
+        "100 ms through the service address, the leader failed, the takeover awaited (up to the declared RTO), "
+        "write unavailability and lost acknowledged heartbeats measured, the HIS probes read from the monitoring "
+        "server, and the old leader brought back as standby. Exit 0: within the declared RTO and RPO and "
+        "redundancy restored; 1: otherwise; 2: bad input, refused by the preflight or outside --window.",
+    )
+    failover.add_argument("host", metavar="HOST", help="a member of the database pair (either: the leader fails)")
+    failover.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
+                          help="inventory directory holding hospital.yml (default: inventories/lab)")
+    failover.add_argument("--method", choices=("stop", "isolate"), default="stop",
+                          help="stop: stop Patroni on the leader; isolate: drop its PostgreSQL, Patroni and etcd "
+                               "ports with an nftables table (SSH kept) (default: stop)")
+    failover.add_argument("--window", type=window, metavar="HH:MM-HH:MM",
+                          help="maintenance window in the site's time zone (topology site.timezone, else UTC); "
+                               "a drill outside it is refused")
+    failover.add_argument("--evidence", type=Path, default=Path("drills"), metavar="DIR",
+                          help="directory for the drill's evidence (a directory of its own per drill; "
+                               "default: drills)")
+    failover.add_argument("--sign", type=Path, metavar="KEY", help="Ed25519 private key: sign the drill's evidence")
+    failover.add_argument("--vault-password-file", type=Path, help=VAULT_HELP)
+    add_history_options(failover)
+    failover.set_defaults(handler=cmd_drill_failover)
 
     keys = commands.add_parser("keys", help="Ed25519 keys for signing audit results")
     keys_commands = subcommands(keys, "keys_command")

@@ -15,7 +15,7 @@ from medinfra.drill.runner import StepFailed, StepResult, plan_document, run_pla
 from medinfra.problems import UserInputError
 from tests.conftest import ROOT
 
-LAB_DRILLS = ROOT / "drills" / "lab"
+LAB_DRILLS = ROOT / "drill-plans" / "lab"
 LAB_HOSTS = {"fw", "monitor-01", "backup-01", "his-app", "his-db", "his-db-2", "ws-01"}
 
 GOOD = """\

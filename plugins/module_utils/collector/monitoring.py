@@ -322,17 +322,35 @@ def interface_states(result_answer: str, latency_answer: str) -> Json:
     return states
 
 
-def probed_interfaces(prometheus: dict[str, Json], pki: str) -> Json:
-    """What the running Prometheus last saw of every interface probe, asked over its own API."""
-    listen = prometheus.get("listen_addresses")
+def prometheus_api(prometheus: Json, pki: str) -> tuple[str, str, str] | dict[str, str]:
+    """(address, CA file, password) to ask the running Prometheus over its own API, or why it cannot be asked."""
+    listen = prometheus.get("listen_addresses") if isinstance(prometheus, dict) else None
     address = listen[0] if isinstance(listen, list) and listen else None
     password = read_text(PROMETHEUS_PASSWORD_FILE)
     if not isinstance(address, str) or listens_everywhere(address):
         return unavailable(f"Prometheus listens on {address!r}, not on an address of its own to ask")
     if password is None:
         return unavailable(f"{PROMETHEUS_PASSWORD_FILE} not readable")
-    ca_file = os.path.join(pki, "ca.crt")
-    answers = {
-        name: query_prometheus(address, ca_file, password.strip(), query) for name, query in INTERFACE_QUERIES.items()
-    }
+    return address, os.path.join(pki, "ca.crt"), password.strip()
+
+
+def probed_interfaces(prometheus: dict[str, Json], pki: str) -> Json:
+    """What the running Prometheus last saw of every interface probe, asked over its own API."""
+    api = prometheus_api(prometheus, pki)
+    if isinstance(api, dict):
+        return api
+    answers = {name: query_prometheus(*api, query) for name, query in INTERFACE_QUERIES.items()}
     return interface_states(answers["result"], answers["latency"])
+
+
+def query_series(queries: dict[str, str], pki: str, proc: str = "/proc") -> Json:
+    """The series ([{labels, value}]) of each named instant query, asked of this host's running Prometheus
+    (`medinfra drill failover` reads the HIS probes after a failover this way)."""
+    processes = find_processes({"prometheus": MONITORING_PROGRAMS["prometheus"]}, proc)["prometheus"]
+    api = prometheus_api(program_facts("prometheus", processes), pki)
+    if isinstance(api, dict):
+        return api
+    return {
+        name: [{"labels": labels, "value": value} for labels, value in vector_series(query_prometheus(*api, query))]
+        for name, query in queries.items()
+    }

@@ -172,3 +172,9 @@ def collect_evidence(targets: Sequence[Target], **options: Any) -> list[HostResu
                 programs[key] = collector_program(target.inventory["paths"])
             by_host[target.name] = programs[key]
     return collect_all(targets, by_host, **options)
+
+
+def run_one(target: Target, source: str, timeout: float = 120) -> HostResult:
+    """`collect_all` for one program on one host: what a drill runs step by step (or beside other steps, in a
+    greenlet of its own) over the audit's own SSH connections and become settings."""
+    return collect_all([target], source, command_timeout=timeout)[0]
