@@ -382,6 +382,134 @@ def test_prometheus_shows_each_backup_and_drill(backups: dict[str, dict[str, flo
         assert f"{host}/data passed" in drills.group(1), drills.group(1)
 
 
+# The HIS database pair: Patroni, etcd, PostgreSQL 15 streaming over TLS, HAProxy on his-app (role database_ha).
+PAIR = ("his-db", "his-db-2")
+DECLARED_RTO, DECLARED_RPO = 3600, 900  # the lab's 24x7-critical SLA: RTO 60 min, RPO 15 min
+PAIR_CONTROLS = ("replication_within_rpo", "failover_drill_recent")
+
+
+def test_database_ha_again_changes_nothing(lab: str) -> None:
+    assert_changes_nothing("playbooks/database_ha.yml")
+
+
+def patroni_members() -> dict[str, dict[str, Any]]:
+    for host in PAIR:
+        listed = lab_ssh(host, "sudo patronictl -c /etc/patroni/config.yml list -f json")
+        if listed.returncode == 0:
+            return {member["Member"]: member for member in json.loads(listed.stdout)}
+    raise AssertionError(f"patronictl list failed on both members: {listed.stderr}")
+
+
+def leader() -> str:
+    leaders = [name for name, member in patroni_members().items() if member["Role"] == "Leader"]
+    assert len(leaders) == 1, patroni_members()
+    return leaders[0]
+
+
+def standby_streaming(primary: str, standby: str) -> tuple[str | None, float | None]:
+    """(state, lag in seconds) of ``standby`` in pg_stat_replication on ``primary``: PostgreSQL's own view, not
+    Patroni's (Patroni 3.0.2 shows lag 0 for a replica that does not stream)."""
+    sql = ("SELECT state, CASE WHEN replay_lsn = pg_current_wal_lsn() THEN 0 ELSE extract(epoch FROM replay_lag) END "
+           f"FROM pg_stat_replication WHERE application_name = '{standby}'")
+    done = lab_ssh(primary, f"sudo runuser -u postgres -- psql -XAtF ' ' -c \"{sql}\"")
+    assert done.returncode == 0, done.stderr
+    if not done.stdout.strip():
+        return None, None
+    state, *lag = done.stdout.split()
+    return state, float(lag[0]) if lag else None
+
+
+def assert_pair_healthy(within: float = 0) -> str:
+    """Streaming with lag under the RPO (within ``within`` seconds); returns the leader."""
+    deadline = time.monotonic() + within
+    while True:
+        primary = leader()
+        standby = next(name for name in PAIR if name != primary)
+        state, lag = standby_streaming(primary, standby)
+        if (state == "streaming" and lag is not None and lag < DECLARED_RPO) or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert state == "streaming" and lag is not None and lag < DECLARED_RPO, (primary, standby, state, lag)
+    return primary
+
+
+def failover_drill(host: str, tmp_path: Path, *options: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`medinfra drill failover HOST` and the record it left on the first member."""
+    started = time.monotonic()
+    result = medinfra("drill", "failover", host, "-i", str(INVENTORY), "--vault-password-file",
+                      str(INVENTORY / ".lab" / "vault-password"), "--evidence", str(tmp_path), "--no-history", *options)
+    print(f"drill failover {host} {' '.join(options)}: exit {result.returncode} after "
+          f"{time.monotonic() - started:.1f} s\n{result.stdout}{result.stderr}")
+    record = lab_ssh(PAIR[0], "sudo cat /var/lib/medinfra/failover-drill.json").stdout
+    return result, json.loads(record or "{}")
+
+
+def test_failover_drill_stopping_the_leader_meets_the_rto_and_loses_nothing(lab: str, tmp_path: Path) -> None:
+    before = assert_pair_healthy(within=120)
+    result, record = failover_drill("his-db", tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"RTO achieved\s+\d+\.\d+ s\s+declared 3600 s", result.stdout), result.stdout
+    print(f"RTO achieved {record['rto_seconds']} s (declared {DECLARED_RTO} s), RPO achieved "
+          f"{record['rpo_seconds']} s, {record['heartbeats_acknowledged']} acknowledged, "
+          f"{record['heartbeats_lost']} lost")
+    assert record["failed_host"] == before and record["method"] == "stop"
+    assert record["rto_seconds"] < DECLARED_RTO / 20  # a wide margin: under 3 minutes against 60
+    assert record["heartbeats_lost"] == 0 and record["rpo_seconds"] == 0
+    assert record["heartbeats_acknowledged"] > 50 and record["redundancy_restored"] and record["passed"]
+    assert assert_pair_healthy() == record["new_primary"] != before
+    assert list(tmp_path.glob("*/drill.json")), "no evidence written"
+
+
+def test_failover_drill_back_in_the_other_direction(lab: str, tmp_path: Path) -> None:
+    before = assert_pair_healthy()
+    other = next(name for name in PAIR if name != before)
+    # Named by the standby: the drill fails whichever member leads now, and says so.
+    result, record = failover_drill(other, tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{other} is the standby now" in result.stdout
+    print(f"RTO achieved {record['rto_seconds']} s back to {other}, RPO {record['rpo_seconds']} s")
+    assert record["failed_host"] == before and record["new_primary"] == other
+    assert record["rto_seconds"] < DECLARED_RTO / 20 and record["heartbeats_lost"] == 0
+    assert assert_pair_healthy() == other
+
+
+def test_failover_drill_with_the_standby_stopped_is_refused_and_the_audit_fails_replication(
+    lab: str, tmp_path: Path
+) -> None:
+    primary = assert_pair_healthy()
+    standby = next(name for name in PAIR if name != primary)
+    assert lab_ssh(standby, "sudo systemctl stop patroni").returncode == 0
+    try:
+        result, _ = failover_drill(primary, tmp_path)
+        assert result.returncode == 2, result.stdout + result.stderr
+        assert "preflight failed, nothing was changed" in result.stderr
+        assert f"{standby} is not replicating from {primary}" in result.stderr
+        assert leader() == primary
+        assert lab_ssh(primary, "systemctl is-active patroni").stdout.strip() == "active"
+        assert not list(tmp_path.glob("*/drill.json"))
+        # The audit of the leader sees the same: no standby streams, so its replication is not within the RPO.
+        finding = audit_hosts([primary], tmp_path / "audit")[(primary, "replication_within_rpo")]
+        assert finding["status"] == "fail", finding
+    finally:
+        assert lab_ssh(standby, "sudo systemctl start patroni").returncode == 0
+    assert assert_pair_healthy(within=300) == primary
+
+
+def test_his_db_lost_plan_fires_the_standby_alert_and_writes_go_on(lab: str, tmp_path: Path) -> None:
+    """The lab's emergency plan (drill-plans/lab/his-db-lost.yml) for real: his-db's Patroni stopped, writes
+    through his-app's service address work again, DatabaseStandbyDown active in Alertmanager, his-db streams again
+    once restored."""
+    assert leader() == "his-db", "the plan rehearses losing the declared primary"
+    started = time.monotonic()
+    result = medinfra("drill", "run", "drill-plans/lab/his-db-lost.yml", "-i", str(INVENTORY),
+                      "--vault-password-file", str(INVENTORY / ".lab" / "vault-password"),
+                      "--evidence", str(tmp_path), "--no-history")
+    print(f"drill run his-db-lost: exit {result.returncode} after {time.monotonic() - started:.1f} s\n{result.stdout}")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert re.search(r"PASS\s+[\d.]+ s\s+expect alerts DatabaseStandbyDown", result.stdout), result.stdout
+    assert assert_pair_healthy(within=120) == "his-db-2"
+
+
 # Runs on a lab host: the TURN client's source and the request arrive on stdin, the outcomes leave as JSON.
 TURN_CLIENT = (
     "import json, sys, types; d = json.load(sys.stdin); m = types.ModuleType('medinfra_turn');"
@@ -608,6 +736,16 @@ def test_audit_shows_the_backup_controls_passing(audits: dict[str, Any]) -> None
         assert found[("ws-01", control)] == "not_applicable", control  # no PHI
     # The legacy LIS holds PHI that nothing backs up: the audit says so.
     assert found[("lis-legacy", "backup_set_configured")] == "fail"
+
+
+def test_audit_shows_the_database_pair_controls_passing(audits: dict[str, Any]) -> None:
+    """After the failover drills: both members stream (whichever leads) and carry a passing drill record."""
+    found = statuses(audits["pyinfra"][1])
+    for control in PAIR_CONTROLS:
+        for host in PAIR:
+            assert found[(host, control)] == "pass", (host, control)
+        for host in ("his-app", "ws-01"):  # the service host proxies, it holds no replica
+            assert found[(host, control)] == "not_applicable", (host, control)
 
 
 def test_both_transports_write_the_same_findings(audits: dict[str, Any]) -> None:
