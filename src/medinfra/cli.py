@@ -763,6 +763,17 @@ def subcommands(parser: argparse.ArgumentParser, dest: str) -> argparse._SubPars
     return parser.add_subparsers(dest=dest, required=True, metavar="COMMAND", help="(COMMAND -h for its help)")
 
 
+def add_drill_options(parser: argparse.ArgumentParser) -> None:
+    """What every drill takes: the inventory, where its evidence goes and how it is signed, the history."""
+    parser.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
+                        help="Ansible inventory (directory holding hospital.yml), read as ansible-playbook would")
+    parser.add_argument("--evidence", type=Path, default=Path("drills"), metavar="DIR",
+                        help="directory for the drill's evidence, one subdirectory per drill (default: drills)")
+    parser.add_argument("--sign", type=Path, metavar="KEY", help="Ed25519 private key: sign the drill's evidence")
+    parser.add_argument("--vault-password-file", type=Path, help=VAULT_HELP)
+    add_history_options(parser)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medinfra", description="Hospital infrastructure as code and compliance.")
     parser.add_argument("--version", action="version", version=f"medinfra {__version__}")
@@ -906,14 +917,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     drill_run.add_argument("plan", type=Path, metavar="PLAN.yml",
                            help="the drill plan (schema: drill-plan.schema.json)")
-    drill_run.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
-                           help="Ansible inventory (directory holding hospital.yml), read as ansible-playbook would")
-    drill_run.add_argument("--evidence", type=Path, default=Path("drills"), metavar="DIR",
-                           help="directory for the drill's evidence, one subdirectory per drill (default: drills)")
-    drill_run.add_argument("--sign", type=Path, metavar="KEY", help="Ed25519 private key: sign the drill's evidence")
-    drill_run.add_argument("--vault-password-file", type=Path, help=VAULT_HELP)
+    add_drill_options(drill_run)
     drill_run.add_argument("--timeout", type=seconds, default=10, help="SSH connect timeout per host, s (default 10)")
-    add_history_options(drill_run)
     drill_run.set_defaults(handler=cmd_drill_run)
 
     failover = drill_commands.add_parser(
@@ -927,20 +932,13 @@ def build_parser() -> argparse.ArgumentParser:
         "redundancy restored; 1: otherwise; 2: bad input, refused by the preflight or outside --window.",
     )
     failover.add_argument("host", metavar="HOST", help="a member of the database pair (either: the leader fails)")
-    failover.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
-                          help="inventory directory holding hospital.yml (default: inventories/lab)")
+    add_drill_options(failover)
     failover.add_argument("--method", choices=("stop", "isolate"), default="stop",
                           help="stop: stop Patroni on the leader; isolate: drop its PostgreSQL, Patroni and etcd "
                                "ports with an nftables table (SSH kept) (default: stop)")
     failover.add_argument("--window", type=window, metavar="HH:MM-HH:MM",
                           help="maintenance window in the site's time zone (topology site.timezone, else UTC); "
                                "a drill outside it is refused")
-    failover.add_argument("--evidence", type=Path, default=Path("drills"), metavar="DIR",
-                          help="directory for the drill's evidence (a directory of its own per drill; "
-                               "default: drills)")
-    failover.add_argument("--sign", type=Path, metavar="KEY", help="Ed25519 private key: sign the drill's evidence")
-    failover.add_argument("--vault-password-file", type=Path, help=VAULT_HELP)
-    add_history_options(failover)
     failover.set_defaults(handler=cmd_drill_failover)
 
     keys = commands.add_parser("keys", help="Ed25519 keys for signing audit results")

@@ -25,6 +25,7 @@ from medinfra.topology.redundancy import (
     required_flows,
 )
 from tests.conftest import LAB_TOPOLOGY, write_yaml
+from tests.unit.test_topology_validation import assert_located
 
 MEDINFRA = Path(sys.executable).with_name("medinfra")
 
@@ -157,12 +158,7 @@ def test_each_pair_error_gives_a_located_message(
     tmp_path: Path, topology_data: dict[str, Any], mutate: Mutation, where: str, words: str
 ) -> None:
     mutate(topology_data)
-    problems = problems_of(tmp_path, topology_data)
-    rendered = [str(p) for p in problems]
-    matching = [p for p in problems if words in p.message]
-    assert matching, rendered
-    assert f"{tmp_path / 'hospital.yml'}:{matching[0].line}: {where}: " in str(matching[0]), rendered
-    assert matching[0].line is not None and matching[0].line > 0
+    assert_located(tmp_path, problems_of(tmp_path, topology_data), where, words)
 
 
 def test_the_lab_has_one_pair() -> None:

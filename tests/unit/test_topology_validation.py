@@ -31,6 +31,16 @@ def problems_of(tmp_path: Path, data: Any) -> list[Problem]:
     return caught.value.problems
 
 
+def assert_located(tmp_path: Path, problems: list[Problem], where: str, words: str) -> None:
+    """A problem saying ``words`` names hospital.yml, its line and the path ``where`` inside it."""
+    rendered = [str(p) for p in problems]
+    matching = [p for p in problems if words in p.message]
+    assert matching, rendered
+    problem = matching[0]
+    assert problem.line is not None and problem.line > 0
+    assert str(problem).startswith(f"{tmp_path / 'hospital.yml'}:{problem.line}: {where}: "), rendered
+
+
 def host_index(data: dict[str, Any], name: str) -> int:
     return next(i for i, h in enumerate(data["hosts"]) if h["name"] == name)
 
@@ -225,14 +235,7 @@ def test_each_error_class_gives_a_located_message(
     tmp_path: Path, topology_data: dict[str, Any], mutate: Mutation, where: str, words: str
 ) -> None:
     mutate(topology_data)
-    problems = problems_of(tmp_path, topology_data)
-    rendered = [str(p) for p in problems]
-    matching = [p for p in problems if words in p.message]
-    assert matching, rendered
-    problem = matching[0]
-    assert str(problem).startswith(f"{tmp_path / 'hospital.yml'}:"), rendered
-    assert f": {where}: " in str(problem), rendered
-    assert problem.line is not None and problem.line > 0
+    assert_located(tmp_path, problems_of(tmp_path, topology_data), where, words)
 
 
 def test_line_numbers_point_at_the_offending_entry(tmp_path: Path, topology_data: dict[str, Any]) -> None:
