@@ -65,7 +65,7 @@ def parse(output: str) -> Snapshot:
     for line in output.splitlines():
         if not line.strip():
             continue
-        kind, _, rest = line.partition("|")
+        kind, _separator, rest = line.partition("|")
         fields = rest.split("|")
         if kind == "node" and fields[0] in ("0", "1"):
             primary = fields[0] == "0"

@@ -67,7 +67,7 @@ def unit_action(verb: str, unit: str, began: float) -> dict[str, Any]:
     code, output = run(["systemctl", verb, unit])
     if code != 0:
         return result(False, f"systemctl {verb} {unit} exited {code}: {output}", began)
-    _, state = run(["systemctl", "is-active", unit])
+    _exit, state = run(["systemctl", "is-active", unit])
     return result(True, f"systemctl {verb} {unit}: now {state or 'unknown'}", began)
 
 

@@ -93,7 +93,7 @@ class Attempt:
             return None
         if self.process.poll() is None:
             self.process.kill()
-        _, stderr = self.process.communicate()
+        _stdout, stderr = self.process.communicate()
         ok = not timed_out and self.process.returncode == 0
         error = f"no answer within {ATTEMPT_TIMEOUT} s" if timed_out else psql_error(self.process.returncode, stderr)
         return {"seq": self.seq, "sent": round(self.sent, 6), "done": round(time.time(), 6), "ok": ok,

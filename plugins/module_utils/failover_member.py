@@ -63,7 +63,7 @@ def replication() -> dict[str, Any]:
     done = postgres(f"SELECT pg_is_in_recovery(), ({REPLICATION_SQL})")
     if done.returncode != 0:
         return failure(done)
-    in_recovery, _, standbys = done.stdout.strip().partition("|")
+    in_recovery, _separator, standbys = done.stdout.strip().partition("|")
     return {"ok": True, "in_recovery": in_recovery == "t", "standbys": json.loads(standbys)}
 
 
