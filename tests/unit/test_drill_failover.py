@@ -7,6 +7,7 @@ import os
 import shutil
 import stat
 import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -269,3 +270,11 @@ def test_figures_of_a_drill_recorded_on_the_lab() -> None:
     lossy = measure(attempts, set(drill["present_on_new_leader"]) - {a.seq for a in last}, drill["failed_at"])
     assert lossy.lost == tuple(a.seq for a in last)
     assert lossy.rpo_seconds == round(last[-1].done - last[0].sent, 3)
+
+
+def test_reading_the_drill_module_leaves_the_standard_library_unpatched() -> None:
+    """Only running a drill may patch the standard library for gevent: a patched process deadlocks threads that
+    block in flock (test_backup_runner's, after this file is collected in the same pytest run)."""
+    check = ("import gevent.monkey, medinfra.drill.failover; "
+             "raise SystemExit(gevent.monkey.is_module_patched('threading'))")
+    assert subprocess.run([sys.executable, "-c", check], check=False).returncode == 0

@@ -9,9 +9,6 @@ sees them; redundancy restored (the old leader streams again); the record on bot
 
 from __future__ import annotations
 
-# First: the transport patches the standard library for gevent before sockets exist.
-from medinfra.audit.pyinfra_transport import run_one  # isort: skip
-
 import json
 import secrets
 import time
@@ -121,6 +118,10 @@ def host_call(source: str, function: str, **arguments: Any) -> str:
 
 def answer(target: Target, program: str, timeout: float = 120) -> dict[str, Any]:
     """What the program printed on `target`; DrillError when the host could not run it."""
+    # Imported here, not with the module: the transport patches the standard library for gevent (the CLI imports it
+    # first), which must not happen to a process that only reads this module's pure parts (the unit tests).
+    from medinfra.audit.pyinfra_transport import run_one
+
     result = run_one(target, program, timeout)
     if result.evidence is None:
         raise DrillError(f"{target.name}: {result.status}: {result.reason}")
@@ -396,6 +397,8 @@ class Drill:
         result.failed_host = leader
         self.say(f"preflight: {leader} leads, {standby} streams within the RPO, the proxy answers")
         max_seconds = self.pair.rto_seconds + WARM_UP_SECONDS + 60
+        from medinfra.audit.pyinfra_transport import run_one  # see answer()
+
         heartbeat = gevent.spawn(
             run_one, self.targets[self.pair.service_host],
             host_call(self.heartbeat_source, "heartbeat", drill_id=drill_id, port=self.pair.service_port,
