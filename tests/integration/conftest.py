@@ -30,3 +30,23 @@ def build_ee() -> tuple[str, float]:
 def ee_image() -> str:
     """medinfra's execution environment, built from this checkout (about 3 minutes cold, under a second cached)."""
     return build_ee()[0]
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start every Molecule scenario in the background when test_molecule is among the tests to run."""
+    if session.config.option.collectonly:
+        return
+    from tests.integration import molecule_pool
+
+    names = [item.callspec.params["name"] for item in session.items
+             if isinstance(item, pytest.Function) and item.originalname == "test_molecule"
+             and item.module is not None and item.module.__name__.endswith("test_molecule")]
+    if names:
+        molecule_pool.start(names)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """An interrupted or finished session leaves no scenario running."""
+    from tests.integration import molecule_pool
+
+    molecule_pool.stop()

@@ -7,6 +7,7 @@ environment (ansible-builder builds on it; no registry is reachable for a ubi or
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import subprocess
@@ -114,9 +115,13 @@ def _run(command: list[str]) -> None:
         raise LabError(f"{command[0]} failed (exit {result.returncode}):\n{tail}")
 
 
+def cache_directory() -> Path:
+    return Path(os.environ.get("MEDINFRA_CACHE", Path.home() / ".cache" / "medinfra"))
+
+
 def build_image(tag: str, say: Callable[[str], None], recipe: ImageRecipe = LAB_IMAGE) -> None:
     mirror = os.environ.get("MEDINFRA_DEBIAN_MIRROR", DEFAULT_MIRROR)
-    cache = Path(os.environ.get("MEDINFRA_CACHE", Path.home() / ".cache" / "medinfra")) / "debootstrap"
+    cache = cache_directory() / "debootstrap"
     cache.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="medinfra-image-", dir="/var/tmp") as work:
@@ -153,7 +158,17 @@ def prune_old_images(current: str, say: Callable[[str], None], recipe: ImageReci
 def ensure_image(say: Callable[[str], None], recipe: ImageRecipe = LAB_IMAGE) -> str:
     """Return the tag of the recipe's current image, building it only if it does not exist yet."""
     tag = image_tag(recipe)
-    if podman("image", "exists", tag, check=False).returncode != 0:
-        build_image(tag, say, recipe)
-        prune_old_images(tag, say, recipe)
+    cache = cache_directory()
+    cache.mkdir(parents=True, exist_ok=True)
+    # One build per recipe at a time: a second caller (`make test` runs Molecule beside the lab) waits for the first
+    # and then finds the image, instead of building it again beside it.
+    lock = os.open(cache / f"image-{recipe.repository.rsplit('/', 1)[-1]}.lock",
+                   os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if podman("image", "exists", tag, check=False).returncode != 0:
+            build_image(tag, say, recipe)
+            prune_old_images(tag, say, recipe)
+    finally:
+        os.close(lock)
     return tag
