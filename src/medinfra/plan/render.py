@@ -90,9 +90,9 @@ WORDS: dict[str, tuple[str, str]] = {
               "医疗集团：{campuses} 个院区，每个院区一个团队"),
     "campus": ("{site}: about {people} people ({low}-{high}), {scale} {ref_low}-{ref_high}",
                "{site}：约 {people} 人（{low}-{high}），{scale} {ref_low}-{ref_high}"),
-    "group_total": ("Total: {fte} FTE, about {people} people (range {low}-{high}); reference, a team per campus: "
+    "group_total": ("Total: {fte} FTE; the teams per campus add up to {people} people (range {low}-{high}): "
                     "{verdict}",
-                    "合计：{fte} FTE，约 {people} 人（区间 {low}-{high}）；参考（每个院区一个团队）：{verdict}"),
+                    "合计：{fte} FTE；各院区团队合计 {people} 人（区间 {low}-{high}）：{verdict}"),
     "shared": ("Shared watch: {sites} cannot keep an on-call rota alone; together their {people} people can, "
                "one week in {people} each.",
                "共享值班：{sites} 无法单独维持居家听班轮值；合并后 {people} 人可以，每人每 {people} 周一周。"),

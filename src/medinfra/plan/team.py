@@ -146,8 +146,8 @@ def watch(counts: Counts, duty: DutyModel) -> Watch:
 
 
 def people(fte: float) -> int:
-    """Whole people for `fte`, half up (round() would round 2.5 to 2), at least one."""
-    return max(1, math.floor(fte + 0.5))
+    """Whole people for `fte` as shown (one decimal), half up (round() would make 2.5 two), at least one."""
+    return max(1, math.floor(round(fte, 1) + 0.5))
 
 
 @dataclass(frozen=True)
