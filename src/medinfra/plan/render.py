@@ -20,10 +20,9 @@ from medinfra.plan.team import (
 from medinfra.safe_text import one_line
 
 TEAM_FORMAT = "medinfra-plan-team/1"
-LANGS = ("en", "zh")
+# The duty watch's key among the roles, as the on-call roles name it.
 DUTY_ROLE = "duty"
-ROLE_WIDTH = len("application")  # the longest role name in English
-TIMES = "\N{MULTIPLICATION SIGN}"  # the duty watch's key among the roles, as the on-call roles name it
+TIMES = "\N{MULTIPLICATION SIGN}"
 
 # Each count: English singular and plural, 中文.
 COUNT_WORDS: dict[str, tuple[str, str, str]] = {
@@ -152,20 +151,15 @@ def scale_reason(match: ScaleMatch, servers: int, lang: str) -> str:
     return word("middle", lang, servers=counted, above=match.above, up_to=up_to)
 
 
-def role_name(name: Bilingual, lang: str) -> str:
-    """The role's name padded, so that the roles' figures line up (中文 names are of one length already)."""
-    return text_of(name, lang).ljust(ROLE_WIDTH if lang == "en" else 0)
-
-
-def role_line(role: RoleEstimate, lang: str) -> str:
+def role_line(role: RoleEstimate, lang: str, width: int = 0) -> str:
     formula = " + ".join([f"{role.role.base:g}"] + [f"{number(t.value, t.count, lang)} {TIMES} {t.weight:g}"
                                                       for t in role.terms])
-    return word("role", lang, name=role_name(role.role.name, lang), fte=fte(role.fte), formula=formula)
+    return word("role", lang, name=text_of(role.role.name, lang).ljust(width), fte=fte(role.fte), formula=formula)
 
 
-def watch_line(site: SiteEstimate, lang: str) -> str:
+def watch_line(site: SiteEstimate, lang: str, width: int = 0) -> str:
     watch, duty = site.watch, site.watch.duty
-    name = role_name(duty.name, lang)
+    name = text_of(duty.name, lang).ljust(width)
     if watch.mode == WATCH_NONE:
         return word("no_watch", lang, name=name)
     return word(
@@ -276,6 +270,9 @@ def group_record(group: GroupEstimate, lang: str) -> dict[str, Any]:
 def site_text(site: SiteEstimate, lang: str) -> list[str]:
     counts, match = site.counts, site.scale
     low, high = match.scale.people
+    # English names padded so that the figures line up; 中文 characters are twice as wide as ljust counts.
+    names = [r.role.name for r in site.roles] + [site.watch.duty.name]
+    width = max(len(name.en) for name in names) if lang == "en" else 0
     return [
         word("heading", lang, site=counts.site, title=counts.title, source=counts.source),
         counts_text(site, lang),
@@ -283,8 +280,8 @@ def site_text(site: SiteEstimate, lang: str) -> list[str]:
              why=scale_reason(match, counts.servers, lang)),
         word("estimate", lang, fte=fte(site.total), people=site.people, low=site.low, high=site.high,
              verdict=verdict(site.people, match.scale.people, lang)),
-        *("  " + role_line(r, lang) for r in site.roles),
-        "  " + watch_line(site, lang),
+        *("  " + role_line(r, lang, width) for r in site.roles),
+        "  " + watch_line(site, lang, width),
         word("rota", lang),
         *("  " + line for line in rota_lines(site, lang)),
     ]
