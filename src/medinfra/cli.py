@@ -134,6 +134,21 @@ def cmd_impact(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan_team(args: argparse.Namespace) -> int:
+    from medinfra.plan.load import load_sites
+    from medinfra.plan.reference import load_reference
+    from medinfra.plan.render import team_record, team_text
+    from medinfra.plan.team import plan_team
+
+    reference = load_reference()
+    plan = plan_team(load_sites([topology_file(path) for path in args.inventory or [DEFAULT_INVENTORY]]), reference)
+    if args.format == "json":
+        print_json(team_record(plan, reference, args.lang))
+    else:
+        print(team_text(plan, reference, args.lang))
+    return 0
+
+
 def cmd_lab_up(args: argparse.Namespace) -> int:
     from medinfra.lab.lab import up
 
@@ -802,6 +817,23 @@ def build_parser() -> argparse.ArgumentParser:
     impact.add_argument("--format", choices=FORMATS, default="text",
                         help="text for people, or one JSON document (medinfra-impact/1) on stdout (default: text)")
     impact.set_defaults(handler=cmd_impact)
+
+    plan = commands.add_parser("plan", help="plan from the topology: team sizing")
+    plan_commands = subcommands(plan, "plan_command")
+    team = plan_commands.add_parser(
+        "team",
+        help="staffing estimate per role (ops, network, application, security, duty watch) and the rota it implies",
+        description="Reads the topology only and compares the estimate with the reference table of hospital scales "
+        "(src/medinfra/plan/scales.yml). Several inventories are a hospital group, one campus each. Exit 0; 2: bad "
+        "input.",
+    )
+    team.add_argument("-i", "--inventory", type=Path, action="append", metavar="INVENTORY",
+                      help="inventory directory holding hospital.yml, or the file; repeat for each campus of a "
+                           "group (default: inventories/lab)")
+    team.add_argument("--format", choices=FORMATS, default="text",
+                      help="text for people, or one JSON document (medinfra-plan-team/1) on stdout (default: text)")
+    team.add_argument("--lang", choices=("en", "zh"), default="en", help="language of the texts (default en)")
+    team.set_defaults(handler=cmd_plan_team)
 
     roles = commands.add_parser("roles", help="role tooling")
     roles_commands = subcommands(roles, "roles_command")

@@ -140,7 +140,7 @@ def host_policies(topology: Topology) -> dict[str, HostPolicy]:
     return {
         host.name: HostPolicy(
             legacy=host.legacy,
-            one_at_a_time=topology.sla_classes[host.sla].support_hours != "business-hours"
+            one_at_a_time=topology.sla_classes[host.sla].round_the_clock
             if host.sla in topology.sla_classes else True,
         )
         for host in topology.hosts

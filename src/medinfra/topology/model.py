@@ -23,6 +23,7 @@ class Site:
     domain: str | None
     timezone: str | None
     time_servers: tuple[str, ...]
+    scale: str | None = None  # the site's scale in `medinfra plan team`'s reference table, when declared
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -31,6 +32,7 @@ class Site:
             "domain": self.domain,
             "timezone": self.timezone,
             "time_servers": list(self.time_servers),
+            "scale": self.scale,
         }
 
     @classmethod
@@ -41,6 +43,7 @@ class Site:
             domain=data.get("domain"),
             timezone=data.get("timezone"),
             time_servers=tuple(data.get("time_servers") or ()),
+            scale=data.get("scale"),
         )
 
 
@@ -51,6 +54,11 @@ class SlaClass:
     rto_minutes: int
     support_hours: str | None
     description: str | None
+
+    @property
+    def round_the_clock(self) -> bool:
+        """Supported around the clock: anything but business hours (a class that does not say is taken as 24x7)."""
+        return self.support_hours != "business-hours"
 
     def to_dict(self) -> dict[str, Any]:
         """The class without its name, which is its key in ``sla_classes``."""

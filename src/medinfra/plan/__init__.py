@@ -1,0 +1,1 @@
+"""Planning from the topology: team sizing (`medinfra plan team`)."""
