@@ -136,8 +136,8 @@ class Client:
             reason = f"HTTP {exc.code} {one_line(str(exc.reason))}{hint}{detail(exc)}"
             raise SourceError(f"{one_line(url)}: {reason}") from None
         except (urllib.error.URLError, OSError) as exc:
-            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
-            raise SourceError(f"{one_line(url)}: {one_line(str(reason))}") from None
+            cause = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+            raise SourceError(f"{one_line(url)}: {one_line(str(cause))}") from None
         try:
             return json.loads(body)
         except ValueError:
