@@ -1,6 +1,6 @@
 """The SLA report as JSON (``format: medinfra-sla-report/1``), CSV and bilingual, self-contained HTML (pure).
 
-JSON shape (times ISO 8601 in the site's zone with its offset; durations in whole seconds)::
+JSON shape (its JSON Schema: schemas/sla-report.schema.json) (times ISO 8601 in the site's zone with its offset; durations in whole seconds)::
 
     {"format": "medinfra-sla-report/1", "generator": "medinfra X.Y", "site": "lab", "title": "...",
      "month": "2026-11", "timezone": "Asia/Shanghai", "resolution_seconds": 30,
