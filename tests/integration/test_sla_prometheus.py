@@ -377,7 +377,7 @@ def test_html_and_csv_and_a_signed_report(site: dict[str, Any], report: dict[str
     assert verified.returncode == 0, verified.stdout
     zh = (signed / "sla-slatest-2026-11.zh.html").read_text()
     assert "SLA 服务水平月报" in zh and "li.wei" in zh and zh.count("<svg") == 2 and "src=" not in zh
-    assert "未达标" in zh and f"{local(HIS_LONG[0])}" in zh
+    assert f"his-app：{local(HIS_LONG[0])} 开始的故障未在 60 分钟内解决" in zh
     csv_result = medinfra("sla", "report", "-i", str(site["inventory"]), "--month", "2026-11", "--format", "csv",
                           "--vault-password-file", str(site["vault"]))
     rows = csv_result.stdout.splitlines()

@@ -227,12 +227,24 @@ class BackupResult:
 
 
 @dataclass(frozen=True)
+class Miss:
+    """One reason a class missed its targets: `kind` availability | acknowledge | resolve | rpo."""
+
+    kind: str
+    host: str
+    at: int | None = None  # the outage's start
+    availability: Fraction | None = None
+    backup_set: str = ""
+    age: int | None = None  # the backup's worst age; None: no backup metric
+
+
+@dataclass(frozen=True)
 class ClassResult:
     sla: SlaClass
     systems: tuple[str, ...]
     counted_seconds: int
     up_seconds: int
-    missed: tuple[str, ...]  # why the class missed its targets, one line each
+    missed: tuple[Miss, ...]
 
     @property
     def availability(self) -> Fraction | None:
@@ -353,30 +365,19 @@ def local_time(at: int, timezone: str) -> str:
     return datetime.fromtimestamp(at, ZoneInfo(timezone)).isoformat()
 
 
-def class_result(sla: SlaClass, systems: Sequence[SystemResult], backups: Sequence[BackupResult],
-                 zone: str) -> ClassResult:
-    missed = []
+def class_result(sla: SlaClass, systems: Sequence[SystemResult], backups: Sequence[BackupResult]) -> ClassResult:
+    missed: list[Miss] = []
     for system in systems:
         if not system.availability_met:
-            missed.append(f"{system.host}: availability {percent(system.availability)} below "
-                          f"{sla.availability_percent} %")
+            missed.append(Miss("availability", system.host, availability=system.availability))
         for item in system.outages:
             if not item.acknowledge_met:
-                missed.append(f"{system.host}: outage at {local_time(item.start, zone)} not acknowledged within "
-                              f"{sla.acknowledge_minutes} min")
+                missed.append(Miss("acknowledge", system.host, at=item.start))
             if not item.resolve_met:
-                missed.append(f"{system.host}: outage at {local_time(item.start, zone)} not resolved within "
-                              f"{sla.resolve_limit_minutes} min")
-    for backup in backups:
-        if not backup.met:
-            age = "no backup metric" if backup.worst_age_seconds is None else f"worst age {backup.worst_age_seconds} s"
-            missed.append(f"{backup.host} backup set {backup.set}: {age}, RPO {sla.rpo_minutes} min")
+                missed.append(Miss("resolve", system.host, at=item.start))
+    missed += [Miss("rpo", b.host, backup_set=b.set, age=b.worst_age_seconds) for b in backups if not b.met]
     return ClassResult(sla, tuple(s.host for s in systems), sum(s.counted_seconds for s in systems),
                        sum(s.up_seconds for s in systems), tuple(missed))
-
-
-def percent(value: Fraction | None, digits: int = 3) -> str:
-    return "n/a" if value is None else f"{float(value * 100):.{digits}f} %"
 
 
 def by_host(series: Iterable[Series], label: str = "host") -> dict[str, list[Series]]:
@@ -406,8 +407,7 @@ def sla_report(topology: Topology, period: Period, probes: Sequence[Series], ale
             backup_results += [backup_result(period, name, sla, s) for s in sorted(items, key=lambda s: s.labels.get(
                 "set", ""))]
     classes = tuple(
-        class_result(sla, [s for s in systems if s.sla == name], [b for b in backup_results if b.sla == name],
-                     period.timezone)
+        class_result(sla, [s for s in systems if s.sla == name], [b for b in backup_results if b.sla == name])
         for name, sla in topology.sla_classes.items()
     )
     return SlaReport(

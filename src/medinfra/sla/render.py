@@ -1,6 +1,7 @@
 """The SLA report as JSON (``format: medinfra-sla-report/1``), CSV and bilingual, self-contained HTML (pure).
 
-JSON shape (its JSON Schema: schemas/sla-report.schema.json) (times ISO 8601 in the site's zone with its offset; durations in whole seconds)::
+JSON shape (its JSON Schema: schemas/sla-report.schema.json); times ISO 8601 in the site's zone with its offset,
+durations in whole seconds::
 
     {"format": "medinfra-sla-report/1", "generator": "medinfra X.Y", "site": "lab", "title": "...",
      "month": "2026-11", "timezone": "Asia/Shanghai", "resolution_seconds": 30,
@@ -37,7 +38,8 @@ from medinfra import __version__
 from medinfra.report.csv_export import fields
 from medinfra.report.html import shown
 from medinfra.report.i18n import LANGUAGES
-from medinfra.sla.compute import Outage, SlaReport, SystemResult, local_time
+from medinfra.sla.compute import Miss, Outage, SlaReport, SystemResult, local_time
+from medinfra.topology.model import SlaClass
 
 FORMAT = "medinfra-sla-report/1"
 GENERATOR = f"medinfra {__version__}"
@@ -108,6 +110,19 @@ UI: dict[str, tuple[str, str]] = {
         "若本报告已签名，可用以下命令校验：medinfra verify 目录 --pubkey 公钥",
     ),
 }
+# Why a class missed, per Miss.kind: {host}, {time} (the outage's start), {availability}, {set}, {age} and the targets.
+MISSES: dict[str, tuple[str, str]] = {
+    "availability": ("{host}: availability {availability} below {target} %",
+                     "{host}：可用率 {availability} 低于 {target}%"),
+    "acknowledge": ("{host}: outage at {time} not acknowledged within {ack} min",
+                    "{host}：{time} 开始的故障未在 {ack} 分钟内响应"),
+    "resolve": ("{host}: outage at {time} not resolved within {resolve} min",
+                "{host}：{time} 开始的故障未在 {resolve} 分钟内解决"),
+    "rpo": ("{host} backup set {set}: worst age {age} s, RPO {rpo} min",
+            "{host} 备份集 {set}：最大时延 {age} 秒，RPO {rpo} 分钟"),
+    "rpo_unknown": ("{host} backup set {set}: no backup metric, RPO {rpo} min",
+                    "{host} 备份集 {set}：无备份指标，RPO {rpo} 分钟"),
+}
 CSV_COLUMNS = (
     "record", "host", "sla", "services", "start", "end", "duration_seconds", "counted_seconds",
     "availability_percent", "alerts", "acknowledged_at", "acknowledged_by", "acknowledge_seconds", "met", "detail",
@@ -117,6 +132,15 @@ CSV_COLUMNS = (
 def ui(lang: str) -> dict[str, str]:
     index = LANGUAGES.index(lang)
     return {key: texts[index] for key, texts in UI.items()}
+
+
+def miss_text(miss: Miss, sla: SlaClass, zone: str, lang: str) -> str:
+    kind = "rpo_unknown" if miss.kind == "rpo" and miss.age is None else miss.kind
+    availability = "n/a" if miss.availability is None else f"{float(miss.availability * 100):.3f} %"
+    return MISSES[kind][LANGUAGES.index(lang)].format(
+        host=miss.host, time="" if miss.at is None else local_time(miss.at, zone), availability=availability,
+        set=miss.backup_set, age=miss.age, target=sla.availability_percent, ack=sla.acknowledge_minutes,
+        resolve=sla.resolve_limit_minutes, rpo=sla.rpo_minutes)
 
 
 def rounded(value: Fraction | None) -> float | None:
@@ -165,7 +189,8 @@ def document(report: SlaReport) -> dict[str, Any]:
                             "acknowledge_minutes": c.sla.acknowledge_minutes,
                             "resolve_minutes": c.sla.resolve_limit_minutes, "rpo_minutes": c.sla.rpo_minutes},
                 "systems": list(c.systems), "counted_seconds": c.counted_seconds, "up_seconds": c.up_seconds,
-                "availability_percent": rounded(c.availability), "met": c.met, "missed": list(c.missed),
+                "availability_percent": rounded(c.availability), "met": c.met,
+                "missed": [miss_text(m, c.sla, zone, "en") for m in c.missed],
             }
             for c in report.classes
         ],
@@ -255,5 +280,7 @@ def html_text(report: SlaReport, lang: str, other_language_file: str) -> str:
     doc = document(report)
     targets = {c.sla.name: c.sla.availability_percent for c in report.classes}
     charts = {s.host: daily_chart(s, min(99.0, targets[s.sla] - 0.5)) for s in report.systems}
+    missed = {c.sla.name: [miss_text(m, c.sla, report.period.timezone, lang) for m in c.missed]
+              for c in report.classes}
     return env.get_template("sla.html.j2").render(
-        doc=doc, lang=lang, t=ui(lang), charts=charts, other_language_file=other_language_file)
+        doc=doc, lang=lang, t=ui(lang), charts=charts, missed=missed, other_language_file=other_language_file)
