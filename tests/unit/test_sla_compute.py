@@ -16,6 +16,7 @@ from medinfra.sla.compute import (
     Period,
     Series,
     Silence,
+    StepValues,
     counted_windows,
     meets,
     month_period,
@@ -250,3 +251,13 @@ def test_hosts_without_probes_are_named() -> None:
     report = sla_report(topology(), period, [probe(period, "his-app", "his_app")], [], [], [])
     assert report.not_probed == ("office-01",)
     assert [s.host for s in report.systems] == ["his-app"] and report.met
+
+
+def test_step_values_keep_one_float_a_step_and_nan_as_a_gap() -> None:
+    values = StepValues(1000, 30, 4)
+    values.set(1000, 1.0)
+    values.set(1060, 0.0)
+    values.set(1075, 1.0)  # between steps: not a step value
+    values.set(1120, 1.0)  # beyond the last step
+    assert dict(values) == {1000: 1.0, 1060: 0.0} and len(values) == 2
+    assert 1030 not in values and values.get(1060) == 0.0 and values.get(1075) is None

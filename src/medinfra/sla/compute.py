@@ -22,8 +22,10 @@ succeeded again, and durations are multiples of the step (the report's resolutio
 
 from __future__ import annotations
 
+import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from fractions import Fraction
@@ -138,6 +140,32 @@ class Silence:
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         return all(matcher.matches(labels) for matcher in self.matchers)
+
+
+class StepValues(Mapping[int, float]):
+    """{step time: value} kept as one float per step (NaN: no value), 8 bytes a step: a month of 30 s steps of a
+    hundred series is 70 MB, where a dict would take a gigabyte."""
+
+    def __init__(self, first: int, step: int, count: int) -> None:
+        self.first, self.step = first, step
+        self.array = array("d", [math.nan]) * count
+
+    def set(self, at: int, value: float) -> None:
+        index, rest = divmod(at - self.first, self.step)
+        if not rest and 0 <= index < len(self.array):
+            self.array[index] = value
+
+    def __getitem__(self, at: int) -> float:
+        index, rest = divmod(at - self.first, self.step)
+        if rest or not 0 <= index < len(self.array) or math.isnan(self.array[index]):
+            raise KeyError(at)
+        return self.array[index]
+
+    def __iter__(self) -> Iterator[int]:
+        return (self.first + i * self.step for i, value in enumerate(self.array) if not math.isnan(value))
+
+    def __len__(self) -> int:
+        return sum(1 for value in self.array if not math.isnan(value))
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import yaml
 
 from medinfra.problems import Problem, UserInputError
 from medinfra.safe_text import one_line
-from medinfra.sla.compute import Matcher, Period, Series, Silence
+from medinfra.sla.compute import Matcher, Period, Series, Silence, StepValues
 from medinfra.topology.model import Topology
 
 MONITORING_SERVICE = "monitoring_server"
@@ -35,8 +35,8 @@ INVENTORY_KEYS = (
     "monitoring_server_admin_user", "monitoring_server_admin_password", "monitoring_server_listen_address",
     "monitoring_server_prometheus_port", "monitoring_server_alertmanager_port", "pki_ca_directory",
 )
-# Prometheus refuses a range query of more than 11,000 points per series: ask for at most this many steps at once.
-MAX_STEPS = 10_000
+# Steps per range query: a day at 30 s (Prometheus refuses more than 11,000 points per series in one answer).
+CHUNK_STEPS = 2880
 TIMEOUT_SECONDS = 60.0
 # The values a range query returns at each step: the newest sample within the step before it. The window is a
 # millisecond short of the step because Prometheus 2 includes both ends of a range, so a sample exactly on the
@@ -167,20 +167,23 @@ def window(step: int) -> str:
 
 def range_series(client: Client, selector: str, period: Period) -> list[Series]:
     """The selector's newest sample within each step, at every step time from one step before the period (to see an
-    outage that began earlier) to its last step, fetched in chunks Prometheus accepts."""
+    outage that began earlier) to its last step, a day at a time (each answer stays a few megabytes)."""
     expression = f"last_over_time({selector}[{window(period.step)}])"
-    merged: dict[tuple[tuple[str, str], ...], dict[int, float]] = {}
     first, last = period.start - period.step, period.end - period.step
+    count = (last - first) // period.step + 1
+    merged: dict[tuple[tuple[str, str], ...], StepValues] = {}
     chunk = first
     while chunk <= last:
-        chunk_end = min(last, chunk + (MAX_STEPS - 1) * period.step)
+        chunk_end = min(last, chunk + (CHUNK_STEPS - 1) * period.step)
         data = client.prometheus("/api/v1/query_range", {
             "query": expression, "start": str(chunk), "end": str(chunk_end), "step": f"{period.step}s"})
         for item in data.get("result", []):
             labels = tuple(sorted((str(k), str(v)) for k, v in item.get("metric", {}).items()))
-            values = merged.setdefault(labels, {})
+            values = merged.get(labels)
+            if values is None:
+                values = merged[labels] = StepValues(first, period.step, count)
             for at, value in item.get("values", []):
-                values[int(float(at))] = float(value)
+                values.set(int(float(at)), float(value))
         chunk = chunk_end + period.step
     return [Series(dict(labels), values) for labels, values in merged.items()]
 
