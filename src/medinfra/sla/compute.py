@@ -304,12 +304,25 @@ def meets(up: int, counted: int, percent: float) -> bool:
     return counted == 0 or Fraction(up, counted) * 100 >= Fraction(str(percent))
 
 
+def column(period: Period, series: Series) -> Sequence[float]:
+    """The series' value at each step of the period, NaN where it has none (a slice when it is kept per step)."""
+    values, count = series.values, (period.end - period.start) // period.step
+    if isinstance(values, StepValues) and values.step == period.step:
+        offset, rest = divmod(period.start - values.first, period.step)
+        if not rest and offset >= 0 and offset + count <= len(values.array):
+            return values.array[offset:offset + count]
+    return [values.get(at, math.nan) for at in period.steps()]
+
+
 def runs(period: Period, probes: Sequence[Series]) -> list[tuple[str, int, int, frozenset[str]]]:
     """The system's state over the period as maximal runs (state, start, end, services down)."""
     found: list[tuple[str, int, int, frozenset[str]]] = []
-    for at in period.steps():
-        down = frozenset(p.labels.get("service", "") for p in probes if p.values.get(at) == 0)
-        state = DOWN if down else NO_DATA if any(at not in p.values for p in probes) else UP
+    services = [p.labels.get("service", "") for p in probes]
+    columns = [column(period, p) for p in probes]
+    for index, at in enumerate(period.steps()):
+        row = [values[index] for values in columns]
+        down = frozenset(s for s, v in zip(services, row, strict=True) if v == 0) if 0 in row else frozenset()
+        state = DOWN if down else NO_DATA if any(math.isnan(v) for v in row) else UP
         if found and found[-1][0] == state:
             previous = found[-1]
             found[-1] = (state, previous[1], at + period.step, previous[3] | down)
