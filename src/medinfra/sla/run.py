@@ -17,7 +17,6 @@ from medinfra.sla.source import Client, endpoints, fetch
 from medinfra.topology import load_topology
 from medinfra.topology.model import Topology
 
-FORMATS = ("html", "csv", "json")
 # The role monitoring_server's scrape interval (monitoring_server_scrape_interval): one value per scrape.
 STEP_SECONDS = 30
 # What a signed report directory may hold: reports of this command and the signature over them.
