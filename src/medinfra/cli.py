@@ -664,6 +664,27 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 1
 
 
+def cmd_sla_report(args: argparse.Namespace) -> int:
+    from medinfra.sla.run import Request, make_report, rendered, write_report
+    from medinfra.sla.source import SourceError
+
+    if args.sign is not None and args.out is None:
+        raise refused("--sign", "needs -o DIR: the signed report and its manifest go into a directory of their own")
+    request = Request(args.inventory, args.month, args.format, args.lang, args.out, args.vault_password_file,
+                      args.sign)
+    try:
+        report = make_report(request)
+    except SourceError as exc:
+        print(f"medinfra: sla report: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    files = write_report(report, request)
+    if files:
+        print("\n".join(f"written: {path}" for path in files))
+    else:
+        sys.stdout.write(rendered(report, args.format, args.lang, ""))
+    return EXIT_OK if report.met else EXIT_FAILURES
+
+
 def note(args: argparse.Namespace, message: str) -> None:
     """A remark beside the result: on stdout for text, on stderr when stdout is a JSON document."""
     print(message, file=sys.stderr if args.format == "json" else sys.stdout)
@@ -1007,6 +1028,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_history_options(diff, can_skip=False)
     add_output_options(diff)
     diff.set_defaults(handler=cmd_diff)
+
+    sla = commands.add_parser("sla", help="SLA reports from the monitoring server")
+    sla_report = subcommands(sla, "sla_command").add_parser(
+        "report",
+        help="availability, outages, acknowledge/resolve times and RPO per SLA class for one month",
+        description="Reads the month (in the site's time zone) from the monitoring server's Prometheus and "
+        "Alertmanager over TLS (site CA, admin password from the vault) at the scrape interval (30 s). Exit 0: every "
+        "class met its targets; 1: one missed; 2: bad input; 3: Prometheus or Alertmanager could not be read.",
+    )
+    sla_report.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
+                            help="inventory directory (or its hospital.yml)")
+    sla_report.add_argument("--month", required=True, metavar="YYYY-MM", help="the month to report, e.g. 2026-11")
+    sla_report.add_argument("--format", choices=("html", "csv", "json"), default="html", help="default: html")
+    sla_report.add_argument("--lang", choices=("zh", "en"), default="zh", help="language of the HTML (default: zh)")
+    sla_report.add_argument("-o", "--out", type=Path, metavar="FILE",
+                            help="write here (default: stdout); with --sign a directory of its own")
+    sla_report.add_argument("--vault-password-file", type=Path, help=VAULT_HELP)
+    sla_report.add_argument("--sign", type=Path, metavar="KEY",
+                            help="Ed25519 private key: sign the report directory (medinfra verify DIR --pubkey)")
+    sla_report.set_defaults(handler=cmd_sla_report)
 
     lab = commands.add_parser("lab", help="the podman lab hospital")
     lab_commands = subcommands(lab, "lab_command")

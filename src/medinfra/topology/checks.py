@@ -327,6 +327,23 @@ def check_standbys(hosts: list[dict[str, Any]]) -> list[Finding]:
     return findings
 
 
+def check_sla_classes(sla_classes: dict[str, Any]) -> list[Finding]:
+    """Counted hours belong to business-hours classes only (a 24x7 class counts every second) and end after they
+    start."""
+    findings: list[Finding] = []
+    for name, sla in sla_classes.items():
+        hours = sla.get("hours")
+        if hours is None:
+            continue
+        if sla.get("support_hours") != "business-hours":
+            message = "only a business-hours class counts hours; a 24x7 class counts every second"
+            findings.append((("sla_classes", name, "hours"), message))
+        elif hours["end"] <= hours["start"]:  # "HH:MM" strings sort as times
+            message = f"end {hours['end']} is not after start {hours['start']} (hours within one day)"
+            findings.append((("sla_classes", name, "hours", "end"), message))
+    return findings
+
+
 def check_topology(data: dict[str, Any], service_names: frozenset[str]) -> list[Finding]:
     """Every semantic problem of a schema-valid topology, in document order per section."""
     zone_findings, networks = check_zones(data["zones"])
@@ -334,6 +351,7 @@ def check_topology(data: dict[str, Any], service_names: frozenset[str]) -> list[
         check_text(data)
         + zone_findings
         + check_groups(data, service_names)
+        + check_sla_classes(data["sla_classes"])
         + check_hosts(data["hosts"], data["zones"], networks, data["sla_classes"])
         + check_standbys(data["hosts"])
         + check_flows(data["flows"], data["zones"], data["hosts"])

@@ -7,7 +7,7 @@ document shape, every optional key present (None when unset), ports as text. The
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from ipaddress import IPv4Address, IPv4Network
@@ -47,6 +47,48 @@ class Site:
         )
 
 
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+# What a class promises when hospital.yml does not say: strict enough that a forgotten target is not a lax one.
+DEFAULT_AVAILABILITY_PERCENT = 99.9
+DEFAULT_ACKNOWLEDGE_MINUTES = 15
+DEFAULT_HOURS = {"weekdays": ["monday:friday"], "start": "08:00", "end": "18:00"}
+
+
+def weekday_numbers(ranges: Sequence[str]) -> frozenset[int]:
+    """Monday = 0: ``["monday:friday", "sunday"]`` -> {0, 1, 2, 3, 4, 6} (Alertmanager's time_intervals syntax)."""
+    days: set[int] = set()
+    for text in ranges:
+        first, _, last = text.partition(":")
+        start, end = WEEKDAYS.index(first), WEEKDAYS.index(last or first)
+        days.update(range(start, end + 1))
+    return frozenset(days)
+
+
+@dataclass(frozen=True)
+class BusinessHours:
+    """When a business-hours class counts, in the site's time zone: `start`-`end` minutes after midnight on `days`."""
+
+    weekdays: tuple[str, ...]
+    start: str
+    end: str
+
+    @property
+    def days(self) -> frozenset[int]:
+        return weekday_numbers(self.weekdays)
+
+    @staticmethod
+    def minutes(text: str) -> int:
+        hours, minutes = text.split(":")
+        return int(hours) * 60 + int(minutes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"weekdays": list(self.weekdays), "start": self.start, "end": self.end}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BusinessHours:
+        return cls(weekdays=tuple(data["weekdays"]), start=data["start"], end=data["end"])
+
+
 @dataclass(frozen=True)
 class SlaClass:
     name: str
@@ -54,6 +96,14 @@ class SlaClass:
     rto_minutes: int
     support_hours: str | None
     description: str | None
+    availability_percent: float = DEFAULT_AVAILABILITY_PERCENT
+    acknowledge_minutes: int = DEFAULT_ACKNOWLEDGE_MINUTES
+    resolve_minutes: int | None = None  # None: the RTO
+    hours: BusinessHours | None = None  # business-hours classes only; None for 24x7
+
+    @property
+    def resolve_limit_minutes(self) -> int:
+        return self.resolve_minutes if self.resolve_minutes is not None else self.rto_minutes
 
     @property
     def round_the_clock(self) -> bool:
@@ -67,16 +117,26 @@ class SlaClass:
             "rto_minutes": self.rto_minutes,
             "support_hours": self.support_hours,
             "description": self.description,
+            "availability_percent": self.availability_percent,
+            "acknowledge_minutes": self.acknowledge_minutes,
+            "resolve_minutes": self.resolve_minutes,
+            "hours": self.hours.to_dict() if self.hours is not None else None,
         }
 
     @classmethod
     def from_dict(cls, name: str, data: Mapping[str, Any]) -> SlaClass:
+        business = data.get("support_hours") == "business-hours"
+        hours = data.get("hours") or (DEFAULT_HOURS if business else None)
         return cls(
             name=name,
             rpo_minutes=data["rpo_minutes"],
             rto_minutes=data["rto_minutes"],
             support_hours=data.get("support_hours"),
             description=data.get("description"),
+            availability_percent=data.get("availability_percent") or DEFAULT_AVAILABILITY_PERCENT,
+            acknowledge_minutes=data.get("acknowledge_minutes") or DEFAULT_ACKNOWLEDGE_MINUTES,
+            resolve_minutes=data.get("resolve_minutes"),
+            hours=BusinessHours.from_dict(hours) if hours else None,
         )
 
 
