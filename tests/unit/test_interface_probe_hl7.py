@@ -186,7 +186,7 @@ def answering(code: str, control_id: Callable[[str], str] = lambda own: own) -> 
 
 def test_ack_for_another_control_id_is_ack_missing() -> None:
     port, _ = fake_peer(answering("AA", lambda own: "SOMEONE-ELSE"))
-    outcome = probe.run_probe(hl7_interface(port, timeout=0.5), "")
+    outcome = probe.run_probe(hl7_interface(port, timeout=2.0), "")
     assert outcome.result == "ack_missing"
     assert "SOMEONE-ELSE" in outcome.detail
 
