@@ -9,6 +9,7 @@ problems are located (file, line, path) and all reported at once.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
@@ -28,6 +29,19 @@ if TYPE_CHECKING:
 RUNBOOK_SCHEMA_ID = "https://medinfra.example/schemas/runbook.schema.json"
 # Where the alert runbooks sit inside the collection (beside the rule files they explain).
 ALERT_RUNBOOKS = Path("roles/monitoring_server/files/runbooks")
+
+
+# A knowledge base's base URL goes into HTML links and alert annotations: a web or file URL ending in /, nothing a
+# template, an attribute or a shell would read differently (role monitoring_server asserts the same of its variable).
+KB_URL = re.compile(r"(https?|file)://[^\s\"'\\{}<>`]*/")
+
+
+def kb_url(text: str) -> str:
+    """``text`` if it can be the knowledge base's base URL, else ValueError saying why."""
+    if not KB_URL.fullmatch(text):
+        raise ValueError(f"{text!r} is not an http(s) or file URL ending in / (without quotes, spaces, braces, "
+                         "angle brackets or backslashes)")
+    return text
 
 
 @dataclass(frozen=True)
@@ -77,6 +91,22 @@ def build_runbook(data: Mapping[str, Any], key: str, kind: Literal["alert", "con
         escalate=Escalation(int(escalate["after_minutes"]), tuple(escalate["to"]), _bilingual(escalate)),
         source=source,
     )
+
+
+def runbook_data(runbook: Runbook) -> dict[str, Any]:
+    """The runbook as the schema's block (what build_runbook reads): findings documents carry a control's."""
+    return {
+        "meaning": _text(runbook.meaning),
+        "checks": [{**_text(check.text), **({"command": check.command} if check.command else {})}
+                   for check in runbook.checks],
+        "fix": _text(runbook.fix),
+        "escalate": {"after_minutes": runbook.escalate.after_minutes, "to": list(runbook.escalate.to),
+                     **_text(runbook.escalate.text)},
+    }
+
+
+def _text(text: Bilingual) -> dict[str, str]:
+    return {"en": text.en, "zh": text.zh}
 
 
 def alert_runbook_problems(document: YamlDocument) -> list[Problem]:

@@ -2,20 +2,32 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from medinfra.audit.results import AuditRun, HostResult, findings_document, judge
+from medinfra.cli import main
 from medinfra.compliance.catalog import load_catalog
 from medinfra.problems import UserInputError
-from medinfra.runbook import ALERT_RUNBOOKS, Runbook, control_runbooks, load_alert_runbooks
+from medinfra.report.findings_file import document_problems
+from medinfra.report.html import render_html
+from medinfra.report.model import build_report
+from medinfra.report.oscal import write_oscal
+from medinfra.report.publish import publish
+from medinfra.runbook import ALERT_RUNBOOKS, Runbook, build_runbook, control_runbooks, load_alert_runbooks
+from medinfra.safe_output import OutputDirectory
+from tests.oscal_schema import oscal_validator
+from tests.unit.test_audit import CATALOG, NOW, evidence
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOKS = ROOT / ALERT_RUNBOOKS
@@ -170,7 +182,8 @@ def install_rules(tmp_path: Path, kb_url: str) -> subprocess.CompletedProcess[st
     and vars; only the destination differs)."""
     check, install = role_tasks("Monitoring server | The knowledge base URL can end an alert's runbook_url",
                                 "Monitoring server | Alert rules, their runbook links into the site's knowledge base")
-    install = {**install, "ansible.builtin.copy": {**install["ansible.builtin.copy"], "dest": f"{tmp_path}/rules/{{{{ item }}}}"}}
+    copy = {**install["ansible.builtin.copy"], "dest": f"{tmp_path}/rules/{{{{ item }}}}"}
+    install = {**install, "ansible.builtin.copy": copy}
     install.pop("notify")
     role = tmp_path / "roles" / "rules"
     (role / "tasks").mkdir(parents=True)
@@ -232,3 +245,96 @@ def test_every_shipped_runbook_url_has_the_placeholder_base() -> None:
                     assert rule["annotations"]["runbook_url"] == f"{placeholder}alerts/{rule['alert']}.html"
         tests = (ROOT / "tests" / "promtool").glob(f"{path.name.removesuffix('.rules.yml')}*.test.yml")
         assert any("runbook_url" in test.read_text(encoding="utf-8") for test in tests), path.name
+
+
+# The audit report: each control's entry shows its runbook, escaped, and links to the knowledge base's page.
+HOSTILE = "<script>alert(1)</script>"
+
+
+def hostile_runbook() -> Runbook:
+    block = good()
+    del block["alert"]
+    block["meaning"] = {"en": f"Means {HOSTILE} & more", "zh": f"含义 {HOSTILE}"}
+    block["checks"][0]["command"] = f'echo "{HOSTILE}" && systemctl status ssh --no-pager'
+    block["fix"] = {"en": f"Run `medinfra fix {HOSTILE}` then wait.", "zh": "执行 `medinfra fix RUN` 修复。"}
+    return build_runbook(block, "root_login_off", "control", "root_login_off.yml")
+
+
+def runbook_run() -> AuditRun:
+    catalog = replace(CATALOG, controls=tuple(
+        replace(c, runbook=hostile_runbook()) if c.id == "root_login_off" else c for c in CATALOG.controls))
+    results = [HostResult("his-01", "audited", "", evidence(root_login="yes"), 0.1)]
+    views = {"his-01": {"groups": [], "zone": "his", "site": "test", "services": []}}
+    return AuditRun("pyinfra", "inv", NOW, results, judge(results, views, catalog, (), NOW), catalog, (), 1.0,
+                    views=views)
+
+
+def test_the_findings_document_carries_the_runbook_and_stays_valid() -> None:
+    document = findings_document(runbook_run())
+    assert document["controls"]["root_login_off"]["runbook"]["checks"][0]["command"].startswith('echo "<script>')
+    assert "runbook" not in document["controls"]["forwarding_off"]
+    assert document_problems("findings.json", document) == []
+    shown = build_report(document).controls["root_login_off"].runbook
+    assert shown is not None and shown.escalate.to == ("ops", "vendor")
+    assert shown.checks == hostile_runbook().checks
+
+
+@pytest.mark.parametrize("lang", ["en", "zh"])
+def test_the_html_report_shows_each_runbook_escaped_with_a_stable_anchor(lang: str) -> None:
+    report = build_report(findings_document(runbook_run()))
+    page = render_html(report, lang, kb_url="https://kb.hospital.example/h/")
+    assert page.count("<script") == 1  # the page's own
+    entry = page[page.index('id="runbook-root_login_off"'):]
+    entry = entry[:entry.index("</details>")]
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in entry
+    assert '<code class="command">echo &#34;&lt;script&gt;alert(1)&lt;/script&gt;&#34; &amp;&amp; systemctl' in entry
+    assert '<a class="kb-link" href="https://kb.hospital.example/h/controls/root_login_off.html">' in entry
+    if lang == "en":
+        assert "<code>medinfra fix &lt;script&gt;alert(1)&lt;/script&gt;</code> then wait." in entry
+        assert "after 30 min → ops, vendor: Call." in entry
+    else:
+        assert "<code>medinfra fix RUN</code> 修复。" in entry and "运维, 厂商" in entry
+    assert 'id="runbook-forwarding_off"' not in page
+    assert "kb-link" not in render_html(report, lang)
+
+
+def test_oscal_carries_the_runbook_and_validates(tmp_path: Path) -> None:
+    report = build_report(findings_document(runbook_run()))
+    with OutputDirectory.open(tmp_path) as out:
+        write_oscal(report, out, "oscal.json")
+    document = json.loads((tmp_path / "oscal.json").read_text(encoding="utf-8"))
+    assert [f"{list(e.absolute_path)}: {e.message}" for e in oscal_validator().iter_errors(document)] == []
+    text = json.dumps(document, ensure_ascii=False)
+    assert '"id": "root_login_off_runbook", "name": "runbook"' in text and "执行 `medinfra fix RUN` 修复。" in text
+
+
+def test_medinfra_report_links_runbooks_to_a_knowledge_base_it_is_given(tmp_path: Path) -> None:
+    published = publish(runbook_run(), tmp_path / "run", None, None)
+    out = tmp_path / "again"
+    assert main(["report", str(published.directory), "-o", str(out), "--lang", "en", "--no-history",
+                 "--kb-url", "file:///srv/medinfra/kb/"]) == 0
+    assert 'href="file:///srv/medinfra/kb/controls/root_login_off.html"' in (out / "report.en.html").read_text("utf-8")
+    for wrong in ("javascript:alert(1)//", "https://kb.example/no-slash", 'https://kb.example/"/'):
+        with pytest.raises(SystemExit) as caught:
+            main(["report", str(published.directory), "-o", str(out), "--no-history", "--kb-url", wrong])
+        assert caught.value.code == 2
+
+
+def test_every_control_has_a_runbook() -> None:
+    """Every control of the shipped catalog carries its `runbook:` block (compliance/controls/<id>.yml)."""
+    catalog = load_catalog()
+    missing = sorted(control.id for control in catalog.controls if control.runbook is None)
+    assert not missing, f"{len(missing)} of {len(catalog.controls)} controls without a runbook: {missing}"
+    assert sorted(control_runbooks(catalog)) == sorted(control.id for control in catalog.controls)
+
+
+def test_the_control_runbooks_read_well() -> None:
+    """What the schema cannot say, for the controls that have a runbook: no folded spaces in Chinese, every command
+    valid shell."""
+    for runbook in control_runbooks(load_catalog()).values():
+        assert not [text for text in texts(runbook) if FOLDED_SPACE.search(text)], runbook.key
+        for check in runbook.checks:
+            if check.command:
+                result = subprocess.run(["bash", "-n", "-c", check.command], capture_output=True, text=True,
+                                        check=False)
+                assert result.returncode == 0, f"{runbook.key}: {check.command}\n{result.stderr}"
