@@ -20,7 +20,8 @@ from medinfra.cli import main
 from medinfra.compliance.catalog import load_catalog
 from medinfra.problems import UserInputError
 from medinfra.report.findings_file import document_problems
-from medinfra.report.html import render_html
+from medinfra.report.html import minutes, render_html
+from medinfra.report.i18n import ui
 from medinfra.report.model import build_report
 from medinfra.report.oscal import write_oscal
 from medinfra.report.publish import publish
@@ -296,6 +297,12 @@ def test_the_html_report_shows_each_runbook_escaped_with_a_stable_anchor(lang: s
         assert "<code>medinfra fix RUN</code> 修复。" in entry and "运维, 厂商" in entry
     assert 'id="runbook-forwarding_off"' not in page
     assert "kb-link" not in render_html(report, lang)
+
+
+@pytest.mark.parametrize(("value", "en", "zh"), [(30, "30 min", "30 分钟"), (90, "90 min", "90 分钟"),
+                                                (120, "2 h", "2 小时"), (1440, "1 d", "1 天"), (2880, "2 d", "2 天")])
+def test_escalation_delays_read_as_people_say_them(value: int, en: str, zh: str) -> None:
+    assert (minutes(value, ui("en")), minutes(value, ui("zh"))) == (en, zh)
 
 
 def test_oscal_carries_the_runbook_and_validates(tmp_path: Path) -> None:

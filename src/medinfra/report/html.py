@@ -124,6 +124,14 @@ def code_spans(text: str) -> Markup:
                            for index, part in enumerate(parts))
 
 
+def minutes(value: int, words: dict[str, str]) -> str:
+    """A runbook's escalation delay as people say it: 30 min, 4 h, 2 d."""
+    for size, unit in ((1440, "days"), (60, "hours")):
+        if value >= size and value % size == 0:
+            return f"{value // size} {words[unit]}"
+    return f"{value} {words['minutes']}"
+
+
 def percent(score: float | None) -> str:
     return "n/a" if score is None else f"{score * 100:.1f}%"
 
@@ -142,7 +150,8 @@ def environment() -> Environment:
         undefined=StrictUndefined,
         finalize=shown,
     )
-    env.filters.update(bar=stacked_bar, percent=percent, evidence=evidence_text, code_spans=code_spans)
+    env.filters.update(bar=stacked_bar, percent=percent, evidence=evidence_text, code_spans=code_spans,
+                       minutes=minutes)
     return env
 
 

@@ -150,6 +150,8 @@ UI: dict[str, tuple[str, str]] = {
     "runbook_escalate": ("Escalate", "升级"),
     "escalate_after": ("after", "超过"),
     "minutes": ("min", "分钟"),
+    "hours": ("h", "小时"),
+    "days": ("d", "天"),
     "kb_page": ("knowledge base page", "知识库页面"),
     # On-call roles (a runbook's escalate.to).
     "to_ops": ("ops", "运维"),
