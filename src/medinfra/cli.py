@@ -31,6 +31,8 @@ if TYPE_CHECKING:
 DEFAULT_INVENTORY = Path("inventories/lab")
 FORMATS = ("text", "json")
 VAULT_HELP = "file holding the Ansible vault password, for inventories with vaulted variables"
+KB_URL_HELP = ("base URL of the site's knowledge base (the role variable monitoring_server_kb_url, ending in /): the "
+               "HTML report links each control's runbook to its page <URL>controls/<id>.html")
 # The JSON documents `history` and `diff` print (the audit's is results.SUMMARY_FORMAT).
 HISTORY_FORMAT, DIFF_FORMAT, FIX_FORMAT = "medinfra-history/1", "medinfra-diff/1", "medinfra-fix/1"
 # The longest wait a timeout option accepts: a host or a probe slower than an hour is a host to look at.
@@ -77,6 +79,16 @@ def window(text: str) -> Window:
 
     try:
         return parse_window(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def kb_base(text: str) -> str:
+    """--kb-url: the site knowledge base's base URL (`medinfra kb build`), which each control's runbook links into."""
+    from medinfra.runbook import kb_url
+
+    try:
+        return kb_url(text)
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
@@ -311,7 +323,7 @@ def audit_run(args: argparse.Namespace, limit: str | None, fixes: str | None = N
     judged = judge_run(results, views, catalog, waivers, datetime.now(UTC))
     run = AuditRun("pyinfra", str(args.inventory), started, results, judged.findings, catalog, waivers,
                    time.monotonic() - clock, views=views, fixes=fixes, interfaces=interface_states(judged))
-    published = publish(run, args.out, history, args.sign, site_topology(args.inventory))
+    published = publish(run, args.out, history, args.sign, site_topology(args.inventory), args.kb_url)
     if published.history_error is not None:
         print(f"medinfra: history: this run was NOT recorded ({published.history_error}); the reports are complete",
               file=sys.stderr)
@@ -479,7 +491,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     context = history_context(location, document) if location is not None else HistoryContext()
     langs = ("en", "zh") if args.lang == "both" else (args.lang,)
     with OutputDirectory.open(args.out or source.parent) as out:
-        files = write_reports(document, out, context, langs)
+        files = write_reports(document, out, context, langs, kb_url=args.kb_url)
         if args.pdf:
             files += [print_pdf(path, out) for path in files if path.suffix == ".html"]
         for path in files:
@@ -783,6 +795,7 @@ def add_audit_options(parser: argparse.ArgumentParser, waivers_help: str) -> Non
     parser.add_argument("-q", "--quiet", action="store_true", help="no per-host progress on stderr")
     parser.add_argument("--sign", type=Path, metavar="KEY",
                         help="Ed25519 private key: write MANIFEST.sha256 and its signature over every output file")
+    parser.add_argument("--kb-url", type=kb_base, metavar="URL", help=KB_URL_HELP)
 
 
 def add_output_options(parser: argparse.ArgumentParser, formats: bool = True) -> None:
@@ -953,6 +966,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--lang", choices=("en", "zh", "both"), default="both", help="HTML language (default both)")
     report.add_argument("--pdf", action="store_true", help="also print each HTML to PDF with headless Chromium")
     report.add_argument("--sign", type=Path, metavar="KEY", help="sign the output directory afterwards")
+    report.add_argument("--kb-url", type=kb_base, metavar="URL", help=KB_URL_HELP)
     add_history_options(report)
     report.set_defaults(handler=cmd_report)
 

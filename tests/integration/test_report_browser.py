@@ -73,3 +73,31 @@ def test_report_prints_to_pdf_with_every_section_open(report_dir, capsys):
     assert pdf.stat().st_mode & 0o777 == 0o640
     # Printing opens every control (passing ones too), so the PDF runs to many pages.
     assert data.count(b"/Type /Page\n") + data.count(b"/Type /Page/") + data.count(b"/Type /Page ") > 5
+
+
+def test_a_runbook_link_opens_its_entry_and_hostile_runbook_text_stays_text(tmp_path):
+    """#runbook-<id> opens the collapsed control and runbook; a <script> in a runbook shows as text and never runs."""
+    from playwright.sync_api import sync_playwright
+
+    from medinfra.report.pdf import chromium_flags, chromium_path
+    from tests.unit.test_runbooks import HOSTILE, runbook_run
+
+    publish(runbook_run(), tmp_path, None, None, kb_url="https://kb.hospital.example/h/")
+    console, dialogs = [], []
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium_path(), args=chromium_flags())
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: console.append(m.text) if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda error: console.append(str(error)))
+            page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+            page.goto((tmp_path / "report.en.html").resolve().as_uri() + "#runbook-root_login_off", wait_until="load")
+            runbook = page.locator("#runbook-root_login_off")
+            assert runbook.is_visible() and page.evaluate("document.getElementById('runbook-root_login_off').open")
+            assert HOSTILE in runbook.locator(".rb-meaning").inner_text()
+            assert HOSTILE in runbook.locator("code.command").inner_text()
+            link = runbook.locator("a.kb-link")
+            assert link.get_attribute("href") == "https://kb.hospital.example/h/controls/root_login_off.html"
+        finally:
+            browser.close()
+    assert console == [] and dialogs == []

@@ -27,6 +27,7 @@ from medinfra.compliance.model import (
     Waiver,
 )
 from medinfra.exits import EXIT_FAILURES, EXIT_OK, EXIT_UNREACHABLE
+from medinfra.runbook import runbook_data
 from medinfra.safe_text import one_line
 from medinfra.terminal import PLAIN, Palette
 
@@ -226,6 +227,7 @@ def control_record(control: Control) -> dict[str, Any]:
             "manual": control.remediation.manual,
             "text": bilingual(control.remediation.text),
         },
+        **({"runbook": runbook_data(control.runbook)} if control.runbook is not None else {}),
     }
 
 

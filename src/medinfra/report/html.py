@@ -115,6 +115,23 @@ def trend_chart(trend: Sequence[TrendPoint], width: int = 640, height: int = 200
     )
 
 
+def code_spans(text: str) -> Markup:
+    """Text with `backticked` commands as <code>, everything escaped (runbooks write commands inline that way)."""
+    parts = str(text).split("`")
+    if len(parts) % 2 == 0:  # an unpaired backtick: show the text as it is
+        return Markup.escape(text)
+    return Markup("").join(Markup("<code>{}</code>").format(part) if index % 2 else Markup.escape(part)
+                           for index, part in enumerate(parts))
+
+
+def minutes(value: int, words: dict[str, str]) -> str:
+    """A runbook's escalation delay as people say it: 30 min, 4 h, 2 d."""
+    for size, unit in ((1440, "days"), (60, "hours")):
+        if value >= size and value % size == 0:
+            return f"{value // size} {words[unit]}"
+    return f"{value} {words['minutes']}"
+
+
 def percent(score: float | None) -> str:
     return "n/a" if score is None else f"{score * 100:.1f}%"
 
@@ -133,14 +150,18 @@ def environment() -> Environment:
         undefined=StrictUndefined,
         finalize=shown,
     )
-    env.filters.update(bar=stacked_bar, percent=percent, evidence=evidence_text)
+    env.filters.update(bar=stacked_bar, percent=percent, evidence=evidence_text, code_spans=code_spans,
+                       minutes=minutes)
     return env
 
 
-def render_html(report: Report, lang: str, expand: bool = False, topology: Topology | None = None) -> str:
+def render_html(
+    report: Report, lang: str, expand: bool = False, topology: Topology | None = None, kb_url: str | None = None
+) -> str:
     """The report in one language; `expand` opens every section (for printing to PDF). The topology's SLA classes
     and legacy hosts refine "what to do next" (fix.next_steps), which is judged as of the audit so that rendering a
-    run again gives the same page."""
+    run again gives the same page. `kb_url`, the site knowledge base's base URL (medinfra.runbook.kb_url), links
+    each control's runbook to its page there."""
 
     def text(value: Bilingual) -> str:
         return value.zh if lang == "zh" else value.en
@@ -158,6 +179,7 @@ def render_html(report: Report, lang: str, expand: bool = False, topology: Topol
         trend=trend_chart(trend_points(report, ui(lang)["this_run"])),
         other_language_file=html_name("en" if lang == "zh" else "zh"),
         next_steps=next_steps(report, topology, datetime.fromisoformat(report.started_at)),
+        kb_url=kb_url,
     )
 
 
@@ -165,5 +187,7 @@ def html_name(lang: str) -> str:
     return f"report.{lang}.html"
 
 
-def write_html(report: Report, directory: OutputDirectory, lang: str, topology: Topology | None = None) -> Path:
-    return directory.write_text(html_name(lang), render_html(report, lang, topology=topology))
+def write_html(
+    report: Report, directory: OutputDirectory, lang: str, topology: Topology | None = None, kb_url: str | None = None
+) -> Path:
+    return directory.write_text(html_name(lang), render_html(report, lang, topology=topology, kb_url=kb_url))

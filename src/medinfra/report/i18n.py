@@ -143,6 +143,23 @@ UI: dict[str, tuple[str, str]] = {
     "of": ("of", "/"),
     "clauses_pass": ("clauses pass", "条款通过"),
     "failing_clauses": ("failing clauses", "不通过的条款"),
+    "runbook": ("Runbook", "处置手册"),
+    "runbook_meaning": ("What it means", "含义"),
+    "runbook_checks": ("First checks", "先做的检查"),
+    "runbook_fix": ("How to fix", "修复方法"),
+    "runbook_escalate": ("Escalate", "升级"),
+    "escalate_after": ("after", "超过"),
+    "minutes": ("min", "分钟"),
+    "hours": ("h", "小时"),
+    "days": ("d", "天"),
+    "kb_page": ("knowledge base page", "知识库页面"),
+    # On-call roles (a runbook's escalate.to).
+    "to_ops": ("ops", "运维"),
+    "to_network": ("network", "网络"),
+    "to_application": ("application", "应用"),
+    "to_security": ("security", "安全"),
+    "to_duty": ("duty officer", "值班负责人"),
+    "to_vendor": ("vendor", "厂商"),
 }
 
 

@@ -20,6 +20,7 @@ from medinfra.audit.results import Tally, tally
 from medinfra.compliance.model import SEVERITIES, Bilingual, Finding, Status, Waiver
 from medinfra.history.diff import RunDiff
 from medinfra.history.store import RunInfo
+from medinfra.runbook import Runbook, build_runbook
 from medinfra.safe_text import clean, cleaned
 
 # A clause's result over the findings of the controls that cover it. `manual`: no control decides it.
@@ -40,6 +41,7 @@ class ControlInfo:
     remediation: Bilingual
     remediation_tags: tuple[str, ...] = ()
     remediation_manual: bool = False
+    runbook: Runbook | None = None
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,7 @@ def control_info(control_id: str, record: Mapping[str, Any]) -> ControlInfo:
         remediation=bilingual(remediation["text"]),
         remediation_tags=tuple(remediation.get("tags", ())),
         remediation_manual=remediation.get("manual", False),
+        runbook=build_runbook(record["runbook"], control_id, "control", "") if "runbook" in record else None,
     )
 
 

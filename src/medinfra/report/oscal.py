@@ -24,7 +24,7 @@ from datetime import UTC, datetime, timedelta
 from json.encoder import encode_basestring
 from typing import IO, Any
 
-from medinfra.compliance.model import FRAMEWORKS, Finding, Status, Waiver
+from medinfra.compliance.model import FRAMEWORKS, Bilingual, Finding, Status, Waiver
 from medinfra.report.model import ControlInfo, HostInfo, Report
 from medinfra.report.texts import evidence_text, expired_note, waiver_note
 from medinfra.safe_output import OutputDirectory
@@ -119,9 +119,31 @@ def objective(control: ControlInfo) -> dict[str, Any]:
         "props": props(("severity", control.severity), ("area", control.area), *references),
         # Findings target this part: their target-id is the control id.
         "parts": [
-            {"id": control.id, "name": "objective", "prose": f"{control.description.en}\n\n{control.description.zh}"}
+            {"id": control.id, "name": "objective", "prose": f"{control.description.en}\n\n{control.description.zh}"},
+            *runbook_parts(control),
         ],
     }
+
+
+def runbook_parts(control: ControlInfo) -> list[dict[str, Any]]:
+    """The control's runbook (medinfra's own part name), in both languages, commands in backticks (OSCAL prose is
+    Markdown)."""
+    runbook = control.runbook
+    if runbook is None:
+        return []
+
+    def prose(lang: str) -> str:
+        def text(value: Bilingual) -> str:
+            return value.zh if lang == "zh" else value.en
+
+        checks = [f"{index}. {text(check.text)}" + (f" `{check.command}`" if check.command else "")
+                  for index, check in enumerate(runbook.checks, 1)]
+        escalate = runbook.escalate
+        return "\n\n".join([text(runbook.meaning), "\n".join(checks), text(runbook.fix),
+                             f"{escalate.after_minutes} min → {', '.join(escalate.to)}: {text(escalate.text)}"])
+
+    return [{"id": f"{control.id}_runbook", "name": "runbook", "ns": NS,
+             "prose": f"{prose('en')}\n\n{prose('zh')}"}]
 
 
 def inventory_item(host: HostInfo, names: Names) -> dict[str, Any]:

@@ -109,11 +109,12 @@ def write_reports(
     history: HistoryContext,
     langs: Sequence[str] = LANGUAGES,
     topology: Topology | None = None,
+    kb_url: str | None = None,
 ) -> list[Path]:
     """The HTML in each language and every machine format, from one (valid) findings document; the topology, when
-    known, gives the HTML's "what to do next" the hosts' SLA classes."""
+    known, gives the HTML's "what to do next" the hosts' SLA classes, the knowledge base's URL links runbooks."""
     report = build_report(document, history)
-    files = [write_html(report, out, lang, topology) for lang in langs]
+    files = [write_html(report, out, lang, topology, kb_url) for lang in langs]
     for name, write in MACHINE_FORMATS.items():
         write(report, out, name)
         files.append(out.path / name)
@@ -125,7 +126,8 @@ def failure(exc: UserInputError | PrerequisiteError) -> str:
 
 
 def publish(
-    run: AuditRun, directory: Path, history: str | None, sign_key: Path | None, topology: Topology | None = None
+    run: AuditRun, directory: Path, history: str | None, sign_key: Path | None, topology: Topology | None = None,
+    kb_url: str | None = None,
 ) -> Published:
     """Write findings, evidence and reports, sign (if a key), then record the run (unless history is None).
 
@@ -148,7 +150,7 @@ def publish(
                         text = json.dumps(host.evidence, indent=1, sort_keys=True)
                         files.append(evidence.write_text(evidence_name(host.host), text))
         files.append(out.write_text(FINDINGS_FILE, json.dumps(document, indent=1, ensure_ascii=False) + "\n"))
-        files += write_reports(document, out, context, topology=topology)
+        files += write_reports(document, out, context, topology=topology, kb_url=kb_url)
         manifest = sign_directory(out, sign_key) if sign_key is not None else None
     if history is not None and history_error is None:
         try:

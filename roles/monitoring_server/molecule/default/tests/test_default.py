@@ -143,6 +143,11 @@ def test_every_rule_is_loaded(host: Any) -> None:
     assert names == set(re.findall(r"^\s*- (?:alert|record): ([\w:]+)", rules, flags=re.M))
     assert {"HisEndpointDown", "BackupStale", "CertificateExpiringSoon", "TurnRelayUnreachable"} <= names
     assert {"InterfaceDown", "Hl7AckNegative", "InterfaceLatencyRegressed"} <= names
+    # Each alert's runbook in the knowledge base (the role's default monitoring_server_kb_url).
+    alerting = [r for g in json.loads(body)["data"]["groups"] for r in g["rules"] if r["type"] == "alerting"]
+    assert {r["annotations"]["runbook_url"] for r in alerting} == {
+        f"file:///srv/medinfra/kb/alerts/{r['name']}.html" for r in alerting
+    }
 
 
 @pytest.mark.parametrize("unit", UNITS)
