@@ -1,0 +1,219 @@
+"""The knowledge base as plain data: pages from the topology, the backups the inventory declares, the history's last
+audit and drills, the runbooks and the rota. Pure: every input is given, nothing is read here, no clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from ipaddress import IPv4Network
+from typing import Any
+
+from medinfra.segmentation.rules import Allow, forward_rules
+from medinfra.topology.model import Flow, Host, Interface, SlaClass, Topology, Zone
+from medinfra.topology.redundancy import database_pairs
+
+# Controls whose findings say when this host's restore drill and failover drill last ran (the audit reads them).
+RESTORE_DRILL_CONTROL = "backup_restore_drill_recent"
+FAILOVER_DRILL_CONTROL = "failover_drill_recent"
+
+
+@dataclass(frozen=True)
+class BackupSet:
+    name: str
+    paths: tuple[str, ...]
+    databases: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Backups:
+    """A host's backups as its inventory declares them to role `backup` (what, where, when)."""
+
+    sets: tuple[BackupSet, ...]
+    server: str
+    server_root: str
+    interval_minutes: int
+    check_calendar: str
+    drill_calendar: str
+    keep: tuple[int, int, int]  # daily, weekly, monthly
+
+
+@dataclass(frozen=True)
+class Drill:
+    kind: str  # failover | plan
+    name: str
+    started_at: datetime
+    seconds: float
+    passed: bool
+    evidence: str
+
+
+@dataclass(frozen=True)
+class HostAudit:
+    """One host in the last recorded audit of the site."""
+
+    run: str  # "#12" for a recorded run, else the findings file it came from
+    started_at: datetime
+    status: str  # audited | unreachable | error
+    reason: str
+    counts: Mapping[str, int]
+    score: float | None
+    failing: tuple[str, ...]  # control ids, failing or in error
+    # Control id -> (status, reason, evidence as text) for the drill controls.
+    drills: Mapping[str, tuple[str, str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class History:
+    """What the history holds of this site, or `read` False when no history was given."""
+
+    read: bool
+    audits: Mapping[str, HostAudit]  # by host; empty when no audit is recorded
+    last_run: tuple[str, datetime] | None  # the run the audits come from: its label and start
+    drills: tuple[Drill, ...]  # newest first
+
+
+NO_HISTORY = History(False, {}, None, ())
+
+
+@dataclass(frozen=True)
+class HostPage:
+    host: Host
+    zone: Zone
+    sla: SlaClass
+    flows_in: tuple[Flow, ...]
+    flows_out: tuple[Flow, ...]
+    interfaces: tuple[Interface, ...]
+    backups: Backups | None  # None: not read (no inventory variables given)
+    audit: HostAudit | None
+    failover: Drill | None
+    pair: str | None  # the database pair this host belongs to (its failover drills' name)
+
+
+@dataclass(frozen=True)
+class MatrixCell:
+    """What may pass from one zone to another: the declared flows, each as `proto ports purpose (endpoints)`."""
+
+    rules: tuple[Allow, ...]
+
+
+@dataclass(frozen=True)
+class ZoneMatrix:
+    zones: tuple[Zone, ...]
+    cells: Mapping[tuple[str, str], MatrixCell]
+
+
+def host_pages(
+    topology: Topology, backups: Mapping[str, Backups] | None, history: History
+) -> list[HostPage]:
+    """One page per host, in the topology's order."""
+    pairs = {member: pair.name for pair in database_pairs(topology) for member in pair.members}
+    pages = []
+    for host in topology.hosts:
+        pair = pairs.get(host.name)
+        failover = next((d for d in history.drills if d.kind == "failover" and pair and d.name == pair), None)
+        pages.append(
+            HostPage(
+                host=host,
+                zone=topology.zone(host.zone),
+                sla=topology.sla_classes[host.sla],
+                flows_in=topology.flows_to(host),
+                flows_out=topology.flows_from(host),
+                interfaces=tuple(i for i in topology.interfaces if host.name in (i.source, i.destination)),
+                backups=None if backups is None else backups.get(host.name),
+                audit=history.audits.get(host.name),
+                failover=failover,
+                pair=pair,
+            )
+        )
+    return pages
+
+
+def _zones_of(topology: Topology, networks: Sequence[IPv4Network]) -> list[str]:
+    return [z.name for z in topology.zones if any(net.subnet_of(z.network) for net in networks)]
+
+
+def zone_matrix(topology: Topology) -> ZoneMatrix:
+    """Which zone may reach which on which ports: the zone firewall's forward rules (and, inside a zone, the same
+    flows the hosts' own firewalls accept), placed by the zones their networks lie in."""
+    cells: dict[tuple[str, str], list[Allow]] = {}
+    for rule in forward_rules(topology):
+        for source in _zones_of(topology, rule.sources):
+            for destination in _zones_of(topology, rule.destinations):
+                cells.setdefault((source, destination), []).append(rule)
+    return ZoneMatrix(topology.zones, {key: MatrixCell(tuple(rules)) for key, rules in cells.items()})
+
+
+def host_audits(document: Mapping[str, Any], run: str, started_at: datetime) -> dict[str, HostAudit]:
+    """Each host's part of a recorded findings document (the shape HistoryStore.document checked)."""
+    counts: dict[str, dict[str, int]] = {}
+    failing: dict[str, list[str]] = {}
+    drills: dict[str, dict[str, tuple[str, str, str]]] = {}
+    for finding in document["findings"]:
+        host, status = finding["host"], finding["status"]
+        counts.setdefault(host, {})[status] = counts.get(host, {}).get(status, 0) + 1
+        if status in ("fail", "error"):
+            failing.setdefault(host, []).append(finding["control"])
+        if finding["control"] in (RESTORE_DRILL_CONTROL, FAILOVER_DRILL_CONTROL):
+            evidence = "; ".join(f"{key} = {value}" for key, value in sorted((finding.get("evidence") or {}).items()))
+            drills.setdefault(host, {})[finding["control"]] = (status, finding.get("reason") or "", evidence)
+    audits = {}
+    for host in document["hosts"]:
+        name = host["name"]
+        tally = counts.get(name, {})
+        applicable = sum(n for status, n in tally.items() if status != "not_applicable")
+        good = tally.get("pass", 0) + tally.get("waived", 0)
+        audits[name] = HostAudit(
+            run=run,
+            started_at=started_at,
+            status=host["status"],
+            reason=host.get("reason") or "",
+            counts=tally,
+            score=good / applicable if applicable and host["status"] == "audited" else None,
+            failing=tuple(sorted(set(failing.get(name, ())))),
+            drills=drills.get(name, {}),
+        )
+    return audits
+
+
+@dataclass(frozen=True)
+class Duty:
+    """Who holds a role from `start` until `end` (the rota's shifts, merged where the holder stays)."""
+
+    role: str
+    people: tuple[str, ...]
+    start: datetime
+    end: datetime
+
+
+def rota_spans(samples: Sequence[tuple[datetime, Mapping[str, tuple[str, ...]]]], end: datetime) -> list[Duty]:
+    """Spans per role from who was on duty at each sampled instant (in time order): a span ends where the holders
+    change; the last ends at `end`. Sorted by role, then start."""
+    spans: list[Duty] = []
+    open_spans: dict[str, Duty] = {}
+    for moment, holders in samples:
+        for role in sorted(set(open_spans) | set(holders)):
+            people = holders.get(role, ())
+            current = open_spans.get(role)
+            if current is not None and current.people == people:
+                continue
+            if current is not None:
+                spans.append(Duty(role, current.people, current.start, moment))
+            open_spans[role] = Duty(role, people, moment, moment)
+    spans += [Duty(role, duty.people, duty.start, end) for role, duty in open_spans.items()]
+    return sorted((s for s in spans if s.start < s.end), key=lambda s: (s.role, s.start))
+
+
+@dataclass(frozen=True)
+class SearchEntry:
+    """One thing the search box finds: its kind, the page (relative to the KB's root) and words in both languages."""
+
+    kind: str  # host | alert | control | interface | vendor | zone
+    url: str
+    title_en: str
+    title_zh: str
+    words: str  # further text the search matches (not shown)
+
+    def as_list(self) -> list[str]:
+        return [self.kind, self.url, self.title_en, self.title_zh, self.words]
