@@ -30,6 +30,7 @@ from medinfra.compliance.model import (
 )
 from medinfra.package_data import CATALOG_DIR
 from medinfra.problems import DocPath, Problem, UserInputError
+from medinfra.runbook import RUNBOOK_SCHEMA_ID, build_runbook, runbook_schema
 from medinfra.yamldoc import YamlDocument, load_yaml, validation_problems
 
 SCHEMA_DIR = CATALOG_DIR / "schemas"
@@ -42,6 +43,8 @@ def schema_registry() -> Registry:
         contents = schema(path.name.removesuffix(".schema.json"))
         resources.append((contents["$id"], Resource.from_contents(contents)))
         resources.append((path.name, Resource.from_contents(contents)))
+    # A control's `runbook` block is the runbook format's, which lives with medinfra's own schemas.
+    resources.append((RUNBOOK_SCHEMA_ID, Resource.from_contents(runbook_schema())))
     registry: Registry = Registry().with_resources(resources)
     return registry
 
@@ -138,6 +141,7 @@ def build_control(document: YamlDocument) -> Control:
         ),
         references={name: tuple(data["references"].get(name, ())) for name in FRAMEWORKS},
         source=document.file,
+        runbook=build_runbook(data["runbook"], data["id"], "control", document.file) if "runbook" in data else None,
     )
 
 

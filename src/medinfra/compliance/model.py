@@ -7,7 +7,10 @@ from dataclasses import dataclass, field
 from datetime import date
 from enum import StrEnum
 from fnmatch import fnmatchcase
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from medinfra.runbook import Runbook
 
 FRAMEWORKS = ("hipaa", "gbt22239", "cis_debian12")
 SEVERITIES = ("low", "medium", "high", "critical")
@@ -41,6 +44,7 @@ class Control:
     remediation: Remediation
     references: Mapping[str, tuple[str, ...]]
     source: str
+    runbook: Runbook | None = None  # what the night shift does when it fails (medinfra.runbook)
 
 
 @dataclass(frozen=True)
