@@ -11,10 +11,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from medinfra.collection import collection_directory
 from medinfra.compliance.catalog import load_catalog
 from medinfra.kb.model import host_pages, zone_matrix
-from medinfra.kb.site import KnowledgeBase, render_site, write_site
+from medinfra.kb.site import ROTA_DAYS, KnowledgeBase, check_target, render_site, write_site
 from medinfra.kb.sources import inventory_backups, load_alert_rules, read_history
+from medinfra.oncall.load import ONCALL_FILE, load_oncall
+from medinfra.oncall.model import OnCall
+from medinfra.oncall.schedule import duties, on_duty
 from medinfra.package_data import CATALOG_DIR
 from medinfra.report.publish import FINDINGS_FILE
+from medinfra.runbook import ALERT_RUNBOOKS, control_runbooks, load_alert_runbooks
 from medinfra.topology.load import load_topology
 from medinfra.topology.model import Topology
 
@@ -39,9 +43,18 @@ def site_zone(topology: Topology) -> tzinfo:
         return UTC
 
 
+def on_duty_now(oncall: OnCall, moment: datetime) -> dict[str, tuple[str, ...]]:
+    """Who holds each role at `moment`, by name."""
+    holders: dict[str, tuple[str, ...]] = {}
+    for duty in on_duty(oncall, moment):
+        holders[duty.role] = (*holders.get(duty.role, ()), duty.person.name)
+    return holders
+
+
 def build_kb(inventory: Path, out: Path, history: str | None, findings: Path | None,
              now: datetime | None = None) -> Built:
     """Build the knowledge base of the site at `inventory` into `out`."""
+    check_target(out)
     topology = load_topology(inventory / TOPOLOGY_FILE if inventory.is_dir() else inventory)
     inventory_dir = inventory if inventory.is_dir() else inventory.parent
     collection = collection_directory()
@@ -51,20 +64,22 @@ def build_kb(inventory: Path, out: Path, history: str | None, findings: Path | N
     if findings is not None and findings.is_dir():
         findings = findings / FINDINGS_FILE
     recorded = read_history(history, topology.site.name, findings)
+    # No oncall.yml is a site without a rota (the pages say so), not a mistake.
+    oncall = load_oncall(inventory_dir / ONCALL_FILE, topology) if (inventory_dir / ONCALL_FILE).is_file() else None
     kb = KnowledgeBase(
         topology=topology,
         pages=host_pages(topology, inventory_backups(inventory_dir, collection / "roles" / "backup"), recorded),
         matrix=zone_matrix(topology),
         alerts=alerts,
         controls=catalog.controls,
-        alert_runbooks={},
-        control_runbooks={},
-        rota=None,
-        on_duty=None,
-        escalation=(),
+        alert_runbooks=load_alert_runbooks(collection / ALERT_RUNBOOKS),
+        control_runbooks=control_runbooks(catalog),
+        oncall=oncall,
+        rota=duties(oncall, moment, moment + timedelta(days=ROTA_DAYS)) if oncall else [],
+        on_duty=on_duty_now(oncall, moment) if oncall else None,
         history=recorded,
         built_at=moment,
     )
     files = render_site(kb)
     write_site(out, files)
-    return Built(out, len(files), len(kb.pages), len(alerts), len(catalog.controls), kb.rota is not None)
+    return Built(out, len(files), len(kb.pages), len(alerts), len(catalog.controls), oncall is not None)

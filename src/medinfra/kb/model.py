@@ -178,34 +178,6 @@ def host_audits(document: Mapping[str, Any], run: str, started_at: datetime) -> 
 
 
 @dataclass(frozen=True)
-class Duty:
-    """Who holds a role from `start` until `end` (the rota's shifts, merged where the holder stays)."""
-
-    role: str
-    people: tuple[str, ...]
-    start: datetime
-    end: datetime
-
-
-def rota_spans(samples: Sequence[tuple[datetime, Mapping[str, tuple[str, ...]]]], end: datetime) -> list[Duty]:
-    """Spans per role from who was on duty at each sampled instant (in time order): a span ends where the holders
-    change; the last ends at `end`. Sorted by role, then start."""
-    spans: list[Duty] = []
-    open_spans: dict[str, Duty] = {}
-    for moment, holders in samples:
-        for role in sorted(set(open_spans) | set(holders)):
-            people = holders.get(role, ())
-            current = open_spans.get(role)
-            if current is not None and current.people == people:
-                continue
-            if current is not None:
-                spans.append(Duty(role, current.people, current.start, moment))
-            open_spans[role] = Duty(role, people, moment, moment)
-    spans += [Duty(role, duty.people, duty.start, end) for role, duty in open_spans.items()]
-    return sorted((s for s in spans if s.start < s.end), key=lambda s: (s.role, s.start))
-
-
-@dataclass(frozen=True)
 class SearchEntry:
     """One thing the search box finds: its kind, the page (relative to the KB's root) and words in both languages."""
 

@@ -24,12 +24,14 @@ from markupsafe import Markup
 
 from medinfra import __version__
 from medinfra.compliance.model import Control
-from medinfra.kb.model import Duty, History, HostPage, SearchEntry, ZoneMatrix
+from medinfra.kb.model import History, HostPage, SearchEntry, ZoneMatrix
 from medinfra.kb.sources import AlertRule
 from medinfra.kb.texts import words
+from medinfra.oncall.model import Duty, OnCall
 from medinfra.problems import Problem, UserInputError
 from medinfra.report.html import percent, shown
-from medinfra.safe_output import OutputDirectory, file_name
+from medinfra.runbook import Runbook
+from medinfra.safe_output import TEMPORARY_PREFIX, OutputDirectory, file_name
 from medinfra.topology.model import SlaClass, Topology
 
 KB_FORMAT = "medinfra-kb/1"
@@ -49,11 +51,11 @@ class KnowledgeBase:
     matrix: ZoneMatrix
     alerts: Sequence[AlertRule]
     controls: Sequence[Control]
-    alert_runbooks: Mapping[str, Any]
-    control_runbooks: Mapping[str, Any]
-    rota: Sequence[Duty] | None  # None: the site has no oncall.yml
-    on_duty: Mapping[str, tuple[str, ...]] | None  # role -> who holds it at build time
-    escalation: Sequence[str]
+    alert_runbooks: Mapping[str, Runbook]
+    control_runbooks: Mapping[str, Runbook]
+    oncall: OnCall | None  # None: the site has no oncall.yml
+    rota: Sequence[Duty]  # the next ROTA_DAYS from built_at
+    on_duty: Mapping[str, tuple[str, ...]] | None  # role -> who holds it at build time (None without a rota)
     history: History
     built_at: datetime
 
@@ -79,8 +81,9 @@ def search_entries(kb: KnowledgeBase) -> list[SearchEntry]:
     entries = []
     for page in kb.pages:
         host = page.host
-        entries.append(SearchEntry("host", host_url(host.name), f"{host.name} ({host.zone})", f"{host.name}（{host.zone}）",
-                                   _plain(f"{host.address} {' '.join(host.services)} {host.sla} {host.description or ''}")))
+        about = _plain(f"{host.address} {' '.join(host.services)} {host.sla} {host.description or ''}")
+        entries.append(SearchEntry("host", host_url(host.name), f"{host.name} ({host.zone})",
+                                   f"{host.name}（{host.zone}）", about))
     for alert in kb.alerts:
         runbook = kb.alert_runbooks.get(alert.name)
         meaning_en = _plain(runbook.meaning.en) if runbook else alert.summary
@@ -101,6 +104,10 @@ def search_entries(kb: KnowledgeBase) -> list[SearchEntry]:
             entries.append(SearchEntry("vendor", url, f"{interface.vendor.name}: {interface.name}",
                                        f"{interface.vendor.name}：{interface.name}",
                                        _plain(interface.vendor.contact or "")))
+    for person in kb.oncall.people if kb.oncall else ():
+        if person.vendor is not None:
+            entries.append(SearchEntry("vendor", f"oncall.html#person-{person.id}", f"{person.vendor}: {person.name}",
+                                       f"{person.vendor}：{person.name}", _plain(person.phone or "")))
     for zone in kb.topology.zones:
         entries.append(SearchEntry("zone", f"zones.html#zone-{zone.name}", f"{zone.name} {zone.network}",
                                    f"{zone.name} {zone.network}", _plain(f"{zone.purpose} {zone.description or ''}")))
@@ -147,7 +154,10 @@ def render_site(kb: KnowledgeBase) -> dict[str, str]:
         "built": kb.built_at.strftime("%Y-%m-%d %H:%M %Z").strip(),
         "generator": f"medinfra {__version__}",
         "history": kb.history,
-        "search_json": script_json([entry.as_list() for entry in search_entries(kb)]),
+        "search_json": script_json({
+            "kinds": {kind: [text.en, text.zh] for kind, text in words().items() if kind.startswith("type_")},
+            "entries": [entry.as_list() for entry in search_entries(kb)],
+        }),
         "host_urls": {page.host.name: host_url(page.host.name) for page in kb.pages},
         "control_urls": {control.id: control_url(control.id) for control in kb.controls},
         "alert_urls": {alert.name: alert_url(alert.name) for alert in kb.alerts},
@@ -163,7 +173,7 @@ def render_site(kb: KnowledgeBase) -> dict[str, str]:
                              sla_classes=list(topology.sla_classes.values()), interfaces=topology.interfaces,
                              alerts=kb.alerts, controls=kb.controls),
         "zones.html": render("zones.html.j2", "", matrix=kb.matrix, pages=kb.pages),
-        "oncall.html": render("oncall.html.j2", "", rota=kb.rota, rota_days=ROTA_DAYS, escalation=kb.escalation),
+        "oncall.html": render("oncall.html.j2", "", oncall=kb.oncall, rota=kb.rota, rota_days=ROTA_DAYS),
     }
     for page in kb.pages:
         files[host_url(page.host.name)] = render("host.html.j2", "../", page=page)
@@ -184,7 +194,7 @@ def _is_previous_kb(directory: OutputDirectory) -> bool:
     """Whether the directory holds a knowledge base medinfra wrote (its manifest, a regular file, names the
     format), so a rebuild may replace its pages."""
     try:
-        with (directory.path / MANIFEST).open("rb", opener=_no_follow) as handle:
+        with open(directory.path / MANIFEST, "rb", opener=_no_follow) as handle:
             manifest = json.loads(handle.read(1_000_000))
     except (OSError, ValueError):
         return False
@@ -195,16 +205,24 @@ def _no_follow(path: str, flags: int) -> int:
     return os.open(path, flags | os.O_NOFOLLOW)
 
 
-def write_site(path: Path, files: Mapping[str, str]) -> Path:
-    """Write the pages into `path` (created if missing) and a manifest of them (sha256 of each) last. A directory
-    that exists must be empty or a previous knowledge base (its manifest says so): anything else is refused, so a
-    mistyped -o never mixes pages into reports or a home directory. Pages of the previous build that this one no
-    longer has (a host removed) are deleted; nothing else is touched, no symlink is followed."""
+def check_target(path: Path) -> None:
+    """Refuse, before anything is read or built, a directory that exists and is neither empty nor a knowledge base
+    medinfra built (its manifest says so): a mistyped -o must not mix pages into reports or a home directory."""
+    if not os.path.lexists(path):
+        return
     with OutputDirectory.open(path) as directory:
-        present = [name for name in directory.names() if not name.startswith(".medinfra-")]
+        present = [name for name in directory.names() if not name.startswith(TEMPORARY_PREFIX)]
         if present and not _is_previous_kb(directory):
             raise _refuse(path, f"exists and is not a knowledge base medinfra built (no {MANIFEST} of format "
                                 f"{KB_FORMAT}); give a new or empty directory")
+
+
+def write_site(path: Path, files: Mapping[str, str]) -> Path:
+    """Write the pages into `path` (created if missing) and a manifest of them (sha256 of each) last. A directory
+    that exists must be empty or a previous knowledge base (check_target). Pages of the previous build that this one no
+    longer has (a host removed) are deleted; nothing else is touched, no symlink is followed."""
+    check_target(path)
+    with OutputDirectory.open(path) as directory:
         directory.remove_leftovers()
         by_directory: dict[str, dict[str, str]] = {}
         for name, text in files.items():

@@ -132,6 +132,8 @@ UI: dict[str, tuple[str, str]] = {
     ),
     "oncall_next": ("Who holds each role over the next {0} days (site time)", "未来 {0} 天各角色值班人员（站点时间）"),
     "role": ("Role", "角色"),
+    "rotation": ("Rotation", "轮班"),
+    "people": ("People and contacts", "人员与联系方式"),
     "person": ("Person", "人员"),
     "from_time": ("From", "开始"),
     "until_time": ("Until", "结束"),
