@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -120,3 +121,33 @@ def test_the_shipped_alert_runbooks_load_and_read_well() -> None:
     for runbook in runbooks.values():
         assert not [text for text in texts(runbook) if FOLDED_SPACE.search(text)], runbook.key
         assert any(check.command for check in runbook.checks), f"{runbook.key}: no check with a command"
+
+
+def alert_names() -> list[str]:
+    """Every alert rule of the monitoring server's rule files (recording rules have no runbook)."""
+    return [
+        rule["alert"]
+        for path in sorted((ROOT / "roles" / "monitoring_server" / "files").glob("*.rules.yml"))
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    ]
+
+
+def test_every_alert_rule_has_exactly_one_runbook_and_every_runbook_an_alert() -> None:
+    names = alert_names()
+    assert len(names) >= 30 and len(names) == len(set(names))
+    files = sorted(path.stem for path in RUNBOOKS.iterdir())
+    assert files == sorted(names), {"without runbook": sorted(set(names) - set(files)),
+                                    "without alert": sorted(set(files) - set(names))}
+    assert sorted(load_alert_runbooks(RUNBOOKS)) == sorted(names)
+
+
+def test_every_alert_runbook_command_is_valid_shell() -> None:
+    """Copy-pasteable: a quoting slip would leave the night shift at a `>` prompt."""
+    commands = [(runbook.key, check.command) for runbook in load_alert_runbooks(RUNBOOKS).values()
+                for check in runbook.checks if check.command]
+    assert len(commands) >= 60
+    for key, command in commands:
+        result = subprocess.run(["bash", "-n", "-c", command], capture_output=True, text=True, check=False)
+        assert result.returncode == 0, f"{key}: {command}\n{result.stderr}"
