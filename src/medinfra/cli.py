@@ -726,7 +726,7 @@ def cmd_diff(args: argparse.Namespace) -> int:
 def cmd_kb_build(args: argparse.Namespace) -> int:
     from medinfra.kb.build import build_kb
 
-    built = build_kb(args.inventory, args.out, history_location(args), args.reports)
+    built = build_kb(args.inventory, args.out, history_location(args), args.reports, args.vault_password_file)
     rota = "" if built.rota else " (no oncall.yml: no rota)"
     print(f"knowledge base in {built.directory}: {built.pages} pages ({built.hosts} hosts, {built.alerts} alerts, "
           f"{built.controls} controls){rota}; open {built.directory / 'index.html'}")
@@ -996,6 +996,7 @@ def build_parser() -> argparse.ArgumentParser:
     kb_build.add_argument("--reports", type=Path, metavar="FILE_OR_DIR",
                           help="an audit's findings.json (or its directory) for the last audit result, instead of "
                                "the history's last run of the site")
+    kb_build.add_argument("--vault-password-file", type=Path, help=VAULT_HELP)
     add_history_options(kb_build)
     kb_build.set_defaults(handler=cmd_kb_build)
 

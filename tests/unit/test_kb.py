@@ -19,9 +19,12 @@ from medinfra.compliance.catalog import load_catalog
 from medinfra.compliance.model import Bilingual, Catalog, Finding, Status
 from medinfra.drill import publish_drill
 from medinfra.history import open_history
+from medinfra.kb.build import build_kb
 from medinfra.kb.model import NO_HISTORY, host_pages, zone_matrix
 from medinfra.kb.site import KnowledgeBase, render_site, search_entries, write_site
 from medinfra.kb.sources import read_history
+from medinfra.oncall.load import load_oncall
+from medinfra.oncall.schedule import on_duty
 from medinfra.package_data import CATALOG_DIR
 from medinfra.problems import UserInputError
 from medinfra.runbook import Check, Escalation, Runbook
@@ -136,8 +139,9 @@ def test_the_last_audit_and_the_failover_drills_come_from_the_history(lab: Topol
     assert db.audit is not None and db.audit.run == "#1"
     assert db.audit.failing == ("backup_restore_drill_recent", "sshd_root_login_disabled")
     assert db.audit.score == pytest.approx(1 / 3)
-    status, reason, evidence = db.audit.drills["backup_restore_drill_recent"]
-    assert (status, reason) == ("fail", "drill too old") and "2026-10-01T04:30:00Z" in evidence
+    restore = db.audit.restore_drill
+    assert restore is not None and (restore.status, restore.reason) == ("fail", "drill too old")
+    assert "2026-10-01T04:30:00Z" in restore.evidence
     assert db.failover is not None and db.failover.passed and db.failover.seconds == 100
     assert pages["his-db-2"].failover == db.failover and pages["his-app"].failover is None
     legacy = pages["lis-legacy"].audit
@@ -275,8 +279,8 @@ def test_kb_build_writes_the_site_from_an_inventory_and_a_history(tmp_path: Path
     inventory = lab_copy(tmp_path, oncall=True)
     history = lab_history(tmp_path / "history.sqlite", lab)
     out = tmp_path / "kb"
-    assert main(["kb", "build", "-i", str(inventory), "-o", str(out), "--history", history]) == 0
-    assert f"knowledge base in {out}" in capsys.readouterr().out
+    built = build_kb(inventory, out, history, None, now=BUILT)
+    assert (built.pages, built.hosts, built.rota) == (3 + 13 + built.alerts + built.controls, 13, True)
     db = (out / "hosts" / "his-db.html").read_text(encoding="utf-8")
     assert "databases (pg_dump)" in db and "hisdb" in db and "backup-01" in db  # group_vars/his_db.yml
     assert 'id="audit-score"' in db and "33.3%" in db and "backup_restore_drill_recent" in db
@@ -285,9 +289,16 @@ def test_kb_build_writes_the_site_from_an_inventory_and_a_history(tmp_path: Path
     assert "/srv/his" in app and "Example HIS Co." in app and "his-support@example.test" in app
     oncall = (out / "oncall.html").read_text(encoding="utf-8")
     assert 'id="role-duty"' in oncall and 'id="escalation"' in oncall and "oncall-missing" not in oncall
+    # Who holds each role at build time, in the on-duty table and beside each runbook's escalation roles.
+    holders = on_duty(load_oncall(inventory / "oncall.yml"), BUILT)
+    table = oncall[oncall.index('id="on-duty"'):oncall.index("</table>", oncall.index('id="on-duty"'))]
+    assert holders and all(duty.person.name in table for duty in holders)
+    ops = next(duty.person.name for duty in holders if duty.role == "ops")
+    assert f'href="../oncall.html#role-ops">{ops}</a>' in (out / "alerts" / "ExporterDown.html").read_text("utf-8")
     # Rebuilding into the same directory is allowed; without oncall.yml the KB says so instead of failing.
     (inventory / "oncall.yml").unlink()
     assert main(["kb", "build", "-i", str(inventory), "-o", str(out), "--no-history"]) == 0
+    assert f"knowledge base in {out}" in capsys.readouterr().out
     assert 'id="oncall-missing"' in (out / "oncall.html").read_text(encoding="utf-8")
     assert "No history was read" in (out / "hosts" / "his-db.html").read_text(encoding="utf-8")
 

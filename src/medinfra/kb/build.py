@@ -52,7 +52,7 @@ def on_duty_now(oncall: OnCall, moment: datetime) -> dict[str, tuple[str, ...]]:
 
 
 def build_kb(inventory: Path, out: Path, history: str | None, findings: Path | None,
-             now: datetime | None = None) -> Built:
+             vault_password_file: Path | None = None, now: datetime | None = None) -> Built:
     """Build the knowledge base of the site at `inventory` into `out`."""
     check_target(out)
     topology = load_topology(inventory / TOPOLOGY_FILE if inventory.is_dir() else inventory)
@@ -66,9 +66,10 @@ def build_kb(inventory: Path, out: Path, history: str | None, findings: Path | N
     recorded = read_history(history, topology.site.name, findings)
     # No oncall.yml is a site without a rota (the pages say so), not a mistake.
     oncall = load_oncall(inventory_dir / ONCALL_FILE, topology) if (inventory_dir / ONCALL_FILE).is_file() else None
+    backups = inventory_backups(inventory_dir, collection / "roles" / "backup", vault_password_file)
     kb = KnowledgeBase(
         topology=topology,
-        pages=host_pages(topology, inventory_backups(inventory_dir, collection / "roles" / "backup"), recorded),
+        pages=host_pages(topology, backups, recorded),
         matrix=zone_matrix(topology),
         alerts=alerts,
         controls=catalog.controls,

@@ -5,7 +5,7 @@ audit and drills, the runbooks and the rota. Pure: every input is given, nothing
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from ipaddress import IPv4Network
 from typing import Any
@@ -14,9 +14,8 @@ from medinfra.segmentation.rules import Allow, forward_rules
 from medinfra.topology.model import Flow, Host, Interface, SlaClass, Topology, Zone
 from medinfra.topology.redundancy import database_pairs
 
-# Controls whose findings say when this host's restore drill and failover drill last ran (the audit reads them).
+# The control whose finding says how this host's last restore drill went (the audit reads the backup runner's state).
 RESTORE_DRILL_CONTROL = "backup_restore_drill_recent"
-FAILOVER_DRILL_CONTROL = "failover_drill_recent"
 
 
 @dataclass(frozen=True)
@@ -60,8 +59,16 @@ class HostAudit:
     counts: Mapping[str, int]
     score: float | None
     failing: tuple[str, ...]  # control ids, failing or in error
-    # Control id -> (status, reason, evidence as text) for the drill controls.
-    drills: Mapping[str, tuple[str, str, str]] = field(default_factory=dict)
+    restore_drill: RestoreDrill | None = None
+
+
+@dataclass(frozen=True)
+class RestoreDrill:
+    """The last audit's finding of RESTORE_DRILL_CONTROL on a host: its status, why, and the drill facts seen."""
+
+    status: str
+    reason: str
+    evidence: str
 
 
 @dataclass(frozen=True)
@@ -149,15 +156,15 @@ def host_audits(document: Mapping[str, Any], run: str, started_at: datetime) -> 
     """Each host's part of a recorded findings document (the shape HistoryStore.document checked)."""
     counts: dict[str, dict[str, int]] = {}
     failing: dict[str, list[str]] = {}
-    drills: dict[str, dict[str, tuple[str, str, str]]] = {}
+    restores: dict[str, RestoreDrill] = {}
     for finding in document["findings"]:
         host, status = finding["host"], finding["status"]
         counts.setdefault(host, {})[status] = counts.get(host, {}).get(status, 0) + 1
         if status in ("fail", "error"):
             failing.setdefault(host, []).append(finding["control"])
-        if finding["control"] in (RESTORE_DRILL_CONTROL, FAILOVER_DRILL_CONTROL):
+        if finding["control"] == RESTORE_DRILL_CONTROL:
             evidence = "; ".join(f"{key} = {value}" for key, value in sorted((finding.get("evidence") or {}).items()))
-            drills.setdefault(host, {})[finding["control"]] = (status, finding.get("reason") or "", evidence)
+            restores[host] = RestoreDrill(status, finding.get("reason") or "", evidence)
     audits = {}
     for host in document["hosts"]:
         name = host["name"]
@@ -172,7 +179,7 @@ def host_audits(document: Mapping[str, Any], run: str, started_at: datetime) -> 
             counts=tally,
             score=good / applicable if applicable and host["status"] == "audited" else None,
             failing=tuple(sorted(set(failing.get(name, ())))),
-            drills=drills.get(name, {}),
+            restore_drill=restores.get(name),
         )
     return audits
 

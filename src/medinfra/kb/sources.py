@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from medinfra.history.store import open_history, parse_started
-from medinfra.kb.model import Backups, BackupSet, Drill, History, HostAudit, host_audits
+from medinfra.kb.model import NO_HISTORY, Backups, BackupSet, Drill, History, HostAudit, host_audits
 from medinfra.problems import Problem, UserInputError
 from medinfra.report.findings_file import read_findings
 from medinfra.yamldoc import load_yaml
@@ -71,7 +71,7 @@ def load_alert_rules(directory: Path) -> list[AlertRule]:
     return rules
 
 
-def inventory_backups(inventory: Path, backup_role: Path) -> dict[str, Backups]:
+def inventory_backups(inventory: Path, backup_role: Path, vault_password_file: Path | None) -> dict[str, Backups]:
     """Each host's backups: role `backup`'s defaults, overridden by the inventory (group_vars, host_vars), templated
     for that host the way a playbook would. Hosts with backups switched off are left out."""
     from ansible.parsing.dataloader import DataLoader
@@ -83,7 +83,7 @@ def inventory_backups(inventory: Path, backup_role: Path) -> dict[str, Backups]:
     # Trusted as templates, as Ansible trusts a role's defaults: the file ships with the collection.
     defaults = loader.load_from_file(str(backup_role / "defaults" / "main.yml"), trusted_as_template=True) or {}
     found = {}
-    for host, values in read_hosts(inventory, None, None, BACKUP_INPUTS + BACKUP_KEYS):
+    for host, values in read_hosts(inventory, None, vault_password_file, BACKUP_INPUTS + BACKUP_KEYS):
         variables = {**defaults, **values, "inventory_hostname": host}
         templar = Templar(loader=loader, variables=variables)
         resolved = {key: templar.template(variables[key]) for key in BACKUP_KEYS if key in variables}
@@ -115,6 +115,8 @@ def read_history(location: str | None, site: str, findings: Path | None = None, 
     """The site's last audit (per host) and its recent drills, newest first. The audit is the findings file when one
     is given (a run not recorded), else the last run the history holds of the site. The history is opened read-only,
     so a location where nothing was recorded reads as empty; None reads no history."""
+    if location is None and findings is None:
+        return NO_HISTORY
     audits: dict[str, HostAudit] = {}
     last_run: tuple[str, datetime] | None = None
     if findings is not None:
@@ -123,7 +125,7 @@ def read_history(location: str | None, site: str, findings: Path | None = None, 
         last_run = (str(findings), started)
         audits = host_audits(document, str(findings), started)
     if location is None:
-        return History(findings is not None, audits, last_run, ())
+        return History(True, audits, last_run, ())
     with open_history(location, read_only=True) as store:
         runs = store.runs(site, limit=1) if findings is None else []
         if runs:
