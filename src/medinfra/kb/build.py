@@ -82,5 +82,5 @@ def build_kb(inventory: Path, out: Path, history: str | None, findings: Path | N
         built_at=moment,
     )
     files = render_site(kb)
-    write_site(out, files)
+    write_site(out, files, topology.site.name)
     return Built(out, len(files), len(kb.pages), len(alerts), len(catalog.controls), oncall is not None)

@@ -148,14 +148,16 @@ def render_site(kb: KnowledgeBase) -> dict[str, str]:
     """Every page of the knowledge base by its path inside the KB directory."""
     env = environment()
     topology = kb.topology
+    t = words()
     common = {
-        "t": words(),
+        "t": t,
         "site": topology.site,
         "built": kb.built_at.strftime("%Y-%m-%d %H:%M %Z").strip(),
         "generator": f"medinfra {__version__}",
         "history": kb.history,
         "search_json": script_json({
-            "kinds": {kind: [text.en, text.zh] for kind, text in words().items() if kind.startswith("type_")},
+            "kinds": {kind: [text.en, text.zh] for kind, text in t.items() if kind.startswith("type_")},
+            "nothing": [t["no_results"].en, t["no_results"].zh],
             "entries": [entry.as_list() for entry in search_entries(kb)],
         }),
         "host_urls": {page.host.name: host_url(page.host.name) for page in kb.pages},
@@ -217,7 +219,7 @@ def check_target(path: Path) -> None:
                                 f"{KB_FORMAT}); give a new or empty directory")
 
 
-def write_site(path: Path, files: Mapping[str, str]) -> Path:
+def write_site(path: Path, files: Mapping[str, str], site: str = "") -> Path:
     """Write the pages into `path` (created if missing) and a manifest of them (sha256 of each) last. A directory
     that exists must be empty or a previous knowledge base (check_target). Pages of the previous build that this one no
     longer has (a host removed) are deleted; nothing else is touched, no symlink is followed."""
@@ -241,6 +243,7 @@ def write_site(path: Path, files: Mapping[str, str]) -> Path:
             directory.write_text(leaf, text)
         manifest = {
             "format": KB_FORMAT,
+            "site": site,
             "generator": f"medinfra {__version__}",
             "files": {name: hashlib.sha256(text.encode("utf-8", "backslashreplace")).hexdigest()
                       for name, text in sorted(files.items())},
