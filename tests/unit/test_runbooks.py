@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -16,6 +19,8 @@ from medinfra.runbook import ALERT_RUNBOOKS, Runbook, control_runbooks, load_ale
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNBOOKS = ROOT / ALERT_RUNBOOKS
+ROLE = ROOT / "roles" / "monitoring_server"
+ANSIBLE_PLAYBOOK = Path(sys.executable).with_name("ansible-playbook")
 # A folded YAML line break between two Chinese characters leaves a space that has no place in Chinese text.
 CJK = "[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]"
 FOLDED_SPACE = re.compile(f"{CJK} {CJK}")
@@ -151,3 +156,79 @@ def test_every_alert_runbook_command_is_valid_shell() -> None:
     for key, command in commands:
         result = subprocess.run(["bash", "-n", "-c", command], capture_output=True, text=True, check=False)
         assert result.returncode == 0, f"{key}: {command}\n{result.stderr}"
+
+
+def role_tasks(*names: str) -> list[dict[str, Any]]:
+    """The monitoring server role's own tasks of these names, as it runs them."""
+    block = yaml.safe_load((ROLE / "tasks" / "main.yml").read_text(encoding="utf-8"))[0]["block"]
+    tasks = {task["name"]: task for task in block}
+    return [tasks[name] for name in names]
+
+
+def install_rules(tmp_path: Path, kb_url: str) -> subprocess.CompletedProcess[str]:
+    """Run the role's URL check and rule installation with Ansible into tmp_path/rules (the role's files, defaults
+    and vars; only the destination differs)."""
+    check, install = role_tasks("Monitoring server | The knowledge base URL can end an alert's runbook_url",
+                                "Monitoring server | Alert rules, their runbook links into the site's knowledge base")
+    install = {**install, "ansible.builtin.copy": {**install["ansible.builtin.copy"], "dest": f"{tmp_path}/rules/{{{{ item }}}}"}}
+    install.pop("notify")
+    role = tmp_path / "roles" / "rules"
+    (role / "tasks").mkdir(parents=True)
+    (tmp_path / "rules").mkdir()
+    (role / "files").symlink_to(ROLE / "files")
+    (role / "tasks" / "main.yml").write_text(yaml.safe_dump([check, install]), encoding="utf-8")
+    variables = {**yaml.safe_load((ROLE / "defaults" / "main.yml").read_text(encoding="utf-8")),
+                 **yaml.safe_load((ROLE / "vars" / "main.yml").read_text(encoding="utf-8"))}
+    play = [{"hosts": "localhost", "gather_facts": False, "vars": {
+        "monitoring_server_kb_url": kb_url,
+        "monitoring_server_kb_placeholder": variables["monitoring_server_kb_placeholder"],
+        "monitoring_server_config_dir": str(tmp_path)}, "roles": ["rules"]}]
+    (tmp_path / "play.yml").write_text(yaml.safe_dump(play), encoding="utf-8")
+    environment = {**os.environ, "ANSIBLE_CONFIG": str(ROOT / "ansible.cfg"), "ANSIBLE_NOCOLOR": "1",
+                   "ANSIBLE_ROLES_PATH": str(tmp_path / "roles")}
+    return subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", "localhost,", "-c", "local", str(tmp_path / "play.yml")],
+                          capture_output=True, text=True, env=environment, cwd=tmp_path, timeout=300, check=False)
+
+
+def test_the_role_points_every_runbook_url_at_the_knowledge_base(tmp_path: Path) -> None:
+    base = "https://kb.hospital.example/handbook/"
+    result = install_rules(tmp_path, base)
+    assert result.returncode == 0, result.stdout + result.stderr  # its validate: promtool check rules
+    urls = {
+        rule["alert"]: rule["annotations"]["runbook_url"]
+        for path in sorted((tmp_path / "rules").glob("*.rules.yml"))
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]
+        for rule in group["rules"]
+        if "alert" in rule
+    }
+    assert sorted(urls) == sorted(alert_names())
+    for alert, url in urls.items():
+        # The knowledge base's page for the alert: strip the base, find the runbook it renders.
+        assert url.startswith(base), url
+        assert url.removeprefix(base) == f"alerts/{alert}.html"
+        assert (RUNBOOKS / f"{alert}.yml").is_file()
+    shipped = (ROLE / "files" / "medinfra-alerts.rules.yml").read_text(encoding="utf-8")
+    installed = (tmp_path / "rules" / "medinfra-alerts.rules.yml").read_text(encoding="utf-8")
+    assert installed == shipped.replace("https://medinfra-kb.invalid/", base)
+
+
+@pytest.mark.parametrize("url", ["https://kb.example/no-slash", "https://kb.example/{{ $labels.x }}/",
+                                 "javascript:alert(1)//"])
+def test_a_knowledge_base_url_that_would_break_the_rules_is_refused(tmp_path: Path, url: str) -> None:
+    result = install_rules(tmp_path, url)
+    assert result.returncode != 0
+    assert "monitoring_server_kb_url" in result.stdout
+    assert not list((tmp_path / "rules").iterdir())
+
+
+def test_every_shipped_runbook_url_has_the_placeholder_base() -> None:
+    """The promtool tests (tests/promtool) assert the placeholder form; the role replaces exactly that base."""
+    placeholder = yaml.safe_load((ROLE / "vars" / "main.yml").read_text(encoding="utf-8"))[
+        "monitoring_server_kb_placeholder"]
+    for path in sorted((ROLE / "files").glob("*.rules.yml")):
+        for group in yaml.safe_load(path.read_text(encoding="utf-8"))["groups"]:
+            for rule in group["rules"]:
+                if "alert" in rule:
+                    assert rule["annotations"]["runbook_url"] == f"{placeholder}alerts/{rule['alert']}.html"
+        tests = (ROOT / "tests" / "promtool").glob(f"{path.name.removesuffix('.rules.yml')}*.test.yml")
+        assert any("runbook_url" in test.read_text(encoding="utf-8") for test in tests), path.name
