@@ -277,6 +277,9 @@ def lab_copy(tmp_path: Path, oncall: bool) -> Path:
 def test_kb_build_writes_the_site_from_an_inventory_and_a_history(tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                                   lab: Topology) -> None:
     inventory = lab_copy(tmp_path, oncall=True)
+    (inventory / "host_vars").mkdir()
+    write_yaml(inventory / "host_vars" / "his-app.yml", {"backup_drill_on_calendar": "Sat *-*-* 02:00:00"})
+    write_yaml(inventory / "host_vars" / "pacs-01.yml", {"backup_enabled": False})
     history = lab_history(tmp_path / "history.sqlite", lab)
     out = tmp_path / "kb"
     built = build_kb(inventory, out, history, None, now=BUILT)
@@ -287,6 +290,8 @@ def test_kb_build_writes_the_site_from_an_inventory_and_a_history(tmp_path: Path
     assert re.search(r'id="failover-drill".*passed.*his-db · 2026-12-06 20:00', db)
     app = (out / "hosts" / "his-app.html").read_text(encoding="utf-8")
     assert "/srv/his" in app and "Example HIS Co." in app and "his-support@example.test" in app
+    assert "Sat *-*-* 02:00:00" in app and "every 7 min" in app  # a host's own vars; half the RPO of 15 min
+    assert "This host has no backup set." in (out / "hosts" / "pacs-01.html").read_text(encoding="utf-8")
     oncall = (out / "oncall.html").read_text(encoding="utf-8")
     assert 'id="role-duty"' in oncall and 'id="escalation"' in oncall and "oncall-missing" not in oncall
     # Who holds each role at build time, in the on-duty table and beside each runbook's escalation roles.

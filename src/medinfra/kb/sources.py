@@ -73,7 +73,7 @@ def load_alert_rules(directory: Path) -> list[AlertRule]:
 
 def inventory_backups(inventory: Path, backup_role: Path, vault_password_file: Path | None) -> dict[str, Backups]:
     """Each host's backups: role `backup`'s defaults, overridden by the inventory (group_vars, host_vars), templated
-    for that host the way a playbook would. Hosts with backups switched off are left out."""
+    for that host the way a playbook would. A host with backups switched off (backup_enabled) has no set."""
     from ansible.parsing.dataloader import DataLoader
     from ansible.template import Templar
 
@@ -88,16 +88,15 @@ def inventory_backups(inventory: Path, backup_role: Path, vault_password_file: P
         templar = Templar(loader=loader, variables=variables)
         resolved = {key: templar.template(variables[key]) for key in BACKUP_KEYS if key in variables}
         found[host] = _backups(resolved)
-    return {host: backups for host, backups in found.items() if backups is not None}
+    return found
 
 
-def _backups(values: Mapping[str, Any]) -> Backups | None:
-    if not values.get("backup_enabled", True):
-        return None
+def _backups(values: Mapping[str, Any]) -> Backups:
+    enabled = bool(values.get("backup_enabled", True))
     sets = tuple(
         BackupSet(str(item.get("name", "")), tuple(map(str, item.get("paths") or ())),
                   tuple(map(str, item.get("databases") or ())))
-        for item in values.get("backup_sets") or () if isinstance(item, Mapping)
+        for item in (values.get("backup_sets") or () if enabled else ()) if isinstance(item, Mapping)
     )
     return Backups(
         sets=sets,
