@@ -300,6 +300,9 @@ def test_kb_build_writes_the_site_from_an_inventory_and_a_history(tmp_path: Path
     assert holders and all(duty.person.name in table for duty in holders)
     ops = next(duty.person.name for duty in holders if duty.role == "ops")
     assert f'href="../oncall.html#role-ops">{ops}</a>' in (out / "alerts" / "ExporterDown.html").read_text("utf-8")
+    # A vendor has no shift: its desks are the ones to call.
+    hl7 = (out / "alerts" / "Hl7AckMissing.html").read_text("utf-8")
+    assert re.search(r'<b class="role">vendor</b>.*no shift, call.*Example HIS Co\. support desk', hl7)
     # Rebuilding into the same directory is allowed; without oncall.yml the KB says so instead of failing.
     (inventory / "oncall.yml").unlink()
     assert main(["kb", "build", "-i", str(inventory), "-o", str(out), "--no-history"]) == 0

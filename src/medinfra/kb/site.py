@@ -165,6 +165,9 @@ def render_site(kb: KnowledgeBase) -> dict[str, str]:
         "alert_urls": {alert.name: alert_url(alert.name) for alert in kb.alerts},
         "sla_extra": sla_extra,
         "duty": kb.on_duty,
+        # Who holds a role without a shift (a vendor's desk): the people to call instead of "nobody".
+        "contacts": {role: tuple(p.name for p in kb.oncall.people if role in p.roles)
+                     for role in {r for p in kb.oncall.people for r in p.roles}} if kb.oncall else {},
     }
 
     def render(template: str, root: str, **values: Any) -> str:

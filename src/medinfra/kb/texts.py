@@ -139,6 +139,7 @@ UI: dict[str, tuple[str, str]] = {
     "until_time": ("Until", "结束"),
     "escalation": ("Escalation", "升级规则"),
     "nobody": ("nobody", "无人"),
+    "no_shift": ("no shift, call", "无排班，请联系"),
     "search": ("Search hosts, alerts, controls, interfaces, vendors", "搜索主机、告警、控制项、接口、厂商"),
     "no_results": ("nothing found", "未找到"),
     "language": ("中文", "English"),
