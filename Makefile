@@ -33,9 +33,10 @@ demo: deps
 	    $(if $(wildcard $(INVENTORY)/waivers.yml),--waivers $(INVENTORY)/waivers.yml) || audit=$$?; \
 	  [ $$audit -le 1 ] || rc=$$(( rc ? rc : audit )); \
 	  medinfra verify reports --pubkey $(DEMO_KEY).pub || rc=$$(( rc ? rc : 1 )); \
+	  medinfra kb build -i $(INVENTORY) -o kb || rc=$$(( rc ? rc : 1 )); \
 	  medinfra fix reports -i $(INVENTORY) $(LAB_VAULT) --pubkey $(DEMO_KEY).pub --poam reports-fix/poam.oscal.json \
 	    || rc=$$(( rc ? rc : 1 )); \
-	  echo "open reports/report.en.html or reports/report.zh.html; history: medinfra history, medinfra diff; what stays open: reports-fix/poam.oscal.json"; \
+	  echo "open reports/report.en.html or reports/report.zh.html; the site handbook: kb/index.html; history: medinfra history, medinfra diff; what stays open: reports-fix/poam.oscal.json"; \
 	  exit $$rc
 
 ## Every test: lint, unit tests, then integration tests against a real podman lab.

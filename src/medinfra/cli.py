@@ -771,6 +771,16 @@ def cmd_diff(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_kb_build(args: argparse.Namespace) -> int:
+    from medinfra.kb.build import build_kb
+
+    built = build_kb(args.inventory, args.out, history_location(args), args.reports, args.vault_password_file)
+    rota = "" if built.rota else " (no oncall.yml: no rota)"
+    print(f"knowledge base in {built.directory}: {built.pages} pages ({built.hosts} hosts, {built.alerts} alerts, "
+          f"{built.controls} controls){rota}; open {built.directory / 'index.html'}")
+    return 0
+
+
 def cmd_completion(args: argparse.Namespace) -> int:
     print(script(build_parser(), args.shell), end="")
     return 0
@@ -1062,6 +1072,20 @@ def build_parser() -> argparse.ArgumentParser:
     sla_report.add_argument("--sign", type=Path, metavar="KEY",
                             help="Ed25519 private key: sign the report directory (medinfra verify DIR --pubkey)")
     sla_report.set_defaults(handler=cmd_sla_report)
+
+    kb = commands.add_parser("kb", help="the site's offline, bilingual knowledge base (site handbook)")
+    kb_build = subcommands(kb, "kb_command").add_parser(
+        "build", help="write the static HTML handbook: hosts, zone matrix, runbooks of alerts and controls, rota")
+    kb_build.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
+                          help="inventory directory holding hospital.yml (and oncall.yml) (default: inventories/lab)")
+    kb_build.add_argument("-o", "--out", type=Path, required=True, metavar="DIR",
+                          help="directory to write; if it exists it must be empty or a knowledge base built before")
+    kb_build.add_argument("--reports", type=Path, metavar="FILE_OR_DIR",
+                          help="an audit's findings.json (or its directory) for the last audit result, instead of "
+                               "the history's last run of the site")
+    kb_build.add_argument("--vault-password-file", type=Path, help=VAULT_HELP)
+    add_history_options(kb_build)
+    kb_build.set_defaults(handler=cmd_kb_build)
 
     lab = commands.add_parser("lab", help="the podman lab hospital")
     lab_commands = subcommands(lab, "lab_command")

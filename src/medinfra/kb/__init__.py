@@ -1,0 +1,1 @@
+"""The site knowledge base (`medinfra kb build`): an offline, bilingual, static HTML handbook."""
