@@ -19,7 +19,9 @@ LAB_VAULT := --vault-password-file $(INVENTORY)/.lab/vault-password
 ## Bring up the lab hospital as podman containers, converge it (hardening, segmentation, site CA,
 ## monitoring), report Prometheus' targets, prove the zone matrix with real packets, run one failover drill of the
 ## HIS database pair (its RTO and RPO beside the declared ones, signed evidence in reports-drill/), audit it, write the
-## signed report set into reports/ (HTML en/zh, OSCAL, JUnit, CSV, findings) and verify the signature.
+## signed report set into reports/ (HTML en/zh, OSCAL, JUnit, CSV, findings, each control's runbook linked into the
+## knowledge base) and verify the signature; build the site handbook into kb/, this month's signed SLA report into
+## reports-sla/, say who is on call now and what team the site needs.
 demo: deps
 	medinfra lab up -i $(INVENTORY)
 	[ -f $(DEMO_KEY).key ] || medinfra keys generate --out $(DEMO_KEY)
@@ -29,14 +31,18 @@ demo: deps
 	  medinfra segmentation verify -i $(INVENTORY) || rc=$$(( rc ? rc : 1 )); \
 	  medinfra drill failover his-db -i $(INVENTORY) $(LAB_VAULT) --sign $(DEMO_KEY).key --evidence reports-drill \
 	    || rc=$$(( rc ? rc : 1 )); \
-	  audit=0; medinfra audit -i $(INVENTORY) -o reports --sign $(DEMO_KEY).key \
+	  audit=0; medinfra audit -i $(INVENTORY) -o reports --sign $(DEMO_KEY).key --kb-url file://$(CURDIR)/kb/ \
 	    $(if $(wildcard $(INVENTORY)/waivers.yml),--waivers $(INVENTORY)/waivers.yml) || audit=$$?; \
 	  [ $$audit -le 1 ] || rc=$$(( rc ? rc : audit )); \
 	  medinfra verify reports --pubkey $(DEMO_KEY).pub || rc=$$(( rc ? rc : 1 )); \
-	  medinfra kb build -i $(INVENTORY) -o kb || rc=$$(( rc ? rc : 1 )); \
+	  medinfra kb build -i $(INVENTORY) -o kb $(LAB_VAULT) || rc=$$(( rc ? rc : 1 )); \
+	  sla=0; rm -rf reports-sla; medinfra sla report -i $(INVENTORY) $(LAB_VAULT) --month $$(date +%Y-%m) -o reports-sla \
+	    --sign $(DEMO_KEY).key || sla=$$?; [ $$sla -le 1 ] || rc=$$(( rc ? rc : sla )); \
+	  medinfra oncall who -i $(INVENTORY) || rc=$$(( rc ? rc : 1 )); \
+	  medinfra plan team -i $(INVENTORY) || rc=$$(( rc ? rc : 1 )); \
 	  medinfra fix reports -i $(INVENTORY) $(LAB_VAULT) --pubkey $(DEMO_KEY).pub --poam reports-fix/poam.oscal.json \
 	    || rc=$$(( rc ? rc : 1 )); \
-	  echo "open reports/report.en.html or reports/report.zh.html; the site handbook: kb/index.html; history: medinfra history, medinfra diff; what stays open: reports-fix/poam.oscal.json"; \
+	  echo "open reports/report.en.html or reports/report.zh.html; the site handbook: kb/index.html; this month's SLA report: reports-sla/; history: medinfra history, medinfra diff; what stays open: reports-fix/poam.oscal.json"; \
 	  exit $$rc
 
 ## Every test: lint, unit tests, then integration tests against a real podman lab.
