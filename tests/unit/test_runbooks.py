@@ -166,9 +166,21 @@ def test_every_alert_runbook_command_is_valid_shell() -> None:
     commands = [(runbook.key, check.command) for runbook in load_alert_runbooks(RUNBOOKS).values()
                 for check in runbook.checks if check.command]
     assert len(commands) >= 60
+    assert not shell_syntax_errors(commands)
+
+
+def shell_syntax_errors(commands: list[tuple[str, str]]) -> list[str]:
+    """`bash -n`'s complaints about each command, run once over all of them (each in a function body of its own) and
+    command by command only when that finds a fault, to name it: a bash per command took 10 s for the catalog."""
+    script = "".join(f"f{n}() {{\n{command}\n}}\n" for n, (_, command) in enumerate(commands))
+    if subprocess.run(["bash", "-n", "-c", script], capture_output=True, check=False).returncode == 0:
+        return []
+    errors = []
     for key, command in commands:
         result = subprocess.run(["bash", "-n", "-c", command], capture_output=True, text=True, check=False)
-        assert result.returncode == 0, f"{key}: {command}\n{result.stderr}"
+        if result.returncode != 0:
+            errors.append(f"{key}: {command}\n{result.stderr}")
+    return errors or ["the commands parse one by one but not together: " + script]
 
 
 def role_tasks(*names: str) -> list[dict[str, Any]]:
@@ -338,10 +350,8 @@ def test_every_control_has_a_runbook() -> None:
 def test_the_control_runbooks_read_well() -> None:
     """What the schema cannot say, for the controls that have a runbook: no folded spaces in Chinese, every command
     valid shell."""
-    for runbook in control_runbooks(load_catalog()).values():
+    runbooks = control_runbooks(load_catalog()).values()
+    for runbook in runbooks:
         assert not [text for text in texts(runbook) if FOLDED_SPACE.search(text)], runbook.key
-        for check in runbook.checks:
-            if check.command:
-                result = subprocess.run(["bash", "-n", "-c", check.command], capture_output=True, text=True,
-                                        check=False)
-                assert result.returncode == 0, f"{runbook.key}: {check.command}\n{result.stderr}"
+    assert not shell_syntax_errors([(runbook.key, check.command) for runbook in runbooks
+                                    for check in runbook.checks if check.command])
