@@ -70,13 +70,10 @@ def horizon(oncall: OnCall, now: datetime, weeks: int) -> tuple[datetime, dateti
 
 def _day_pieces(start: datetime, end: datetime) -> list[tuple[date, time, time | None]]:
     """[start, end) in wall-clock time, split at midnights; None as an end means 24:00."""
-    pieces = []
+    pieces: list[tuple[date, time, time | None]] = []
     day, clock = start.date(), start.time()
     while (day, clock) < (end.date(), end.time()):
-        if day == end.date():
-            pieces.append((day, clock, end.time()))
-        else:
-            pieces.append((day, clock, None))
+        pieces.append((day, clock, end.time() if day == end.date() else None))
         day, clock = day + timedelta(days=1), MIDNIGHT
     return pieces
 
@@ -98,13 +95,13 @@ def _entries(pieces: list[tuple[date, time, time | None]], location: str) -> lis
     entries: list[dict[str, Any]] = []
     run: tuple[date, date, tuple[tuple[time, time | None], ...]] | None = None
     for day in sorted(by_day):
-        spans = tuple(by_day[day])
-        if run and run[1] + timedelta(days=1) == day and run[1].month == day.month and run[2] == spans:
-            run = (run[0], day, spans)
+        times = tuple(by_day[day])
+        if run and run[1] + timedelta(days=1) == day and run[1].month == day.month and run[2] == times:
+            run = (run[0], day, times)
             continue
         if run:
             entries.append(_entry(*run, location))
-        run = (day, day, spans)
+        run = (day, day, times)
     if run:
         entries.append(_entry(*run, location))
     return entries
