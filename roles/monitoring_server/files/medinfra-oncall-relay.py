@@ -46,7 +46,7 @@ def markdown(payload: dict[str, Any], zone: ZoneInfo) -> tuple[str, str]:
     common = payload.get("commonLabels") or {}
     name = common.get("alertname") or ", ".join(sorted({str(a.get("labels", {}).get("alertname")) for a in alerts}))
     escalated = str(payload.get("receiver", "")).startswith("escalated-")
-    title = _line(f"{'[ESCALATED 升级] ' if escalated else ''}[{status}:{len(alerts)}] {name} 告警")
+    title = f"{'[ESCALATED 升级] ' if escalated else ''}[{_line(status)}:{len(alerts)}] {_line(name)} 告警"
     lines = [f"### {title}"]
     if escalated:
         lines.append("**Not acknowledged in time: escalated to you. 未及时确认，已升级给您。**")
@@ -68,10 +68,17 @@ def markdown(payload: dict[str, Any], zone: ZoneInfo) -> tuple[str, str]:
 
 
 def _cut(text: str, limit: int) -> str:
-    data = text.encode("utf-8")
-    if len(data) <= limit:
+    """Whole lines up to ``limit`` bytes (a cut link would not render), then a note that the rest is left out."""
+    if len(text.encode("utf-8")) <= limit:
         return text
-    return data[: limit - 20].decode("utf-8", "ignore") + "\n... (truncated 已截断)"
+    note = "\n... (truncated 已截断)"
+    kept, size = [], len(note.encode("utf-8"))
+    for line in text.split("\n"):
+        size += len(line.encode("utf-8")) + 1
+        if size > limit:
+            break
+        kept.append(line)
+    return "\n".join(kept) + note
 
 
 def robot_body(kind: str, payload: dict[str, Any], zone: ZoneInfo) -> dict[str, Any]:
