@@ -117,8 +117,8 @@ def routed(config: Path, labels: Mapping[str, str]) -> list[str]:
 
 
 def routes_reaching(route: dict[str, Any], labels: Mapping[str, str]) -> list[dict[str, Any]]:
-    """The leaf routes an alert reaches (Alertmanager's Route.Match), with group_wait inherited on the way (time
-    intervals are not inherited)."""
+    """The leaf routes an alert reaches (Alertmanager's Route.Match), with group_wait inherited on the way; time
+    intervals are not (measured on 0.25: a child of a route never active still notified)."""
     if not all(_matches(m, labels) for m in route.get("matchers", [])):
         return []
     found: list[dict[str, Any]] = []
