@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
     targets = Path(args.targets) if args.targets else credentials / "targets"
     Relay.targets = json.loads(targets.read_text(encoding="utf-8"))
     Relay.zone = ZoneInfo(args.timezone)
-    host, _, port = args.listen.rpartition(":")
+    host, port = args.listen.rsplit(":", 1)
     server = ThreadingHTTPServer((host, int(port)), Relay)
     sys.stderr.write(f"relaying to {len(Relay.targets)} robot(s) on {args.listen}\n")
     server.serve_forever()
