@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Alertmanager webhook -> WeCom / DingTalk group robot relay (Python standard library only).
 
 Alertmanager 0.25 can post only its own webhook JSON; the robots want {"msgtype": "markdown", ...}. Alertmanager
