@@ -9,6 +9,8 @@ description:
   - Reads a file named C(hospital.yml) (or C(hospital.yaml)), validates it against medinfra's JSON Schema and
     semantic checks, and yields one group per zone (C(zone_<name>)), per service, per SLA class (C(sla_<name>)),
     plus C(phi), C(legacy) and C(managed).
+  - An C(oncall.yml) beside the topology (the on-call rota) is validated too and published on C(all) as
+    C(medinfra_oncall), plain data for the monitoring_server role's Alertmanager routing.
   - Host variables carry C(ansible_host), the zone, services, SLA and the flows that concern the host; the group
     C(all) carries C(medinfra_topology), the whole site as plain data.
   - Enable it in C(ansible.cfg) with C(enable_plugins = medinfra.hospital.hospital, ...).
@@ -44,6 +46,7 @@ from ansible_collections.medinfra.hospital.plugins.plugin_utils.medinfra_package
 
 try:
     from medinfra.inventory import build_inventory
+    from medinfra.oncall.load import ONCALL_FILE, load_oncall
     from medinfra.problems import UserInputError
     from medinfra.topology import load_topology
 except ImportError as exc:
@@ -68,6 +71,12 @@ class InventoryModule(BaseInventoryPlugin):  # type: ignore[misc]
         except UserInputError as exc:
             raise AnsibleParserError(f"invalid hospital topology:\n{exc}") from None
         data = build_inventory(topology)
+        rota = Path(path).parent / ONCALL_FILE
+        if rota.is_file():
+            try:
+                self.inventory.set_variable("all", "medinfra_oncall", load_oncall(rota, topology).to_dict())
+            except UserInputError as exc:
+                raise AnsibleParserError(f"invalid on-call rota:\n{exc}") from None
         for name, value in data.all_vars.items():
             self.inventory.set_variable("all", name, value)
         for group, members in data.groups.items():

@@ -781,6 +781,24 @@ def cmd_kb_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_oncall_who(args: argparse.Namespace) -> int:
+    from medinfra.oncall.load import ONCALL_FILE, load_oncall
+    from medinfra.oncall.who import parse_time, who_record, who_text
+
+    path = topology_file(args.inventory).parent / ONCALL_FILE
+    oncall = load_oncall(path)
+    try:
+        at = parse_time(args.at, datetime.now(UTC), oncall.timezone)
+    except ValueError:
+        example = "2026-12-06T03:00 or 2026-12-06T03:00+08:00"
+        raise refused("--at", f"{args.at!r} is not an ISO time such as {example}") from None
+    if args.format == "json":
+        print_json(who_record(oncall, at))
+    else:
+        print(who_text(oncall, at))
+    return 0
+
+
 def cmd_completion(args: argparse.Namespace) -> int:
     print(script(build_parser(), args.shell), end="")
     return 0
@@ -1112,6 +1130,21 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("host", help="the lab host's name in hospital.yml")
             sub.add_argument("command", nargs=argparse.REMAINDER, help="a command to run there (default: a shell)")
         sub.set_defaults(handler=handler)
+
+    oncall = commands.add_parser("oncall", help="the on-call rota (oncall.yml beside hospital.yml)")
+    oncall_commands = subcommands(oncall, "oncall_command")
+    who = oncall_commands.add_parser(
+        "who", help="who holds each on-call role at a time, and how they are reached (never a webhook URL)",
+        description="Validates oncall.yml (exit 2 with located problems) and lists each role's holder, their "
+        "channel kinds and shift, the roles nobody holds then, and the escalation steps.",
+    )
+    who.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
+                     help="inventory directory holding hospital.yml and oncall.yml (default: inventories/lab)")
+    who.add_argument("--at", metavar="TIME",
+                     help="ISO time, in the site's time zone unless it names one (default: now)")
+    who.add_argument("--format", choices=FORMATS, default="text",
+                     help="text for people, or one JSON document (medinfra-oncall-who/1) on stdout (default: text)")
+    who.set_defaults(handler=cmd_oncall_who)
 
     completion = commands.add_parser(
         "completion",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
@@ -152,3 +153,24 @@ def test_no_topology_beside_it(tmp_path: Path) -> None:
     shutil.copy(LAB_ONCALL, path)
     with pytest.raises(UserInputError, match=r"no hospital\.yml beside it"):
         load_oncall(path)
+
+
+def test_the_inventory_plugin_publishes_the_rota() -> None:
+    from medinfra.oncall.model import OnCall
+    from tests.unit.test_inventory_plugin import ansible_inventory, unwrap
+
+    result = ansible_inventory("-i", str(LAB_TOPOLOGY.parent), "--list")
+    assert result.returncode == 0, result.stderr
+    assert "oncall.yml" not in result.stderr  # ignore_patterns: not parsed as an inventory of its own
+    published = unwrap(json.loads(result.stdout))["_meta"]["hostvars"]["monitor-01"]["medinfra_oncall"]
+    oncall = load_oncall(LAB_ONCALL)
+    assert OnCall.from_dict(published) == OnCall.from_dict(oncall.to_dict()) == oncall
+
+
+def test_an_invalid_rota_fails_the_inventory_with_located_messages(tmp_path: Path) -> None:
+    from tests.unit.test_inventory_plugin import ansible_inventory
+
+    problems_of(tmp_path, lambda d: rotation(d, "duty-night")["people"].append("nobody"))
+    result = ansible_inventory("-i", str(tmp_path), "--list")
+    assert result.returncode != 0
+    assert f"{tmp_path / 'oncall.yml'}:" in result.stderr and "unknown person 'nobody'" in result.stderr

@@ -16,7 +16,7 @@ from typing import Any, cast
 import jsonschema
 
 from medinfra.oncall.model import WEEKDAYS, OnCall, Shift
-from medinfra.problems import DocPath, Problem, UserInputError, refused
+from medinfra.problems import DocPath, Problem, UserInputError, format_path, refused
 from medinfra.topology.load import load_topology
 from medinfra.topology.model import Topology
 from medinfra.yamldoc import YamlDocument, load_yaml, validation_problems
@@ -81,7 +81,7 @@ def _coverage_findings(oncall: OnCall) -> Iterator[Finding]:
             if begin < first_end:
                 where = f"{_clock(begin)}-{_clock(min(end, first_end))}"
                 yield path, (
-                    f"overlaps {_path_text(first_path)} for role {role} ({where}): one person holds a role at a time"
+                    f"overlaps {format_path(first_path)} for role {role} ({where}): one person holds a role at a time"
                 )
             if end > first_end:
                 first_end, first_path = end, path
@@ -96,10 +96,6 @@ def _coverage_findings(oncall: OnCall) -> Iterator[Finding]:
             yield ("round_the_clock", k), (
                 f"role {role} must be held 24x7 but nobody holds it {_clock(covered)}-{_clock(WEEK_MINUTES)}"
             )
-
-
-def _path_text(path: DocPath) -> str:
-    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else p) for i, p in enumerate(path))
 
 
 def _reference_findings(data: Mapping[str, Any], topology: Topology) -> Iterator[Finding]:

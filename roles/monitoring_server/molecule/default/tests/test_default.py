@@ -16,7 +16,8 @@ from tests.container import python_in
 SERVER, HIS = "10.236.10.10", "10.236.10.20"
 ADMIN = "admin:molecule-admin-password-not-a-secret"
 INTERNAL = "prometheus:molecule-internal-password-not-a-secret"
-UNITS = ("prometheus.service", "prometheus-alertmanager.service", "prometheus-blackbox-exporter.service")
+UNITS = ("prometheus.service", "prometheus-alertmanager.service", "prometheus-blackbox-exporter.service",
+         "medinfra-oncall-relay.service")
 
 # Runs inside the server container: one HTTPS GET against the site CA; prints the status, then the body.
 GET = r"""
@@ -129,7 +130,32 @@ def test_blackbox_and_alertmanager_listen_only_where_needed(host: Any) -> None:
 )
 def test_alerts_route_by_sla_class(host: Any, labels: str, receiver: str) -> None:
     routed = host.check_output(f"amtool config routes test --config.file=/etc/prometheus/alertmanager.yml {labels}")
-    assert routed.strip() == receiver
+    # First the SLA route's own receiver; round-the-clock routes then reach the rota's person on duty too.
+    assert routed.strip().split(",")[0] == receiver
+    if receiver != "office":
+        assert routed.strip().split(",")[1:] == ["oncall-duty-a"]
+
+
+# Runs inside the server container: posts an Alertmanager webhook payload to the relay, prints the HTTP status.
+RELAY_POST = r"""
+import json, sys, urllib.error, urllib.request
+body = json.dumps({"receiver": "oncall-duty-a", "status": "firing", "alerts": []}).encode()
+try:
+    print(urllib.request.urlopen(urllib.request.Request(sys.argv[1], data=body), timeout=20).status)
+except urllib.error.HTTPError as exc:
+    print(exc.code)
+"""
+
+
+def test_the_relay_reads_its_targets_as_a_credential(host: Any) -> None:
+    targets = host.file("/etc/prometheus/secrets/oncall-relay-targets.json")
+    assert (targets.user, targets.group, targets.mode) == ("root", "root", 0o600)
+    assert "oncall-not-a-secret" not in host.file("/etc/prometheus/alertmanager.yml").content_string
+    # The configured key reaches the robot URL from the credential (unreachable here: 502); an unknown key is 404.
+    assert python_in(host, RELAY_POST, "http://127.0.0.1:9096/duty-a-wecom-0").strip() == "502"
+    assert python_in(host, RELAY_POST, "http://127.0.0.1:9096/nobody").strip() == "404"
+    assert host.socket("tcp://127.0.0.1:9096").is_listening
+    assert not host.socket("tcp://0.0.0.0:9096").is_listening
 
 
 def test_every_rule_is_loaded(host: Any) -> None:
