@@ -843,6 +843,27 @@ def test_live_evidence_and_findings_match_their_schemas(audits: dict[str, AuditO
             assert schema_errors("evidence", json.loads(path.read_text(encoding="utf-8"))) == [], (transport, path)
 
 
+def test_knowledge_base_shows_each_host_as_the_last_recorded_audit_left_it(
+    audits: dict[str, AuditOutput], tmp_path: Path
+) -> None:
+    """`medinfra kb build` on the lab's history: each host's page names the controls the last recorded run (the
+    playbook's, recorded after the pyinfra run) found failing there, and the legacy host has some."""
+    history = audits["ansible"].directory.parent / "history.sqlite"
+    out = tmp_path / "kb"
+    result = medinfra("kb", "build", "-i", str(INVENTORY), "-o", str(out), "--history", str(history),
+                      "--vault-password-file", str(INVENTORY / ".lab" / "vault-password"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    findings = audits["ansible"].document["findings"]
+    for host in ("lis-legacy", "his-app", "his-db-2"):
+        failing = sorted({f["control"] for f in findings if f["host"] == host and f["status"] in ("fail", "error")})
+        page = (out / "hosts" / f"{host}.html").read_text(encoding="utf-8")
+        shown = re.findall(r'<a href="[^"]*controls/[^"]+\.html">([a-z0-9_]+)</a>',
+                           page[page.index('<section id="audit">'):])
+        assert sorted(shown) == failing, host
+        assert host != "lis-legacy" or failing
+    assert (out / "alerts" / "DatabaseStandbyDown.html").exists()
+
+
 def test_lab_reports_validate_render_and_verify(audits: dict[str, AuditOutput], tmp_path: Path) -> None:
     """What an auditor opens: the signed report set, OSCAL valid, HTML in Chromium in both languages."""
     pyinfra_dir, ansible_dir = audits["pyinfra"].directory, audits["ansible"].directory
