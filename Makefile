@@ -10,7 +10,7 @@ PYTHON ?= python3
 INVENTORY ?= inventories/lab
 
 .PHONY: demo test test-unit test-integration lint deps apt venv lab-up lab-down scale-bench hardening-bench audit-bench \
-	report-bench lynis-bench collector-bench topology-bench lab-bench converge-bench clean ee
+	report-bench sla-bench lynis-bench collector-bench topology-bench lab-bench converge-bench clean ee
 
 DEMO_KEY := .cache/demo-keys/audit
 # `medinfra lab up` writes the lab's secrets vault-encrypted, with this password file.
@@ -135,6 +135,10 @@ collector-bench: deps
 ## Every report format for 1,000 hosts x 60 controls of synthetic findings: time and peak memory.
 report-bench: venv
 	python benchmarks/report_speed.py
+
+## A month of 30 s probe series for the 59 hosts of example-tertiary: the SLA computation and every format, timed.
+sla-bench: venv
+	python benchmarks/sla_speed.py
 
 ## Load and validation time of generated topologies of 1,000 and 10,000 zones (3 hosts, 2 flows per zone).
 topology-bench: venv

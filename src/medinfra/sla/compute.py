@@ -319,10 +319,11 @@ def runs(period: Period, probes: Sequence[Series]) -> list[tuple[str, int, int, 
     found: list[tuple[str, int, int, frozenset[str]]] = []
     services = [p.labels.get("service", "") for p in probes]
     columns = [column(period, p) for p in probes]
-    for index, at in enumerate(period.steps()):
-        row = [values[index] for values in columns]
+    # zip(*columns) hands over each step's row as a tuple, without indexing every column in Python.
+    for at, row in zip(period.steps(), zip(*columns, strict=True), strict=True):
         down = frozenset(s for s, v in zip(services, row, strict=True) if v == 0) if 0 in row else frozenset()
-        state = DOWN if down else NO_DATA if any(math.isnan(v) for v in row) else UP
+        total = sum(row)  # NaN when any probe has no value: NaN is the only value != itself
+        state = DOWN if down else NO_DATA if total != total else UP
         if found and found[-1][0] == state:
             previous = found[-1]
             found[-1] = (state, previous[1], at + period.step, previous[3] | down)
@@ -334,7 +335,9 @@ def runs(period: Period, probes: Sequence[Series]) -> list[tuple[str, int, int, 
 def alert_intervals(period: Period, alerts: Series) -> list[Interval]:
     """The steps an ALERTS series was firing, as intervals."""
     intervals: list[Interval] = []
-    for at in sorted(t for t, value in alerts.values.items() if value):
+    for at, value in zip(period.steps(), column(period, alerts), strict=True):
+        if not value or value != value:  # not firing, or no value
+            continue
         if intervals and intervals[-1][1] == at:
             intervals[-1] = (intervals[-1][0], at + period.step)
         else:
@@ -396,7 +399,8 @@ def system_result(period: Period, host: str, sla: SlaClass, probes: Sequence[Ser
 
 
 def backup_result(period: Period, host: str, sla: SlaClass, series: Series) -> BackupResult:
-    ages = [at - int(value) for at, value in series.values.items() if period.start <= at < period.end]
+    ages = [at - int(value) for at, value in zip(period.steps(), column(period, series), strict=True)
+            if value == value]  # NaN (no value) is the only value != itself
     return BackupResult(host, series.labels.get("set", ""), sla.name, max(ages) if ages else None,
                         sla.rpo_minutes * 60)
 
