@@ -52,6 +52,8 @@ class MoleculePool:
         self.finished: float | None = None
         self._images: dict[str, str] | None = None
         self._image_error: str | None = None
+        # What building the images said: not printed from this thread, where a unit test's capture would take it.
+        self.said: list[str] = []
         self._thread = threading.Thread(target=self._run_all, name="molecule-pool", daemon=True)
 
     def start(self) -> None:
@@ -63,7 +65,7 @@ class MoleculePool:
             self._image_error = image.stderr
         else:
             self._images = {"MEDINFRA_LAB_IMAGE": image.stdout.strip(),
-                            "MEDINFRA_PLAIN_IMAGE": ensure_image(print, PLAIN_IMAGE)}
+                            "MEDINFRA_PLAIN_IMAGE": ensure_image(self.said.append, PLAIN_IMAGE)}
             workers = [threading.Thread(target=self._work, name=f"molecule-{n}", daemon=True)
                        for n in range(PARALLEL)]
             for worker in workers:
