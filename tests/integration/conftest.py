@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -33,7 +35,7 @@ def ee_image() -> str:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start every Molecule scenario in the background when test_molecule is among the tests to run."""
+    """Start every selected Molecule scenario in the background (a process of its own) when collection ends."""
     if session.config.option.collectonly:
         return
     from tests.integration import molecule_pool
@@ -42,7 +44,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
              if isinstance(item, pytest.Function) and item.originalname == "test_molecule"
              and item.module is not None and item.module.__name__.endswith("test_molecule")]
     if names:
-        molecule_pool.start(names)
+        molecule_pool.start(names, Path(tempfile.mkdtemp(prefix="medinfra-molecule-pool-")))
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
@@ -50,3 +52,10 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from tests.integration import molecule_pool
 
     molecule_pool.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests.integration import molecule_pool
+
+    for line in molecule_pool.figures:
+        terminalreporter.write_line(line)

@@ -13,19 +13,10 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def scenarios(request: pytest.FixtureRequest) -> dict[str, Scenario]:
-    """The background pool's outcomes (tests/integration/conftest.py starts it when collection finishes)."""
-    assert molecule_pool.pool is not None, "conftest's pytest_collection_finish starts the pool"
-    results = molecule_pool.pool.wait()
-    # The figures that decide PARALLEL and LONGEST_FIRST, in CI's log.
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    if reporter is not None and molecule_pool.pool.finished is not None:
-        took = molecule_pool.pool.finished - molecule_pool.pool.started
-        reporter.write_line(f"\nMolecule: {took:.0f} s in all from the session's start, "
-                            f"{molecule_pool.PARALLEL} at a time")
-        for role, scenario in sorted(results.items(), key=lambda item: -item[1].seconds):
-            reporter.write_line(f"  {role}: {scenario.seconds:.0f} s, exit {scenario.returncode}")
-    return results
+def scenarios() -> dict[str, Scenario]:
+    """The background pool's outcomes (tests/integration/conftest.py starts it when collection finishes and prints
+    its figures, which decide PARALLEL and LONGEST_FIRST, in the session's summary)."""
+    return molecule_pool.wait()
 
 
 def test_every_role_has_a_scenario() -> None:
