@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from medinfra.cli import main
 from medinfra.problems import UserInputError
 from medinfra.sla.compute import Series, month_period, sla_report
 from medinfra.sla.render import csv_text, document, html_text, json_text
+from medinfra.sla.source import Client, Endpoints, SourceError
 from medinfra.topology import load_topology
 from medinfra.topology.model import DEFAULT_HOURS, SlaClass
 from tests.conftest import ROOT
@@ -118,3 +121,32 @@ def test_the_cli_refuses_sign_without_a_directory(capsys: pytest.CaptureFixture[
 def test_a_month_period_in_utc_without_a_site_zone() -> None:
     period = month_period("2026-02", "UTC", 30, 2_000_000_000)
     assert period.end - period.start == 28 * 86400
+
+
+def test_a_redirect_is_refused_and_the_password_goes_nowhere_else() -> None:
+    """urllib follows a redirect with the Authorization header: the reader must not hand the admin password on."""
+    seen: list[str | None] = []
+
+    class Redirecting(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            if self.path.startswith("/elsewhere"):
+                seen.append(self.headers.get("Authorization"))
+                self.send_response(200)
+                self.end_headers()
+                self.wfile.write(b"{}")
+                return
+            self.send_response(302)
+            self.send_header("Location", f"http://127.0.0.1:{self.server.server_address[1]}/elsewhere")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    with http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirecting) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        client = Client(Endpoints(base, base, "admin", "s3cret-admin", Path("/etc/ssl/certs/ca-certificates.crt")))
+        with pytest.raises(SourceError, match="HTTP 302") as refused:
+            client.get(base, "/api/v1/query")
+        server.shutdown()
+    assert seen == [] and "s3cret-admin" not in str(refused.value)

@@ -16,8 +16,9 @@ import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.message import Message
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 
@@ -111,6 +112,15 @@ def port(variables: Mapping[str, Any], key: str, default: int, inventory: Path) 
     return number
 
 
+class RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an error: urllib would follow it with the Authorization header, the admin password, to wherever
+    it points."""
+
+    def redirect_request(self, req: urllib.request.Request, fp: IO[bytes], code: int, msg: str,
+                         headers: Message, newurl: str) -> None:
+        return None
+
+
 class Client:
     """GET JSON from Prometheus and Alertmanager with basic auth, verifying their certificates against the site CA."""
 
@@ -121,7 +131,7 @@ class Client:
             raise UserInputError([Problem(str(endpoints.ca_file), (), f"not a CA certificate: {exc}")]) from None
         self.endpoints = endpoints
         self.timeout = timeout
-        self.opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context))
+        self.opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=context), RefuseRedirects)
         token = base64.b64encode(f"{endpoints.user}:{endpoints.password}".encode()).decode()
         self.headers = {"Authorization": f"Basic {token}", "Accept": "application/json"}
 
