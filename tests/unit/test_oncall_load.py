@@ -15,6 +15,7 @@ import yaml
 from medinfra.oncall.load import load_oncall
 from medinfra.problems import Problem, UserInputError
 from tests.conftest import LAB_TOPOLOGY, TERTIARY_TOPOLOGY, write_yaml
+from tests.unit.test_topology_validation import assert_located as assert_located_in
 
 LAB_ONCALL = LAB_TOPOLOGY.parent / "oncall.yml"
 TERTIARY_ONCALL = TERTIARY_TOPOLOGY.parent / "oncall.yml"
@@ -50,12 +51,7 @@ def problems_of(tmp_path: Path, change: Callable[[dict[str, Any]], None]) -> lis
 
 
 def assert_located(tmp_path: Path, problems: list[Problem], where: str, words: str) -> None:
-    rendered = [str(p) for p in problems]
-    matching = [p for p in problems if words in p.message]
-    assert matching, rendered
-    problem = matching[0]
-    assert problem.line is not None and problem.line > 0
-    assert str(problem).startswith(f"{tmp_path / 'oncall.yml'}:{problem.line}: {where}: "), rendered
+    assert_located_in(tmp_path, problems, where, words, "oncall.yml")
 
 
 def rotation(data: dict[str, Any], name: str) -> dict[str, Any]:

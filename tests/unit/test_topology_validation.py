@@ -31,14 +31,14 @@ def problems_of(tmp_path: Path, data: Any) -> list[Problem]:
     return caught.value.problems
 
 
-def assert_located(tmp_path: Path, problems: list[Problem], where: str, words: str) -> None:
-    """A problem saying ``words`` names hospital.yml, its line and the path ``where`` inside it."""
+def assert_located(tmp_path: Path, problems: list[Problem], where: str, words: str, file: str = "hospital.yml") -> None:
+    """A problem saying ``words`` names the file (hospital.yml), its line and the path ``where`` inside it."""
     rendered = [str(p) for p in problems]
     matching = [p for p in problems if words in p.message]
     assert matching, rendered
     problem = matching[0]
     assert problem.line is not None and problem.line > 0
-    assert str(problem).startswith(f"{tmp_path / 'hospital.yml'}:{problem.line}: {where}: "), rendered
+    assert str(problem).startswith(f"{tmp_path / file}:{problem.line}: {where}: "), rendered
 
 
 def host_index(data: dict[str, Any], name: str) -> int:
