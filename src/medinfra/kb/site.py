@@ -12,14 +12,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
+from jinja2 import Environment
 from markupsafe import Markup
 
 from medinfra import __version__
@@ -29,7 +28,7 @@ from medinfra.kb.sources import AlertRule
 from medinfra.kb.texts import words
 from medinfra.oncall.model import Duty, OnCall
 from medinfra.problems import Problem, UserInputError
-from medinfra.report.html import percent, shown
+from medinfra.report.html import code_spans, escaped_environment, percent
 from medinfra.runbook import Runbook
 from medinfra.safe_output import TEMPORARY_PREFIX, OutputDirectory, file_name
 from medinfra.topology.model import SlaClass, Topology
@@ -41,7 +40,6 @@ TOP_PAGES = ("index.html", "zones.html", "oncall.html")
 ROTA_DAYS = 14
 # SLA class fields every page shows under their own words; any other (targets a site adds) is listed by name.
 SLA_SHOWN = frozenset({"name", "rpo_minutes", "rto_minutes", "support_hours", "description"})
-_BACKTICKED = re.compile(r"`([^`]+)`")
 
 
 @dataclass(frozen=True)
@@ -121,26 +119,14 @@ def script_json(value: Any) -> Markup:
                   .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
 
 
-def backticks(text: Markup) -> Markup:
-    """`command` in an already escaped runbook text as <code>: the escaping left backticks as they were."""
-    return Markup(_BACKTICKED.sub(r"<code>\1</code>", str(text)))
-
-
 def sla_extra(sla: SlaClass) -> list[tuple[str, Any]]:
     return [(f.name, getattr(sla, f.name)) for f in fields(sla)
             if f.name not in SLA_SHOWN and getattr(sla, f.name) is not None]
 
 
 def environment() -> Environment:
-    env = Environment(
-        loader=PackageLoader("medinfra.kb", "templates"),
-        autoescape=True,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        undefined=StrictUndefined,
-        finalize=shown,
-    )
-    env.filters.update(percent=percent, backticks=backticks)
+    env = escaped_environment("medinfra.kb")
+    env.filters.update(percent=percent, code_spans=code_spans)
     return env
 
 

@@ -116,8 +116,10 @@ def trend_chart(trend: Sequence[TrendPoint], width: int = 640, height: int = 200
 
 
 def code_spans(text: str) -> Markup:
-    """Text with `backticked` commands as <code>, everything escaped (runbooks write commands inline that way)."""
-    parts = str(text).split("`")
+    """Text with `backticked` commands as <code>, everything cleaned and escaped (runbooks write commands inline that
+    way; a filter's result is Markup, which `shown` passes as it is)."""
+    text = clean(str(text))
+    parts = text.split("`")
     if len(parts) % 2 == 0:  # an unpaired backtick: show the text as it is
         return Markup.escape(text)
     return Markup("").join(Markup("<code>{}</code>").format(part) if index % 2 else Markup.escape(part)
@@ -141,15 +143,21 @@ def shown(value: Any) -> Any:
     return clean(value) if isinstance(value, str) and not isinstance(value, Markup) else value
 
 
-def environment() -> Environment:
-    env = Environment(
-        loader=PackageLoader("medinfra.report", "templates"),
+def escaped_environment(package: str) -> Environment:
+    """Jinja for a package's templates as every medinfra page renders: everything escaped, every printed value
+    cleaned (`shown`), an unknown name an error. The report, the knowledge base and the SLA report use it."""
+    return Environment(
+        loader=PackageLoader(package, "templates"),
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=StrictUndefined,
         finalize=shown,
     )
+
+
+def environment() -> Environment:
+    env = escaped_environment("medinfra.report")
     env.filters.update(bar=stacked_bar, percent=percent, evidence=evidence_text, code_spans=code_spans,
                        minutes=minutes)
     return env

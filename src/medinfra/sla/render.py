@@ -31,12 +31,11 @@ from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
-from jinja2 import Environment, PackageLoader, StrictUndefined
 from markupsafe import Markup
 
 from medinfra import __version__
 from medinfra.report.csv_export import fields
-from medinfra.report.html import shown
+from medinfra.report.html import escaped_environment
 from medinfra.report.i18n import LANGUAGES
 from medinfra.sla.compute import Miss, Outage, SlaReport, SystemResult, local_time
 from medinfra.topology.model import SlaClass
@@ -274,8 +273,7 @@ def duration(seconds: int | None) -> str:
 
 
 def html_text(report: SlaReport, lang: str, other_language_file: str) -> str:
-    env = Environment(loader=PackageLoader("medinfra.sla", "templates"), autoescape=True, trim_blocks=True,
-                      lstrip_blocks=True, undefined=StrictUndefined, finalize=shown)
+    env = escaped_environment("medinfra.sla")
     env.filters.update(duration=duration)
     doc = document(report)
     targets = {c.sla.name: c.sla.availability_percent for c in report.classes}
