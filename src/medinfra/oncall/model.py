@@ -64,23 +64,14 @@ class Person:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Person:
+    def from_dict(cls, data: Mapping[str, Any], document: bool = False) -> Person:
+        """The model of `to_dict`'s output, or of a person as oncall.yml writes one: only the channels differ."""
+        channel = Channel.from_document if document else Channel.from_dict
         return cls(
             id=data["id"],
             name=data["name"],
             roles=tuple(data["roles"]),
-            channels=tuple(Channel.from_dict(c) for c in data["channels"]),
-            vendor=data.get("vendor"),
-            phone=data.get("phone"),
-        )
-
-    @classmethod
-    def from_document(cls, data: Mapping[str, Any]) -> Person:
-        return cls(
-            id=data["id"],
-            name=data["name"],
-            roles=tuple(data["roles"]),
-            channels=tuple(Channel.from_document(c) for c in data["channels"]),
+            channels=tuple(channel(c) for c in data["channels"]),
             vendor=data.get("vendor"),
             phone=data.get("phone"),
         )
@@ -205,11 +196,10 @@ class OnCall:
     def from_dict(cls, data: Mapping[str, Any], source: str | None = None, timezone: str | None = None) -> OnCall:
         """The model of `to_dict`'s output, or of an oncall.yml document (then `source` and `timezone` are given)."""
         document = source is not None
-        person = Person.from_document if document else Person.from_dict
         return cls(
             source=source if source is not None else data["source"],
             timezone=timezone if timezone is not None else data["timezone"],
-            people=tuple(person(p) for p in data["people"]),
+            people=tuple(Person.from_dict(p, document) for p in data["people"]),
             rotations=tuple(Rotation.from_dict(r) for r in data["rotations"]),
             round_the_clock=tuple(data.get("round_the_clock") or ()),
             escalations=tuple(Escalation.from_dict(e) for e in data.get("escalation") or ()),
