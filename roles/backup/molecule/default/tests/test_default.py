@@ -36,8 +36,13 @@ def metrics(host: Any) -> dict[str, float]:
 
 
 def start(host: Any, kind: str) -> Any:
-    """Run one of the set's jobs as its timer would, and wait for it."""
-    return host.run(f"systemctl start medinfra-backup-{kind}@data.service")
+    """Run one of the set's jobs as its timer would, and wait for it.
+
+    A run its timer began earlier (every 7 minutes) would absorb `systemctl start` of the same oneshot unit, which
+    then returns that run's result, taken before the test's change: so wait until the unit is idle first."""
+    unit = f"medinfra-backup-{kind}@data.service"
+    host.check_output(f"while [ \"$(systemctl show -P ActiveState {unit})\" = activating ]; do sleep 1; done")
+    return host.run(f"systemctl start {unit}")
 
 
 def snapshot_count(host: Any) -> int:
