@@ -50,6 +50,12 @@ RULE_SETS = {
         (TESTS / "medinfra-database.test.yml",),
         frozenset({"instance", "sla", "database_cluster"}),
     ),
+    # Media through the relays: every alert goes to the network team (label team) and names vantage and path.
+    "medinfra-rtc": RuleSet(
+        ROLE / "files" / "medinfra-rtc.rules.yml",
+        (TESTS / "medinfra-rtc.test.yml",),
+        frozenset({"instance", "sla", "zone", "team"}),
+    ),
 }
 
 
@@ -263,6 +269,24 @@ MUTATIONS = {
         "[1h]) >= 0\n",
         "InterfaceErrorsGrowing",
     ),
+    "round-trip budget on the median instead of the 95th percentile": (
+        "medinfra-rtc",
+        'quantile="0.95"} > 0.3',
+        'quantile="0.5"} > 0.3',
+        "RtcRoundTripSlow",
+    ),
+    "loss budget reached rather than exceeded": (
+        "medinfra-rtc",
+        "medinfra_rtc_loss_ratio{job=\"node\"} > 0.02",
+        "medinfra_rtc_loss_ratio{job=\"node\"} >= 0.02",
+        "RtcPacketLoss",
+    ),
+    "connect budget on every transport, not only TLS": (
+        "medinfra-rtc",
+        'medinfra_rtc_connect_seconds{job="node", transport="tls"}',
+        'medinfra_rtc_connect_seconds{job="node"}',
+        "RtcTlsConnectSlow",
+    ),
 }
 
 
@@ -316,6 +340,11 @@ ROUTES = {
          "cluster": "his-db", "database_cluster": "his-db"},
         ["pager"],
     ),
+    "media quality through the relay, from a business-hours vantage": (
+        {"alertname": "RtcPacketLoss", "sla": "business-hours", "severity": "warning", "team": "network",
+         "instance": "guest-01"},
+        ["network", "office"],
+    ),
     "host alert without owner": (
         {"alertname": "ExporterDown", "sla": "24x7-standard", "severity": "critical", "instance": "monitor-01"},
         ["oncall"],
@@ -366,7 +395,7 @@ def test_alertmanager_routes_by_sla_and_owner(case: str, alertmanager_config: Pa
 def test_owner_receivers_keep_their_settings(alertmanager_config: Path) -> None:
     receivers = {r["name"]: r for r in load(alertmanager_config)["receivers"]}
     assert receivers["owner-his-team"]["webhook_configs"] == OWNER_RECEIVERS["his-team"]["webhook_configs"]
-    assert set(receivers) == {"pager", "oncall", "office", "owner-his-team", "owner-imaging-team"}
+    assert set(receivers) == {"pager", "oncall", "office", "network", "owner-his-team", "owner-imaging-team"}
 
 
 def test_group_by_keeps_owners_apart(alertmanager_config: Path) -> None:

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ansible_collections.medinfra.hospital.plugins.filter import interfaces, monitoring, oncall, rtc_relay, segmentation
+from ansible_collections.medinfra.hospital.plugins.filter import (
+    interfaces,
+    monitoring,
+    oncall,
+    rtc_probe,
+    rtc_relay,
+    segmentation,
+)
 
 from tests.conftest import COLLECTIONS, ROOT
 
@@ -31,8 +38,8 @@ def stems(directory: str) -> list[str]:
 def filter_names() -> list[str]:
     modules = {path.stem for path in (PLUGINS / "filter").glob("*.py")}
     # Every filter file is imported here, so that a new one is not left out of this test.
-    assert modules == {"interfaces", "monitoring", "oncall", "rtc_relay", "segmentation"}
-    loaded = (interfaces, monitoring, oncall, rtc_relay, segmentation)
+    assert modules == {"interfaces", "monitoring", "oncall", "rtc_probe", "rtc_relay", "segmentation"}
+    loaded = (interfaces, monitoring, oncall, rtc_probe, rtc_relay, segmentation)
     return sorted(name for module in loaded for name in module.FilterModule().filters())
 
 

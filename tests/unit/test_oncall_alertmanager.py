@@ -27,7 +27,8 @@ ROLE = ROOT / "roles" / "monitoring_server"
 AMTOOL = Path("/usr/bin/amtool")
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 LAB = load_oncall(LAB_TOPOLOGY.parent / "oncall.yml")
-ROUTES = {"pager": "duty", "oncall": "duty"}
+# As role monitoring_server's defaults (monitoring_server_oncall_routes).
+ROUTES = {"pager": "duty", "oncall": "duty", "network": "network"}
 WECOM_URL = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=wecom-secret-token"
 URLS = {"oncall_wecom_wang_lei": WECOM_URL, "oncall_dingtalk_liu_yang": "https://oapi.dingtalk.com/robot/send?access_token=ding-secret"}
 # A Monday: the compiled horizon starts here, and the cases below fall in its first two weeks.
@@ -208,6 +209,20 @@ def test_other_routes_keep_their_meaning(lab_config: Path) -> None:
     at = CASES["sunday 03:00"][0]
     assert "oncall-chen-jing" in active_receivers(lab_config, standard, at)
     assert active_receivers(lab_config, office, at) == {}  # office hours only
+
+
+def test_media_quality_reaches_the_network_engineer_on_duty_at_night(lab_config: Path) -> None:
+    """A media alert from the guest Wi-Fi's probe (a business-hours host) at 03:00 on a Sunday: the office route
+    waits for Monday, the network route and the network engineer on the rota get it now."""
+    media = {"alertname": "RtcPacketLoss", "team": "network", "sla": "business-hours", "severity": "warning",
+             "instance": "guest-01"}
+    at, _, _, network = CASES["sunday 03:00"]
+    assert {d.role: d.person.id for d in on_duty(LAB, at)}["network"] == network
+    receivers = routed(lab_config, media)
+    assert receivers[0] == "network" and "office" in receivers, receivers
+    assert set(active_receivers(lab_config, media, at)) == {"network", f"oncall-{network}"}
+    # Without the label it is an office alert like any other.
+    assert routed(lab_config, {**media, "team": ""}) == ["office"]
 
 
 def test_secrets_stay_out_of_alertmanager_yml_except_generic_webhooks(lab_config: Path) -> None:

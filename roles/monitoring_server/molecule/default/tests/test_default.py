@@ -164,7 +164,12 @@ def test_every_rule_is_loaded(host: Any) -> None:
     names = {r["name"] for g in json.loads(body)["data"]["groups"] for r in g["rules"]}
     rules = "".join(
         host.file(f"/etc/prometheus/rules/{name}").content_string
-        for name in ("medinfra-alerts.rules.yml", "medinfra-interfaces.rules.yml", "medinfra-database.rules.yml")
+        for name in (
+            "medinfra-alerts.rules.yml",
+            "medinfra-interfaces.rules.yml",
+            "medinfra-database.rules.yml",
+            "medinfra-rtc.rules.yml",
+        )
     )
     assert names == set(re.findall(r"^\s*- (?:alert|record): ([\w:]+)", rules, flags=re.M))
     assert {"HisEndpointDown", "BackupStale", "CertificateExpiringSoon", "TurnRelayUnreachable"} <= names
