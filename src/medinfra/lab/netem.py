@@ -402,9 +402,10 @@ def apply(topology_file: Path, zone: str, impairment: Impairment, say: Say | Non
     if impairment.none:
         return _clear(firewall, interface)
     code, _, error = firewall.run(tc_command(interface, impairment), check=False)
-    if code == 0:
-        firewall.stop_delayer()
+    if code == 0:  # kernel netem: nothing of the other backend may stay (a firewall moved to a newer kernel)
+        firewall.remove_queue_rule()
         firewall.delete_table()
+        firewall.stop_delayer()
         return _status(firewall, interface)
     if NETEM_UNKNOWN not in error:
         raise LabError(f"tc qdisc replace ... netem in {firewall.link.container} failed: {error.strip()}")
