@@ -210,6 +210,47 @@ def cmd_lab_ssh(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lab_netem(args: argparse.Namespace) -> int:
+    from medinfra.lab import netem
+
+    path = topology_file(args.inventory)
+    settings = (args.delay, args.jitter, args.loss)
+    if args.clear and any(value is not None for value in settings):
+        raise refused("--clear", "takes no --delay, --jitter or --loss: it removes every impairment of the zone")
+    if args.clear:
+        state = netem.clear(path, args.zone)
+    elif all(value is None for value in settings):
+        state = netem.status(path, args.zone)
+    else:
+        try:
+            impairment = netem.Impairment(args.delay or 0.0, args.jitter or 0.0, args.loss or 0.0)
+        except netem.ImpairmentError as error:
+            raise refused(error.option, str(error)) from None
+        state = netem.apply(path, args.zone, impairment, say)
+    print(state)
+    return 1 if state.problems else 0
+
+
+def netem_duration(text: str) -> float:
+    """An argparse type: ``200ms``, ``1s`` or ``0``, in milliseconds (a bad value is a usage error, exit 2)."""
+    from medinfra.lab.netem import ImpairmentError, parse_duration
+
+    try:
+        return parse_duration(text)
+    except ImpairmentError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def netem_loss(text: str) -> float:
+    """An argparse type: ``5%`` or ``5``, a percentage."""
+    from medinfra.lab.netem import ImpairmentError, parse_loss
+
+    try:
+        return parse_loss(text)
+    except ImpairmentError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def cmd_roles_doc(args: argparse.Namespace) -> int:
     from medinfra.roledoc import render_readme
     from medinfra.safe_output import write_file
@@ -1130,6 +1171,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("host", help="the lab host's name in hospital.yml")
             sub.add_argument("command", nargs=argparse.REMAINDER, help="a command to run there (default: a shell)")
         sub.set_defaults(handler=handler)
+    add_lab_netem(lab_commands)
 
     oncall = commands.add_parser("oncall", help="the on-call rota (oncall.yml beside hospital.yml)")
     oncall_commands = subcommands(oncall, "oncall_command")
@@ -1155,6 +1197,33 @@ def build_parser() -> argparse.ArgumentParser:
     completion.add_argument("shell", choices=SHELLS, help="the shell to complete in")
     completion.set_defaults(handler=cmd_completion)
     return parser
+
+
+def add_lab_netem(lab_commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    netem = lab_commands.add_parser(
+        "netem",
+        help="impair a lab zone's network: delay, jitter, loss (or --clear; alone: what is in force)",
+        description="Impairs what the lab's zone firewall sends into ZONE (the egress of its interface there), as "
+        "netem on that interface would: a round trip from the zone through the firewall meets the delay and the "
+        "loss once. Kernel netem where the kernel has it; otherwise an nftables table of its own (inet "
+        "medinfra_netem_ZONE: loss) and an NFQUEUE delayer run in the firewall container (unit "
+        "medinfra-netem-ZONE.service: delay, jitter drawn per packet from a normal distribution, packets may be "
+        "reordered, as with netem). New settings replace the old ones whole (an option left out is 0). The role "
+        "network_segmentation replaces only its own table inet medinfra and leaves this one (it warns about it); a "
+        "restart of Debian's nftables.service (flush ruleset) removes it: run the command again. Exit 1 when the "
+        "delayer is not running.",
+    )
+    netem.add_argument("zone", help="the zone's name in hospital.yml")
+    netem.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
+                       help="inventory directory holding hospital.yml (default: inventories/lab)")
+    netem.add_argument("--delay", type=netem_duration, metavar="TIME",
+                       help="added delay, e.g. 200ms or 1s, at most 10s (default: 0)")
+    netem.add_argument("--jitter", type=netem_duration, metavar="TIME",
+                       help="standard deviation of the delay, at most the delay (default: 0)")
+    netem.add_argument("--loss", type=netem_loss, metavar="PERCENT",
+                       help="share of packets dropped, e.g. 5%% or 0.5, 0-100 (default: 0)")
+    netem.add_argument("--clear", action="store_true", help="remove every impairment of the zone")
+    netem.set_defaults(handler=cmd_lab_netem)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

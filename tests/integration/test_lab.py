@@ -9,6 +9,7 @@ import base64
 import json
 import re
 import shlex
+import statistics
 import subprocess
 import time
 import urllib.parse
@@ -1058,6 +1059,49 @@ def test_zones_reach_each_other_only_through_the_router(lab: str) -> None:
         assert up.returncode == 0, up.stderr
     assert "removing leftover container lab-fw (exited)" in up.stdout
     assert reach("ws-01", "10.231.20.10", 443, timeout=5).returncode == 0
+
+
+# --- issue 26: lab netem (helper netem) ---
+# Before the tests that break and remove the lab: these need the converged relay. Nothing here keeps state: the
+# zone is cleared in a finally.
+STUN_RTT = Path(__file__).with_name("stun_rtt.py").read_text(encoding="utf-8")
+
+
+def stun_round_trips(count: int, interval_ms: float) -> tuple[int, list[float]]:
+    """``count`` STUN Binding requests from guest-01 to the relay (the declared flow guest -> turn udp 3478, through
+    the zone firewall), one every ``interval_ms``: how many got no answer, and the round-trip times in ms."""
+    relay = TOPOLOGY.host("turn").address
+    result = lab_ssh("guest-01", f"python3 -c {shlex.quote(STUN_RTT)} {relay} 3478 {count} {interval_ms} 1")
+    assert result.returncode == 0, result.stderr
+    answer = json.loads(result.stdout)
+    return answer["sent"] - len(answer["rtt_ms"]), answer["rtt_ms"]
+
+
+def lab_netem(*options: str) -> str:
+    result = medinfra("lab", "netem", "guest", "-i", str(INVENTORY), *options)
+    assert result.returncode == 0, result.stdout + result.stderr
+    return result.stdout
+
+
+def test_netem_delays_and_drops_what_the_firewall_sends_into_the_zone_and_clear_restores_it(lab: str) -> None:
+    lost, rtts = stun_round_trips(500, 5)
+    assert lost <= 5 and statistics.median(rtts) < 20, (lost, statistics.median(rtts))
+    try:
+        assert "delay 200ms, jitter 50ms, loss 0%" in lab_netem("--delay", "200ms", "--jitter", "50ms")
+        _, rtts = stun_round_trips(500, 5)
+        # Normal jitter around 200 ms: the median of 500 draws strays ~3 ms; the band is 20 ms below, 60 above.
+        assert 180 <= statistics.median(rtts) <= 260, statistics.median(rtts)
+        assert "loss 5%" in lab_netem("--loss", "5%")  # replaces the delay, no --clear between
+        lost, rtts = stun_round_trips(2000, 2)
+        # 3-8 % of 2000: Binomial(2000, 0.05) falls outside 60-160 with probability about 2e-5.
+        assert 60 <= lost <= 160, lost
+        assert statistics.median(rtts) < 20, statistics.median(rtts)
+    finally:
+        cleared = lab_netem("--clear")
+    assert "no impairment" in cleared
+    lost, rtts = stun_round_trips(500, 5)
+    # With 5 % loss still in force, 5 or fewer of 500 lost has probability about 3e-5.
+    assert lost <= 5 and statistics.median(rtts) < 20, (lost, statistics.median(rtts))
 
 
 def test_lab_up_recovers_from_a_killed_run(lab: str) -> None:
