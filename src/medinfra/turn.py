@@ -153,7 +153,8 @@ def relay_credentials(
 
 def site_order(relays: list[SiteRelay], site: str | None) -> list[SiteRelay]:
     """(site, name, variables) of a hospital group's relays: the caller's site first, in its inventory's order, then
-    the other sites by name (each in its inventory's order), so the order never depends on the order of -i."""
+    the other sites by name (each in its inventory's order), so the order of -i does not matter (but between two
+    inventories that share a site name)."""
     own = [item for item in relays if item[0] == site]
     others = sorted((item for item in relays if item[0] != site), key=lambda item: item[0])  # sort is stable
     return own + others
