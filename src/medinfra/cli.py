@@ -543,9 +543,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_turn_credentials(args: argparse.Namespace) -> int:
-    from medinfra.turn import relay_credentials
+    from medinfra.turn import group_credentials
 
-    servers = relay_credentials(args.inventory, args.vault_password_file, args.ttl, args.user, time.time(), args.relay)
+    inventories = args.inventory or [DEFAULT_INVENTORY]
+    servers = group_credentials(inventories, args.vault_password_file, args.ttl, args.user, time.time(), args.site,
+                                args.relay)
     print(json.dumps({"iceServers": servers}, indent=2))
     return 0
 
@@ -1019,8 +1021,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     credentials.add_argument("--ttl", type=int, required=True, metavar="SECONDS", help="lifetime (60 to 86400)")
     credentials.add_argument("--user", default="", help="a name for the application's user (logged by the relay)")
-    credentials.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
-                             help="inventory directory holding hospital.yml")
+    credentials.add_argument("-i", "--inventory", type=Path, action="append",
+                             help="inventory directory holding hospital.yml; repeat it for each site or campus of a "
+                             f"hospital group (default: {DEFAULT_INVENTORY})")
+    credentials.add_argument("--site", help="the caller's site (site.name): its relays come first, then the others")
     credentials.add_argument("--relay", help="one relay host (default: every host with the turn_relay service)")
     credentials.add_argument("--vault-password-file", type=Path, help=VAULT_HELP)
     credentials.set_defaults(handler=cmd_turn_credentials)

@@ -10,6 +10,7 @@ import hashlib
 import hmac
 import json
 import re
+import threading
 import time
 from typing import Any
 
@@ -264,3 +265,108 @@ def test_listens_on_its_zone_addresses_only(host: Any) -> None:
     turn_lines = [line for line in listening.splitlines() if re.search(r":(3478|5349)\s", line)]
     addresses = {line.split()[4].rsplit(":", 1)[0] for line in turn_lines}
     assert addresses == {RELAY, f"[{RELAY6}]"}, listening
+
+
+def test_turn_over_tls_on_443_reaches_the_media_server(client: Any) -> None:
+    """The 443 fallback: TLS 1.2 verified against the site CA, an allocation, and media relayed both ways."""
+    result = exercise(client, CLIENT_MODULE, port=443, peers=[MEDIA],
+                      echo={"peer": MEDIA, "port": 40000, "payload": "frame over 443"})
+    assert result["tls_version"] == "TLSv1.2", result
+    assert result["allocate"]["ok"], result
+    assert result["echo"] == {"from": f"{MEDIA}:40000", "payload": "echo:frame over 443"}, result
+
+
+def test_443_is_a_redirect_not_a_second_listener(host: Any) -> None:
+    assert not re.search(r":443\s", host.check_output("ss -Hltn")), "coturn itself must not listen on 443"
+    assert host.service("medinfra-rtc-relay-nftables.service").is_enabled
+    redirect = host.check_output("nft list chain inet medinfra_rtc_relay redirect_alt_tls")
+    assert f"ip daddr {RELAY} tcp dport 443 redirect to :5349" in redirect, redirect
+
+
+STATS_PROM = "/var/lib/prometheus/node-exporter/medinfra_turn_stats.prom"
+
+
+def relay_metrics(host: Any) -> dict[str, float]:
+    """The relay metrics right now: the stats service run once, its textfile read as numbers."""
+    host.check_output("systemctl start medinfra-turn-stats.service")
+    text = host.file(STATS_PROM).content_string
+    return {name: float(value) for name, value in re.findall(r"^(medinfra_turn_\S+) (\S+)$", text, re.MULTILINE)}
+
+
+def test_relayed_bytes_count_the_media_to_and_from_peers(host: Any, client: Any) -> None:
+    before = relay_metrics(host)
+    result = exercise(client, CLIENT_MODULE, peers=[MEDIA], echo={"peer": MEDIA, "port": 40000, "payload": "x" * 500})
+    assert result["echo"]["payload"] == "echo:" + "x" * 500, result
+    after = relay_metrics(host)
+    sent, received = (f'medinfra_turn_relayed_bytes_total{{direction="{d}"}}' for d in ("to_peers", "from_peers"))
+    # IP packets: the payload and at least the 28 bytes of IPv4 and UDP headers.
+    assert after[sent] >= before[sent] + 500 + 28, (before, after)
+    assert after[received] >= before[received] + 505 + 28, (before, after)
+
+
+# Runs on the client: allocations over TLS held open, in the order the quotas are proven, then one released and a
+# new one tried once the test has read the relay's metrics (it creates the release file).
+QUOTAS = r"""
+import importlib.util, json, os, sys, time
+spec = importlib.util.spec_from_file_location("medinfra_turn", sys.argv[1])
+t = importlib.util.module_from_spec(spec)
+sys.modules["medinfra_turn"] = t
+spec.loader.exec_module(t)
+request = json.loads(sys.argv[2])
+held, codes = [], {}
+
+def allocate(user):
+    relay = t.Relay(request["server"], 5349, "tls", request["ca_file"], request["server"])
+    outcome = t.outcome(relay.allocate(*request["users"][user]))
+    codes.setdefault(user, []).append(outcome["code"])
+    held.append(relay) if outcome["ok"] else relay.close()
+
+for user, times in (("first", 4), ("second", 3)):
+    for _ in range(times):
+        allocate(user)
+open(request["held_file"], "w").write(str(len(held)))
+deadline = time.monotonic() + 120
+while not os.path.exists(request["release_file"]) and time.monotonic() < deadline:
+    time.sleep(0.2)
+# coturn frees the quota when it deletes the released allocation, a moment after the release is answered.
+held[0].release()
+held[0].close()
+deadline = time.monotonic() + 15
+while codes.get("third", [486])[-1] == 486 and time.monotonic() < deadline:
+    time.sleep(0.5)
+    allocate("third")
+print(json.dumps(codes))
+"""
+
+
+def test_quotas_refuse_a_users_4th_and_the_6th_allocation_and_release_lets_one_in(host: Any, client: Any) -> None:
+    """user-quota 3 and total-quota 5 (converge.yml): 486 beyond either; the metrics count the 5 held."""
+    held_file, release_file = "/tmp/medinfra-quota.held", "/tmp/medinfra-quota.release"
+    client.check_output(f"rm -f {held_file} {release_file}")
+    users = {name: credentials(600, user=f"quota-{name}") for name in ("first", "second", "third")}
+    request = {"server": RELAY, "ca_file": CA, "users": users, "held_file": held_file, "release_file": release_file}
+    output: list[str] = []
+    # The probe's own allocation would take one of the five.
+    host.check_output("systemctl stop medinfra-turn-probe.timer medinfra-turn-probe.service")
+    try:
+        worker = threading.Thread(
+            target=lambda: output.append(python_in(client, QUOTAS, CLIENT_MODULE, json.dumps(request))))
+        worker.start()
+        for _ in range(300):
+            if client.file(held_file).exists or not worker.is_alive():
+                break
+            time.sleep(0.2)
+        held = relay_metrics(host)
+        client.check_output(f"touch {release_file}")
+        worker.join(timeout=60)
+    finally:
+        host.check_output("systemctl start medinfra-turn-probe.timer")
+    assert output, "the client's allocations did not finish"
+    codes = json.loads(output[0])
+    assert codes["first"] == [0, 0, 0, 486], codes  # the user's 4th
+    assert codes["second"] == [0, 0, 486], codes  # the 6th in all
+    assert held["medinfra_turn_allocations"] == 5, held
+    assert held["medinfra_turn_allocations_quota"] == 5, held
+    assert held['medinfra_turn_client_connections{transport="tls"}'] >= 5, held
+    # One released: a new user gets in (refused only until coturn has deleted the released allocation).
+    assert codes["third"][-1] == 0 and set(codes["third"][:-1]) <= {486}, codes
