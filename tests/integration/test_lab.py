@@ -1061,7 +1061,29 @@ def test_zones_reach_each_other_only_through_the_router(lab: str) -> None:
     assert reach("ws-01", "10.231.20.10", 443, timeout=5).returncode == 0
 
 
-# --- issue 26: lab netem (helper netem) ---
+# --- issue 26: TURN over TLS on 443 and the relay's metrics ---
+
+
+def test_patient_call_over_443_through_the_zone_firewall(turn_credentials: dict[str, Any]) -> None:
+    """The fallback URL comes last, and it works from the guest network: the zone firewall forwards 443 (the flow),
+    the relay redirects it to 5349, TLS 1.2 verified against the site CA, a real allocation."""
+    turn = TOPOLOGY.host("turn")
+    assert turn_credentials["urls"][-1] == f"turns:{turn.address}:443?transport=tcp"
+    result = turn_from("guest-01", turn_credentials["username"], turn_credentials["credential"], port=443)
+    assert result["tls_version"] == "TLSv1.2" and result["allocate"]["ok"], result
+
+
+def test_relay_metrics_are_written_for_the_node_exporter(lab: str) -> None:
+    read = lab_ssh("turn", "sudo systemctl start medinfra-turn-stats.service"
+                           " && cat /var/lib/prometheus/node-exporter/medinfra_turn_stats.prom")
+    assert read.returncode == 0, read.stderr
+    values = {name: float(value) for name, value in re.findall(r"^(medinfra_turn_\S+) (\S+)$", read.stdout, re.M)}
+    assert values["medinfra_turn_allocations_quota"] == 1200, values  # the role's default total quota
+    assert 0 <= values["medinfra_turn_allocations"] <= 1200, values
+    assert 'medinfra_turn_relayed_bytes_total{direction="to_peers"}' in values, values
+
+
+# --- issue 26: lab netem ---
 # Before the tests that break and remove the lab: these need the converged relay. Nothing here keeps state: the
 # zone is cleared in a finally.
 STUN_RTT = Path(__file__).with_name("stun_rtt.py").read_text(encoding="utf-8")
@@ -1132,26 +1154,3 @@ def test_lab_down_removes_what_it_made_and_nothing_else(lab: str) -> None:
         assert status.returncode == 1 and f"0/{HOSTS} hosts reachable" in status.stdout
     finally:
         podman("network", "rm", bystander)
-
-
-# ---------------------------------------------------------------- helper "relay" (issue 26): TURN over TLS on 443
-# and the relay's metrics. They need the lab up: place them before the lab teardown tests above when merging.
-
-
-def test_patient_call_over_443_through_the_zone_firewall(turn_credentials: dict[str, Any]) -> None:
-    """The fallback URL comes last, and it works from the guest network: the zone firewall forwards 443 (the flow),
-    the relay redirects it to 5349, TLS 1.2 verified against the site CA, a real allocation."""
-    turn = TOPOLOGY.host("turn")
-    assert turn_credentials["urls"][-1] == f"turns:{turn.address}:443?transport=tcp"
-    result = turn_from("guest-01", turn_credentials["username"], turn_credentials["credential"], port=443)
-    assert result["tls_version"] == "TLSv1.2" and result["allocate"]["ok"], result
-
-
-def test_relay_metrics_are_written_for_the_node_exporter(lab: str) -> None:
-    read = lab_ssh("turn", "sudo systemctl start medinfra-turn-stats.service"
-                           " && cat /var/lib/prometheus/node-exporter/medinfra_turn_stats.prom")
-    assert read.returncode == 0, read.stderr
-    values = {name: float(value) for name, value in re.findall(r"^(medinfra_turn_\S+) (\S+)$", read.stdout, re.M)}
-    assert values["medinfra_turn_allocations_quota"] == 1200, values  # the role's default total quota
-    assert 0 <= values["medinfra_turn_allocations"] <= 1200, values
-    assert 'medinfra_turn_relayed_bytes_total{direction="to_peers"}' in values, values
