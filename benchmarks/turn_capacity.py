@@ -3,7 +3,8 @@
 From the guest vantage host (guest-01) through the zone firewall to the relay (turn) and on to the media server's
 UDP echo (media-01, port 40001, role rtc_probe): for each transport and session count, the allocation rate,
 sessions allocated and held, loss, RTT p50/p95, jitter, and coturn's CPU (percent of one core) and peak resident
-memory on the relay host. The machine's other work shares its cores: compare runs, not single figures. Prints
+memory on the relay host, and the client's own CPU (near 100 % of its one thread, the figures measure the client,
+not the relay). The machine's other work shares its cores: compare runs, not single figures. Prints
 figures; asserts nothing about speed.
 Usage: `make turn-bench` with the lab up and converged (`make demo`, or `medinfra lab up` and
 `ansible-playbook -i inventories/lab --vault-password-file inventories/lab/.lab/vault-password playbooks/site.yml`).
@@ -26,6 +27,7 @@ COLUMNS = (
     ("refused", "refused", "{}"), ("loss %", "loss_ratio", "{:.2%}"), ("RTT p50 ms", "rtt_p50_seconds", "ms"),
     ("RTT p95 ms", "rtt_p95_seconds", "ms"), ("jitter ms", "jitter_seconds", "ms"),
     ("relay CPU %", "relay_cpu_percent", "{:.1f}"), ("relay RSS MiB", "relay_peak_rss_mib", "{:.1f}"),
+    ("client CPU %", "client_cpu_percent", "{:.1f}"),
 )
 
 

@@ -535,6 +535,7 @@ class Session:
     rtts: list[float] = field(default_factory=list)
     echoed: set[int] = field(default_factory=set)
     outbox: bytes = b""
+    waits_to_write: bool = False  # registered for EVENT_WRITE (while the outbox holds bytes)
     next_send: float = 0.0
 
     def summary(self, packets: int, rate: int) -> dict[str, Any]:
@@ -662,7 +663,8 @@ def stream_media(sessions: Sequence[Session], channel: int, seconds: float, rate
             if not sending and all(len(s.echoed) == s.sent for s in ready if not s.error):
                 break  # every echo is back: no need to wait out the grace period
             for session in ready:  # wait for writability only while a stream session has bytes queued
-                if session.relay is not None and not session.error:
+                if session.relay is not None and not session.error and session.waits_to_write != bool(session.outbox):
+                    session.waits_to_write = bool(session.outbox)
                     events = selectors.EVENT_READ | (selectors.EVENT_WRITE if session.outbox else 0)
                     selector.modify(session.relay.sock, events, session)
             due = min((s.next_send for s in sending), default=end)
@@ -702,8 +704,11 @@ def run_sessions(specs: Sequence[SessionSpec], seconds: float, rate: int, size: 
     for session in sessions:
         open_session(session, FIRST_CHANNEL)
     phase_seconds = time.monotonic() - phase_started
+    media_started, cpu_started = time.monotonic(), time.process_time()
     stream_media(sessions, FIRST_CHANNEL, seconds, rate, size)
     media_ended = time.time()
+    # This client's own CPU while streaming: near 100 % means the figures measure the client, not the relay.
+    media_cpu_percent = 100 * (time.process_time() - cpu_started) / max(time.monotonic() - media_started, 1e-9)
     for session in sessions:
         close_session(session)
     packets = round(seconds * rate)
@@ -712,6 +717,7 @@ def run_sessions(specs: Sequence[SessionSpec], seconds: float, rate: int, size: 
         "started": wall_started, "media_ended": media_ended,
         "allocation_phase_seconds": phase_seconds,
         "allocations_per_second": allocated / phase_seconds if phase_seconds > 0 else None,
+        "client_cpu_percent": media_cpu_percent,
         "sessions": [s.summary(packets, rate) for s in sessions],
         "transports": transport_summaries(sessions),
     }

@@ -148,6 +148,7 @@ def load_report(options: LoadOptions, relay: str, engine: Mapping[str, Any],
         "loss_ratio": transport.get("loss_ratio"), "rtt_p50_seconds": transport.get("rtt_p50"),
         "rtt_p95_seconds": transport.get("rtt_p95"), "jitter_seconds": transport.get("jitter"),
         "connect_p50_seconds": transport.get("connect_p50"),
+        "client_cpu_percent": engine.get("client_cpu_percent"),
         "relay_cpu_percent": figures["cpu_percent"], "relay_peak_rss_mib": figures["peak_rss_mib"],
         "relay_sampled_seconds": figures["sampled_seconds"], "relay_usage_error": usage.get("error"),
         "passed": allocated == options.sessions and held == options.sessions,
@@ -175,7 +176,8 @@ def report_text(report: Mapping[str, Any]) -> str:
         f", jitter {number(report['jitter_seconds'], 1000, 3, ' ms')}",
         f"relay: CPU {number(report['relay_cpu_percent'], 1, 1, ' %')} of one core, peak RSS "
         f"{number(report['relay_peak_rss_mib'], 1, 1, ' MiB')}"
-        + (f" ({report['relay_usage_error']})" if report["relay_usage_error"] else ""),
+        + (f" ({report['relay_usage_error']})" if report["relay_usage_error"] else "")
+        + f"; the client on {report['from']}: CPU {number(report['client_cpu_percent'], 1, 1, ' %')}",
         "PASS: every session allocated and held" if report["passed"] else "FAIL: not every session was held",
     ])
 
