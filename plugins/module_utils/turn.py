@@ -538,6 +538,13 @@ class Session:
     waits_to_write: bool = False  # registered for EVENT_WRITE (while the outbox holds bytes)
     next_send: float = 0.0
 
+    @property
+    def connection(self) -> Relay:
+        """The session's connection to the relay (TurnError before one was made)."""
+        if self.relay is None:
+            raise TurnError("the session has no connection to the relay")
+        return self.relay
+
     def summary(self, packets: int, rate: int) -> dict[str, Any]:
         held_from = packets - max(round(HELD_WINDOW_SECONDS * rate), 1)
         return {
@@ -579,8 +586,7 @@ def open_session(session: Session, channel: int) -> None:
 
 def read_frames(session: Session) -> list[Frame]:
     """Everything readable now on a non-blocking relay socket, as frames; raises TurnError when it closed."""
-    relay = session.relay
-    assert relay is not None
+    relay = session.connection
     frames: list[Frame] = []
     while True:
         try:
@@ -598,8 +604,7 @@ def read_frames(session: Session) -> list[Frame]:
 
 def flush(session: Session) -> None:
     """Send what fits of a stream session's queued frames (a TLS write is retried with the same bytes)."""
-    relay = session.relay
-    assert relay is not None
+    relay = session.connection
     while session.outbox:
         try:
             written = relay.sock.send(session.outbox[:16384])
@@ -609,8 +614,7 @@ def flush(session: Session) -> None:
 
 
 def send_media(session: Session, channel: int, size: int) -> None:
-    relay = session.relay
-    assert relay is not None
+    relay = session.connection
     session.last_sequence += 1
     frame = channel_data(channel, media_packet(session.last_sequence, time.monotonic(), size), relay.stream)
     session.sent += 1
@@ -644,10 +648,9 @@ def stream_media(sessions: Sequence[Session], channel: int, seconds: float, rate
     selector = selectors.DefaultSelector()
     start = time.monotonic() + 0.01
     for number, session in enumerate(ready):
-        assert session.relay is not None
-        session.relay.sock.setblocking(False)
+        session.connection.sock.setblocking(False)
         session.next_send = start + interval * number / max(len(ready), 1)
-        selector.register(session.relay.sock, selectors.EVENT_READ, session)
+        selector.register(session.connection.sock, selectors.EVENT_READ, session)
     end = start + packets * interval + grace
     try:
         while (now := time.monotonic()) < end:
@@ -658,15 +661,15 @@ def stream_media(sessions: Sequence[Session], channel: int, seconds: float, rate
                         send_media(session, channel, size)
                     except (OSError, TurnError) as exc:
                         session.error = failure(exc)
-                        selector.unregister(session.relay.sock)  # type: ignore[union-attr]
+                        selector.unregister(session.connection.sock)
                     session.next_send += interval
             if not sending and all(len(s.echoed) == s.sent for s in ready if not s.error):
                 break  # every echo is back: no need to wait out the grace period
             for session in ready:  # wait for writability only while a stream session has bytes queued
-                if session.relay is not None and not session.error and session.waits_to_write != bool(session.outbox):
+                if not session.error and session.waits_to_write != bool(session.outbox):
                     session.waits_to_write = bool(session.outbox)
                     events = selectors.EVENT_READ | (selectors.EVENT_WRITE if session.outbox else 0)
-                    selector.modify(session.relay.sock, events, session)
+                    selector.modify(session.connection.sock, events, session)
             due = min((s.next_send for s in sending), default=end)
             for key, events in selector.select(max(min(due, end) - time.monotonic(), 0)):
                 session = key.data
