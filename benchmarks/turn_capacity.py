@@ -71,7 +71,7 @@ def main() -> int:
             run = medinfra("turn", "loadtest", "-i", str(args.inventory), "--from", args.vantage, "--sessions",
                            str(sessions), "--duration", str(args.duration), "--transport", transport,
                            "--vault-password-file", str(vault), "--format", "json")
-            if run.returncode not in (0, 1):
+            if run.returncode not in (0, 1) or not run.stdout.strip():  # 1 with no report: the engine did not run
                 print(f"{transport} x {sessions}: the loadtest did not run (exit {run.returncode}): "
                       f"{run.stderr.strip()[-1000:]}\nIs the lab converged (the relay, and the media server's echo "
                       "on port 40001 from role rtc_probe)?", file=sys.stderr)
@@ -82,8 +82,9 @@ def main() -> int:
     print(table(rows))
     refused = [r for r in rows if r["refused"]]
     for row in refused:
-        print(f"{row['transport']} x {row['sessions']}: refused from session {row['first_refused']} "
-              f"({row['first_refused_code']} {row['first_refused_reason']})")
+        code = f"{row['first_refused_code']} " if row["first_refused_code"] else ""
+        print(f"{row['transport']} x {row['sessions']}: not allocated from session {row['first_refused']} "
+              f"({code}{row['first_refused_reason']})")
     if any(row["held"] == 0 for row in rows):
         print("no session held: is the media server's UDP echo on port 40001 running (role rtc_probe)?")
     return 0

@@ -685,13 +685,21 @@ def stream_media(sessions: Sequence[Session], channel: int, seconds: float, rate
         selector.close()
 
 
+# Releasing is best effort (the relay frees an allocation at its lifetime's end anyway): a short wait for each.
+RELEASE_TIMEOUT = 1.0
+
+
 def close_session(session: Session) -> None:
-    """Release the allocation (best effort: the relay frees it at the lifetime's end anyway) and close."""
+    """Finish sending a stream's queued media (a STUN request after half a ChannelData frame would break the
+    stream's framing), release the allocation and close."""
     if session.relay is None:
         return
     try:
         if session.allocated and not session.error:
-            session.relay.sock.settimeout(session.relay.timeout)
+            session.relay.sock.settimeout(RELEASE_TIMEOUT)
+            session.relay.sock.sendall(session.outbox)
+            session.outbox = b""
+            session.relay.timeout = RELEASE_TIMEOUT
             session.relay.release()
     except (OSError, TurnError):
         pass
@@ -704,14 +712,22 @@ def run_sessions(specs: Sequence[SessionSpec], seconds: float, rate: int, size: 
     release them. Returns the allocation phase's figures, each session's summary and the summary per transport."""
     sessions = [Session(spec) for spec in specs]
     phase_started, wall_started = time.monotonic(), time.time()
-    for session in sessions:
+    unreachable = ""
+    for number, session in enumerate(sessions, start=1):
+        if unreachable:
+            session.error = f"not tried: {unreachable}"
+            continue
         open_session(session, FIRST_CHANNEL)
+        if not session.allocated and not session.code:
+            # No answer at all, not a refusal: every later session would wait out the same timeout.
+            unreachable = f"session {number} could not reach {session.spec.server}:{session.spec.port}"
     phase_seconds = time.monotonic() - phase_started
     media_started, cpu_started = time.monotonic(), time.process_time()
     stream_media(sessions, FIRST_CHANNEL, seconds, rate, size)
     media_ended = time.time()
     # This client's own CPU while streaming: near 100 % means the figures measure the client, not the relay.
-    media_cpu_percent = 100 * (time.process_time() - cpu_started) / max(time.monotonic() - media_started, 1e-9)
+    media_seconds = time.monotonic() - media_started
+    media_cpu_percent = 100 * (time.process_time() - cpu_started) / media_seconds if media_seconds >= 1 else None
     for session in sessions:
         close_session(session)
     packets = round(seconds * rate)

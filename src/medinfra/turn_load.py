@@ -161,9 +161,10 @@ def number(value: Any, scale: float = 1.0, digits: int = 1, unit: str = "") -> s
 
 
 def report_text(report: Mapping[str, Any]) -> str:
+    code = f"{report['first_refused_code']} " if report["first_refused_code"] else ""
     refused = ("none refused" if not report["refused"] else
-               f"{report['refused']} refused from session {report['first_refused']} "
-               f"({report['first_refused_code']} {report['first_refused_reason']})")
+               f"{report['refused']} not allocated from session {report['first_refused']} "
+               f"({code}{report['first_refused_reason']})")
     users = "one user" if report["one_user"] else "a user each"
     return "\n".join([
         f"loadtest of {report['relay']} from {report['from']}: {report['sessions']} sessions over "

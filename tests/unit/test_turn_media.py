@@ -124,6 +124,19 @@ def test_a_response_arriving_after_media_is_found_behind_the_channel_data(transp
             relay.close()
 
 
+def test_once_a_session_cannot_reach_the_relay_the_rest_are_not_tried() -> None:
+    """A relay that does not answer would cost every later session the same timeout: one try, then a reason."""
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, never listening: connections are refused
+        spec = turn.SessionSpec("turn", "127.0.0.1", port, "tcp", "", "", "1:u", "p", "127.0.0.1", 40001)
+        result = turn.run_sessions([spec] * 3, 1, 50, 100)
+    errors = [s["error"] for s in result["sessions"]]
+    assert errors[0].startswith("ConnectionRefusedError"), errors
+    assert errors[1:] == [f"not tried: session 1 could not reach 127.0.0.1:{port}"] * 2
+    assert [s["allocated"] for s in result["sessions"]] == [False] * 3 and result["client_cpu_percent"] is None
+
+
 def test_channel_bind_carries_the_channel_number_and_the_peer() -> None:
     transaction = secrets.token_bytes(12)
     request = turn.Message(turn.CHANNEL_BIND | turn.REQUEST, transaction,
@@ -330,7 +343,7 @@ def test_the_report_names_the_first_refused_session_and_its_code() -> None:
     assert report["first_refused_code"] == 486 and not report["passed"]
     assert report["relay_cpu_percent"] == pytest.approx(10.0) and report["relay_peak_rss_mib"] == 22.0
     text = report_text(report)
-    assert "2 refused from session 13 (486 Allocation Quota Reached)" in text
+    assert "2 not allocated from session 13 (486 Allocation Quota Reached)" in text
     assert "RTT p50 0.40 ms, p95 0.90 ms" in text and text.endswith("FAIL: not every session was held")
 
 
