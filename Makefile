@@ -10,7 +10,7 @@ PYTHON ?= python3
 INVENTORY ?= inventories/lab
 
 .PHONY: demo test test-unit test-integration lint deps apt venv lab-up lab-down scale-bench hardening-bench audit-bench \
-	report-bench sla-bench lynis-bench collector-bench topology-bench lab-bench converge-bench clean ee
+	report-bench sla-bench lynis-bench collector-bench topology-bench lab-bench converge-bench turn-bench clean ee
 
 DEMO_KEY := .cache/demo-keys/audit
 # `medinfra lab up` writes the lab's secrets vault-encrypted, with this password file.
@@ -127,6 +127,11 @@ audit-bench: deps
 ## Lynis beside medinfra on a hardened and the legacy lab host (the lab up): agreement and the table.
 lynis-bench: deps
 	python benchmarks/lynis_agreement.py
+
+## TURN relay capacity (the lab up and converged): `medinfra turn loadtest` of 10, 50 and 100 sessions from guest-01,
+## over UDP and TLS: allocations/s, sessions held, loss, RTT, jitter, coturn's CPU and memory.
+turn-bench: deps
+	python benchmarks/turn_capacity.py
 
 ## The collector's CPU time on a lab host (the lab up): this checkout beside the one before the effective-state audit.
 collector-bench: deps

@@ -552,6 +552,16 @@ def cmd_turn_credentials(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_turn_loadtest(args: argparse.Namespace) -> int:
+    from medinfra.turn_load import LoadOptions, report_text, run_loadtest
+
+    options = LoadOptions(args.inventory, args.vantage, args.sessions, args.duration, args.rate, args.transport,
+                          args.one_user, args.relay, args.vault_password_file, args.peer, args.peer_port)
+    report = run_loadtest(options)
+    print(json.dumps(report, indent=1) if args.format == "json" else report_text(report))
+    return 0 if report["passed"] else 1
+
+
 def cmd_segmentation_verify(args: argparse.Namespace) -> int:
     from medinfra.audit.pyinfra_transport import collect_all, quiet_hub
     from medinfra.audit.targets import load_targets
@@ -1028,6 +1038,33 @@ def build_parser() -> argparse.ArgumentParser:
     credentials.add_argument("--relay", help="one relay host (default: every host with the turn_relay service)")
     credentials.add_argument("--vault-password-file", type=Path, help=VAULT_HELP)
     credentials.set_defaults(handler=cmd_turn_credentials)
+    loadtest = turn_commands.add_parser(
+        "loadtest",
+        help="many media sessions through a relay at once: allocations/s, refusals, loss, RTT, relay CPU and memory",
+        description="Mints short-lived credentials from the relay's vaulted secret, runs the TURN client's media "
+        "engine on --from (credentials on stdin, never argv) against the media server's UDP echo, and samples "
+        "coturn's CPU time and memory on the relay host meanwhile. Exit 0 when every session was allocated and "
+        "held to the end, 1 otherwise, 2 for bad input.",
+    )
+    loadtest.add_argument("-i", "--inventory", type=Path, default=DEFAULT_INVENTORY,
+                          help="inventory directory holding hospital.yml")
+    loadtest.add_argument("--from", dest="vantage", required=True, metavar="HOST",
+                          help="the inventory host the sessions start from (a patient's or clinician's network)")
+    loadtest.add_argument("--sessions", type=int, required=True, metavar="N", help="sessions at once (1 to 500)")
+    loadtest.add_argument("--duration", type=int, required=True, metavar="SECONDS",
+                          help="seconds of media on each session (1 to 300)")
+    loadtest.add_argument("--rate", type=int, default=50, help="packets a second per session (default: 50)")
+    loadtest.add_argument("--transport", choices=("udp", "tcp", "tls"), default="udp",
+                          help="how the sessions reach the relay (default: udp)")
+    loadtest.add_argument("--one-user", action="store_true",
+                          help="every session with the same TURN user (the relay's per-user quota applies)")
+    loadtest.add_argument("--relay", help="the relay host (default: the one host with the turn_relay service)")
+    loadtest.add_argument("--peer", metavar="HOST",
+                          help="the echoing peer (default: the one host with the media_server service)")
+    loadtest.add_argument("--peer-port", type=int, default=40001, help="the peer's UDP echo port (default: 40001)")
+    loadtest.add_argument("--vault-password-file", type=Path, help=VAULT_HELP)
+    loadtest.add_argument("--format", choices=FORMATS, default="text", help="text for people, or one JSON document")
+    loadtest.set_defaults(handler=cmd_turn_loadtest)
 
     report = commands.add_parser(
         "report",
