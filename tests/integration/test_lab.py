@@ -1083,6 +1083,64 @@ def test_relay_metrics_are_written_for_the_node_exporter(lab: str) -> None:
     assert 'medinfra_turn_relayed_bytes_total{direction="to_peers"}' in values, values
 
 
+# --- issue 26: media probe and loadtest ---
+# Media through the relay to the media server's permanent UDP echo (role rtc_probe, port 40001, identical bytes back).
+MEDIA_ECHO_PORT = 40001
+MEDIA_CLIENT = TURN_CLIENT.replace("m.exercise(", "m.media_exercise(")
+
+
+def turn_loadtest(*options: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    result = medinfra("turn", "loadtest", "-i", str(INVENTORY), "--from", "guest-01", "--duration", "3",
+                      "--format", "json", "--vault-password-file", str(INVENTORY / ".lab" / "vault-password"),
+                      *options)
+    assert result.returncode in (0, 1), result.stdout[-2000:] + result.stderr[-2000:]
+    return result, dict(json.loads(result.stdout))
+
+
+def test_media_from_a_clinical_workstation_over_udp_tcp_and_tls(lab: str, turn_secret: str) -> None:
+    """The media probe's measurement from ws-01 (request on stdin): every transport allocates, binds a channel and
+    gets its 150 packets echoed; the figures are real measurements, not placeholders."""
+    relay, media = str(TOPOLOGY.host("turn").address), str(TOPOLOGY.host("media-01").address)
+    username, password = turn_module().rest_credentials(turn_secret, 600, "medinfra-rtc-probe-ws-01")
+    request = {"relays": [{"name": "turn", "address": relay, "server_name": relay,
+                           "transports": [{"transport": "udp", "port": 3478}, {"transport": "tcp", "port": 3478},
+                                          {"transport": "tls", "port": 5349}]}],
+               "ca_file": "/etc/medinfra/pki/ca.crt", "username": username, "password": password,
+               "peer": {"address": media, "port": MEDIA_ECHO_PORT}, "seconds": 3, "rate": 50, "size": 1000}
+    result = subprocess.run(
+        ["ssh", "-F", str(SSH_CONFIG), "ws-01", "python3", "-c", shlex.quote(MEDIA_CLIENT)],
+        input=json.dumps({"module": hostside_source("turn.py"), "request": request}),
+        capture_output=True, text=True, check=False, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    measured = json.loads(result.stdout)
+    assert [(s["transport"], s["ready"], s["error"]) for s in measured["sessions"]] == [
+        ("udp", True, ""), ("tcp", True, ""), ("tls", True, "")], measured
+    for session in measured["sessions"]:
+        assert session["sent"] == 150 and session["loss_ratio"] < 0.01 and session["held"], session
+        assert 0 < session["connect_seconds"] < 5 and 0 < session["rtt_p50"] <= session["rtt_p95"], session
+        assert session["jitter"] is not None, session
+    assert measured["credentials_expiry"] == int(username.split(":")[0])
+
+
+def test_loadtest_of_20_sessions_from_the_guest_network_holds_them_all(lab: str) -> None:
+    result, report = turn_loadtest("--sessions", "20")
+    assert result.returncode == 0, report
+    assert (report["allocated"], report["held"], report["refused"]) == (20, 20, 0), report
+    assert report["loss_ratio"] < 0.01, report
+    assert report["allocations_per_second"] > 0 and report["relay_peak_rss_mib"] > 0, report
+    assert report["relay_cpu_percent"] is not None, report
+
+
+def test_loadtest_with_one_user_is_stopped_by_the_per_user_quota_at_session_13(lab: str) -> None:
+    """rtc_relay_user_quota is 12: one TURN user gets 12 allocations, the 13th and 14th get 486."""
+    result, report = turn_loadtest("--sessions", "14", "--one-user")
+    assert result.returncode == 1, report
+    assert (report["allocated"], report["first_refused"], report["first_refused_code"]) == (12, 13, 486), report
+    assert [s["code"] for s in report["session_results"][12:]] == [486, 486]
+    assert report["held"] == 12 and report["loss_ratio"] < 0.01, report
+
+
 # --- issue 26: lab netem ---
 # Before the tests that break and remove the lab: these need the converged relay. Nothing here keeps state: the
 # zone is cleared in a finally.
@@ -1154,61 +1212,3 @@ def test_lab_down_removes_what_it_made_and_nothing_else(lab: str) -> None:
         assert status.returncode == 1 and f"0/{HOSTS} hosts reachable" in status.stdout
     finally:
         podman("network", "rm", bystander)
-
-
-# --- issue 26: media probe and loadtest (helper media) ---
-# Media through the relay to the media server's permanent UDP echo (role rtc_probe, port 40001, identical bytes back).
-MEDIA_ECHO_PORT = 40001
-MEDIA_CLIENT = TURN_CLIENT.replace("m.exercise(", "m.media_exercise(")
-
-
-def turn_loadtest(*options: str) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
-    result = medinfra("turn", "loadtest", "-i", str(INVENTORY), "--from", "guest-01", "--duration", "3",
-                      "--format", "json", "--vault-password-file", str(INVENTORY / ".lab" / "vault-password"),
-                      *options)
-    assert result.returncode in (0, 1), result.stdout[-2000:] + result.stderr[-2000:]
-    return result, dict(json.loads(result.stdout))
-
-
-def test_media_from_a_clinical_workstation_over_udp_tcp_and_tls(lab: str, turn_secret: str) -> None:
-    """The media probe's measurement from ws-01 (request on stdin): every transport allocates, binds a channel and
-    gets its 150 packets echoed; the figures are real measurements, not placeholders."""
-    relay, media = str(TOPOLOGY.host("turn").address), str(TOPOLOGY.host("media-01").address)
-    username, password = turn_module().rest_credentials(turn_secret, 600, "medinfra-rtc-probe-ws-01")
-    request = {"relays": [{"name": "turn", "address": relay, "server_name": relay,
-                           "transports": [{"transport": "udp", "port": 3478}, {"transport": "tcp", "port": 3478},
-                                          {"transport": "tls", "port": 5349}]}],
-               "ca_file": "/etc/medinfra/pki/ca.crt", "username": username, "password": password,
-               "peer": {"address": media, "port": MEDIA_ECHO_PORT}, "seconds": 3, "rate": 50, "size": 1000}
-    result = subprocess.run(
-        ["ssh", "-F", str(SSH_CONFIG), "ws-01", "python3", "-c", shlex.quote(MEDIA_CLIENT)],
-        input=json.dumps({"module": hostside_source("turn.py"), "request": request}),
-        capture_output=True, text=True, check=False, timeout=120,
-    )
-    assert result.returncode == 0, result.stderr
-    measured = json.loads(result.stdout)
-    assert [(s["transport"], s["ready"], s["error"]) for s in measured["sessions"]] == [
-        ("udp", True, ""), ("tcp", True, ""), ("tls", True, "")], measured
-    for session in measured["sessions"]:
-        assert session["sent"] == 150 and session["loss_ratio"] < 0.01 and session["held"], session
-        assert 0 < session["connect_seconds"] < 5 and 0 < session["rtt_p50"] <= session["rtt_p95"], session
-        assert session["jitter"] is not None, session
-    assert measured["credentials_expiry"] == int(username.split(":")[0])
-
-
-def test_loadtest_of_20_sessions_from_the_guest_network_holds_them_all(lab: str) -> None:
-    result, report = turn_loadtest("--sessions", "20")
-    assert result.returncode == 0, report
-    assert (report["allocated"], report["held"], report["refused"]) == (20, 20, 0), report
-    assert report["loss_ratio"] < 0.01, report
-    assert report["allocations_per_second"] > 0 and report["relay_peak_rss_mib"] > 0, report
-    assert report["relay_cpu_percent"] is not None, report
-
-
-def test_loadtest_with_one_user_is_stopped_by_the_per_user_quota_at_session_13(lab: str) -> None:
-    """rtc_relay_user_quota is 12: one TURN user gets 12 allocations, the 13th and 14th get 486."""
-    result, report = turn_loadtest("--sessions", "14", "--one-user")
-    assert result.returncode == 1, report
-    assert (report["allocated"], report["first_refused"], report["first_refused_code"]) == (12, 13, 486), report
-    assert [s["code"] for s in report["session_results"][12:]] == [486, 486]
-    assert report["held"] == 12 and report["loss_ratio"] < 0.01, report
