@@ -47,7 +47,7 @@ def rtc_probe_config(
             credentials,
             ca_file=str(options["ca_file"]),
             echo_port=int(options["echo_port"]),
-            seconds=float(options["seconds"]),
+            seconds=int(options["seconds"]),
             rate=int(options["rate"]),
             size=int(options["size"]),
         )

@@ -25,6 +25,7 @@ from medinfra.monitoring.rtc_probe import (
 )
 from medinfra.topology.load import load_topology
 from medinfra.topology.model import Topology
+from medinfra.turn import turn_module
 from tests.conftest import LAB_TOPOLOGY
 
 LAB = load_topology(LAB_TOPOLOGY)
@@ -108,12 +109,18 @@ def test_filter_writes_the_probe_s_configuration_with_minted_credentials() -> No
                                  "transports": [{"transport": "udp", "port": 3478},
                                                 {"transport": "tls", "port": 5349}]}]
     assert config["peer"] == {"address": str(LAB.host("media-01").address), "port": 40001}
+    # Whole numbers, as the probe demands (3.0 would be refused).
+    assert [type(config[key]) for key in ("seconds", "rate", "size")] == [int, int, int]
     assert (config["seconds"], config["rate"], config["size"]) == (3, 50, 1000)
     assert plan["expiry"] == credential_expiry(NOW, 14)
     assert config["username"] == f"{plan['expiry']}:medinfra-rtc-probe-guest-01"
     expected = hmac.new(SECRET.encode(), config["username"].encode(), hashlib.sha1).digest()
     assert base64.b64decode(config["password"]) == expected
     assert SECRET not in repr(plan)
+    # The probe on the host accepts it as it is: one session per relay port.
+    specs, figures = turn_module().media_specs(config)
+    assert [(spec.transport, spec.port) for spec in specs] == [("udp", 3478), ("tls", 5349)]
+    assert figures == {"seconds": 3, "rate": 50, "size": 1000}
     assert plan["skipped"] == ["tcp to turn:3478: no tcp flow from guest-01"]
 
 

@@ -80,7 +80,7 @@ def probe_config(
     *,
     ca_file: str,
     echo_port: int,
-    seconds: float,
+    seconds: int,
     rate: int,
     size: int,
 ) -> tuple[dict[str, Any], list[str]]:
