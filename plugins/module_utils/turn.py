@@ -712,15 +712,18 @@ def run_sessions(specs: Sequence[SessionSpec], seconds: float, rate: int, size: 
     release them. Returns the allocation phase's figures, each session's summary and the summary per transport."""
     sessions = [Session(spec) for spec in specs]
     phase_started, wall_started = time.monotonic(), time.time()
-    unreachable = ""
+    # Relay ports that gave no answer at all, not a refusal: every later session to the same port and transport would
+    # wait out the same timeout. Other ports are still tried (UDP blocked, TLS on 443 let through).
+    unreachable: dict[tuple[str, int, str], str] = {}
     for number, session in enumerate(sessions, start=1):
-        if unreachable:
-            session.error = f"not tried: {unreachable}"
+        endpoint = (session.spec.server, session.spec.port, session.spec.transport)
+        if endpoint in unreachable:
+            session.error = f"not tried: {unreachable[endpoint]}"
             continue
         open_session(session, FIRST_CHANNEL)
         if not session.allocated and not session.code:
-            # No answer at all, not a refusal: every later session would wait out the same timeout.
-            unreachable = f"session {number} could not reach {session.spec.server}:{session.spec.port}"
+            spec = session.spec
+            unreachable[endpoint] = f"session {number} could not reach {spec.server}:{spec.port} over {spec.transport}"
     phase_seconds = time.monotonic() - phase_started
     media_started, cpu_started = time.monotonic(), time.process_time()
     stream_media(sessions, FIRST_CHANNEL, seconds, rate, size)

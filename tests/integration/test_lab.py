@@ -25,6 +25,7 @@ import yaml
 from ansible.parsing.vault import VaultLib, VaultSecret
 
 from medinfra.compliance.catalog import load_catalog
+from medinfra.lab import netem
 from medinfra.lab.plan import LABEL
 from medinfra.lab.podman import podman, podman_json
 from medinfra.monitoring.interfaces import interface_targets
@@ -1139,6 +1140,113 @@ def test_loadtest_with_one_user_is_stopped_by_the_per_user_quota_at_session_13(l
     assert (report["allocated"], report["first_refused"], report["first_refused_code"]) == (12, 13, 486), report
     assert [s["code"] for s in report["session_results"][12:]] == [486, 486]
     assert report["held"] == 12 and report["loss_ratio"] < 0.01, report
+
+
+# --- issue 26: what a doctor feels through the relay, from the vantages, on a weak network ---
+PROBE_TEXTFILE = "/var/lib/prometheus/node-exporter/medinfra_rtc.prom"
+PROBE_CONFIG = "/etc/medinfra/rtc-probe/probe.json"
+# What the guest vantage measures when its zone's network is poor: its budgets are 300 ms, 2 %, 30 ms and 1 s.
+MEDIA_ALERTS = {"RtcRoundTripSlow", "RtcPacketLoss", "RtcJitterHigh", "RtcTlsConnectSlow"}
+METRIC_LINE = re.compile(r'^(medinfra_rtc_\w+)(?:\{(.*)\})? (\S+)$', re.M)
+
+
+def probe_series(text: str) -> dict[tuple[str, str, str, str], float]:
+    """(metric, transport, port, quantile) -> value of a probe's textfile."""
+    found = {}
+    for name, labels, value in METRIC_LINE.findall(text):
+        tags = dict(re.findall(r'(\w+)="([^"]*)"', labels))
+        found[name, tags.get("transport", ""), tags.get("port", ""), tags.get("quantile", "")] = float(value)
+    return found
+
+
+def probe_now(host: str) -> dict[tuple[str, str, str, str], float]:
+    """The vantage's probe, run now by its own unit with its own credentials, as the node exporter serves it."""
+    read = lab_ssh(host, f"sudo systemctl start medinfra-rtc-probe.service; sudo cat {PROBE_TEXTFILE}")
+    assert read.returncode == 0, read.stderr
+    return probe_series(read.stdout)
+
+
+def measure_from(host: str, **changes: Any) -> dict[tuple[str, int], dict[str, Any]]:
+    """The probe's measurement on ``host`` with its installed configuration and credentials, changed as given
+    (longer, faster, fewer transports), read on stdin by the installed probe: (transport, port) -> session."""
+    edit = ("import json, sys; c = json.load(open(sys.argv[1])); c.update(json.loads(sys.argv[2]));"
+            " keep = c.pop('keep', None);"
+            " c['relays'] = [dict(r, transports=[t for t in r['transports'] if keep is None or [t['transport'],"
+            " t['port']] in keep]) for r in c['relays']]; print(json.dumps(c))")
+    command = (f"sudo python3 -c {shlex.quote(edit)} {PROBE_CONFIG} {shlex.quote(json.dumps(changes))}"
+               " | /usr/local/lib/medinfra/medinfra-turn-probe media-exercise")
+    result = lab_ssh(host, command)
+    assert result.returncode == 0, result.stderr
+    measured = json.loads(result.stdout)
+    assert "error" not in measured, measured
+    return {(s["transport"], int(s["port"])): s for s in measured["sessions"]}
+
+
+def media_alerts(state: str) -> set[str]:
+    query = f'ALERTS{{alertname=~"Rtc.*",instance="guest-01",alertstate="{state}"}}'
+    return {s["metric"]["alertname"] for s in prometheus_series(query)}
+
+
+def test_each_vantage_measures_every_transport_its_zone_may_use(lab: str) -> None:
+    clinical, guest = probe_now("ws-01"), probe_now("guest-01")
+    success = "medinfra_rtc_probe_success"
+    # The clinical zone may use TURN over UDP, TCP and TLS; the guest zone over UDP, TLS and TLS on 443, not TCP.
+    assert {(t, p) for (m, t, p, _), v in clinical.items() if m == success and v == 1} == {
+        ("udp", "3478"), ("tcp", "3478"), ("tls", "5349")}, clinical
+    assert {(t, p) for (m, t, p, _), v in guest.items() if m == success and v == 1} == {
+        ("udp", "3478"), ("tls", "5349"), ("tls", "443")}, guest
+    assert not [key for key in guest if key[1:3] == ("tcp", "3478")]  # never probed into the firewall
+    for figures in (clinical, guest):
+        rtts = [v for (m, _, _, q), v in figures.items() if m == "medinfra_rtc_rtt_seconds" and q == "0.5"]
+        assert rtts and all(0 < rtt < 0.1 for rtt in rtts), figures
+        assert figures["medinfra_rtc_probe_credentials_expiry_timestamp_seconds", "", "", ""] > time.time() + 7 * 86400
+
+
+def test_the_443_fallback_works_when_the_guest_zone_may_only_use_https(lab: str) -> None:
+    """The zone firewall drops the guest zone's UDP and its TCP to 3478 and 5349 (a table of the test's own, ahead
+    of the segmentation's): only TURN over TLS on 443 still gets media through."""
+    guest, relay = TOPOLOGY.zone("guest").network, TOPOLOGY.host("turn").address
+    block = (f"table inet medinfra_test_https_only {{\n chain forward {{\n type filter hook forward priority -10;\n"
+             f" ip saddr {guest} ip daddr {relay} meta l4proto udp drop\n"
+             f" ip saddr {guest} ip daddr {relay} tcp dport {{ 3478, 5349 }} drop\n }}\n}}\n")
+    added = in_container("fw", f"printf %s {shlex.quote(block)} | nft -f -")
+    assert added.returncode == 0, added.stderr
+    try:
+        sessions = measure_from("guest-01", seconds=2)
+    finally:
+        removed = in_container("fw", "nft delete table inet medinfra_test_https_only")
+    assert removed.returncode == 0, removed.stderr
+    assert {key: bool(s["held"]) and s["echoed"] > 0 for key, s in sessions.items()} == {
+        ("udp", 3478): False, ("tls", 5349): False, ("tls", 443): True}, sessions
+    assert sessions["tls", 443]["loss_ratio"] < 0.05, sessions["tls", 443]
+
+
+def test_probe_figures_follow_a_weak_network_and_its_alerts_fire_and_clear(lab: str) -> None:
+    topology_file = INVENTORY / "hospital.yml"
+    baseline = measure_from("guest-01", keep=[["udp", 3478]], seconds=5, rate=100)["udp", 3478]
+    assert baseline["loss_ratio"] < 0.01 and baseline["rtt_p50"] < 0.02, baseline
+    try:
+        applied = netem.apply(topology_file, "guest", netem.Impairment(200, 50, 5))
+        assert not applied.problems, applied.problems
+        # 2000 packets: 3-8 % of them lost has probability 1 - 2e-5 at 5 %; the median of 1900 normal draws around
+        # 200 ms strays ~1.5 ms; RFC 3550 jitter of a 50 ms deviation is about 56 ms.
+        weak = measure_from("guest-01", keep=[["udp", 3478]], seconds=20, rate=100)["udp", 3478]
+        assert 0.18 <= weak["rtt_p50"] <= 0.26, weak
+        assert 0.03 <= weak["loss_ratio"] <= 0.08, weak
+        assert weak["jitter"] > 0.03 > baseline["jitter"], (weak, baseline)
+        # Beyond every budget, the alerts fire (two probes in a row, 30 s apart in the lab, then Prometheus' for).
+        stronger = netem.apply(topology_file, "guest", netem.Impairment(400, 100, 15))
+        assert not stronger.problems, stronger.problems
+        took = wait_for("the media alerts firing", lambda: media_alerts("firing") >= MEDIA_ALERTS, 360)
+        print(f"media alerts firing {took:.0f} s after the impairment")
+        notified = monitoring_api(f"https://{MONITOR.address}:9093/api/v2/alerts?filter=team%3D%22network%22")
+        reached = {a["labels"]["alertname"]: {r["name"] for r in a["receivers"]} for a in notified}
+        assert all("network" in reached.get(name, set()) for name in MEDIA_ALERTS), reached
+    finally:
+        cleared = netem.clear(topology_file, "guest")
+    assert cleared.impairment == netem.Impairment(0, 0, 0), cleared
+    took = wait_for("the media alerts clearing", lambda: not media_alerts("firing") | media_alerts("pending"), 300)
+    print(f"media alerts cleared {took:.0f} s after the impairment")
 
 
 # --- issue 26: lab netem ---

@@ -133,8 +133,20 @@ def test_once_a_session_cannot_reach_the_relay_the_rest_are_not_tried() -> None:
         result = turn.run_sessions([spec] * 3, 1, 50, 100)
     errors = [s["error"] for s in result["sessions"]]
     assert errors[0].startswith("ConnectionRefusedError"), errors
-    assert errors[1:] == [f"not tried: session 1 could not reach 127.0.0.1:{port}"] * 2
+    assert errors[1:] == [f"not tried: session 1 could not reach 127.0.0.1:{port} over tcp"] * 2
     assert [s["allocated"] for s in result["sessions"]] == [False] * 3 and result["client_cpu_percent"] is None
+
+
+def test_a_port_that_does_not_answer_does_not_stop_the_other_ports() -> None:
+    """UDP blocked, TLS on 443 let through: each relay port is tried on its own."""
+    with socket.socket() as closed, socket.socket() as other:
+        closed.bind(("127.0.0.1", 0))
+        other.bind(("127.0.0.1", 0))
+        ports = closed.getsockname()[1], other.getsockname()[1]
+        specs = [turn.SessionSpec("turn", "127.0.0.1", port, "tcp", "", "", "1:u", "p", "127.0.0.1", 40001)
+                 for port in ports]
+        result = turn.run_sessions(specs, 1, 50, 100)
+    assert [s["error"].split(":")[0] for s in result["sessions"]] == ["ConnectionRefusedError"] * 2, result
 
 
 def test_channel_bind_carries_the_channel_number_and_the_peer() -> None:
