@@ -38,6 +38,8 @@ MAGIC_COOKIE = 0x2112A442
 HEADER = struct.Struct("!HHI12s")
 FINGERPRINT_XOR = 0x5354554E
 TIMEOUT = 5.0
+# First retransmission timeout of a STUN request over UDP (RFC 5389 7.2.1).
+UDP_RTO = 0.5
 
 # Methods (all below 0x10, so a message type is method | class).
 ALLOCATE, REFRESH, SEND, DATA, CREATE_PERMISSION, CHANNEL_BIND = 0x003, 0x004, 0x006, 0x007, 0x008, 0x009
@@ -366,12 +368,32 @@ class Relay:
         """A request and its response (indications arriving in between are skipped). Give `transaction` when an
         attribute depends on it (an IPv6 XOR address)."""
         transaction = transaction or secrets.token_bytes(12)
-        self.send(Message(method | REQUEST, transaction, attributes + self.auth))
-        deadline = time.monotonic() + self.timeout
-        while time.monotonic() < deadline:
-            response = self.receive()
-            if response.transaction == transaction:
-                return response
+        request = Message(method | REQUEST, transaction, attributes + self.auth)
+        self.send(request)
+        started = time.monotonic()
+        deadline = started + self.timeout
+        # Over UDP the request or its response may be lost: send it again after 0.5 s, then 1 s, 2 s later... (RFC
+        # 5389 7.2.1). The relay answers a repeated transaction as it did the first (RFC 5766 6.2).
+        rto, resend = UDP_RTO, started + UDP_RTO
+        try:
+            while (now := time.monotonic()) < deadline:
+                if not self.stream:
+                    if now >= resend:
+                        self.send(request)
+                        rto *= 2
+                        resend = now + rto
+                    self.sock.settimeout(max(0.001, min(resend, deadline) - now))
+                try:
+                    response = self.receive()
+                except TimeoutError:
+                    if self.stream:
+                        raise
+                    continue
+                if response.transaction == transaction:
+                    return response
+        finally:
+            if not self.stream:
+                self.sock.settimeout(self.timeout)
         raise TurnError(f"no response to method {method:#x}")
 
     def allocate(self, username: str, password: str, family: int = 4, lifetime: int = 600) -> Message:

@@ -3,12 +3,14 @@ configuration and metrics, and the loadtest's figures (plugins/module_utils/turn
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
 import socket
 import stat
 import struct
+import threading
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -122,6 +124,46 @@ def test_a_response_arriving_after_media_is_found_behind_the_channel_data(transp
                 assert relay.receive() == turn.decode(message)
         finally:
             relay.close()
+
+
+def test_a_lost_udp_request_is_sent_again_until_answered() -> None:
+    """Over UDP the relay never sees the first two copies here (dropped as a lossy network would): the client
+    sends the same transaction again after 0.5 s and 1 s more, and takes the answer to the third copy."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.bind(("127.0.0.1", 0))
+        relay = turn.Relay("127.0.0.1", server.getsockname()[1], "udp", timeout=4)
+
+        def answer_the_third() -> None:
+            copies = [server.recvfrom(2048) for _ in range(3)]
+            assert len({data for data, _ in copies}) == 1  # the same request, byte for byte
+            request = turn.decode(copies[2][0])
+            server.sendto(turn.encode(turn.Message(turn.ALLOCATE | turn.SUCCESS, request.transaction)), copies[2][1])
+
+        worker = threading.Thread(target=answer_the_third)
+        worker.start()
+        try:
+            response = relay.transact(turn.ALLOCATE)
+        finally:
+            worker.join(timeout=5)
+            relay.close()
+    assert response.kind == turn.SUCCESS
+
+
+def test_a_udp_request_nobody_answers_fails_at_the_timeout() -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as server:
+        server.bind(("127.0.0.1", 0))
+        relay = turn.Relay("127.0.0.1", server.getsockname()[1], "udp", timeout=1.2)
+        try:
+            with pytest.raises(turn.TurnError, match="no response to method 0x3"):
+                relay.transact(turn.ALLOCATE)
+            copies = 0
+            server.settimeout(0.1)
+            with contextlib.suppress(TimeoutError):
+                while server.recvfrom(2048):
+                    copies += 1
+        finally:
+            relay.close()
+    assert copies == 2  # at 0 s and 0.5 s; the next would have been at 1.5 s
 
 
 def test_once_a_session_cannot_reach_the_relay_the_rest_are_not_tried() -> None:
