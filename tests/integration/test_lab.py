@@ -1246,7 +1246,7 @@ def test_probe_figures_follow_a_weak_network_and_its_alerts_fire_and_clear(lab: 
         cleared = netem.clear(topology_file, "guest")
     assert cleared.impairment == netem.Impairment(0, 0, 0), cleared
     took = wait_for("the media alerts clearing", lambda: not media_alerts("firing") | media_alerts("pending"), 300)
-    print(f"media alerts cleared {took:.0f} s after the impairment")
+    print(f"media alerts cleared {took:.0f} s after the impairment was lifted")
 
 
 # --- issue 26: lab netem ---
