@@ -7,10 +7,10 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from medinfra import __version__
 from medinfra.completion import SHELLS, script
@@ -74,23 +74,28 @@ def seconds(text: str) -> float:
     return value
 
 
+Parsed = TypeVar("Parsed")
+
+
+def parsed_argument(parse: Callable[[str], Parsed], text: str) -> Parsed:
+    """An option's value through its parser: a ValueError becomes argparse's usage error (exit 2) saying why."""
+    try:
+        return parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def window(text: str) -> Window:
     from medinfra.fix.run import parse_window
 
-    try:
-        return parse_window(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return parsed_argument(parse_window, text)
 
 
 def kb_base(text: str) -> str:
     """--kb-url: the site knowledge base's base URL (`medinfra kb build`), which each control's runbook links into."""
     from medinfra.runbook import kb_url
 
-    try:
-        return kb_url(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+    return parsed_argument(kb_url, text)
 
 
 def say(message: str) -> None:
@@ -233,22 +238,16 @@ def cmd_lab_netem(args: argparse.Namespace) -> int:
 
 def netem_duration(text: str) -> float:
     """An argparse type: ``200ms``, ``1s`` or ``0``, in milliseconds (a bad value is a usage error, exit 2)."""
-    from medinfra.lab.netem import ImpairmentError, parse_duration
+    from medinfra.lab.netem import parse_duration
 
-    try:
-        return parse_duration(text)
-    except ImpairmentError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    return parsed_argument(parse_duration, text)
 
 
 def netem_loss(text: str) -> float:
     """An argparse type: ``5%`` or ``5``, a percentage."""
-    from medinfra.lab.netem import ImpairmentError, parse_loss
+    from medinfra.lab.netem import parse_loss
 
-    try:
-        return parse_loss(text)
-    except ImpairmentError as error:
-        raise argparse.ArgumentTypeError(str(error)) from None
+    return parsed_argument(parse_loss, text)
 
 
 def cmd_roles_doc(args: argparse.Namespace) -> int:
