@@ -71,8 +71,8 @@ def parse_ss(text: str) -> list[Socket]:
         fields = line.split()
         if len(fields) < 6 or fields[0] not in ("tcp", "udp"):
             continue
-        address, _, port = fields[4].rpartition(":")
-        if not port.isdigit():
+        address, separator, port = fields[4].rpartition(":")
+        if not separator or not port.isdigit():
             continue
         uid = next((int(f[4:]) for f in fields[6:] if f.startswith("uid:") and f[4:].isdigit()), None)
         sockets.append(Socket(fields[0], fields[1], address.strip("[]"), int(port), uid))

@@ -1,4 +1,3 @@
-#!/usr/bin/python3
 """The media-quality probe's echo on a media server: every UDP datagram from an allowed relay goes back unchanged.
 
 Standard library only. It answers only the TURN relays' addresses (the host firewall admits only them as well), and
