@@ -576,14 +576,18 @@ def turn_from(client: str, username: str, password: str, **request: Any) -> dict
     return dict(json.loads(result.stdout))
 
 
-@pytest.fixture(scope="module")
-def turn_credentials(lab: str) -> dict[str, Any]:
-    """What the telemedicine application would be handed: `medinfra turn credentials`, from the vault."""
+def issue_turn_credentials() -> dict[str, Any]:
+    """What the telemedicine application would be handed: `medinfra turn credentials`, from the vault (600 s)."""
     result = medinfra("turn", "credentials", "-i", str(INVENTORY), "--ttl", "600", "--user", "dr-li",
                       "--vault-password-file", str(INVENTORY / ".lab" / "vault-password"))
     assert result.returncode == 0, result.stderr
     [server] = json.loads(result.stdout)["iceServers"]
     return dict(server)
+
+
+@pytest.fixture(scope="module")
+def turn_credentials(lab: str) -> dict[str, Any]:
+    return issue_turn_credentials()
 
 
 # Internal IPv4 peers, then the lab's own addresses (a HIS database, the monitoring server, a workstation, the
@@ -1065,9 +1069,11 @@ def test_zones_reach_each_other_only_through_the_router(lab: str) -> None:
 # --- issue 26: TURN over TLS on 443 and the relay's metrics ---
 
 
-def test_patient_call_over_443_through_the_zone_firewall(turn_credentials: dict[str, Any]) -> None:
+def test_patient_call_over_443_through_the_zone_firewall(lab: str) -> None:
     """The fallback URL comes last, and it works from the guest network: the zone firewall forwards 443 (the flow),
-    the relay redirects it to 5349, TLS 1.2 verified against the site CA, a real allocation."""
+    the relay redirects it to 5349, TLS 1.2 verified against the site CA, a real allocation. Credentials of its own:
+    the module's were issued half an hour earlier with 600 s to live."""
+    turn_credentials = issue_turn_credentials()
     turn = TOPOLOGY.host("turn")
     assert turn_credentials["urls"][-1] == f"turns:{turn.address}:443?transport=tcp"
     result = turn_from("guest-01", turn_credentials["username"], turn_credentials["credential"], port=443)
