@@ -93,6 +93,11 @@ def relay_problems(source: str, name: str, hostvars: Mapping[str, Any], vaulted:
     return problems
 
 
+def host_address(hostvars: Mapping[str, Any], name: str) -> str:
+    """Where a host is reached: its topology address, else ansible_host, else its inventory name."""
+    return str(hostvars.get("medinfra_address") or hostvars.get("ansible_host") or name)
+
+
 def relay_ports(hostvars: Mapping[str, Any]) -> dict[str, int]:
     """The relay's ports: the inventory's where it sets them (checked by relay_problems), else the role's defaults."""
     return {key: default if hostvars.get(key) is None else int(hostvars[key])
@@ -131,7 +136,7 @@ def no_relay(where: str, relay: str | None) -> UserInputError:
 def servers_of(relays: list[tuple[str, dict[str, Any]]], ttl: int, user: str, now: float) -> list[dict[str, Any]]:
     servers = []
     for name, hostvars in relays:
-        address = str(hostvars.get("medinfra_address") or hostvars.get("ansible_host") or name)
+        address = host_address(hostvars, name)
         servers.append(ice_server(str(hostvars[SECRET_VARIABLE]), address, relay_ports(hostvars), ttl, user, now))
     return servers
 

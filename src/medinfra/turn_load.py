@@ -15,14 +15,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from medinfra.monitoring.rtc_probe import MEDIA_SERVICE
 from medinfra.package_data import hostside_source
 from medinfra.problems import PrerequisiteError, Problem, UserInputError
-from medinfra.turn import PORT_VARIABLES, RELAY_GROUP, SECRET_VARIABLE, relay_problems, turn_module
+from medinfra.turn import (
+    PORT_VARIABLES,
+    RELAY_GROUP,
+    SECRET_VARIABLE,
+    host_address,
+    relay_ports,
+    relay_problems,
+    turn_module,
+)
 
 TRANSPORTS = ("udp", "tcp", "tls")
 MAX_SESSIONS, MAX_DURATION, MAX_RATE = 500, 300, 500
 LOAD_USER = "medinfra-loadtest"
-MEDIA_SERVICE = "media_server"
 # The media server's UDP echo (role rtc_probe): returns every datagram unchanged.
 ECHO_PORT = 40001
 PACKET_SIZE = 1000
@@ -78,18 +86,13 @@ def session_credentials(secret: str, sessions: int, one_user: bool, ttl: int, no
 
 def relay_port(hostvars: Mapping[str, Any], transport: str) -> int:
     """The relay's port for a transport: TLS on the TLS listening port, UDP and TCP on the plain one."""
-    variable = "rtc_relay_tls_listening_port" if transport == "tls" else "rtc_relay_listening_port"
-    return int(hostvars.get(variable) or PORT_VARIABLES[variable])
-
-
-def address_of(hostvars: Mapping[str, Any], name: str) -> str:
-    return str(hostvars.get("medinfra_address") or hostvars.get("ansible_host") or name)
+    return relay_ports(hostvars)["rtc_relay_tls_listening_port" if transport == "tls" else "rtc_relay_listening_port"]
 
 
 def load_request(options: LoadOptions, relay: str, relay_vars: Mapping[str, Any], peer_address: str,
                  credentials: list[list[str]]) -> dict[str, Any]:
     """What the vantage host's `load_exercise` reads: the media probe configuration's shape, one relay port."""
-    address = address_of(relay_vars, relay)
+    address = host_address(relay_vars, relay)
     port = relay_port(relay_vars, options.transport)
     return {
         "relays": [{"name": relay, "address": address, "server_name": address,
@@ -224,7 +227,7 @@ def run_loadtest(options: LoadOptions) -> dict[str, Any]:
         raise UserInputError(unusable)
     credentials = session_credentials(str(relay_vars[SECRET_VARIABLE]), options.sessions, options.one_user,
                                       credential_ttl(options), time.time())
-    request = load_request(options, relay, relay_vars, address_of(peer_vars, peer), credentials)
+    request = load_request(options, relay, relay_vars, host_address(peer_vars, peer), credentials)
     window = options.sessions * SECONDS_PER_SESSION + options.duration + MARGIN_SECONDS
     programs = {options.vantage: host_program("load_exercise", request=request),
                 relay: host_program("relay_usage", seconds=window, interval=SAMPLE_INTERVAL)}
