@@ -349,6 +349,17 @@ def backups(lab: str) -> dict[str, dict[str, float]]:
         time.sleep(10)
 
 
+def back_up_now(host: str) -> None:
+    """One backup run of the set "data", started once no run is active (a start while the timer's run is active
+    would join that run and report its result)."""
+    unit = "medinfra-backup-run@data.service"
+    wait_for(f"{unit} idle on {host}", lambda: lab_ssh(host, f"systemctl is-active {unit}").stdout.strip()
+             not in {"active", "activating", "deactivating"}, 600)
+    started = lab_ssh(host, f"sudo systemctl start {unit}")
+    assert started.returncode == 0, (host, started.stderr)
+    assert backup_state(host)["medinfra_backup_last_run_success"] == 1, (host, backup_state(host))
+
+
 def test_backup_again_changes_nothing(lab: str) -> None:
     assert_changes_nothing("playbooks/backup.yml")
 
@@ -707,6 +718,10 @@ def audits(
 ) -> dict[str, AuditOutput]:
     """The converged lab audited through both transports (after its first backups and restore drills), before later
     tests recreate the router."""
+    # The database drills stopped PostgreSQL on the pair: a backup its timer started in those minutes failed, as it
+    # should, and stays the last run for up to the interval. The audit judges the lab as its timers keep it.
+    for host in PAIR:
+        back_up_now(host)
     out = tmp_path_factory.mktemp("audit")
     history = out / "history.sqlite"
     assert medinfra("keys", "generate", "--out", str(out / "keys" / "audit")).returncode == 0

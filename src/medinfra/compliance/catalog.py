@@ -138,6 +138,7 @@ def build_control(document: YamlDocument) -> Control:
             text=Bilingual(en=remediation["en"], zh=remediation["zh"]),
             tags=tuple(remediation.get("tags", ())),
             manual=remediation.get("manual", False),
+            with_services=tuple(remediation.get("with_services", ())),
         ),
         references={name: tuple(data["references"].get(name, ())) for name in FRAMEWORKS},
         source=document.file,

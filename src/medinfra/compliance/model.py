@@ -29,6 +29,9 @@ class Remediation:
     text: Bilingual
     tags: tuple[str, ...] = ()  # the role's tags that repair the control; empty when manual
     manual: bool = False  # no converge repairs it: people act on the text
+    # Hosts with these topology services join the fix's run: the role's play needs them (the backup server admits
+    # a client's repository key).
+    with_services: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

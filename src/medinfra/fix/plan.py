@@ -37,6 +37,7 @@ class HostPolicy:
 
     legacy: bool  # a vendor appliance medinfra's roles leave alone
     one_at_a_time: bool  # its SLA class promises round-the-clock service
+    services: frozenset[str] = frozenset()  # the topology's services on the host
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class PlaybookRun:
     tags: tuple[str, ...]
     controls: tuple[str, ...]  # what it repairs, for the plan's reader
     one_at_a_time: bool  # run host by host, stopping at the first that fails
+    # Hosts every command of the run also limits to: the remediations' `with_services` (not repaired themselves).
+    with_hosts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,6 +106,7 @@ def plan_fix(
     share a run. Hosts one-at-a-time go last, after the others have shown the change is sound."""
     tags_of_host: dict[str, set[str]] = defaultdict(set)
     controls_of_host: dict[str, set[str]] = defaultdict(set)
+    services_of_host: dict[str, set[str]] = defaultdict(set)
     left_alone: list[LeftAlone] = []
     for item in items:
         if controls and item.control.id not in controls:
@@ -125,14 +129,23 @@ def plan_fix(
         for host in changeable:
             tags_of_host[host].update(item.control.remediation_tags)
             controls_of_host[host].add(item.control.id)
+            services_of_host[host].update(item.control.remediation_with_services)
     groups: dict[tuple[bool, tuple[str, ...]], list[str]] = defaultdict(list)
     for host in sorted(tags_of_host):
         groups[(policies[host].one_at_a_time, tuple(sorted(tags_of_host[host])))].append(host)
     runs = [
-        PlaybookRun(tuple(hosts), tags, tuple(sorted({c for h in hosts for c in controls_of_host[h]})), careful)
+        PlaybookRun(tuple(hosts), tags, tuple(sorted({c for h in hosts for c in controls_of_host[h]})), careful,
+                    hosts_with_services({s for h in hosts for s in services_of_host[h]}, policies, exclude=hosts))
         for (careful, tags), hosts in sorted(groups.items())
     ]
     return FixPlan(tuple(runs), tuple(left_alone))
+
+
+def hosts_with_services(services: set[str], policies: Mapping[str, HostPolicy],
+                        exclude: Sequence[str]) -> tuple[str, ...]:
+    """The managed hosts offering any of ``services``, other than ``exclude``."""
+    return tuple(sorted(host for host, policy in policies.items()
+                        if policy.services & services and not policy.legacy and host not in exclude))
 
 
 def host_policies(topology: Topology) -> dict[str, HostPolicy]:
@@ -142,6 +155,7 @@ def host_policies(topology: Topology) -> dict[str, HostPolicy]:
             legacy=host.legacy,
             one_at_a_time=topology.sla_classes[host.sla].round_the_clock
             if host.sla in topology.sla_classes else True,
+            services=frozenset(host.services),
         )
         for host in topology.hosts
     }

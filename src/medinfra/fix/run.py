@@ -69,7 +69,8 @@ def with_current_remediation(report: Report, catalog: Catalog) -> Report:
     controls = {
         cid: replace(info, remediation_role=current[cid].role, remediation_variables=current[cid].variables,
                      remediation=current[cid].text, remediation_tags=current[cid].tags,
-                     remediation_manual=current[cid].manual)
+                     remediation_manual=current[cid].manual,
+                     remediation_with_services=current[cid].with_services)
         if cid in current else replace(info, remediation_tags=(), remediation_manual=True)
         for cid, info in report.controls.items()
     }
@@ -95,7 +96,7 @@ def playbook_steps(plan: FixPlan, playbooks: Callable[[Sequence[str]], Sequence[
         batches = [(host,) for host in run.hosts] if run.one_at_a_time and not check else [run.hosts]
         for hosts in batches:
             argv = ["ansible-playbook", "-i", str(inventory), *map(str, playbooks(run.tags)),
-                    "--limit", ",".join(hosts), "--tags", ",".join(run.tags)]
+                    "--limit", ",".join((*hosts, *run.with_hosts)), "--tags", ",".join(run.tags)]
             if vault_password_file is not None:
                 argv += ["--vault-password-file", str(vault_password_file)]
             if check:
@@ -190,7 +191,7 @@ def outcome_record(outcome: Outcome) -> dict[str, list[dict[str, str]]]:
 def plan_record(plan: FixPlan, steps: Sequence[Step]) -> dict[str, Any]:
     return {
         "runs": [{"hosts": list(run.hosts), "tags": list(run.tags), "controls": list(run.controls),
-                  "one_at_a_time": run.one_at_a_time,
+                  "one_at_a_time": run.one_at_a_time, "with_hosts": list(run.with_hosts),
                   "commands": [list(step.argv) for step in steps if step.run == index]}
                  for index, run in enumerate(plan.runs)],
         "left_alone": [{"control": item.control, "hosts": list(item.hosts), "reason": item.reason.en}
@@ -203,6 +204,8 @@ def plan_text(plan: FixPlan, steps: Sequence[Step]) -> str:
     for index, run in enumerate(plan.runs):
         how = "one host at a time, stopping at the first failure" if run.one_at_a_time else "all hosts together"
         lines.append(f"run {index + 1}: hosts {', '.join(run.hosts)}; tags {', '.join(run.tags)} ({how})")
+        if run.with_hosts:
+            lines.append(f"  with: {', '.join(run.with_hosts)} (the role's play needs them; they are converged too)")
         lines.append(f"  repairs: {', '.join(run.controls)}")
         lines += [f"  $ {' '.join(step.argv)}" for step in steps if step.run == index]
     if not plan.runs:

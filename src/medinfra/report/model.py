@@ -41,6 +41,8 @@ class ControlInfo:
     remediation: Bilingual
     remediation_tags: tuple[str, ...] = ()
     remediation_manual: bool = False
+    # Set from the catalog in use by `medinfra fix` (reports do not record it): see Remediation.with_services.
+    remediation_with_services: tuple[str, ...] = ()
     runbook: Runbook | None = None
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, date, datetime
+from pathlib import Path
 
 from medinfra.audit.results import AuditRun, HostResult, findings_document
+from medinfra.compliance.catalog import load_catalog
 from medinfra.compliance.model import Bilingual, Catalog, Control, Finding, Remediation, Status, Waiver
 from medinfra.fix.plan import HostPolicy, PlaybookRun, open_items, plan_fix
+from medinfra.fix.run import playbook_steps, with_current_remediation
 from medinfra.report.model import Report, build_report
+from tests.conftest import ROOT
 
 STARTED = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
 
@@ -108,3 +113,39 @@ def test_hosts_missing_from_the_topology_are_left_alone_not_run() -> None:
 def test_nothing_failing_plans_nothing() -> None:
     plan = plan_fix(open_items(report([Finding("ws-01", "ssh_root", Status.PASS, "", {})])), POLICIES)
     assert plan == plan.__class__((), ())
+
+
+def test_a_remediation_with_services_brings_their_hosts_into_every_command_of_its_run() -> None:
+    """Backup controls: the client's play needs the backup server (it admits the client's key), so a fix of his-db
+    alone limited to his-db would fail at the role's first task; the server joins each command, legacy hosts never."""
+    backup = Control("backup_within_rpo", Bilingual("b", "b"), Bilingual("d", "d"), Bilingual("r", "r"), "high",
+                     "availability", {"fact": "x", "equals": 1}, None,
+                     Remediation("backup", (), Bilingual("fix", "修复"), ("backup",), with_services=("backup_server",)),
+                     {}, "backup_within_rpo.yml")
+    catalog = Catalog(controls=(*CATALOG.controls, backup), frameworks={})
+    results = [HostResult(h, "audited", "", {"schema": "medinfra-evidence/1", "collector_version": "1",
+                                             "collected_at": STARTED.isoformat()}, 0.1) for h in ("his-db", "ws-01")]
+    findings = [fail("his-db", "backup_within_rpo"), fail("ws-01", "backup_within_rpo"), fail("ws-01", "ssh_root")]
+    run = AuditRun("pyinfra", "inv", STARTED, results, findings, catalog, (), 1.0)
+    server = frozenset({"backup_server"})
+    policies = {**POLICIES, "backup-01": HostPolicy(legacy=False, one_at_a_time=False, services=server),
+                "old-backup": HostPolicy(legacy=True, one_at_a_time=False, services=server)}
+    recorded = build_report(findings_document(run))
+    assert plan_fix(open_items(recorded), policies).runs[0].with_hosts == ()  # reports do not record it
+    plan = plan_fix(open_items(with_current_remediation(recorded, catalog)), policies)
+    assert plan.runs == (
+        PlaybookRun(("ws-01",), ("backup", "ssh"), ("backup_within_rpo", "ssh_root"), False, ("backup-01",)),
+        PlaybookRun(("his-db",), ("backup",), ("backup_within_rpo",), True, ("backup-01",)),
+    )
+    steps = playbook_steps(plan, lambda tags: [Path("site.yml")], Path("inv"), check=False)
+    limits = [step.argv[step.argv.index("--limit") + 1] for step in steps]
+    assert limits == ["ws-01,backup-01", "his-db,backup-01"]
+    assert [step.hosts for step in steps] == [("ws-01",), ("his-db",)]  # what the re-audit looks at
+
+
+def test_every_remediation_with_services_names_a_topology_service() -> None:
+    """A misspelt service would bring no host into the run, and the fix would fail as before."""
+    schema = json.loads((ROOT / "src/medinfra/schemas/hospital.schema.json").read_text(encoding="utf-8"))
+    named = {s: c.id for c in load_catalog(ROOT / "compliance").controls for s in c.remediation.with_services}
+    assert named, "no control names a service"
+    assert set(named) <= set(schema["$defs"]["service"]["enum"]), named
