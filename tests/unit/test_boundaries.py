@@ -127,6 +127,7 @@ def sign_manifest_as_is(directory: Path, private_key: Path, manifest: bytes) -> 
         b"0" * 64 + b"  ../outside.json",
         b"\\" + b"0" * 64 + b"  a\\x",  # an escape sha256sum does not define
     ],
+    ids=["not-an-entry", "short-digest", "one-space", "outside", "bad-escape"],
 )
 def test_a_validly_signed_manifest_with_a_malformed_line_fails_naming_the_line(
     tmp_path: Path, bad_line: bytes, capsys: pytest.CaptureFixture[str]
@@ -216,18 +217,23 @@ def test_exit_3_when_a_host_was_not_audited_or_the_run_not_recorded() -> None:
 # --- 6. a waiver holds through its expiry date (the audit's date, in UTC) and not a day longer
 
 
+def test_a_waiver_expires_the_day_after_its_date() -> None:
+    accepted = waiver(date(2026, 12, 7))
+    assert [accepted.expired(date(2026, 12, day)) for day in (6, 7, 8)] == [False, False, True]
+
+
 @pytest.mark.parametrize(
     ("now", "status"),
     [
+        (datetime(2026, 12, 6, 12, 0, tzinfo=UTC), Status.WAIVED),
         (datetime(2026, 12, 7, 0, 0, tzinfo=UTC), Status.WAIVED),
         (datetime(2026, 12, 7, 23, 59, 59, tzinfo=UTC), Status.WAIVED),  # the last second of the expiry day
         (datetime(2026, 12, 8, 0, 0, tzinfo=UTC), Status.FAIL),
-        (datetime(2026, 12, 6, 12, 0, tzinfo=UTC), Status.WAIVED),
     ],
+    ids=["day-before", "expiry-day-start", "expiry-day-end", "day-after"],
 )
 def test_a_waiver_is_active_through_its_expiry_day(now: datetime, status: Status) -> None:
     accepted = waiver(date(2026, 12, 7))
-    assert accepted.expired(date(2026, 12, 7)) is False and accepted.expired(date(2026, 12, 8)) is True
     catalog = Catalog((ROOT_LOGIN_OFF,), {})
     (finding,) = evaluate([HostEvidence("lis-legacy", evidence(root_login="yes"), {})], catalog, [accepted], now)
     assert finding.status is status
