@@ -10,7 +10,8 @@ PYTHON ?= python3
 INVENTORY ?= inventories/lab
 
 .PHONY: demo test test-unit test-integration lint deps apt venv lab-up lab-down scale-bench hardening-bench audit-bench \
-	report-bench sla-bench lynis-bench collector-bench topology-bench lab-bench converge-bench turn-bench clean ee
+	report-bench sla-bench lynis-bench collector-bench topology-bench lab-bench converge-bench turn-bench clean ee \
+	seeded-bugs
 
 DEMO_KEY := .cache/demo-keys/audit
 # `medinfra lab up` writes the lab's secrets vault-encrypted, with this password file.
@@ -52,6 +53,11 @@ test: deps lint
 test-unit: venv
 	scripts/test-unit.sh
 
+## Each bug a reviewer once seeded unnoticed, applied alone to a temporary copy of the checkout: the tests named for
+## it must fail there (prints caught or SURVIVED per bug; exits 1 if one survives). The checkout is never written.
+seeded-bugs: venv
+	python scripts/seeded_bugs.py
+
 test-integration: deps
 	pytest --durations=25 tests/integration
 
@@ -59,7 +65,7 @@ test-integration: deps
 COLLECTION_ARTIFACT = .cache/dist/medinfra-hospital-$(shell sed -n 's/^version: *//p' galaxy.yml).tar.gz
 
 lint: venv
-	ruff check src plugins tests benchmarks roles
+	ruff check src plugins tests benchmarks roles scripts/seeded_bugs.py
 	# ansible-test's pep8 checks the collection's blank lines, which ruff has only as preview rules: the same, seconds sooner.
 	ruff check --preview --select E301,E302,E303,E305,E306 plugins
 	mypy

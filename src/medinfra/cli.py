@@ -721,6 +721,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
         missing = [name for name in (MANIFEST, SIGNATURE) if not (args.directory / name).exists()]
         reason = " and ".join(missing) + " missing" if missing else "manifest or signature altered"
         print(f"signature: INVALID ({reason})")
+    for number in result.malformed:
+        print(f"malformed: {MANIFEST} line {number}")
     for label, paths in (("altered", result.altered), ("added", result.added), ("removed", result.removed)):
         for path in paths:
             # Names come from the directory or manifest someone sent: escaped, so none can paint a line of its own.

@@ -40,6 +40,7 @@ class Verification:
     added: tuple[str, ...]  # present but never signed, including symlinks and other non-regular files
     removed: tuple[str, ...]
     files: int  # entries in the manifest
+    malformed: tuple[int, ...] = ()  # numbers (from 1) of the manifest's lines that are not a clean, new entry
 
     @property
     def ok(self) -> bool:
@@ -155,23 +156,26 @@ def _is_clean_relative(name: str) -> bool:
     return not path.is_absolute() and ".." not in path.parts and path.as_posix() == name
 
 
-def _parse_manifest(data: bytes) -> tuple[dict[str, str], bool]:
-    """Entries by name, and whether every line was well formed; bad lines are skipped."""
+def _parse_manifest(data: bytes) -> tuple[dict[str, str], list[int]]:
+    """Entries by name, and the numbers of the lines that are malformed (skipped)."""
     lines = data.split(b"\n")
-    well_formed = lines.pop() == b""  # the last line must end in a newline too
+    last = lines.pop()
     entries: dict[str, str] = {}
-    for line in lines:
+    malformed: list[int] = []
+    for number, line in enumerate(lines, start=1):
         match = _LINE.fullmatch(line)
         if match is None or (match[1] and _ESCAPED_NAME.fullmatch(match[3]) is None):
-            well_formed = False
+            malformed.append(number)
             continue
         raw = re.sub(rb"\\(.)", lambda m: _UNESCAPES[m[1]], match[3]) if match[1] else match[3]
         name = os.fsdecode(raw)
         if not _is_clean_relative(name) or name in entries:
-            well_formed = False
+            malformed.append(number)
             continue
         entries[name] = match[2].decode()
-    return entries, well_formed
+    if last:  # the last line must end in a newline too
+        malformed.append(len(lines) + 1)
+    return entries, malformed
 
 
 def sign_directory(directory: OutputDirectory, private_key: Path) -> Path:
@@ -213,7 +217,7 @@ def verify_directory(directory: Path, public_key: Path) -> Verification:
     if manifest is None:
         return Verification(False, (), (), (), 0)
     signature = _read_regular(directory / SIGNATURE)
-    entries, well_formed = _parse_manifest(manifest)
+    entries, malformed = _parse_manifest(manifest)
     authentic = signature is not None and _signature_holds(key, manifest, signature)
     altered: list[str] = []
     removed: list[str] = []
@@ -226,4 +230,6 @@ def verify_directory(directory: Path, public_key: Path) -> Verification:
         else:
             removed.append(name)
     added = sorted((regular.keys() | other) - entries.keys())
-    return Verification(authentic and well_formed, tuple(altered), tuple(added), tuple(removed), len(entries))
+    return Verification(
+        authentic and not malformed, tuple(altered), tuple(added), tuple(removed), len(entries), tuple(malformed)
+    )

@@ -277,13 +277,41 @@ APT { Periodic { Unattended-Upgrade "1"; }; };
 
 
 @pytest.mark.skipif(shutil.which("apt-config") is None, reason="needs apt-config to compare with")
-def test_apt_config_agrees_with_apt_on_this_machine():
-    ours = collector.apt_config()
-    dump = subprocess.run(["apt-config", "dump"], capture_output=True, text=True, check=True).stdout
+def test_apt_config_agrees_with_apt_on_the_same_files(tmp_path):
+    """This machine's apt over a tree we write, not over its own /etc/apt: that may set none of these keys, and a
+    comparison over no keys would prove nothing."""
+    parts = tmp_path / "etc/apt/apt.conf.d"
+    parts.mkdir(parents=True)
+    (parts / "20auto-upgrades").write_text(
+        'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";\n'
+    )
+    (parts / "50unattended-upgrades").write_text(
+        "// as Debian ships it, shortened\n"
+        "Unattended-Upgrade::Origins-Pattern {\n"
+        '        "origin=Debian,codename=${distro_codename},label=Debian-Security";\n'
+        '        // "origin=Debian,codename=${distro_codename}-updates";\n'
+        "};\n"
+        "/* a block\n   comment */\n"
+        'Unattended-Upgrade::Automatic-Reboot "false";\n'
+    )
+    main = tmp_path / "apt-config.conf"
+    main.write_text(f'Dir::Etc::Parts "{parts}";\nDir::Etc::Main "/dev/null";\n')
+    ours = collector.apt_config(str(tmp_path))
+    dump = subprocess.run(
+        ["apt-config", "dump"], capture_output=True, text=True, check=True, env={**os.environ, "APT_CONFIG": str(main)}
+    ).stdout
+    checked = []
     for line in dump.splitlines():
         key, _, value = line.partition(" ")
         if key.startswith(("APT::Periodic::", "Unattended-Upgrade::")) and value.strip('";'):
             assert value.rstrip(";").strip('"') in ours.get(key.rstrip(":").lower(), []), key
+            checked.append(key.rstrip(":"))
+    assert sorted(checked) == [
+        "APT::Periodic::Unattended-Upgrade",
+        "APT::Periodic::Update-Package-Lists",
+        "Unattended-Upgrade::Automatic-Reboot",
+        "Unattended-Upgrade::Origins-Pattern",
+    ]
 
 
 @pytest.mark.skipif(shutil.which("apt-config") is None, reason="needs apt-config to compare with")
