@@ -74,7 +74,7 @@ def compare_debian_versions(left: str, right: str) -> int:
 def installed_packages() -> dict[str, str]:
     packages: dict[str, str] = {}
     name = version = status = ""
-    for line in [*(read_text("/var/lib/dpkg/status") or "").splitlines(), ""]:
+    for line in [*(read_text(at_root("/var/lib/dpkg/status")) or "").splitlines(), ""]:
         if not line:
             if name and status.endswith(" installed"):
                 packages[name] = version
@@ -93,7 +93,7 @@ def pending_security_updates(installed: dict[str, str]) -> list[str]:
     pending = set()
     for path in sorted_files(SECURITY_PACKAGE_LISTS):
         name = ""
-        for line in (read_text(path) or "").splitlines():
+        for line in (read_text(at_root(path)) or "").splitlines():
             if line.startswith("Package: "):
                 name = line[9:].strip()
             elif (
@@ -280,7 +280,7 @@ def apt_settings(root: str = "/") -> dict[str, Json]:
 def collect_updates(installed: dict[str, str]) -> Json:
     lists = sorted_files("/var/lib/apt/lists/*_Packages")
     return {
-        "package_lists_updated_at": iso_utc(max(os.path.getmtime(p) for p in lists)) if lists else None,
+        "package_lists_updated_at": iso_utc(max(os.path.getmtime(at_root(p)) for p in lists)) if lists else None,
         "security_lists_present": bool(sorted_files(SECURITY_PACKAGE_LISTS)),
         "pending_security": pending_security_updates(installed),
         "unattended_upgrades_installed": "unattended-upgrades" in installed,
