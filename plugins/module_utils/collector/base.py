@@ -27,28 +27,34 @@ PROGRAM_DIRS = ("/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/
 class HostSource:
     """Where the collector reads its host. On a host: "/", the host's programs, its account database and lstat.
     In tests (`recorded_host`): a tree recorded from a lab host, the outputs its programs gave (argv -> rc, stdout,
-    stderr) and its files' metadata (host path -> file_facts), since a checkout keeps neither owners nor modes."""
+    stderr), its files' metadata (host path -> file_facts), since a checkout keeps neither owners nor modes, and the
+    md5 of the programs whose checksums are verified (host path -> digest): the fixtures hold no binaries."""
 
     def __init__(self) -> None:
         self.root = "/"
         self.commands: Mapping[tuple[str, ...], tuple[int, str, str]] | None = None
         self.files: Mapping[str, dict[str, Any]] = {}
+        self.digests: Mapping[str, str] = {}
 
 
 HOST = HostSource()
 
+# What a recorded host cannot answer: the collector's own connections to its listeners (TLS handshakes, Prometheus).
+NOT_RECORDED = "a live connection, not in a recorded host"
+
 
 @contextlib.contextmanager
 def recorded_host(
-    root: str, commands: Mapping[tuple[str, ...], tuple[int, str, str]], files: Mapping[str, dict[str, Any]]
+    root: str, commands: Mapping[tuple[str, ...], tuple[int, str, str]], files: Mapping[str, dict[str, Any]],
+    digests: Mapping[str, str],
 ) -> Iterator[None]:
     """Every reader reads the recorded host while this lasts (tests only; a command not recorded is not installed)."""
-    saved = (HOST.root, HOST.commands, HOST.files)
-    HOST.root, HOST.commands, HOST.files = root, commands, files
+    saved = (HOST.root, HOST.commands, HOST.files, HOST.digests)
+    HOST.root, HOST.commands, HOST.files, HOST.digests = root, commands, files, digests
     try:
         yield
     finally:
-        HOST.root, HOST.commands, HOST.files = saved
+        HOST.root, HOST.commands, HOST.files, HOST.digests = saved
 
 
 def unavailable(reason: str) -> dict[str, str]:
@@ -184,6 +190,12 @@ def group_name(gid: int) -> str:
         return grp.getgrgid(gid).gr_name
     except KeyError:
         return str(gid)
+
+
+def modified_at(path: str) -> str | None:
+    """When a host file last changed (None when it is missing)."""
+    facts = file_facts(path)
+    return facts.get("modified_at") if facts.get("exists") else None
 
 
 def file_facts(path: str) -> dict[str, Json]:

@@ -18,8 +18,8 @@ from .base import (
     command_failure,
     config_lines,
     file_facts,
-    iso_utc,
     key_values,
+    modified_at,
     on_host,
     read_text,
     run,
@@ -245,12 +245,12 @@ def collect_kernel_modules() -> Json:
 
 
 def collect_aide(installed: dict[str, str]) -> Json:
-    database = at_root("/var/lib/aide/aide.db")
+    updated_at = modified_at("/var/lib/aide/aide.db")
     return {
         "installed": "aide" in installed,
         "config_present": os.path.exists(at_root("/etc/aide/aide.conf")),
-        "database_present": os.path.exists(database),
-        "database_updated_at": iso_utc(os.path.getmtime(database)) if os.path.exists(database) else None,
+        "database_present": updated_at is not None,
+        "database_updated_at": updated_at,
     }
 
 

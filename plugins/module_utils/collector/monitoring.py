@@ -12,7 +12,7 @@ import ssl
 import urllib.parse
 import urllib.request
 
-from .base import Json, at_root, file_facts, read_text, safe, unavailable
+from .base import HOST, NOT_RECORDED, Json, at_root, file_facts, read_text, safe, unavailable
 from .processes import Process, command_flags, find_processes, listens_everywhere
 
 # Component -> names of its executable (Debian's first, then upstream's); the kernel keeps 15 characters
@@ -336,6 +336,8 @@ def prometheus_api(prometheus: Json, pki: str) -> tuple[str, str, str] | dict[st
 
 def probed_interfaces(prometheus: dict[str, Json], pki: str) -> Json:
     """What the running Prometheus last saw of every interface probe, asked over its own API."""
+    if HOST.root != "/":
+        return unavailable(f"Prometheus' answers: {NOT_RECORDED}")
     api = prometheus_api(prometheus, pki)
     if isinstance(api, dict):
         return api
