@@ -26,6 +26,7 @@ from typing import Any
 
 from medinfra.collector import collector_source, default_paths
 from medinfra.lab.podman import podman
+from medinfra.package_data import hostside_module
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "hostroots"
 
@@ -71,7 +72,7 @@ _sys.addaudithook(_hook)
 os.stat, os.lstat, os.readlink = _traced(os.stat, "stat"), _traced(os.lstat, "stat"), _traced(os.readlink, "link")
 _COMMANDS = []
 _METADATA = {}
-_live_run, _live_file_facts = run, file_facts
+_live_run, _live_file_facts, _live_file_md5 = run, file_facts, file_md5
 
 
 def run(argv, timeout=COMMAND_TIMEOUT):
@@ -84,6 +85,11 @@ def file_facts(path):
     facts = _live_file_facts(path)
     _METADATA[path] = facts
     return facts
+
+
+def file_md5(path, root="/"):
+    _note(path, "checksum")  # only its digest is kept, binary or not
+    return _live_file_md5(path, root)
 
 
 _DOCUMENT = collect(PATHS)
@@ -106,13 +112,13 @@ def _entry(path, how):
             return None  # unreadable for the collector too (another user's /proc/<pid>/exe)
     if stat.S_ISDIR(info.st_mode):
         return {"dir": True}
-    if ("open" in how and stat.S_ISREG(info.st_mode)) or path.startswith("/proc/"):
+    if ({"open", "checksum"} & how and stat.S_ISREG(info.st_mode)) or path.startswith("/proc/"):
         try:
             with open(path, "rb") as handle:
                 data = handle.read()
         except OSError:
             return {"placeholder": True}
-        binary = b"\0" in data and not path.endswith("/cmdline")
+        binary = "checksum" in how or (b"\0" in data and not path.endswith("/cmdline"))
         try:
             return {"binary": hashlib.md5(data).hexdigest()} if binary else {"text": data.decode("utf-8")}
         except UnicodeDecodeError:
@@ -166,6 +172,12 @@ def dpkg_trimmed(text: str) -> str:
                                                                                               "Version:")))
 
 
+def md5sums_trimmed(text: str) -> str:
+    """A package's md5sums with only the lines the collector checks (its programs and PAM modules)."""
+    program = hostside_module("collector.updates").PROGRAM_PATH
+    return "".join(line + "\n" for line in text.splitlines() if program.match(line.partition("  ")[2]))
+
+
 def scrub(path: str, text: str) -> str:
     if "PRIVATE KEY" in text or SECRET_FILES.search(path):
         return "fake-secret-not-real\n"
@@ -173,6 +185,8 @@ def scrub(path: str, text: str) -> str:
         return shadow_scrubbed(text)
     if path == "/var/lib/dpkg/status":
         return dpkg_trimmed(text)
+    if path.startswith("/var/lib/dpkg/info/") and path.endswith(".md5sums"):
+        return md5sums_trimmed(text)
     for pattern, replacement in (*SCRUBS, *(TURN_SCRUBS if path.endswith("turnserver.conf") else ())):
         text = pattern.sub(replacement, text)
     return text
@@ -221,8 +235,10 @@ def record(host: str) -> Path:
     commands = [{**command, "stdout": scrub("", command["stdout"])} for command in recording["commands"]]
     document = recording["document"]
     # What the collector reported on the host, to compare with the readers on the recording: all but the TLS
-    # handshakes, which are made live with the host's listeners and not recorded.
+    # handshakes, which are made live with the host's listeners and not recorded, and the installed packages,
+    # which root/var/lib/dpkg/status holds already.
     collected = {**document, "facts": {name: facts for name, facts in document["facts"].items() if name != "tls"}}
+    collected["facts"]["packages"].pop("installed", None)
     digests = {path: entry["binary"] for path, entry in recording["tree"].items() if entry and "binary" in entry}
     for name, content in (("commands", commands), ("files", recording["metadata"]), ("digests", digests),
                           ("collected", collected)):
