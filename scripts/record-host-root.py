@@ -72,7 +72,8 @@ _sys.addaudithook(_hook)
 os.stat, os.lstat, os.readlink = _traced(os.stat, "stat"), _traced(os.lstat, "stat"), _traced(os.readlink, "link")
 _COMMANDS = []
 _METADATA = {}
-_live_run, _live_file_facts, _live_file_md5 = run, file_facts, file_md5
+_READ = {}
+_live_run, _live_file_facts, _live_file_md5, _live_read_text = run, file_facts, file_md5, read_text
 
 
 def run(argv, timeout=COMMAND_TIMEOUT):
@@ -85,6 +86,13 @@ def file_facts(path):
     facts = _live_file_facts(path)
     _METADATA[path] = facts
     return facts
+
+
+def read_text(path):
+    text = _live_read_text(path)
+    if text is not None and isinstance(path, str):
+        _READ[os.path.normpath(path)] = text  # as the collector read it: /proc changes a moment later
+    return text
 
 
 def file_md5(path, root="/"):
@@ -103,6 +111,8 @@ def _entry(path, how):
         info = os.lstat(path)
     except OSError:
         return None
+    if path in _READ and "checksum" not in how:
+        return {"text": _READ[path]}
     if stat.S_ISLNK(info.st_mode) and "open" in how and os.path.isfile(path):
         info = os.stat(path)  # a file read through a link (/etc/os-release): recorded as the file it leads to
     elif stat.S_ISLNK(info.st_mode):
@@ -147,7 +157,7 @@ SCRUBS: tuple[tuple[re.Pattern[str], str], ...] = (
 )
 TURN_SCRUBS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"^(\s*static-auth-secret\b[\s=]*).+$", re.M), r"\1fake-turn-secret-not-real"),
-    (re.compile(r"^(\s*(?:cli-password|user)\b[\s=]*).+$", re.M), r"\1fake-not-real"),
+    (re.compile(r"^(\s*(?:cli-password|user)(?=[\s=])[\s=]*).+$", re.M), r"\1fake-not-real"),
 )
 SECRET_FILES = re.compile(r"(^/etc/prometheus/secrets/|/repository-password$|\.key$|/ssh_host_\w+_key$)")
 
@@ -224,6 +234,14 @@ def write_tree(root: Path, tree: dict[str, Any]) -> None:
             target.write_text("", encoding="utf-8")  # exists on the host; its content is not read (or is a secret)
 
 
+def keep_empty_directories(root: Path) -> None:
+    """A `.keep` file in every empty directory, which git would drop (readers glob no dotfiles, and skip them in
+    the lists they read: sudo's includedir, /proc and its fd directories)."""
+    for directory in sorted(path for path in root.rglob("*") if path.is_dir() and not path.is_symlink()):
+        if not any(directory.iterdir()):
+            (directory / ".keep").write_text("", encoding="utf-8")
+
+
 def record(host: str) -> Path:
     """Run the traced collector on lab-<host> and write its recording (replacing an earlier one)."""
     program = f"{collector_source()}\n\nPATHS = {json.dumps(default_paths())!r}\nPATHS = json.loads(PATHS)\n{TRACE}"
@@ -232,6 +250,7 @@ def record(host: str) -> Path:
     target = FIXTURES / host
     shutil.rmtree(target, ignore_errors=True)
     write_tree(target / "root", recording["tree"])
+    keep_empty_directories(target / "root")
     commands = [{**command, "stdout": scrub("", command["stdout"])} for command in recording["commands"]]
     document = recording["document"]
     # What the collector reported on the host, to compare with the readers on the recording: all but the TLS

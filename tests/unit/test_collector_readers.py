@@ -235,8 +235,9 @@ def test_pam_lockout_and_null_passwords(host: str) -> None:
 
 
 LISTENING = {
-    "his-db": {22, 2379, 2380, 5432, 9100},
-    "his-app": {22, 443, 2379, 2380, 2575, 9100},
+    "his-db": {22, 2379, 2380, 5432, 8008, 9100},  # etcd, PostgreSQL and Patroni's API, the node exporter
+    "his-app": {22, 443, 2379, 2380, 2575, 5432, 9100},  # HTTPS, etcd, HL7 (MLLP), the database's local proxy
+    "turn": {22, 3478, 5349, 9100},
     "monitor-01": {22, 9090, 9093, 9100, 9115, 9129},
     LEGACY: {22},
 }
@@ -250,16 +251,16 @@ def test_listening_tcp_ports(host: str) -> None:
     assert {(s["address"], s["process"], s["uid"]) for s in sshd} == {("0.0.0.0", "sshd", 0), ("::", "sshd", 0)}
 
 
-def test_the_database_listens_on_loopback_only() -> None:
-    (postgres,) = [s for s in facts("his-db")["sockets"]["listening"] if s["port"] == 5432]
-    assert postgres["loopback_only"] is True and postgres["address"] == "127.0.0.1"
+def test_the_database_listens_on_its_zone_address_and_loopback_not_everywhere() -> None:
+    postgres = [s for s in facts("his-db")["sockets"]["listening"] if s["port"] == 5432]
+    assert {(s["address"], s["loopback_only"]) for s in postgres} == {("10.231.20.11", False), ("127.0.0.1", True)}
 
 
 @pytest.mark.parametrize("host", HARDENED)
 def test_nftables_hardened_input_drops_by_default(host: str) -> None:
     nftables = facts(host)["nftables"]
     assert {"family": "inet", "name": "medinfra", "dormant": False} in nftables["tables"]
-    (chain,) = [c for c in nftables["chains"] if c["hook"] == "input"]
+    (chain,) = [c for c in nftables["chains"] if c["hook"] == "input" and c["table"] == "medinfra"]
     assert (chain["table"], chain["policy"], chain["dormant"]) == ("medinfra", "drop", False) and chain["rules"] > 5
 
 
@@ -362,8 +363,8 @@ def test_logging_forwards_to_the_monitoring_server(host: str) -> None:
         return
     assert logging["journald"]["Storage"] == "persistent"
     # The monitoring server receives the others' logs: it forwards to no one.
-    forwards = [] if host == "monitor-01" else [{"target": "10.231.10.11", "port": 514, "protocol": "tcp", "tls": False}]
-    assert logging["forwards"] == forwards
+    central = {"target": "10.231.10.11", "port": 514, "protocol": "tcp", "tls": False}
+    assert logging["forwards"] == ([] if host == "monitor-01" else [central])
 
 
 @pytest.mark.parametrize(("host", "core"), [*((h, "0") for h in HARDENED), (LEGACY, None)])
@@ -425,3 +426,120 @@ def test_monitoring_server_programs_and_their_web_configs() -> None:
     assert prometheus["interfaces"] == {"unavailable": f"Prometheus' answers: {base.NOT_RECORDED}"}
     assert monitoring["blackbox_exporter"]["listen_addresses"] == ["127.0.0.1:9115"]
     assert monitoring["alertmanager"]["cluster_listen_address"] == ""
+
+
+def test_turn_relay_runs_unprivileged_and_denies_internal_peers() -> None:
+    turn = facts("turn")["turn"]
+    assert (turn["installed"], turn["running"], turn["user"]) == (True, True, "turnserver")
+    assert turn["config"] == {"path": "/etc/turnserver.conf", "exists": True, "mode": "0640", "owner": "root",
+                              "group": "turnserver", "world_readable": False}
+    assert turn["use_auth_secret"] is True and turn["static_auth_secret_set"] is True and turn["lt_cred_mech"] is False
+    assert turn["internal_networks_not_denied"] == [] and turn["unparsed_peer_ranges"] == []
+    assert turn["allowed_peer_ranges"] == ["10.231.40.20"] and turn["allowed_peers_single_addresses"] is True
+    assert (turn["no_tcp_relay"], turn["no_cli"], turn["no_multicast_peers"]) == (True, True, True)
+    assert (turn["listening_ips"], turn["tls_listening_port"]) == (["10.231.40.10"], 5349)
+    assert (turn["cert_in_pki"], turn["pkey_in_pki"]) == (True, True)
+
+
+def test_turn_legacy_has_the_package_defaults_only() -> None:
+    turn = facts(LEGACY)["turn"]
+    assert (turn["installed"], turn["running"], turn["user"]) == (True, False, None)
+    assert turn["static_auth_secret_set"] is False and turn["denied_peer_ranges"] == []
+    assert len(turn["internal_networks_not_denied"]) == len(bundled.TURN_INTERNAL_NETWORKS)
+
+
+def test_database_primary_streams_to_its_standby_over_ssl() -> None:
+    replication = facts("his-db")["database"]["replication"]
+    assert (replication["running"], replication["role"], replication["wal_receiver"]) == (True, "primary", None)
+    (standby,) = replication["senders"]
+    assert (standby["application_name"], standby["client_addr"]) == ("his-db-2", "10.231.21.11")
+    assert (standby["state"], standby["ssl"], standby["caught_up"]) == ("streaming", True, True)
+
+
+@pytest.mark.parametrize("host", ("his-app", LEGACY))
+def test_database_none_where_no_postgresql_socket(host: str) -> None:
+    database = facts(host)["database"]
+    assert database["replication"] == {"running": False}
+    assert database["failover_drill"]["present"] is False
+
+
+def test_backup_set_of_the_database_goes_off_host() -> None:
+    backup = facts("his-db")["backup"]
+    (data,) = backup["sets"]
+    assert (data["name"], data["databases"], data["server"]) == ("data", ["hisdb"], "backup-01")
+    assert data["off_host"] is True and (data["rpo_minutes"], data["rto_minutes"]) == (15, 60)
+    assert {job: timer["enabled"] for job, timer in data["timers"].items()} == dict.fromkeys(
+        ("run", "check", "drill"), "enabled")
+    assert data["last_run_success"] is True and data["last_success"] is not None
+    assert {key: backup["password_file"][key] for key in ("exists", "mode", "owner")} == {
+        "exists": True, "mode": "0600", "owner": "root"}
+
+
+def test_backup_none_on_the_legacy_host() -> None:
+    assert facts(LEGACY)["backup"] == {
+        "sets": [], "password_file": {"path": "/etc/medinfra/backup/repository-password", "exists": False}}
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_segmentation_not_verified_from_the_lab_hosts_when_recorded(host: str) -> None:
+    assert facts(host)["segmentation"] == {"recorded": False}
+
+
+# ------------------------------------------------------------------ the bundled program's parsers, same recordings
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_sshd_parser_on_the_recorded_sshd_T_agrees_with_the_reader(host: str) -> None:
+    recorded = recording(host)
+    parsed = bundled.parse_sshd_settings(recorded.output_starting("sshd", "-T", "-C"))
+    sshd = facts(host)["sshd"]
+    assert parsed == {key: value for key, value in sshd.items() if key not in ("match_blocks", "connections")}
+    blocks = bundled.match_criteria(bundled.sshd_config_lines("/etc/ssh/sshd_config", str(recorded.root)))
+    assert len(blocks) == sshd["match_blocks"]
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_nftables_and_network_parsers_agree_with_the_readers(host: str) -> None:
+    recorded = recording(host)
+    ruleset = recorded.output("nft", "-j", "list", "ruleset")
+    flags = {(argv[3], argv[4]): bundled.table_flags(recorded.output(*argv))
+             for argv in recorded.commands if argv[:3] == ("nft", "list", "table")}
+    assert bundled.nftables_facts(ruleset, flags) == facts(host)["nftables"]
+    network = bundled.network_facts(recorded.output(*bundled.ADDRESS_COMMAND), recorded.output(*bundled.ROUTE_COMMAND))
+    assert network == facts(host)["network"]
+
+
+@pytest.mark.parametrize("host", HOSTS)
+def test_file_parsers_on_the_recorded_tree_agree_with_the_readers(host: str) -> None:
+    """The parsers that take a tree themselves (`root`), given the recorded one, as the readers read it."""
+    root = str(recording(host).root)
+    here = facts(host)
+    assert bundled.collect_sudo(root) == here["sudo"]
+    assert bundled.collect_pam(root) == here["pam"]
+    assert bundled.collect_shell(root) == here["shell"]
+    assert bundled.rsyslog_forwards(root) == here["logging"]["forwards"]
+    assert bundled.rules_d_effective(bundled.audit_rules_on_disk(root)) == here["auditd"]["effective"]
+    apt = bundled.apt_settings(root)
+    assert apt == {key: here["updates"][key] for key in apt}
+
+
+@pytest.mark.parametrize("host", HARDENED)
+def test_certificate_parser_on_the_recorded_pki_agrees_with_the_reader(host: str) -> None:
+    recorded = recording(host)
+    pki = facts(host)["pki"]
+    for name, certificate in pki["certificates"].items():
+        parsed = bundled.certificate_file(str(recorded.root / f"etc/medinfra/pki/{name}.crt"))
+        assert {key: parsed[key] for key in ("subject", "issuer", "sans", "not_after", "key_bits")} == {
+            key: certificate[key] for key in ("subject", "issuer", "sans", "not_after", "key_bits")}
+
+
+@pytest.mark.parametrize("host", ("turn", LEGACY))
+def test_turn_config_parser_agrees_with_the_reader(host: str) -> None:
+    parsed = bundled.turn_config_facts(recording(host).text("/etc/turnserver.conf"))
+    turn = facts(host)["turn"]
+    assert parsed == {key: turn[key] for key in parsed}
+
+
+def test_replication_parser_on_the_recorded_psql_output_agrees_with_the_reader() -> None:
+    output = recording("his-db").output_starting("runuser", "-u", "postgres", "--", "psql")
+    assert bundled.parse_replication(output) == facts("his-db")["database"]["replication"]
