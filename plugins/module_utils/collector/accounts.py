@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import grp
 import os
-import pwd
 import re
 from collections.abc import Iterable, Mapping
 
-from .base import Json, at_root, config_lines, key_values, read_text, unavailable
+from .base import Json, at_root, config_lines, group_entries, key_values, passwd_entries, read_text, unavailable
 
 NO_LOGIN_SHELLS = frozenset({"", "/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false"})
 
@@ -28,13 +27,13 @@ def shadow_state(field: str) -> tuple[str, str]:
 
 def collect_accounts() -> Json:
     shadow: dict[str, list[str]] = {}
-    shadow_text = read_text("/etc/shadow")
+    shadow_text = read_text(at_root("/etc/shadow"))
     for line in config_lines(shadow_text, comment=""):
         fields = line.split(":")
         if len(fields) >= 8:
             shadow[fields[0]] = fields
     users = []
-    for entry in sorted(pwd.getpwall(), key=lambda e: (e.pw_uid, e.pw_name)):
+    for entry in sorted(passwd_entries(), key=lambda e: (e.pw_uid, e.pw_name)):
         record: dict[str, Json] = {
             "name": entry.pw_name,
             "uid": entry.pw_uid,
@@ -63,7 +62,7 @@ def collect_accounts() -> Json:
     uids: dict[int, list[str]] = {}
     for user in users:
         uids.setdefault(user["uid"], []).append(user["name"])
-    groups = sorted(grp.getgrall(), key=lambda g: (g.gr_gid, g.gr_name))
+    groups = sorted(group_entries(), key=lambda g: (g.gr_gid, g.gr_name))
     gids: dict[int, list[str]] = {}
     for group in groups:
         gids.setdefault(group.gr_gid, []).append(group.gr_name)
@@ -92,7 +91,7 @@ def group_members(name: str, groups: Iterable[grp.struct_group], users: Iterable
 
 
 def collect_login_defs() -> Json:
-    values = key_values(["/etc/login.defs"])
+    values = key_values([at_root("/etc/login.defs")])
     return values or unavailable("/etc/login.defs missing")
 
 

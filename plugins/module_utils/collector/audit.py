@@ -107,7 +107,7 @@ def augenrules_order(lines: Iterable[str]) -> list[str]:
 
 
 def collect_auditd() -> Json:
-    config = key_values(["/etc/audit/auditd.conf"], separator="=")
+    config = key_values([at_root("/etc/audit/auditd.conf")], separator="=")
     on_disk = audit_rules_on_disk()
     facts: dict[str, Json] = {
         "config": config or unavailable("/etc/audit/auditd.conf missing"),

@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Mapping
 
-from .base import Json, file_facts, iso_utc, read_text, unavailable
+from .base import Json, at_root, file_facts, iso_utc, on_host, read_text, unavailable
 from .network import local_addresses
 
 BACKUP_JOBS = ("run", "check", "drill")
@@ -72,14 +72,14 @@ def collect_backup(services: Json, network: Json, directory: str, state_director
     addresses = local_addresses(network)
     moment = time.time() if now is None else now
     sets = []
-    for path in sorted(glob.glob(f"{directory}/sets/*.json")):
+    for path in sorted(on_host(found) for found in glob.glob(at_root(f"{directory}/sets/*.json"))):
         try:
-            document = json.loads(read_text(path) or "")
+            document = json.loads(read_text(at_root(path)) or "")
         except ValueError:
             sets.append({"name": os.path.basename(path)[:-5], **unavailable(f"{path} is not JSON")})
             continue
         try:
-            state = json.loads(read_text(f"{state_directory}/{document.get('name')}.json") or "{}")
+            state = json.loads(read_text(at_root(f"{state_directory}/{document.get('name')}.json")) or "{}")
         except ValueError:
             state = {}
         sets.append(backup_set_facts(document, state, units, addresses, moment))

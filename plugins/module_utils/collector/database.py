@@ -7,7 +7,7 @@ import os
 from collections.abc import Mapping
 from datetime import datetime
 
-from .base import Json, read_text, run, unavailable
+from .base import Json, at_root, read_text, run, unavailable
 
 # A pair's PostgreSQL (medinfra.topology.redundancy.POSTGRESQL_PORT; host programs import nothing from medinfra).
 POSTGRESQL_PORT = 5432
@@ -164,10 +164,10 @@ def drill_record(text: str | None, path: str) -> Json:
 
 def collect_database(state_directory: str) -> Json:
     """The local PostgreSQL's replication (when its socket is there) and the failover drill record."""
-    if os.path.exists(f"{SOCKET_DIRECTORY}/.s.PGSQL.{POSTGRESQL_PORT}"):
+    if os.path.exists(at_root(f"{SOCKET_DIRECTORY}/.s.PGSQL.{POSTGRESQL_PORT}")):
         rc, out, err = run(PSQL)
         replication = parse_replication(out) if rc == 0 else psql_failure(rc, err)
     else:
         replication = {"running": False}
     path = f"{state_directory}/failover-drill.json"
-    return {"replication": replication, "failover_drill": drill_record(read_text(path), path)}
+    return {"replication": replication, "failover_drill": drill_record(read_text(at_root(path)), path)}

@@ -18,8 +18,9 @@ from .base import (
     command_failure,
     config_lines,
     file_facts,
-    iso_utc,
     key_values,
+    modified_at,
+    on_host,
     read_text,
     run,
     sorted_files,
@@ -104,11 +105,11 @@ SENSITIVE_GLOBS = (
 
 def collect_host() -> Json:
     os_release = {}
-    for line in config_lines(read_text("/etc/os-release")):
+    for line in config_lines(read_text(at_root("/etc/os-release"))):
         key, _sep, value = line.partition("=")
         os_release[key] = value.strip('"')
     # systemd writes the container manager's name here; asking systemd-detect-virt costs a process.
-    container = (read_text("/run/systemd/container") or "").strip()
+    container = (read_text(at_root("/run/systemd/container")) or "").strip()
     if container:
         virtualization = container
     else:
@@ -116,11 +117,12 @@ def collect_host() -> Json:
         virtualization = out.strip() if rc in (0, 1) and out.strip() else "unknown"
     uname = os.uname()
     return {
-        "hostname": socket.gethostname(),
+        # The kernel's own files for the host name and release (what uname reads), so a recorded tree has them too.
+        "hostname": (read_text(at_root("/proc/sys/kernel/hostname")) or socket.gethostname()).strip(),
         "os_id": os_release.get("ID", ""),
         "os_version_id": os_release.get("VERSION_ID", ""),
         "os_pretty_name": os_release.get("PRETTY_NAME", ""),
-        "kernel": uname.release,
+        "kernel": (read_text(at_root("/proc/sys/kernel/osrelease")) or uname.release).strip(),
         "architecture": uname.machine,
         "virtualization": virtualization,
         "container": bool(container),
@@ -166,7 +168,7 @@ def collect_sysctl() -> Json:
     values: dict[str, Json] = {}
     for key in SYSCTL_KEYS:
         path = "/proc/sys/" + key.replace(".", "/")
-        text = read_text(path)
+        text = read_text(at_root(path))
         if text is None:
             values[key] = unavailable(f"{path} not readable here")
             continue
@@ -178,7 +180,7 @@ def collect_sysctl() -> Json:
 def collect_files() -> Json:
     paths = list(SENSITIVE_FILES)
     for pattern in SENSITIVE_GLOBS:
-        paths.extend(sorted(glob.glob(pattern)))
+        paths.extend(sorted(on_host(path) for path in glob.glob(at_root(pattern))))
     return {path: file_facts(path) for path in paths}
 
 
@@ -200,7 +202,7 @@ def block_device_encrypted(device: str, root: str = "/", depth: int = 0) -> bool
 
 def mount_encrypted(mountpoint: str) -> bool:
     try:
-        number = os.stat(mountpoint).st_dev
+        number = os.stat(at_root(mountpoint)).st_dev
     except OSError:
         return False
     return block_device_encrypted(f"{os.major(number)}:{os.minor(number)}")
@@ -208,7 +210,7 @@ def mount_encrypted(mountpoint: str) -> bool:
 
 def collect_mounts() -> Json:
     mounts = []
-    for line in (read_text("/proc/self/mounts") or "").splitlines():
+    for line in (read_text(at_root("/proc/self/mounts")) or "").splitlines():
         fields = line.split()
         if len(fields) >= 4:
             mounts.append(
@@ -227,7 +229,7 @@ def collect_mounts() -> Json:
 def collect_kernel_modules() -> Json:
     disabled: dict[str, dict[str, bool]] = {}
     for path in sorted_files("/etc/modprobe.d/*.conf"):
-        for line in config_lines(read_text(path)):
+        for line in config_lines(read_text(at_root(path))):
             fields = line.split()
             if len(fields) >= 2 and fields[0] in ("install", "blacklist"):
                 entry = disabled.setdefault(
@@ -237,24 +239,25 @@ def collect_kernel_modules() -> Json:
                     entry["blacklisted"] = True
                 elif " ".join(fields[2:]) in ("/bin/false", "/bin/true", "/usr/bin/false", "/usr/bin/true"):
                     entry["install_disabled"] = True
-    loaded = sorted(line.split()[0] for line in (read_text("/proc/modules") or "").splitlines() if line.strip())
+    modules = read_text(at_root("/proc/modules")) or ""
+    loaded = sorted(line.split()[0] for line in modules.splitlines() if line.strip())
     return {"modprobe": disabled, "loaded": loaded}
 
 
 def collect_aide(installed: dict[str, str]) -> Json:
-    database = "/var/lib/aide/aide.db"
+    updated_at = modified_at("/var/lib/aide/aide.db")
     return {
         "installed": "aide" in installed,
-        "config_present": os.path.exists("/etc/aide/aide.conf"),
-        "database_present": os.path.exists(database),
-        "database_updated_at": iso_utc(os.path.getmtime(database)) if os.path.exists(database) else None,
+        "config_present": os.path.exists(at_root("/etc/aide/aide.conf")),
+        "database_present": updated_at is not None,
+        "database_updated_at": updated_at,
     }
 
 
 def collect_segmentation(state_directory: str) -> Json:
     """The verdict `medinfra segmentation verify` left here: real connection attempts from this host."""
     path = os.path.join(state_directory, "segmentation.json")
-    text = read_text(path)
+    text = read_text(at_root(path))
     if text is None:
         return {"recorded": False}
     try:
@@ -274,7 +277,7 @@ def collect_chrony(installed: dict[str, str]) -> Json:
     sources = []
     allow = []
     for path in conf:
-        for line in config_lines(read_text(path)):
+        for line in config_lines(read_text(at_root(path))):
             fields = line.split()
             if fields[0] in ("server", "pool", "peer") and len(fields) > 1:
                 sources.append(fields[1])
@@ -301,13 +304,12 @@ def collect_chrony(installed: dict[str, str]) -> Json:
 def collect_limits() -> Json:
     entries = []
     for path in ["/etc/security/limits.conf", *sorted_files("/etc/security/limits.d/*.conf")]:
-        for line in config_lines(read_text(path)):
+        for line in config_lines(read_text(at_root(path))):
             fields = line.split()
             if len(fields) == 4:
                 entries.append({"domain": fields[0], "type": fields[1], "item": fields[2], "value": fields[3]})
-    coredump = key_values(
-        ["/etc/systemd/coredump.conf", *sorted_files("/etc/systemd/coredump.conf.d/*.conf")], separator="="
-    )
+    coredump_files = ["/etc/systemd/coredump.conf", *sorted_files("/etc/systemd/coredump.conf.d/*.conf")]
+    coredump = key_values([at_root(path) for path in coredump_files], separator="=")
     hard_core = [
         e["value"] for e in entries if e["domain"] == "*" and e["item"] == "core" and e["type"] in ("hard", "-")
     ]
@@ -345,8 +347,8 @@ def collect_shell(root: str = "/") -> Json:
 
 
 def collect_banner() -> Json:
-    issue_net = read_text("/etc/issue.net") or ""
-    issue = read_text("/etc/issue") or ""
+    issue_net = read_text(at_root("/etc/issue.net")) or ""
+    issue = read_text(at_root("/etc/issue")) or ""
     leaks = re.compile(r"\\[mrsv]|Debian|GNU/Linux|Ubuntu|kernel", re.IGNORECASE)
     return {
         "issue_net_present": bool(issue_net.strip()),

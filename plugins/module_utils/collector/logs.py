@@ -40,11 +40,10 @@ def rsyslog_forwards(root: str = "/") -> list[dict[str, Json]]:
 
 
 def collect_logging() -> Json:
-    journald = key_values(
-        ["/etc/systemd/journald.conf", *sorted_files("/etc/systemd/journald.conf.d/*.conf")], separator="="
-    )
+    journald_files = ["/etc/systemd/journald.conf", *sorted_files("/etc/systemd/journald.conf.d/*.conf")]
+    journald = key_values([at_root(path) for path in journald_files], separator="=")
     return {
         "journald": journald,
-        "journal_persistent_dir": os.path.isdir("/var/log/journal"),
+        "journal_persistent_dir": os.path.isdir(at_root("/var/log/journal")),
         "forwards": rsyslog_forwards(),
     }

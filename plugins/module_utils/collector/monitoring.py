@@ -12,7 +12,7 @@ import ssl
 import urllib.parse
 import urllib.request
 
-from .base import Json, file_facts, read_text, safe, unavailable
+from .base import HOST, NOT_RECORDED, Json, at_root, file_facts, read_text, safe, unavailable
 from .processes import Process, command_flags, find_processes, listens_everywhere
 
 # Component -> names of its executable (Debian's first, then upstream's); the kernel keeps 15 characters
@@ -179,9 +179,9 @@ def web_config_facts(path: str | None) -> Json:
     """
     if path is None:
         return {"configured": False}
-    if not os.path.exists(path):
+    if not os.path.exists(at_root(path)):
         return {"configured": True, "present": False}
-    text = read_text(path)
+    text = read_text(at_root(path))
     if text is None:
         return unavailable(f"{path} not readable")
     config = read_flat_yaml(text)
@@ -248,9 +248,9 @@ def program_facts(component: str, processes: list[Process]) -> Json:
 
 def file_sd_targets(path: str) -> Json:
     """Every target of a Prometheus file_sd JSON file with its instance label (the target when unset)."""
-    text = read_text(path)
+    text = read_text(at_root(path))
     if text is None:
-        return unavailable(f"{path} {'not readable' if os.path.exists(path) else 'missing'}")
+        return unavailable(f"{path} {'not readable' if os.path.exists(at_root(path)) else 'missing'}")
     try:
         groups = json.loads(text)
     except ValueError:
@@ -336,6 +336,8 @@ def prometheus_api(prometheus: Json, pki: str) -> tuple[str, str, str] | dict[st
 
 def probed_interfaces(prometheus: dict[str, Json], pki: str) -> Json:
     """What the running Prometheus last saw of every interface probe, asked over its own API."""
+    if HOST.root != "/":
+        return unavailable(f"Prometheus' answers: {NOT_RECORDED}")
     api = prometheus_api(prometheus, pki)
     if isinstance(api, dict):
         return api

@@ -8,7 +8,7 @@ import re
 import socket
 from collections.abc import Mapping
 
-from .base import Json, file_facts, read_text, sorted_files, unavailable
+from .base import Json, at_root, file_facts, read_text, sorted_files, unavailable
 from .tls import certificate_facts, der_children, der_oid, der_read, tbs_fields
 
 PEM_CERTIFICATE = re.compile(r"-----BEGIN CERTIFICATE-----([A-Za-z0-9+/=\s]+?)-----END CERTIFICATE-----")
@@ -65,7 +65,7 @@ def certificate_extensions(der: bytes) -> dict[str, Json]:
 
 def certificate_file(path: str) -> dict[str, Json]:
     """Facts and extensions of the first certificate of a PEM file, or why it cannot be read."""
-    text = read_text(path)
+    text = read_text(at_root(path))
     if text is None:
         return unavailable(f"{path} not readable")
     try:
@@ -92,10 +92,10 @@ def issued_by(certificate: Mapping[str, Json], ca: Mapping[str, Json] | None) ->
 
 def collect_pki(directory: str) -> Json:
     """The site CA certificate and every certificate the pki role issued to this host, with its key file."""
-    if not os.path.isdir(directory):
+    if not os.path.isdir(at_root(directory)):
         return {"directory_present": False}
     ca_path = os.path.join(directory, "ca.crt")
-    ca = certificate_file(ca_path) if os.path.exists(ca_path) else None
+    ca = certificate_file(ca_path) if os.path.exists(at_root(ca_path)) else None
     if ca is None:
         ca_facts: Json = {"present": False}
     elif "unavailable" in ca:

@@ -7,7 +7,7 @@ import socket
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
-from .base import read_text
+from .base import at_root, read_text
 
 COMM_LENGTH = 15
 
@@ -36,6 +36,7 @@ def find_processes(programs: Mapping[str, Iterable[str]], proc: str = "/proc") -
     by_comm = {name[:COMM_LENGTH]: key for key, names in programs.items() for name in names}
     by_exe = {name: key for key, names in programs.items() for name in names}
     found: dict[str, list[Process]] = {key: [] for key in programs}
+    proc = at_root(proc)
     try:
         pids = sorted((entry for entry in os.listdir(proc) if entry.isdigit()), key=int)
     except OSError:

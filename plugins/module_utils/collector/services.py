@@ -6,23 +6,24 @@ import glob
 import os
 import socket
 
-from .base import Json, command_failure, read_text, run
+from .base import Json, at_root, command_failure, read_text, run
 
 
 def socket_owners() -> dict[str, str]:
     """Socket inode -> process name, from /proc/<pid>/fd."""
     owners: dict[str, str] = {}
-    for pid in os.listdir("/proc"):
+    proc = at_root("/proc")
+    for pid in os.listdir(proc):
         if not pid.isdigit():
             continue
-        comm = (read_text(f"/proc/{pid}/comm") or "?").strip()
+        comm = (read_text(f"{proc}/{pid}/comm") or "?").strip()
         try:
-            fds = os.listdir(f"/proc/{pid}/fd")
+            fds = os.listdir(f"{proc}/{pid}/fd")
         except OSError:
             continue
         for fd in fds:
             try:
-                target = os.readlink(f"/proc/{pid}/fd/{fd}")
+                target = os.readlink(f"{proc}/{pid}/fd/{fd}")
             except OSError:
                 continue
             if target.startswith("socket:["):
@@ -42,7 +43,7 @@ def collect_sockets() -> Json:
     owners = socket_owners()
     listeners = []
     for proto, listen_state in (("tcp", "0A"), ("tcp6", "0A"), ("udp", "07"), ("udp6", "07")):
-        text = read_text(f"/proc/net/{proto}")
+        text = read_text(at_root(f"/proc/net/{proto}"))
         for line in (text or "").splitlines()[1:]:
             fields = line.split()
             if len(fields) < 10 or fields[3] != listen_state:
@@ -77,9 +78,9 @@ def enabled_units() -> dict[str, str]:
     """
     states: dict[str, str] = {}
     for base, state in (("/etc/systemd/system", "enabled"), ("/run/systemd/system", "enabled-runtime")):
-        for link in glob.glob(f"{base}/*.wants/*") + glob.glob(f"{base}/*.requires/*"):
+        for link in glob.glob(at_root(f"{base}/*.wants/*")) + glob.glob(at_root(f"{base}/*.requires/*")):
             states.setdefault(os.path.basename(link), state)
-        for entry in glob.glob(f"{base}/*"):
+        for entry in glob.glob(at_root(f"{base}/*")):
             if os.path.islink(entry) and os.path.realpath(entry) == "/dev/null":
                 states[os.path.basename(entry)] = "masked"
     return states
@@ -88,7 +89,7 @@ def enabled_units() -> dict[str, str]:
 def unit_file_state(name: str) -> str:
     """disabled (installable, not enabled), static (no [Install]) or generated (no unit file)."""
     for directory in UNIT_DIRS:
-        text = read_text(f"{directory}/{name}")
+        text = read_text(at_root(f"{directory}/{name}"))
         if text is not None:
             return "disabled" if "[Install]" in text else "static"
     return "generated"

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-import grp
 import ipaddress
 import os
-import pwd
 import re
 from collections.abc import Callable, Iterable, Mapping
 
-from .base import Json, at_root, command_failure, config_lines, read_text, run, sorted_files
+from .base import (
+    Json,
+    at_root,
+    command_failure,
+    config_lines,
+    group_entries,
+    passwd_entries,
+    read_text,
+    run,
+    sorted_files,
+)
 
 # sshd -T keys that may appear more than once; all others are single values.
 SSHD_MULTI_KEYS = frozenset(
@@ -116,13 +124,12 @@ def first_name(patterns: str) -> str | None:
 
 
 def group_member(group: str) -> str | None:
-    try:
-        entry = grp.getgrnam(group)
-    except KeyError:
+    entry = next((entry for entry in group_entries() if entry.gr_name == group), None)
+    if entry is None:
         return None
     if entry.gr_mem:
         return str(entry.gr_mem[0])
-    return next((user.pw_name for user in pwd.getpwall() if user.pw_gid == entry.gr_gid), None)
+    return next((user.pw_name for user in passwd_entries() if user.pw_gid == entry.gr_gid), None)
 
 
 def match_connections(

@@ -7,7 +7,7 @@ import threading
 import warnings
 from typing import TYPE_CHECKING
 
-from .base import Json, safe, unavailable
+from .base import HOST, NOT_RECORDED, Json, safe, unavailable
 
 if TYPE_CHECKING:  # ssl is imported only when there is a listener to probe
     import ssl
@@ -177,6 +177,8 @@ def probe_tls(listener: dict[str, Json]) -> dict[str, Json]:
 def collect_tls(sockets: Json) -> Json:
     if not isinstance(sockets, dict) or "listening" not in sockets:
         return unavailable("listening sockets unavailable")
+    if HOST.root != "/":
+        return unavailable(f"TLS handshakes: {NOT_RECORDED}")
     tcp = [s for s in sockets["listening"] if s["protocol"] == "tcp"]
     # sshd speaks first and never TLS: no handshake needed to know it is not a TLS endpoint.
     probed: list[dict[str, Json]] = [

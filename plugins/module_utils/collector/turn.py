@@ -8,7 +8,7 @@ import re
 import stat
 from collections.abc import Iterable
 
-from .base import Json, file_facts, read_text, unavailable, user_name
+from .base import Json, at_root, file_facts, read_text, unavailable, user_name
 from .monitoring import absolute_path
 from .processes import find_processes
 
@@ -211,7 +211,7 @@ def collect_turn(proc: str = "/proc", config_path: str = TURN_CONFIG_PATH, binar
         argv, cwd, uid = processes[0]
         path = turn_config_path(argv, cwd, config_path)
         user = user_name(uid) if uid is not None else unavailable("owner of the turnserver process not readable")
-    facts: dict[str, Json] = {"installed": os.path.exists(binary), "running": bool(processes), "user": user}
+    facts: dict[str, Json] = {"installed": os.path.exists(at_root(binary)), "running": bool(processes), "user": user}
     if path is None:  # started with -n: no configuration file, only defaults and the command line
         facts["config"] = {"path": None, "exists": False}
         facts.update(turn_config_facts(""))
@@ -225,7 +225,7 @@ def collect_turn(proc: str = "/proc", config_path: str = TURN_CONFIG_PATH, binar
             **{key: info[key] for key in ("path", "exists", "mode", "owner", "group")},
             "world_readable": bool(int(info["mode"], 8) & stat.S_IROTH),
         }
-        text = read_text(path)
+        text = read_text(at_root(path))
     else:  # coturn runs on its defaults and its command line
         facts["config"] = {"path": path, "exists": False}
         text = ""

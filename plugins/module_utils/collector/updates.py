@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import Mapping
 
-from .base import Json, at_root, config_lines, iso_utc, read_text, sorted_files, unavailable
+from .base import HOST, Json, at_root, config_lines, host_root, modified_at, read_text, sorted_files, unavailable
 
 # apt ignores these in apt.conf.d (Dir::Ignore-Files-Silently), and names with other characters.
 APT_IGNORED = re.compile(r"(~|\.disabled|\.bak|\.dpkg-[a-z]+|\.ucf-[a-z]+|\.save|\.orig|\.distUpgrade)$")
@@ -74,7 +74,7 @@ def compare_debian_versions(left: str, right: str) -> int:
 def installed_packages() -> dict[str, str]:
     packages: dict[str, str] = {}
     name = version = status = ""
-    for line in [*(read_text("/var/lib/dpkg/status") or "").splitlines(), ""]:
+    for line in [*(read_text(at_root("/var/lib/dpkg/status")) or "").splitlines(), ""]:
         if not line:
             if name and status.endswith(" installed"):
                 packages[name] = version
@@ -93,7 +93,7 @@ def pending_security_updates(installed: dict[str, str]) -> list[str]:
     pending = set()
     for path in sorted_files(SECURITY_PACKAGE_LISTS):
         name = ""
-        for line in (read_text(path) or "").splitlines():
+        for line in (read_text(at_root(path)) or "").splitlines():
             if line.startswith("Package: "):
                 name = line[9:].strip()
             elif (
@@ -125,10 +125,13 @@ def parse_md5sums(text: str) -> list[tuple[str, str]]:
     return entries
 
 
-def file_md5(path: str) -> str | None:
+def file_md5(path: str, root: str = "/") -> str | None:
+    """The md5 of a host file (of a recorded host's program, the digest recorded for it)."""
+    if host_root(root) != "/" and path in HOST.digests:
+        return HOST.digests[path]
     digest = hashlib.md5(usedforsecurity=False)
     try:
-        with open(path, "rb") as handle:
+        with open(at_root(path, root), "rb") as handle:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     except OSError:
@@ -150,7 +153,7 @@ def verify_packages(installed: Mapping[str, str], root: str = "/") -> Json:
             continue
         checked.append(name)
         for digest, path in parse_md5sums(sums):
-            actual = file_md5(at_root("/" + path, root))
+            actual = file_md5("/" + path, root)
             if actual != digest:
                 change = "missing" if actual is None else "checksum"
                 changed.append({"package": name, "path": "/" + path, "change": change})
@@ -280,7 +283,7 @@ def apt_settings(root: str = "/") -> dict[str, Json]:
 def collect_updates(installed: dict[str, str]) -> Json:
     lists = sorted_files("/var/lib/apt/lists/*_Packages")
     return {
-        "package_lists_updated_at": iso_utc(max(os.path.getmtime(p) for p in lists)) if lists else None,
+        "package_lists_updated_at": max((modified_at(path) or "" for path in lists), default=None) or None,
         "security_lists_present": bool(sorted_files(SECURITY_PACKAGE_LISTS)),
         "pending_security": pending_security_updates(installed),
         "unattended_upgrades_installed": "unattended-upgrades" in installed,
