@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -109,13 +110,18 @@ def test_services_active_and_enabled(host) -> None:
         assert host.service(unit).is_running, unit
     # chrony cannot set a container's clock: enabled, and skipped by its own CAP_SYS_TIME condition.
     assert host.service("chrony").is_enabled
-    assert "10.231.10.10" in host.file("/etc/chrony/chrony.conf").content_string
+    chrony = host.file("/etc/chrony/chrony.conf").content_string
+    # hospital.yml's time server (site.time_servers), and no other source.
+    assert [line for line in chrony.splitlines() if line.startswith(("server ", "pool "))] == [
+        "server 10.231.10.10 iburst"
+    ], chrony
     assert host.check_output("systemctl is-system-running") == "running"
 
 
 def test_maintenance_window_and_security_only_upgrades(host) -> None:
-    timer = host.check_output("systemctl show apt-daily-upgrade.timer -p TimersCalendar")
-    assert "03:00:00" in timer
+    timer = host.check_output("systemctl show -P TimersCalendar apt-daily-upgrade.timer")
+    # The role's window ("*-*-* 03:00", systemd's normal form), replacing Debian's calendar rather than adding to it.
+    assert re.findall(r"OnCalendar=(.+?) ;", timer) == ["*-*-* 03:00:00"], timer
     config = host.check_output("apt-config dump Unattended-Upgrade::Origins-Pattern")
     assert "Debian-Security" in config and 'label=Debian"' not in config
     sources = host.check_output("cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true")
@@ -147,17 +153,21 @@ def test_auth_policy_in_force(host) -> None:
     assert "pam_pwquality.so" in host.file("/etc/pam.d/common-password").content_string
     # pwscore applies the live pam_pwquality settings: a short password is rejected.
     weak = host.run("echo 'Short1!' | pwscore")
-    assert weak.rc != 0
-    login_defs = host.check_output("grep -E '^(PASS_MAX_DAYS|UMASK)' /etc/login.defs")
-    assert "90" in login_defs and "027" in login_defs
+    assert (weak.rc, weak.stdout) == (1, ""), (weak.rc, weak.stdout, weak.stderr)  # pwscore's "check failed"
+    settings = [line.split() for line in host.file("/etc/login.defs").content_string.splitlines()
+                if line.startswith(("PASS_MAX_DAYS", "UMASK"))]
+    # Defaults baseline_hardening_password_max_days 90 and baseline_hardening_umask "027", once each.
+    assert sorted(settings) == [["PASS_MAX_DAYS", "90"], ["UMASK", "027"]], settings
+    assert int(dict(settings)["PASS_MAX_DAYS"]) == 90
     assert host.check_output("sudo -u medinfra bash -lc umask") == "0027"
     assert host.check_output("bash -lc 'echo $TMOUT'") == "900"
 
 
 def test_system_accounts_have_no_shell(host) -> None:
+    # Debian's base-passwd creates every one of them: each must exist, or the check would pass on nothing.
     for user in ("daemon", "bin", "sys", "www-data", "nobody"):
-        if host.user(user).exists:
-            assert host.user(user).shell in ("/usr/sbin/nologin", "/bin/false", "/usr/bin/false"), user
+        assert host.user(user).exists, user
+        assert host.user(user).shell in ("/usr/sbin/nologin", "/bin/false", "/usr/bin/false"), user
 
 
 def test_sudo_uses_pty_and_logs(host) -> None:
@@ -215,7 +225,7 @@ def test_fresh_key_login_works() -> None:
 
 def test_root_login_is_refused_even_with_an_authorised_key() -> None:
     result = ssh("root")
-    assert result.returncode != 0
+    assert result.returncode == 255, result  # ssh's own failure, not the remote command's
     assert "Permission denied" in result.stderr
 
 
@@ -223,6 +233,6 @@ def test_password_login_is_refused() -> None:
     result = ssh(
         "medinfra", "-o", "PreferredAuthentications=password,keyboard-interactive", "-o", "PubkeyAuthentication=no"
     )
-    assert result.returncode != 0
+    assert result.returncode == 255, result
     # The server offers public keys only.
     assert "Permission denied (publickey)" in result.stderr
