@@ -44,10 +44,11 @@ def test_exporter_runs(host: Any) -> None:
 
 def test_exporter_serves_tls_with_the_site_certificate(host: Any) -> None:
     address = "10.88.239.15"  # hospital.yml's address, the one the exporter listens on
-    listening = host.check_output("ss -Hltn")
-    assert f"{address}:9100" in listening, listening
+    listening = host.check_output("ss -Hltn 'sport = :9100'")
+    # One socket, on that address: the local address is ss's fourth column.
+    assert [line.split()[3] for line in listening.splitlines()] == [f"{address}:9100"], listening
     assert host.file("/etc/medinfra/pki/node-exporter.crt").exists
 
 
 def test_zone_firewall_in_force(host: Any) -> None:
-    assert "table inet medinfra" in host.check_output("nft list tables")
+    assert "table inet medinfra" in host.check_output("nft list tables").splitlines()  # the line, not a prefix

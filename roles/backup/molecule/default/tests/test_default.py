@@ -76,7 +76,7 @@ def test_timers_are_enabled_and_persistent(db: Any, kind: str) -> None:
 def test_backups_run_every_half_rpo(db: Any) -> None:
     # 24x7-critical: RPO 15 minutes, so a backup every 7 minutes.
     calendar = db.check_output("systemctl show -P TimersCalendar medinfra-backup-run@data.timer")
-    assert "*-*-* *:00/7:00" in calendar, calendar
+    assert re.findall(r"OnCalendar=(.+?) ;", calendar) == ["*-*-* *:00/7:00"], calendar
 
 
 def test_backup_succeeds_and_is_recorded(first_backup: dict[str, float]) -> None:
@@ -129,7 +129,7 @@ def test_failing_pg_dump_is_a_failure_and_no_snapshot(db: Any, first_backup: dic
         result = start(db, "run")
     finally:
         db.check_output("runuser -u postgres -- psql -c 'ALTER DATABASE hisdb_elsewhere RENAME TO hisdb'")
-    assert result.rc != 0
+    assert result.rc == 1, result.stderr  # systemctl's "job failed": the runner exited 1
     after = metrics(db)
     assert after["medinfra_backup_last_run_success"] == 0
     last_success = before["medinfra_backup_last_success_timestamp_seconds"]
@@ -153,7 +153,7 @@ def test_check_catches_a_corrupted_pack(db: Any, server: Any, first_backup: dict
         found = metrics(db)
     finally:
         server.check_output(f"cp -p /root/pack.orig {pack} && rm /root/pack.orig")
-    assert corrupt.rc != 0
+    assert corrupt.rc == 1, corrupt.stderr  # the runner's failed check
     assert "pack" in corrupt.stderr.lower(), corrupt.stderr
     assert found["medinfra_backup_check_success"] == 0
     assert db.run(f"{AS_OPERATOR} check data --subset 1/1").rc == 0
@@ -191,7 +191,7 @@ def test_client_account_is_sftp_only_and_chrooted(db: Any, server: Any) -> None:
     # No password authentication, even for the account's own name.
     refused = db.run("ssh -o BatchMode=yes -o PubkeyAuthentication=no -o StrictHostKeyChecking=no"
                      " -o UserKnownHostsFile=/dev/null restic-bk-db@10.238.10.10 true")
-    assert refused.rc != 0 and "Permission denied" in refused.stderr
+    assert refused.rc == 255 and "Permission denied" in refused.stderr  # ssh's own failure
     account = server.user("restic-bk-db")
     assert account.shell == "/usr/sbin/nologin" and account.password == "!"
     assert server.file("/srv/backup/restic-bk-db").user == "root"

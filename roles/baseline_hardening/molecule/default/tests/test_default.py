@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -109,13 +112,18 @@ def test_services_active_and_enabled(host) -> None:
         assert host.service(unit).is_running, unit
     # chrony cannot set a container's clock: enabled, and skipped by its own CAP_SYS_TIME condition.
     assert host.service("chrony").is_enabled
-    assert "10.231.10.10" in host.file("/etc/chrony/chrony.conf").content_string
+    chrony = host.file("/etc/chrony/chrony.conf").content_string
+    # hospital.yml's time server (site.time_servers), and no other source.
+    assert [line for line in chrony.splitlines() if line.startswith(("server ", "pool "))] == [
+        "server 10.231.10.10 iburst"
+    ], chrony
     assert host.check_output("systemctl is-system-running") == "running"
 
 
 def test_maintenance_window_and_security_only_upgrades(host) -> None:
-    timer = host.check_output("systemctl show apt-daily-upgrade.timer -p TimersCalendar")
-    assert "03:00:00" in timer
+    timer = host.check_output("systemctl show -P TimersCalendar apt-daily-upgrade.timer")
+    # The role's window ("*-*-* 03:00", systemd's normal form), replacing Debian's calendar rather than adding to it.
+    assert re.findall(r"OnCalendar=(.+?) ;", timer) == ["*-*-* 03:00:00"], timer
     config = host.check_output("apt-config dump Unattended-Upgrade::Origins-Pattern")
     assert "Debian-Security" in config and 'label=Debian"' not in config
     sources = host.check_output("cat /etc/apt/sources.list.d/*.sources /etc/apt/sources.list 2>/dev/null || true")
@@ -141,23 +149,35 @@ def test_file_modes(host) -> None:
     assert host.file("/var/lib/rkhunter/db/rkhunter.dat").exists
 
 
+def set_password(host, password: str):
+    return host.run(f"printf '%s\\n%s\\n' {shlex.quote(password)} {shlex.quote(password)} | passwd medinfra 2>&1")
+
+
 def test_auth_policy_in_force(host) -> None:
     assert "pam_faillock.so preauth" in host.file("/etc/pam.d/common-auth").content_string
     assert "nullok" not in host.file("/etc/pam.d/common-auth").content_string
     assert "pam_pwquality.so" in host.file("/etc/pam.d/common-password").content_string
-    # pwscore applies the live pam_pwquality settings: a short password is rejected.
-    weak = host.run("echo 'Short1!' | pwscore")
-    assert weak.rc != 0
-    login_defs = host.check_output("grep -E '^(PASS_MAX_DAYS|UMASK)' /etc/login.defs")
-    assert "90" in login_defs and "027" in login_defs
+    # passwd through the live PAM stack (enforce_for_root: root is checked too). A short password is refused with
+    # pam_pwquality's reason; a strong one, new each run, is accepted (the dictionary check can load its dictionary).
+    weak = set_password(host, "Short1!")
+    assert weak.rc == 10, weak  # passwd: password unchanged
+    assert "BAD PASSWORD: The password is shorter than 14 characters" in weak.stdout, weak.stdout
+    strong = set_password(host, f"Vq7#mJ2!pXz9-{secrets.token_hex(6)}")
+    assert strong.rc == 0 and "passwd: password updated successfully" in strong.stdout, strong.stdout
+    settings = [line.split() for line in host.file("/etc/login.defs").content_string.splitlines()
+                if line.startswith(("PASS_MAX_DAYS", "UMASK"))]
+    # Defaults baseline_hardening_password_max_days 90 and baseline_hardening_umask "027", once each.
+    assert sorted(settings) == [["PASS_MAX_DAYS", "90"], ["UMASK", "027"]], settings
+    assert int(dict(settings)["PASS_MAX_DAYS"]) == 90
     assert host.check_output("sudo -u medinfra bash -lc umask") == "0027"
     assert host.check_output("bash -lc 'echo $TMOUT'") == "900"
 
 
 def test_system_accounts_have_no_shell(host) -> None:
+    # Debian's base-passwd creates every one of them: each must exist, or the check would pass on nothing.
     for user in ("daemon", "bin", "sys", "www-data", "nobody"):
-        if host.user(user).exists:
-            assert host.user(user).shell in ("/usr/sbin/nologin", "/bin/false", "/usr/bin/false"), user
+        assert host.user(user).exists, user
+        assert host.user(user).shell in ("/usr/sbin/nologin", "/bin/false", "/usr/bin/false"), user
 
 
 def test_sudo_uses_pty_and_logs(host) -> None:
@@ -215,7 +235,7 @@ def test_fresh_key_login_works() -> None:
 
 def test_root_login_is_refused_even_with_an_authorised_key() -> None:
     result = ssh("root")
-    assert result.returncode != 0
+    assert result.returncode == 255, result  # ssh's own failure, not the remote command's
     assert "Permission denied" in result.stderr
 
 
@@ -223,6 +243,6 @@ def test_password_login_is_refused() -> None:
     result = ssh(
         "medinfra", "-o", "PreferredAuthentications=password,keyboard-interactive", "-o", "PubkeyAuthentication=no"
     )
-    assert result.returncode != 0
+    assert result.returncode == 255, result
     # The server offers public keys only.
     assert "Permission denied (publickey)" in result.stderr

@@ -210,15 +210,18 @@ def test_probe_fails_when_allocations_fail(host: Any) -> None:
     prom = "/var/lib/prometheus/node-exporter/medinfra_turn.prom"
     try:
         host.check_output("systemctl stop coturn.service")
-        assert host.run("systemctl start medinfra-turn-probe.service").rc != 0
-        assert "medinfra_turn_allocation_success 0" in host.file(prom).content_string
+        failed = host.run("systemctl start medinfra-turn-probe.service")
+        assert failed.rc == 1, failed.stderr  # systemctl's "job failed": the probe exited non-zero
+        metrics = host.file(prom).content_string
+        assert re.search(r"^medinfra_turn_allocation_success 0$", metrics, re.MULTILINE), metrics
     finally:
         host.check_output("systemctl start coturn.service")
     for _ in range(20):
         if host.run("systemctl start medinfra-turn-probe.service").rc == 0:
             break
         time.sleep(0.5)
-    assert "medinfra_turn_allocation_success 1" in host.file(prom).content_string
+    metrics = host.file(prom).content_string
+    assert re.search(r"^medinfra_turn_allocation_success 1$", metrics, re.MULTILINE), metrics
 
 
 RELOAD = r"""
