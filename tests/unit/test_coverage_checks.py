@@ -17,7 +17,7 @@ NOW = datetime(2026, 1, 15, 12, 0, tzinfo=UTC)
     ("check", "evidence", "status", "reason"),
     [
         # an index past the end, or a null on the way, is an absent fact: it fails, it is no error
-        ({"fact": "users[5].name", "equals": "root"}, {"users": [{"name": "root"}]}, "fail", "absent"),
+        ({"fact": ["users", 5, "name"], "equals": "root"}, {"users": [{"name": "root"}]}, "fail", "absent"),
         ({"fact": "sshd.port", "equals": 22}, {"sshd": None}, "fail", "absent"),
         # a null list is empty when that is asked, and holds nothing
         ({"fact": "groups", "empty": True}, {"groups": None}, "pass", "none"),
