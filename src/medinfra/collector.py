@@ -9,6 +9,7 @@ paths exist in one place only.
 """
 
 from __future__ import annotations
+import __future__
 
 import ast
 import json
@@ -17,7 +18,7 @@ from collections.abc import Mapping
 from functools import cache
 from types import ModuleType
 
-from medinfra.package_data import collector_sources, hostside_module
+from medinfra.package_data import COLLECTOR_PACKAGE, collector_sources, hostside_module, package_directory
 
 RELATIVE_IMPORT = re.compile(r"^from \.(\w+) import (\([^)]*\)|[^\n]*)\n", re.M)
 FUTURE_IMPORT = "from __future__ import annotations\n"
@@ -40,12 +41,22 @@ def dependency_order(modules: dict[str, str]) -> list[str]:
     return ordered
 
 
+def _blank(match: re.Match[str]) -> str:
+    return "\n" * match.group(0).count("\n")
+
+
+def bundled_text(text: str) -> str:
+    """A module as the bundle holds it: its package imports and its `__future__` import blanked, every other line
+    where it was, so that a line of the bundle's part is the same line of the module's file."""
+    return RELATIVE_IMPORT.sub(_blank, text).replace(FUTURE_IMPORT, "\n")
+
+
 def bundle(modules: dict[str, str]) -> str:
     """One standard-library program from the package's modules, each under a comment naming it (definitions only)."""
     parts = [FUTURE_IMPORT]
     for name in dependency_order(modules):
-        text = RELATIVE_IMPORT.sub("", modules[name]).replace(FUTURE_IMPORT, "")
-        parts.append(f"\n# ---------------------------------------------------------------- {name}\n{text}")
+        parts.append(f"\n# ---------------------------------------------------------------- {name}\n"
+                     f"{bundled_text(modules[name])}")
     return "".join(parts)
 
 
@@ -74,9 +85,17 @@ def default_paths() -> dict[str, str]:
 
 @cache
 def collector_module() -> ModuleType:
-    """The bundled program as a module: every area's functions in one namespace, as on the host."""
+    """The bundled program as a module: every area's functions in one namespace, as on the host, the bundle's parts
+    run in its order. Each part is compiled under its module's file (their lines are the same), so that tracebacks
+    and coverage name the file and line of plugins/module_utils/collector a function came from."""
+    collector_source()  # the bundle parses, as on a host
+    modules = package_modules()
+    folder = package_directory(COLLECTOR_PACKAGE)
     module = ModuleType("medinfra_collector")
-    exec(compile(collector_source(), "<medinfra collector>", "exec"), module.__dict__)
+    for name in dependency_order(modules):
+        code = compile(bundled_text(modules[name]), str(folder / f"{name}.py"), "exec",
+                       flags=__future__.annotations.compiler_flag, dont_inherit=True)
+        exec(code, module.__dict__)
     return module
 
 

@@ -365,9 +365,10 @@ def test_zone_checks_are_near_linear() -> None:
         {"name": f"z{i}", "cidr": f"10.{i // 256}.{i % 256}.0/24", "gateway": f"10.{i // 256}.{i % 256}.1"}
         for i in range(20_000)
     ]
-    started = time.perf_counter()
+    # CPU time of this process, not wall time: the machine is shared, and `make test-unit` runs under coverage.
+    started = time.process_time()
     findings, networks = check_zones(zones)
-    assert time.perf_counter() - started < 10
+    assert time.process_time() - started < 10
     assert findings == [] and len(networks) == 20_000
 
 
