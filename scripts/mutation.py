@@ -1,0 +1,265 @@
+#!/usr/bin/env python3
+"""`make mutation`: mutmut over the pure core, one module at a time, each against its own unit test files.
+
+Each module runs in a scratch directory of its own (.cache/mutation/NAME) with a generated [tool.mutmut] table, so
+runs do not share mutmut's state and the checkout's pyproject.toml carries no per-module settings. mutmut runs the
+tests with the scratch copy `mutants/` as the working directory, so the wrapper links every other part of the checkout
+into it (inventories, roles, the collection link): tests/conftest.py finds the repository root there.
+A surviving mutant listed in tests/mutation/equivalent.yml (by module, function and changed lines, so it survives
+line shifts) counts as equivalent; every other one is printed with its diff. The score is killed plus equivalent over
+all mutants. A benchmark figure: the exit status is 0 whatever the scores (2 on a usage or tool error).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SCRATCH = ROOT / ".cache" / "mutation"
+EQUIVALENT_FILE = ROOT / "tests" / "mutation" / "equivalent.yml"
+# Parts of the checkout that are not linked into mutants/: mutmut copies src/ and tests/ there itself (the copies are
+# what it mutates and runs), the generated pyproject.toml replaces the checkout's, and the rest is state or caches.
+NOT_LINKED = {"src", "tests", "pyproject.toml", ".cache", ".git", ".venv", "mutants"}
+# mutmut's exit codes per mutant (mutmut.stats.status_by_exit_code), folded into what the table counts.
+KILLED_CODES = {1, 3, 37}
+SURVIVED_CODES = {0}
+TIMEOUT_CODES = {36, -24, 24, 152, 255}
+NO_TESTS_CODES = {5, 33}
+
+
+@dataclass(frozen=True)
+class Target:
+    """One module of the pure core, the unit test files that exercise it, and optionally which of its functions
+    (mutmut's mangled names, globbed) are in scope when the rest of the module is not pure core."""
+
+    name: str
+    source: str
+    tests: tuple[str, ...]
+    functions: tuple[str, ...] = ()
+
+    @property
+    def module(self) -> str:
+        return self.source.removeprefix("src/").removesuffix(".py").replace("/", ".")
+
+    def test_files(self) -> list[str]:
+        """The listed test files, then tests/unit/test_mutants_NAME.py if it exists (the tests written to kill
+        this module's mutants)."""
+        own = f"tests/unit/test_mutants_{self.name.replace('.', '_')}.py"
+        return [path for path in (*self.tests, own) if (ROOT / path).is_file()]
+
+
+TARGETS = (
+    Target("checks", "src/medinfra/compliance/checks.py",
+           ("tests/unit/test_checks.py", "tests/unit/compliance/test_controls.py")),
+    Target("evaluate", "src/medinfra/compliance/evaluate.py",
+           ("tests/unit/test_checks.py", "tests/unit/compliance/test_controls.py", "tests/unit/test_audit.py",
+            "tests/unit/test_monitoring_controls.py", "tests/unit/test_topology_interfaces.py")),
+    # The audit's exit status: the constants are in medinfra.exits (no function, nothing to mutate), the decision
+    # is audit.results.exit_code; the rest of results.py is report formatting.
+    Target("audit_exit", "src/medinfra/audit/results.py",
+           ("tests/unit/test_audit.py", "tests/unit/test_cli_habits.py"), ("x_exit_code", "x_tally", "xǁTallyǁ*")),
+    Target("csv_export", "src/medinfra/report/csv_export.py", ("tests/unit/test_report_formats.py",)),
+    Target("safe_text", "src/medinfra/safe_text.py",
+           ("tests/unit/test_safe_text.py", "tests/unit/test_report_formats.py")),
+    Target("signing", "src/medinfra/signing.py", ("tests/unit/test_signing.py",)),
+    Target("segmentation_rules", "src/medinfra/segmentation/rules.py",
+           ("tests/unit/test_segmentation_rules.py", "tests/unit/test_segmentation_egress.py",
+            "tests/unit/test_segmentation_verify.py")),
+    Target("topology_checks", "src/medinfra/topology/checks.py", ("tests/unit/test_topology_validation.py",)),
+    Target("history_diff", "src/medinfra/history/diff.py", ("tests/unit/test_history.py",)),
+    Target("waivers", "src/medinfra/compliance/model.py",
+           ("tests/unit/test_checks.py", "tests/unit/test_audit.py", "tests/unit/compliance/test_controls.py")),
+)
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str
+    function: str
+    removed: tuple[str, ...]
+    added: tuple[str, ...]
+    diff: str
+
+
+@dataclass
+class Outcome:
+    target: Target
+    seconds: float
+    counts: Counter[str] = field(default_factory=Counter)
+    survivors: list[Mutant] = field(default_factory=list)
+    equivalent: list[tuple[Mutant, str]] = field(default_factory=list)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def score(self) -> float | None:
+        if not self.total:
+            return None
+        return 100.0 * (self.counts["killed"] + len(self.equivalent)) / self.total
+
+
+def function_of(mutant_name: str) -> str:
+    """`medinfra.x.y.xǁClassǁmethod__mutmut_3` -> `Class.method`; `...x_function__mutmut_3` -> `function`."""
+    mangled = mutant_name.partition("__mutmut_")[0].rpartition(".")[2]
+    if mangled.startswith("xǁ"):
+        return mangled.removeprefix("xǁ").replace("ǁ", ".")
+    return mangled.removeprefix("x_")
+
+
+def changed_lines(diff: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    body = [line for line in diff.splitlines() if not line.startswith(("---", "+++", "@@"))]
+    return (tuple(line[1:].strip() for line in body if line.startswith("-")),
+            tuple(line[1:].strip() for line in body if line.startswith("+")))
+
+
+def load_equivalents() -> list[dict[str, Any]]:
+    if not EQUIVALENT_FILE.is_file():
+        return []
+    entries = yaml.safe_load(EQUIVALENT_FILE.read_text(encoding="utf-8")) or []
+    for entry in entries:
+        missing = {"module", "function", "before", "after", "reason"} - set(entry)
+        if missing or not str(entry["reason"]).strip():
+            raise SystemExit(f"{EQUIVALENT_FILE}: entry {entry}: needs module, function, before, after and a reason")
+    return list(entries)
+
+
+def as_lines(value: Any) -> tuple[str, ...]:
+    if isinstance(value, list):
+        return tuple(str(line).strip() for line in value)
+    return tuple(line.strip() for line in str(value).splitlines())
+
+
+def equivalence_reason(target: Target, mutant: Mutant, entries: Sequence[dict[str, Any]]) -> str | None:
+    for entry in entries:
+        if (entry["module"] == target.name and entry["function"] == mutant.function
+                and as_lines(entry["before"]) == mutant.removed and as_lines(entry["after"]) == mutant.added):
+            return str(entry["reason"]).strip()
+    return None
+
+
+def pyproject_for(target: Target) -> str:
+    """The checkout's pyproject.toml (pytest's settings) and a [tool.mutmut] table for this target."""
+    settings = {
+        "source_paths": ["src"],
+        "only_mutate": [target.source],
+        "pytest_add_cli_args_test_selection": target.test_files(),
+        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-q"],
+        "use_git_change_detection": False,
+    }
+    table = "\n".join(f"{key} = {json.dumps(value)}" for key, value in settings.items())
+    return (ROOT / "pyproject.toml").read_text(encoding="utf-8") + f"\n[tool.mutmut]\n{table}\n"
+
+
+def prepare(target: Target) -> Path:
+    """A fresh scratch directory for the target, with the links mutmut's copy of the checkout needs."""
+    work = SCRATCH / target.name
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "mutants" / ".cache").mkdir(parents=True)
+    (work / "src").symlink_to(ROOT / "src")
+    (work / "tests").symlink_to(ROOT / "tests")
+    (work / "pyproject.toml").write_text(pyproject_for(target), encoding="utf-8")
+    for entry in ROOT.iterdir():
+        if entry.name not in NOT_LINKED and not entry.name.startswith("."):
+            (work / "mutants" / entry.name).symlink_to(entry)
+    (work / "mutants" / ".cache" / "collections").symlink_to(ROOT / ".cache" / "collections")
+    return work
+
+
+def mutmut(work: Path, *arguments: str, log: Path | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {**os.environ, "PYTHONPATH": "", "PYTHONDONTWRITEBYTECODE": "1"}
+    command = [sys.executable, "-m", "mutmut", *arguments]
+    if log is None:
+        return subprocess.run(command, cwd=work, env=environment, capture_output=True, text=True, check=False)
+    with log.open("w", encoding="utf-8") as output:
+        return subprocess.run(command, cwd=work, env=environment, stdout=output, stderr=subprocess.STDOUT,
+                              text=True, check=False)
+
+
+def run_target(target: Target, entries: Sequence[dict[str, Any]], cores: int) -> Outcome:
+    work = prepare(target)
+    names = [f"{target.module}.{function}__mutmut_*" for function in target.functions]
+    started = time.monotonic()
+    log = work / "mutmut.log"
+    completed = mutmut(work, "run", "--max-children", str(cores), *names, log=log)
+    outcome = Outcome(target, time.monotonic() - started)
+    meta = work / "mutants" / (target.source + ".meta")
+    if completed.returncode != 0 or not meta.is_file():
+        raise SystemExit(f"mutmut failed on {target.name} (exit {completed.returncode}); see {log}")
+    exit_codes: dict[str, int | None] = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
+    prefixes = tuple(f"{target.module}.{function}__mutmut_" for function in target.functions)
+    for name, code in sorted(exit_codes.items()):
+        if prefixes and not name.startswith(prefixes):
+            continue
+        if code in KILLED_CODES or code in TIMEOUT_CODES:
+            outcome.counts["killed"] += 1  # a mutant that never ends is caught: the suite does not pass
+        elif code in SURVIVED_CODES or code in NO_TESTS_CODES:
+            diff = mutmut(work, "show", name).stdout
+            removed, added = changed_lines(diff)
+            mutant = Mutant(name, function_of(name), removed, added, diff)
+            reason = equivalence_reason(target, mutant, entries)
+            if reason is None:
+                outcome.counts["survived" if code in SURVIVED_CODES else "no tests"] += 1
+                outcome.survivors.append(mutant)
+            else:
+                outcome.counts["equivalent"] += 1
+                outcome.equivalent.append((mutant, reason))
+        else:
+            outcome.counts[f"other({code})"] += 1
+    return outcome
+
+
+def table(outcomes: Sequence[Outcome]) -> str:
+    header = ("module", "mutants", "killed", "survived", "no tests", "equivalent", "score", "time")
+    rows = [header]
+    for outcome in outcomes:
+        score = "-" if outcome.score is None else f"{outcome.score:.1f}%"
+        rows.append((outcome.target.name, str(outcome.total), str(outcome.counts["killed"]),
+                     str(outcome.counts["survived"]), str(outcome.counts["no tests"]),
+                     str(outcome.counts["equivalent"]), score, f"{outcome.seconds:.0f}s"))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+                     for row in rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("modules", nargs="*", metavar="MODULE",
+                        help=f"modules to run (default: all): {', '.join(target.name for target in TARGETS)}")
+    parser.add_argument("--cores", type=int, default=os.cpu_count() or 2, help="mutants run at once")
+    parser.add_argument("--quiet", action="store_true", help="do not print the surviving mutants' diffs")
+    options = parser.parse_args(argv)
+    by_name = {target.name: target for target in TARGETS}
+    unknown = [name for name in options.modules if name not in by_name]
+    if unknown:
+        parser.error(f"unknown module(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
+    entries = load_equivalents()
+    outcomes = []
+    for name in options.modules or list(by_name):
+        print(f"== {name}: mutmut over {by_name[name].source}", flush=True)
+        outcome = run_target(by_name[name], entries, options.cores)
+        outcomes.append(outcome)
+        if not options.quiet:
+            for mutant in outcome.survivors:
+                print(f"-- survived: {mutant.name}\n{mutant.diff}\n", flush=True)
+        print(table([outcome]), flush=True)
+    print("\n" + table(outcomes))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
