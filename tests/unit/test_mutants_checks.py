@@ -32,10 +32,19 @@ from tests.unit.test_checks import NOW, ROOT
          "updates.lists_at: 2.0 days ago (need at least 2 days ago)"),
         ({"any": [{"fact": "sshd.permitrootlogin", "equals": "yes"}, {"fact": "sshd.maxauthtries", "at_most": 2}]},
          "fail", "none of: sshd.permitrootlogin: 'no' != 'yes' | sshd.maxauthtries: 3 is not at most 2"),
+        ({"fact": "updates.never", "matches": "x"}, "fail", "updates.never: None is no text to match"),
+        ({"fact": "text", "contains": "x"}, "error", "text: 'abc' where a list was expected"),
+        ({"fact": "nested", "contains": "x"}, "error", "nested: item ['a'] of the list is not one value"),
+        ({"fact": "sshd.ciphers", "contains": "aes128-ctr"}, "pass", "sshd.ciphers: 'aes128-ctr' found"),
+        ({"fact": "sshd.ciphers", "contains": "x"}, "fail", "sshd.ciphers: 'x' not found"),
+        ({"all": [{"fact": "sshd.permitrootlogin", "equals": "no"}, {"fact": "sshd.maxauthtries", "at_most": 4}]},
+         "pass", "sshd.permitrootlogin: 'no' = 'no'; sshd.maxauthtries: 3 is at most 4"),
+        ({"all": [{"fact": "sshd.permitrootlogin", "equals": "yes"}, {"fact": "sshd.maxauthtries", "at_most": 2}]},
+         "fail", "sshd.permitrootlogin: 'no' != 'yes'; sshd.maxauthtries: 3 is not at most 2"),
     ],
 )
 def test_each_operator_says_exactly_why(check: dict[str, Any], status: str, reason: str) -> None:
-    outcome = run_check(check, ROOT, NOW)
+    outcome = run_check(check, {**ROOT, "nested": [["a"], "b"], "text": "abc"}, NOW)
     assert (outcome.status, outcome.reason) == (status, reason)
 
 
@@ -58,3 +67,14 @@ def test_each_operator_is_one_required_alternative_of_the_control_schema() -> No
     assert alternatives[:3] == [{"required": ["exists"]}, {"required": ["empty"]}, {"required": ["equals"]}]
     assert len(alternatives) == len(arguments) == 18
     assert arguments["mode_within"] == {"type": "string", "pattern": "^0?[0-7]{3,4}$"}
+
+
+def test_all_shows_the_evidence_of_what_decided_it() -> None:
+    """A pass shows every part's evidence; a failure only the failing parts'."""
+    root_login, tries = {"fact": "sshd.permitrootlogin", "equals": "no"}, {"fact": "sshd.maxauthtries", "at_most": 4}
+    assert run_check({"all": [root_login, tries]}, ROOT, NOW).excerpt == {
+        "sshd.permitrootlogin": "no", "sshd.maxauthtries": "3"}
+    failing = {"all": [{"fact": "sshd.permitrootlogin", "equals": "yes"}, {"fact": "sshd.ciphers", "contains": "x"},
+                       tries]}
+    assert run_check(failing, ROOT, NOW).excerpt == {
+        "sshd.permitrootlogin": "no", "sshd.ciphers": ["aes256-gcm@openssh.com", "aes128-ctr"]}
