@@ -78,3 +78,54 @@ def test_all_shows_the_evidence_of_what_decided_it() -> None:
                        tries]}
     assert run_check(failing, ROOT, NOW).excerpt == {
         "sshd.permitrootlogin": "no", "sshd.ciphers": ["aes256-gcm@openssh.com", "aes128-ctr"]}
+
+
+QUANTIFIED: dict[str, Any] = {
+    **ROOT,
+    "text": "abc",
+    "services": {"a": {"state": "up"}, "b": {"state": "down"}},
+    "certs": [
+        {"path": "/a", "not_after": "2026-12-30T00:00:00Z"},
+        {"name": "", "path": "/b", "not_after": "2026-11-23T00:00:00Z"},  # an empty name names nothing
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("check", "status", "reason", "excerpt"),
+    [
+        ({"fact": "nosuch", "every": {"fact": "x", "equals": 1}}, "fail", "nosuch: absent from the evidence",
+         {"nosuch": "<absent>"}),
+        ({"fact": "updates.never", "some": {"fact": "x", "equals": 1}}, "fail",
+         "updates.never: absent from the evidence", {"updates.never": "<absent>"}),
+        ({"fact": "text", "every": {"fact": "x", "equals": 1}}, "error", "text: 'abc' where a list was expected",
+         {"text": "abc"}),
+        # A `where` that cannot be judged on an item leaves the whole check undecided.
+        ({"fact": "users", "where": {"fact": "password.x", "equals": 1}, "every": {"fact": "name", "equals": "root"}},
+         "error", "users[0].password: 'locked' cannot hold x", {}),
+        ({"fact": "users", "where": {"fact": "login_shell", "equals": True},
+          "every": {"fact": "password", "equals": "locked"}, "min_items": 3},
+         "fail", "users: 2 matching item(s), need at least 3", {"users": ROOT["users"]}),
+        # `where` is judged at NOW too: the certificate with half a day left is filtered out.
+        ({"fact": "certs", "where": {"fact": "not_after", "days_until_at_least": 3},
+          "every": {"fact": "path", "exists": True}},
+         "pass", "certs: 1/1 item(s) pass", {"certs": "1 item(s)"}),
+        ({"fact": "certs", "every": {"fact": "not_after", "days_until_at_least": 3}}, "fail",
+         "certs: 1/2 item(s) pass: certs[1].not_after: 0.5 days left (need 3)",
+         {"certs[1].path": "/b", "certs[1].not_after": "2026-11-23T00:00:00Z"}),
+        ({"fact": "services", "every": {"fact": "state", "equals": "up"}}, "fail",
+         "services: 1/2 item(s) pass: services.b.state: 'down' != 'up'", {"services.b.state": "down"}),
+        ({"fact": "users", "where": {"fact": "uid", "at_least": 5000}, "some": {"fact": "name", "equals": "x"}},
+         "fail", "users: 0 of 0 item(s) pass", {"users": "0 item(s)"}),
+        ({"fact": "users", "some": {"fact": "name", "equals": "alice"}}, "pass", "users: 1 of 3 item(s) pass",
+         {"users[1].name": "alice"}),
+        ({"fact": "users", "none": {"fact": "password", "equals": "set"}}, "fail",
+         "users: 1 item(s) match, none allowed: users[1].password: 'set' = 'set'",
+         {"users[1].name": "alice", "users[1].password": "set"}),
+        ({"fact": "users", "every": {"fact": "uid", "at_most": 1000}}, "pass", "users: 3/3 item(s) pass",
+         {"users": "3 item(s)"}),
+    ],
+)
+def test_each_quantifier_outcome_exactly(check: dict[str, Any], status: str, reason: str, excerpt: dict) -> None:
+    outcome = run_check(check, QUANTIFIED, NOW)
+    assert (outcome.status, outcome.reason, outcome.excerpt) == (status, reason, excerpt)
