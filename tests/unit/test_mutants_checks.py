@@ -7,7 +7,16 @@ from typing import Any
 
 import pytest
 
-from medinfra.compliance.checks import MISSING, as_time, operator_schema, run_check
+from medinfra.compliance.checks import (
+    EXCERPT_ITEMS,
+    EXCERPT_TEXT,
+    MISSING,
+    apply_operator,
+    as_time,
+    excerpt_value,
+    operator_schema,
+    run_check,
+)
 from tests.unit.test_checks import NOW, ROOT
 
 
@@ -88,6 +97,7 @@ QUANTIFIED: dict[str, Any] = {
         {"path": "/a", "not_after": "2026-12-30T00:00:00Z"},
         {"name": "", "path": "/b", "not_after": "2026-11-23T00:00:00Z"},  # an empty name names nothing
     ],
+    "mixed": [{"v": 1}, {"v": [2]}, {"v": 3}],  # the second item cannot be judged by a one-value operator
 }
 
 
@@ -124,8 +134,88 @@ QUANTIFIED: dict[str, Any] = {
          {"users[1].name": "alice", "users[1].password": "set"}),
         ({"fact": "users", "every": {"fact": "uid", "at_most": 1000}}, "pass", "users: 3/3 item(s) pass",
          {"users": "3 item(s)"}),
+        ({"fact": "users", "every": {"all": [{"fact": "uid", "at_most": 999}]}}, "fail",
+         "users: 2/3 item(s) pass: users[1].uid: 1000 is not at most 999",
+         {"users[1].name": "alice", "users[1].uid": 1000}),
+        ({"all": [{"fact": "updates.lists_at", "days_since_at_most": 7}]}, "pass",
+         "updates.lists_at: 2.0 days ago (limit 7)", {"updates.lists_at": "2026-11-20T12:00:00Z"}),
+        ({"any": [{"fact": "updates.lists_at", "days_since_at_most": 7}]}, "pass",
+         "updates.lists_at: 2.0 days ago (limit 7)", {"updates.lists_at": "2026-11-20T12:00:00Z"}),
+        # A known failure decides `every` although another item cannot be judged; a pass decides `some`.
+        ({"fact": "mixed", "every": {"fact": "v", "at_most": 2}}, "fail",
+         "mixed: 1/3 item(s) pass: mixed[2].v: 3 is not at most 2", {"mixed[2].v": 3}),
+        ({"fact": "mixed", "some": {"fact": "v", "at_least": 3}}, "pass", "mixed: 1 of 3 item(s) pass",
+         {"mixed[2].v": 3}),
+        ({"fact": "mixed", "every": {"fact": "v", "at_least": 1}}, "error",
+         "mixed[1].v: [2] where one value was expected", {"mixed[1].v": [2]}),
+        ({"fact": "mixed", "some": {"fact": "v", "at_least": 9}}, "error",
+         "mixed[1].v: [2] where one value was expected", {"mixed[1].v": [2]}),
+        # `some` shows the first item that passed, only that one.
+        ({"fact": "users", "some": {"fact": "uid", "at_most": 1000}}, "pass", "users: 3 of 3 item(s) pass",
+         {"users[0].name": "root", "users[0].uid": 0}),
+        ({"fact": "empty", "every": {"equals": 1}, "empty_ok": "no item is fine"}, "pass",
+         "empty: no item(s), which is compliant: no item is fine", {"empty": []}),
+        ({"fact": "empty", "every": {"equals": 1}}, "fail",
+         "empty: no item(s) to check, so nothing proves compliance", {"empty": []}),
     ],
 )
 def test_each_quantifier_outcome_exactly(check: dict[str, Any], status: str, reason: str, excerpt: dict) -> None:
     outcome = run_check(check, QUANTIFIED, NOW)
     assert (outcome.status, outcome.reason, outcome.excerpt) == (status, reason, excerpt)
+
+
+SSHD_SHOWN = "{'permitrootlogin': 'no', 'maxauthtries': '3', 'ciphers': ['aes256-gcm@openssh.com', 'aes128-ctr']}"
+USERS_SHOWN = (
+    "[{'name': 'root', 'uid': 0, 'login_shell': True, 'password': 'locked'}, "
+    "{'name': 'alice', 'uid': 1000, 'login_shell': True, 'password': 'set'}, "
+    "{'name': 'daemon', 'uid': 1, 'login_shell': False, 'password': 'locked'}]"
+)
+
+
+@pytest.mark.parametrize(
+    ("check", "status", "reason", "excerpt"),
+    [
+        ({"fact": "auditd.rules", "equals": 1}, "error",
+         "auditd: unavailable on the host: auditctl: not permitted in a container", {}),
+        ({"fact": ["sysctl", "kernel.sysrq"], "equals": 0}, "error",
+         "sysctl['kernel.sysrq']: unavailable on the host: not readable here", {}),
+        ({"fact": ["users", 0, "name"], "equals": "root"}, "pass", "users[0].name: 'root' = 'root'",
+         {"users[0].name": "root"}),
+        ({"fact": ["users", 3, "name"], "equals": "root"}, "fail", "users[3].name: absent from the evidence",
+         {"users[3].name": "<absent>"}),
+        ({"fact": ["users", -1, "name"], "equals": "root"}, "fail", "users[-1].name: absent from the evidence",
+         {"users[-1].name": "<absent>"}),
+        ({"fact": ["sshd", 0], "equals": 1}, "error", f"sshd: {SSHD_SHOWN} cannot hold [0]", {}),
+        ({"fact": "users.name", "equals": 1}, "error", f"users: {USERS_SHOWN} cannot hold name", {}),
+        ({"fact": "updates.never.x", "equals": 1}, "fail", "updates.never.x: absent from the evidence",
+         {"updates.never.x": "<absent>"}),
+        # Text is compared as written: only spellings across types (3 and "3", true and "True") are forgiven.
+        ({"fact": "sshd.permitrootlogin", "equals": "No"}, "fail", "sshd.permitrootlogin: 'no' != 'No'",
+         {"sshd.permitrootlogin": "no"}),
+        ({"fact": "sshd.ciphers", "equals": "x"}, "error",
+         "sshd.ciphers: ['aes256-gcm@openssh.com', 'aes128-ctr'] where one value was expected",
+         {"sshd.ciphers": ["aes256-gcm@openssh.com", "aes128-ctr"]}),
+    ],
+)
+def test_paths_resolve_exactly(check: dict[str, Any], status: str, reason: str, excerpt: dict) -> None:
+    outcome = run_check(check, ROOT, NOW)
+    assert (outcome.status, outcome.reason, outcome.excerpt) == (status, reason, excerpt)
+
+
+def test_an_unknown_operator_is_named() -> None:
+    with pytest.raises(ValueError, match=r"^unknown operator nope$"):
+        apply_operator("nope", 1, 1, NOW)
+
+
+def test_excerpts_are_bounded_at_their_limits_exactly() -> None:
+    assert excerpt_value(MISSING) == "<absent>"
+    assert excerpt_value("x" * EXCERPT_TEXT) == "x" * EXCERPT_TEXT
+    assert excerpt_value("x" * (EXCERPT_TEXT + 1)) == "x" * EXCERPT_TEXT + "..."
+    assert excerpt_value(list(range(EXCERPT_ITEMS))) == list(range(EXCERPT_ITEMS))
+    assert excerpt_value(list(range(EXCERPT_ITEMS + 3))) == [*range(EXCERPT_ITEMS), "... 3 more"]
+    twenty = {f"k{i}": i for i in range(EXCERPT_ITEMS)}
+    assert excerpt_value(twenty) == twenty
+    assert excerpt_value({**twenty, "a": 1, "b": 2}) == {**twenty, "...": "2 more"}
+    # Nested values are bounded too, and keys are shown as text.
+    assert excerpt_value([{1: "y" * 400}]) == [{"1": "y" * EXCERPT_TEXT + "..."}]
+    assert excerpt_value({"k": ["y" * 400]}) == {"k": ["y" * EXCERPT_TEXT + "..."]}
