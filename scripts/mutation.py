@@ -191,14 +191,29 @@ def prepare(target: Target, scratch: Path) -> Path:
     return work
 
 
-def mutmut(work: Path, *arguments: str, log: Path | None = None) -> subprocess.CompletedProcess[str]:
+def mutmut(work: Path, *arguments: str, log: Path) -> subprocess.CompletedProcess[str]:
+    # PYTHONPATH empty: mutmut puts its mutated copy first on the path; another src/ before it would hide it.
     environment = {**os.environ, "PYTHONPATH": "", "PYTHONDONTWRITEBYTECODE": "1"}
     command = [sys.executable, "-m", "mutmut", *arguments]
-    if log is None:
-        return subprocess.run(command, cwd=work, env=environment, capture_output=True, text=True, check=False)
     with log.open("w", encoding="utf-8") as output:
         return subprocess.run(command, cwd=work, env=environment, stdout=output, stderr=subprocess.STDOUT,
                               text=True, check=False)
+
+
+def mutant_diffs(work: Path, source: str, names: Sequence[str]) -> dict[str, str]:
+    """`mutmut show` of each mutant, in this process (one start-up instead of one per mutant): mutmut reads its
+    configuration and the mutants from the working directory."""
+    from mutmut.configuration import reset_config
+    from mutmut.mutation.diff_apply import get_diff_for_mutant
+
+    previous = Path.cwd()
+    os.chdir(work)
+    reset_config()
+    try:
+        return {name: get_diff_for_mutant(name, path=source) for name in names}
+    finally:
+        os.chdir(previous)
+        reset_config()
 
 
 def run_target(target: Target, entries: Sequence[dict[str, Any]], cores: int, scratch: Path) -> Outcome:
@@ -213,13 +228,14 @@ def run_target(target: Target, entries: Sequence[dict[str, Any]], cores: int, sc
         raise SystemExit(f"mutmut failed on {target.name} (exit {completed.returncode}); see {log}")
     exit_codes: dict[str, int | None] = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
     prefixes = tuple(f"{target.module}.{function}__mutmut_" for function in target.functions)
-    for name, code in sorted(exit_codes.items()):
-        if prefixes and not name.startswith(prefixes):
-            continue
+    in_scope = {name: code for name, code in exit_codes.items() if not prefixes or name.startswith(prefixes)}
+    diffs = mutant_diffs(work, target.source, [name for name, code in in_scope.items()
+                                               if code in SURVIVED_CODES or code in NO_TESTS_CODES])
+    for name, code in sorted(in_scope.items()):
         if code in KILLED_CODES or code in TIMEOUT_CODES:
             outcome.counts["killed"] += 1  # a mutant that never ends is caught: the suite does not pass
         elif code in SURVIVED_CODES or code in NO_TESTS_CODES:
-            diff = mutmut(work, "show", name).stdout
+            diff = diffs[name]
             removed, added = changed_lines(diff)
             mutant = Mutant(name, function_of(name), removed, added, diff)
             entry = listed(target, mutant, entries)
