@@ -216,16 +216,22 @@ def mutant_diffs(work: Path, source: str, names: Sequence[str]) -> dict[str, str
         reset_config()
 
 
-def run_target(target: Target, entries: Sequence[dict[str, Any]], cores: int, scratch: Path) -> Outcome:
-    work = prepare(target, scratch)
-    names = [f"{target.module}.{function}__mutmut_*" for function in target.functions]
-    started = time.monotonic()
+def run_target(target: Target, entries: Sequence[dict[str, Any]], cores: int, scratch: Path, rerun: bool) -> Outcome:
+    """Run mutmut on the target (unless `rerun` is false: then read the results of the last run) and sort its
+    mutants."""
+    work = scratch / target.name
     log = work / "mutmut.log"
-    completed = mutmut(work, "run", "--max-children", str(cores), *names, log=log)
+    started = time.monotonic()
+    if rerun:
+        prepare(target, scratch)
+        names = [f"{target.module}.{function}__mutmut_*" for function in target.functions]
+        completed = mutmut(work, "run", "--max-children", str(cores), *names, log=log)
+        if completed.returncode != 0:
+            raise SystemExit(f"mutmut failed on {target.name} (exit {completed.returncode}); see {log}")
     outcome = Outcome(target, time.monotonic() - started)
     meta = work / "mutants" / (target.source + ".meta")
-    if completed.returncode != 0 or not meta.is_file():
-        raise SystemExit(f"mutmut failed on {target.name} (exit {completed.returncode}); see {log}")
+    if not meta.is_file():
+        raise SystemExit(f"no mutmut results for {target.name} in {work}; see {log}")
     exit_codes: dict[str, int | None] = json.loads(meta.read_text(encoding="utf-8"))["exit_code_by_key"]
     prefixes = tuple(f"{target.module}.{function}__mutmut_" for function in target.functions)
     in_scope = {name: code for name, code in exit_codes.items() if not prefixes or name.startswith(prefixes)}
@@ -274,6 +280,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--cores", type=int, default=os.cpu_count() or 2, help="mutants run at once")
     parser.add_argument("--scratch", type=Path, default=SCRATCH,
                         help="where the per-module mutmut directories go (two runs at once need two)")
+    parser.add_argument("--results-only", action="store_true",
+                        help="do not run mutmut: sort the last run's results again (after editing equivalent.yml)")
     parser.add_argument("--quiet", action="store_true", help="do not print the surviving mutants' diffs")
     options = parser.parse_args(argv)
     by_name = {target.name: target for target in TARGETS}
@@ -284,7 +292,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     outcomes = []
     for name in options.modules or list(by_name):
         print(f"== {name}: mutmut over {by_name[name].source}", flush=True)
-        outcome = run_target(by_name[name], entries, options.cores, options.scratch.resolve())
+        outcome = run_target(by_name[name], entries, options.cores, options.scratch.resolve(),
+                             rerun=not options.results_only)
         outcomes.append(outcome)
         if not options.quiet:
             for mutant in outcome.survivors:
