@@ -80,3 +80,27 @@ def test_records_for_json() -> None:
         "id": 3, "drill_uuid": "d", "site": "lab", "kind": "failover", "name": "his-db",
         "started_at": "2026-11-22T07:00:00Z", "finished_at": "2026-11-22T07:01:30Z", "passed": True,
         "evidence": "reports-drill/x.json", "seconds": 90.0}
+
+
+def test_diff_record_holds_every_part_of_the_diff() -> None:
+    from medinfra.history.diff import diff_record, diff_runs
+    from tests.unit.test_history import AFTER, BEFORE, make_document
+
+    def change(host: str, control: str, status: str, before: str | None) -> dict[str, str | None]:
+        return {"host": host, "control": control, "status": status, "reason": f"{control} {status} on {host}",
+                "before": before}
+
+    assert diff_record(diff_runs(make_document(BEFORE), make_document(AFTER))) == {
+        "score": {"scope": "overall", "before": 0.4, "after": 0.3333, "delta": -0.0667},
+        "frameworks": [
+            {"scope": "hipaa", "before": 0.2857, "after": 0.3333, "delta": 0.0476},
+            {"scope": "gbt22239", "before": 0.375, "after": 0.25, "delta": -0.125},
+            {"scope": "cis_debian12", "before": 0.3333, "after": 0.25, "delta": -0.0833},
+        ],
+        "new_failures": [change("db", "audit_log", "error", "pass"), change("db", "ntp_sync", "fail", None),
+                         change("web", "ntp_sync", "fail", "waived"), change("web", "ssh_root", "fail", "pass")],
+        "fixed": [change("web", "audit_log", "waived", "fail"), change("web", "tmp_noexec", "pass", "error")],
+        "hosts_added": [{"name": "new", "failing": 1, "status": "audited", "reason": ""}],
+        "hosts_removed": [{"name": "old", "failing": 1, "status": "unreachable", "reason": "connection refused"},
+                          {"name": "retired", "failing": 2, "status": "absent", "reason": ""}],
+    }
