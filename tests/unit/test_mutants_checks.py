@@ -157,6 +157,16 @@ QUANTIFIED: dict[str, Any] = {
          "empty: no item(s), which is compliant: no item is fine", {"empty": []}),
         ({"fact": "empty", "every": {"equals": 1}}, "fail",
          "empty: no item(s) to check, so nothing proves compliance", {"empty": []}),
+        ({"fact": "sshd.permitrootlogin", "matches": "^n"}, "pass", "sshd.permitrootlogin: 'no' matches /^n/",
+         {"sshd.permitrootlogin": "no"}),
+        ({"fact": "sshd.permitrootlogin", "matches": "^y"}, "fail", "sshd.permitrootlogin: 'no' does not match /^y/",
+         {"sshd.permitrootlogin": "no"}),
+        # A `where` that cannot judge an item shows that item's evidence.
+        ({"fact": "mixed", "where": {"fact": "v", "at_least": 1}, "every": {"fact": "v", "equals": 1}}, "error",
+         "mixed[1].v: [2] where one value was expected", {"mixed[1].v": [2]}),
+        ({"fact": "users", "every": {"fact": "uid", "at_most": 0}}, "fail",
+         "users: 1/3 item(s) pass: users[1].uid: 1000 is not at most 0; users[2].uid: 1 is not at most 0",
+         {"users[1].name": "alice", "users[1].uid": 1000, "users[2].name": "daemon", "users[2].uid": 1}),
     ],
 )
 def test_each_quantifier_outcome_exactly(check: dict[str, Any], status: str, reason: str, excerpt: dict) -> None:
