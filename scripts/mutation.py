@@ -272,7 +272,8 @@ def table(outcomes: Sequence[Outcome]) -> str:
         score = "-" if outcome.score is None else f"{outcome.score:.1f}%"
         rows.append((outcome.target.name, str(outcome.total), str(outcome.counts["killed"]),
                      str(outcome.counts["survived"]), str(outcome.counts["no tests"]),
-                     str(outcome.counts["equivalent"]), str(outcome.counts["import-time"]), str(outcome.counts["not run"]), score,
+                     str(outcome.counts["equivalent"]), str(outcome.counts["import-time"]),
+                     str(outcome.counts["not run"]), score,
                      f"{outcome.seconds:.0f}s"))
     widths = [max(len(row[column]) for row in rows) for column in range(len(header))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
