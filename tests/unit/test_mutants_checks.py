@@ -169,7 +169,9 @@ QUANTIFIED: dict[str, Any] = {
          {"users[1].name": "alice", "users[1].uid": 1000, "users[2].name": "daemon", "users[2].uid": 1}),
     ],
 )
-def test_each_quantifier_outcome_exactly(check: dict[str, Any], status: str, reason: str, excerpt: dict) -> None:
+def test_each_quantifier_outcome_exactly(
+    check: dict[str, Any], status: str, reason: str, excerpt: dict[str, Any]
+) -> None:
     outcome = run_check(check, QUANTIFIED, NOW)
     assert (outcome.status, outcome.reason, outcome.excerpt) == (status, reason, excerpt)
 
@@ -207,7 +209,7 @@ USERS_SHOWN = (
          {"sshd.ciphers": ["aes256-gcm@openssh.com", "aes128-ctr"]}),
     ],
 )
-def test_paths_resolve_exactly(check: dict[str, Any], status: str, reason: str, excerpt: dict) -> None:
+def test_paths_resolve_exactly(check: dict[str, Any], status: str, reason: str, excerpt: dict[str, Any]) -> None:
     outcome = run_check(check, ROOT, NOW)
     assert (outcome.status, outcome.reason, outcome.excerpt) == (status, reason, excerpt)
 
