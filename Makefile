@@ -10,7 +10,7 @@ PYTHON ?= python3
 INVENTORY ?= inventories/lab
 
 .PHONY: demo test test-unit test-integration lint deps apt venv lab-up lab-down scale-bench hardening-bench audit-bench \
-	report-bench sla-bench lynis-bench collector-bench topology-bench lab-bench converge-bench turn-bench clean ee \
+	report-bench sla-bench lynis-bench collector-bench topology-bench lab-bench converge-bench turn-bench mutation clean ee \
 	seeded-bugs
 
 DEMO_KEY := .cache/demo-keys/audit
@@ -154,3 +154,9 @@ sla-bench: venv
 ## Load and validation time of generated topologies of 1,000 and 10,000 zones (3 hosts, 2 flows per zone).
 topology-bench: venv
 	python benchmarks/topology_validation.py
+
+## Mutation testing (mutmut) of the pure core, module by module against each module's unit tests: prints per module
+## the mutants killed, surviving (with their diffs) and listed as equivalent in tests/mutation/equivalent.yml, and the
+## score. A figure, not a gate: not part of `make test`. MODULES="checks signing" runs only those.
+mutation: venv
+	python scripts/mutation.py $(MODULES)
