@@ -227,7 +227,11 @@ def write_tree(root: Path, tree: dict[str, Any]) -> None:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         if "link" in entry:
-            target.symlink_to(entry["link"])
+            # A link to the host's root (a process's cwd) would lead whatever walks the checkout and follows links
+            # (pytest, copies of the tree) through this machine's whole filesystem, /proc included: not kept, and
+            # the collector's readlink then falls back to "/", the same value.
+            if os.path.normpath(entry["link"]) != "/":
+                target.symlink_to(entry["link"])
         elif "text" in entry:
             target.write_text(scrub(path, entry["text"]), encoding="utf-8")
         elif "binary" not in entry:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -119,6 +120,18 @@ def comparable(all_facts: dict[str, Any]) -> dict[str, Any]:
     for path in VOLATILE:
         without(kept, path)
     return kept
+
+
+def test_no_link_in_a_recording_leads_to_a_directory_of_this_machine() -> None:
+    """pytest's directory walk and copies of the checkout follow links: one to "/" (a process's cwd) made them walk
+    this machine's filesystem and block reading /proc/kmsg."""
+    outside = []
+    for host_root in sorted(HOSTROOTS.glob("*/root")):
+        for link in (path for path in host_root.rglob("*") if path.is_symlink()):
+            if link.is_dir() and not link.resolve().is_relative_to(host_root.resolve()):
+                outside.append(f"{link.relative_to(HOSTROOTS)} -> {os.readlink(link)}")
+    assert outside == []
+    assert (HOSTROOTS / "his-db/root/lib").is_symlink()  # links inside the recording stay
 
 
 def test_the_recordings_are_the_lab_hosts_the_tests_name() -> None:
