@@ -214,6 +214,15 @@ def resolved(path: str, links: dict[str, str]) -> str:
     return path
 
 
+def safe_to_follow(link: str) -> bool:
+    """Whether a recorded link may be kept: whatever copies the checkout or walks it follows links (mutmut's copy,
+    pytest's directory walk), and a link to "/" (a process's cwd), /dev/urandom or /proc and /sys files (a
+    process's open files) then reads this machine without end. /dev/null stays: it is how systemd masks a unit.
+    The readers give the same facts without the others (a missing cwd reads as "/")."""
+    target = os.path.normpath(link)
+    return target == "/dev/null" or not (target == "/" or target.startswith(("/dev/", "/proc/", "/sys/")))
+
+
 def write_tree(root: Path, tree: dict[str, Any]) -> None:
     links = {path: entry["link"] for path, entry in tree.items() if entry and "link" in entry}
     for path, entry in sorted(tree.items()):
@@ -227,10 +236,7 @@ def write_tree(root: Path, tree: dict[str, Any]) -> None:
             continue
         target.parent.mkdir(parents=True, exist_ok=True)
         if "link" in entry:
-            # A link to the host's root (a process's cwd) would lead whatever walks the checkout and follows links
-            # (pytest, copies of the tree) through this machine's whole filesystem, /proc included: not kept, and
-            # the collector's readlink then falls back to "/", the same value.
-            if os.path.normpath(entry["link"]) != "/":
+            if safe_to_follow(entry["link"]):
                 target.symlink_to(entry["link"])
         elif "text" in entry:
             target.write_text(scrub(path, entry["text"]), encoding="utf-8")
