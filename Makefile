@@ -156,7 +156,7 @@ topology-bench: venv
 	python benchmarks/topology_validation.py
 
 ## Mutation testing (mutmut) of the pure core, module by module against each module's unit tests: prints per module
-## the mutants killed, surviving (with their diffs) and listed as equivalent in tests/mutation/equivalent.yml, and the
+## the mutants killed, surviving (with their diffs) and listed as equivalent in tests/mutation/equivalent/MODULE.yml, and the
 ## score. A figure, not a gate: not part of `make test`. MODULES="checks signing" runs only those.
 mutation: venv
 	python scripts/mutation.py $(MODULES)

@@ -5,7 +5,7 @@ Each module runs in a scratch directory of its own (.cache/mutation/NAME) with a
 runs do not share mutmut's state and the checkout's pyproject.toml carries no per-module settings. mutmut runs the
 tests with the scratch copy `mutants/` as the working directory, so the wrapper links every other part of the checkout
 into it (inventories, roles, the collection link): tests/conftest.py finds the repository root there.
-A surviving mutant listed in tests/mutation/equivalent.yml (by module, function and changed lines, so it survives
+A surviving mutant listed in tests/mutation/equivalent/MODULE.yml (by function and changed lines, so it survives
 line shifts) counts as equivalent, or, with `kind: import-time`, as code that runs only when the module is imported:
 mutmut forks its workers from a process that has imported it already, so no test can see such a mutant. Every other
 survivor is printed with its diff. The score is killed plus equivalent over the mutants mutmut can run (all but the
@@ -31,7 +31,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRATCH = ROOT / ".cache" / "mutation"
-EQUIVALENT_FILE = ROOT / "tests" / "mutation" / "equivalent.yml"
+# One file per module (tests/mutation/equivalent/NAME.yml), so that work on one module's survivors touches only its own.
+EQUIVALENT_DIR = ROOT / "tests" / "mutation" / "equivalent"
 # Parts of the checkout that are not linked into mutants/: mutmut copies src/ and tests/ there itself (the copies are
 # what it mutates and runs), the generated pyproject.toml replaces the checkout's, and the rest is state or caches.
 NOT_LINKED = {"src", "tests", "pyproject.toml", ".cache", ".git", ".venv", "mutants"}
@@ -138,17 +139,22 @@ def changed_lines(diff: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
             tuple(line[1:].strip() for line in body if line.startswith("+")))
 
 
-def load_equivalents() -> list[dict[str, Any]]:
-    if not EQUIVALENT_FILE.is_file():
+def load_equivalents(target: Target) -> list[dict[str, Any]]:
+    path = EQUIVALENT_DIR / f"{target.name}.yml"
+    if not path.is_file():
         return []
-    entries = yaml.safe_load(EQUIVALENT_FILE.read_text(encoding="utf-8")) or []
-    for entry in entries:
-        missing = {"module", "function", "before", "after", "reason"} - set(entry)
+    entries = yaml.safe_load(path.read_text(encoding="utf-8")) or []
+    if not isinstance(entries, list):
+        raise SystemExit(f"{path}: a list of entries is expected")
+    for index, entry in enumerate(entries):
+        if not isinstance(entry, dict):
+            raise SystemExit(f"{path}: entry {index}: a mapping is expected")
+        missing = {"function", "before", "after", "reason"} - set(entry)
         if missing or not str(entry["reason"]).strip():
-            raise SystemExit(f"{EQUIVALENT_FILE}: entry {entry}: needs module, function, before, after and a reason")
+            raise SystemExit(f"{path}: entry {index}: needs function, before, after and a reason")
         if entry.get("kind", "equivalent") not in ("equivalent", "import-time"):
-            raise SystemExit(f"{EQUIVALENT_FILE}: entry {entry}: kind is equivalent (the default) or import-time")
-    return list(entries)
+            raise SystemExit(f"{path}: entry {index}: kind is equivalent (the default) or import-time")
+    return entries
 
 
 def as_lines(value: Any) -> tuple[str, ...]:
@@ -157,10 +163,10 @@ def as_lines(value: Any) -> tuple[str, ...]:
     return tuple(line.strip() for line in str(value).splitlines())
 
 
-def listed(target: Target, mutant: Mutant, entries: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
-    """The entry of equivalent.yml that lists this mutant, if any."""
+def listed(mutant: Mutant, entries: Sequence[dict[str, Any]]) -> dict[str, Any] | None:
+    """The entry of the module's equivalent file that lists this mutant, if any."""
     for entry in entries:
-        if (entry["module"] == target.name and entry["function"] == mutant.function
+        if (entry["function"] == mutant.function
                 and as_lines(entry["before"]) == mutant.removed and as_lines(entry["after"]) == mutant.added):
             return entry
     return None
@@ -238,7 +244,7 @@ def mutant_diffs(work: Path, source: str, names: Sequence[str]) -> dict[str, str
         reset_config()
 
 
-def run_target(target: Target, entries: Sequence[dict[str, Any]], cores: int, scratch: Path, rerun: bool) -> Outcome:
+def run_target(target: Target, cores: int, scratch: Path, rerun: bool) -> Outcome:
     """Run mutmut on the target (unless `rerun` is false: then read the results of the last run) and sort its
     mutants."""
     work = scratch / target.name
@@ -251,6 +257,7 @@ def run_target(target: Target, entries: Sequence[dict[str, Any]], cores: int, sc
         if completed.returncode != 0:
             raise SystemExit(f"mutmut failed on {target.name} (exit {completed.returncode}); see {log}")
     outcome = Outcome(target, time.monotonic() - started)
+    entries = load_equivalents(target)
     meta = work / "mutants" / (target.source + ".meta")
     if not meta.is_file():
         raise SystemExit(f"no mutmut results for {target.name} in {work}; see {log}")
@@ -266,7 +273,7 @@ def run_target(target: Target, entries: Sequence[dict[str, Any]], cores: int, sc
             diff = diffs[name]
             removed, added = changed_lines(diff)
             mutant = Mutant(name, function_of(name), removed, added, diff)
-            entry = listed(target, mutant, entries)
+            entry = listed(mutant, entries)
             if entry is None:
                 outcome.counts["survived" if code in SURVIVED_CODES else "no tests"] += 1
                 outcome.survivors.append(mutant)
@@ -307,18 +314,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--scratch", type=Path, default=SCRATCH,
                         help="where the per-module mutmut directories go (two runs at once need two)")
     parser.add_argument("--results-only", action="store_true",
-                        help="do not run mutmut: sort the last run's results again (after editing equivalent.yml)")
+                        help="do not run mutmut: sort the last run's results again (after editing an equivalent file)")
     parser.add_argument("--quiet", action="store_true", help="do not print the surviving mutants' diffs")
     options = parser.parse_args(argv)
     by_name = {target.name: target for target in TARGETS}
     unknown = [name for name in options.modules if name not in by_name]
     if unknown:
         parser.error(f"unknown module(s) {', '.join(unknown)}; known: {', '.join(by_name)}")
-    entries = load_equivalents()
     outcomes = []
     for name in options.modules or list(by_name):
         print(f"== {name}: mutmut over {by_name[name].source}", flush=True)
-        outcome = run_target(by_name[name], entries, options.cores, options.scratch.resolve(),
+        outcome = run_target(by_name[name], options.cores, options.scratch.resolve(),
                              rerun=not options.results_only)
         outcomes.append(outcome)
         if not options.quiet:
