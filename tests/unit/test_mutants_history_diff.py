@@ -176,6 +176,7 @@ def test_scores_of_documents_with_parts_of_the_summary_missing() -> None:
         "zeta": {"score": 0.25}, "cis_debian12": {"score": 0.5}, "alpha": {}, "hipaa": {"score": None}})
     assert diff_runs(no_summary, no_frameworks).score_change == ScoreChange("overall", None, 1.0)
     assert diff_runs(no_summary, no_frameworks).framework_changes == ()
+    assert diff_runs(no_frameworks, no_summary).score_change == ScoreChange("overall", 1.0, None)
     both = diff_runs(no_frameworks, frameworks)
     assert both.score_change == ScoreChange("overall", 1.0, None)
     # Known frameworks in their own order, then the others by name.

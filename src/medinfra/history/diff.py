@@ -147,7 +147,7 @@ def shorten(text: str, width: int = REASON_WIDTH) -> str:
 
 
 def score_line(change: ScoreChange) -> str:
-    label = "overall" if change.scope == "overall" else FRAMEWORK_LABELS.get(change.scope, one_line(change.scope))
+    label = FRAMEWORK_LABELS.get(change.scope, one_line(change.scope))  # "overall" and unknown frameworks as named
     delta = change.delta
     moved = "" if delta is None else f" ({delta * 100:+.1f} points)"
     return f"  {label:<11} {percent(change.before).strip()} → {percent(change.after).strip()}{moved}"
