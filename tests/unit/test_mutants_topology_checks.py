@@ -9,6 +9,8 @@ from __future__ import annotations
 from ipaddress import IPv4Network
 from typing import Any
 
+import pytest
+
 from medinfra.topology.checks import (
     _earlier_overlaps,
     check_flows,
@@ -319,6 +321,13 @@ def test_port_ranges_parse_from_numbers_and_text() -> None:
     assert parse_port_range("1000-2000") == (1000, 2000)
 
 
+@pytest.mark.parametrize("text", ["1--2", "1-2-3", "-1-2"])
+def test_a_port_text_with_more_than_one_dash_is_no_range(text: str) -> None:
+    # Python's own unpacking error; 3.14 adds ", got 3" to it.
+    with pytest.raises(ValueError, match=r"^too many values to unpack \(expected 2"):
+        parse_port_range(text)
+
+
 def test_flow_findings_in_order() -> None:
     zones = [{"name": "his"}]
     hosts = [{"name": "app"}]
@@ -433,12 +442,12 @@ def test_the_service_address_host_must_be_a_managed_third_host() -> None:
 
 def test_sla_hours_findings() -> None:
     sla_classes = {
+        "plain": {"support_hours": "business-hours"},
         "always": {"support_hours": "24x7", "hours": {"start": "08:00", "end": "18:00"}},
         "unset": {"hours": {"start": "08:00", "end": "18:00"}},
         "office": {"support_hours": "business-hours", "hours": {"start": "08:00", "end": "18:00"}},
         "empty": {"support_hours": "business-hours", "hours": {"start": "08:00", "end": "08:00"}},
         "night": {"support_hours": "business-hours", "hours": {"start": "18:00", "end": "08:00"}},
-        "plain": {"support_hours": "business-hours"},
         "none": {"support_hours": "24x7"},
     }
     only = "only a business-hours class counts hours; a 24x7 class counts every second"
