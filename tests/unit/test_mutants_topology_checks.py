@@ -136,15 +136,19 @@ def test_names_that_become_one_group_are_refused_once_each() -> None:
     ]
 
 
-def test_a_zone_named_like_a_fixed_group_is_refused() -> None:
-    data = groups_data(zones=[], slas=[], hosts=[])
-    data["zones"] = [{"name": "x"}]
-    assert check_groups(data, frozenset()) == []
-    assert check_groups(groups_data(["a"], ["b"], ["all", "ungrouped", "managed", "legacy", "database_ha"]),
-                        frozenset()) == [
-        (("hosts", i, "name"), f"host name {n!r} is also an inventory group, a group Ansible or medinfra always "
-                               f"makes; rename it, e.g. {n}-01")
-        for i, n in enumerate(["all", "ungrouped", "managed", "legacy", "database_ha"])
+def test_distinct_names_claim_no_group_twice() -> None:
+    assert check_groups(groups_data(zones=["x"], slas=["x"], hosts=["x"]), frozenset()) == []
+
+
+def test_hosts_named_like_the_fixed_groups_are_refused() -> None:
+    fixed = ["all", "ungrouped", "managed", "legacy", "database_ha"]
+    assert check_groups(groups_data(zones=["a"], slas=["b"], hosts=fixed), frozenset()) == [
+        (
+            ("hosts", index, "name"),
+            f"host name {name!r} is also an inventory group, a group Ansible or medinfra always makes; rename it, "
+            f"e.g. {name}-01",
+        )
+        for index, name in enumerate(fixed)
     ]
 
 
