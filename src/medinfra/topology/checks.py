@@ -232,10 +232,11 @@ def check_hosts(
 
 
 def parse_port_range(port: int | str) -> tuple[int, int]:
-    """``443`` -> (443, 443); ``"1000-2000"`` -> (1000, 2000). The schema guarantees the shape."""
+    """``443`` -> (443, 443); ``"1000-2000"`` -> (1000, 2000). The schema guarantees the shape; text with more than
+    one dash is a ValueError, not a range (``"1--2"`` split at its first dash would end at -2)."""
     if isinstance(port, int) or "-" not in port:  # the inventory's plain data writes ports as text
         return int(port), int(port)
-    start, end = port.split("-", 1)
+    start, end = port.split("-")
     return int(start), int(end)
 
 
