@@ -69,7 +69,12 @@ def generate_keypair(prefix: Path) -> tuple[Path, Path]:
         )
         # Exclusive as well as the check above: a file (or symlink) appearing in between is still never replaced.
         private_path = directory.write_bytes(private_name, private_pem, PRIVATE_MODE, exclusive=True)
-        public_path = directory.write_bytes(public_name, public_pem, 0o644, exclusive=True)
+        try:
+            public_path = directory.write_bytes(public_name, public_pem, 0o644, exclusive=True)
+        except UserInputError:
+            # A pair or nothing: a new .key beside someone's .pub would sign what that .pub never verifies.
+            directory.remove(private_name)
+            raise
     return private_path, public_path
 
 
@@ -196,9 +201,13 @@ def sign_directory(directory: OutputDirectory, private_key: Path) -> Path:
 
 def _read_regular(path: Path) -> bytes | None:
     """The file's bytes, or None if it is missing or not a regular file (a symlink included)."""
-    if path.is_symlink() or not path.is_file():
-        return None
-    return read_regular_file(path, MANIFEST_MAX_BYTES, follow_symlinks=False)
+    try:
+        # Opened without following a symlink: the one check, so none can be swapped in after it.
+        return read_regular_file(path, MANIFEST_MAX_BYTES, follow_symlinks=False)
+    except UserInputError:
+        if path.is_symlink() or not path.is_file():
+            return None
+        raise  # a regular file it could not read, or one larger than MANIFEST_MAX_BYTES
 
 
 def _signature_holds(key: Ed25519PublicKey, manifest: bytes, signature: bytes) -> bool:
