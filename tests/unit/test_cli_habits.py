@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import pty
+import select
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -111,6 +112,10 @@ def on_terminal(*args: str, environ: dict[str, str] | None = None) -> tuple[int,
         os.close(writer)
         chunks = []
         while True:
+            # Wait in select before reading: once a test has run the audit's transport in this process, gevent's
+            # os.close above only closes the writer when gevent's hub runs, which select lets it do and a bare
+            # os.read would not (the read would then wait forever for the end that the open writer holds back).
+            select.select([reader], [], [])
             try:
                 chunk = os.read(reader, 65536)
             except OSError:  # EIO: the terminal's other side closed

@@ -11,6 +11,7 @@ from medinfra.compliance.checks import (
     EXCERPT_ITEMS,
     EXCERPT_TEXT,
     MISSING,
+    Outcome,
     apply_operator,
     as_time,
     excerpt_value,
@@ -231,3 +232,28 @@ def test_excerpts_are_bounded_at_their_limits_exactly() -> None:
     # Nested values are bounded too, and keys are shown as text.
     assert excerpt_value([{1: "y" * 400}]) == [{"1": "y" * EXCERPT_TEXT + "..."}]
     assert excerpt_value({"k": ["y" * 400]}) == {"k": ["y" * EXCERPT_TEXT + "..."]}
+
+
+@pytest.mark.parametrize(
+    ("check", "expected"),
+    [
+        # `not` over a pass: a fail, with the evidence of what it wrapped.
+        ({"not": {"fact": "sshd.permitrootlogin", "equals": "no"}},
+         Outcome("fail", "not (sshd.permitrootlogin: 'no' = 'no')", {"sshd.permitrootlogin": "no"})),
+        # `not` judges what it wraps at the same time as the rest of the check.
+        ({"not": {"fact": "updates.lists_at", "days_since_at_most": 1}},
+         Outcome("pass", "not (updates.lists_at: 2.0 days ago (limit 1))",
+                 {"updates.lists_at": "2026-11-20T12:00:00Z"})),
+        # Inside a quantifier, `any` and `not` name the item their facts come from.
+        ({"fact": "users", "every": {"any": [{"fact": "uid", "at_least": 1000},
+                                             {"not": {"fact": "login_shell", "equals": True}}]}},
+         Outcome("fail", "users: 2/3 item(s) pass: none of: users[0].uid: 0 is not at least 1000 | "
+                         "not (users[0].login_shell: True = True)",
+                 {"users[0].name": "root", "users[0].uid": 0, "users[0].login_shell": True})),
+    ],
+    ids=["not-over-a-pass", "not-at-the-same-time", "any-and-not-in-an-item"],
+)
+def test_not_and_any_keep_the_time_and_the_item_path_of_what_they_wrap(
+    check: dict[str, Any], expected: Outcome
+) -> None:
+    assert run_check(check, ROOT, NOW) == expected
