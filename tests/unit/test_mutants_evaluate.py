@@ -6,6 +6,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime
 from typing import Any
 
+import pytest
+
 from medinfra.compliance.evaluate import (
     FACT_LIMIT,
     NO_MONITORING_SERVER,
@@ -165,17 +167,26 @@ def test_an_interface_without_a_name_is_one_no_probe_has_seen() -> None:
     assert views["his-app"]["interfaces"] == [not_probed, not_probed]
 
 
-def test_a_server_that_could_not_be_asked_does_not_hide_what_the_next_one_saw() -> None:
+@pytest.mark.parametrize(
+    ("unaskable", "reason"),
+    [
+        (monitoring_server("monitor-01", prometheus(node_targets=[], interfaces={"unavailable": "no answer"})),
+         "monitor-01: monitoring.prometheus.interfaces: unavailable on the host: no answer"),
+        (broken_monitoring_server("monitor-01"), "monitor-01: its evidence is not a medinfra-evidence/1 document"),
+    ],
+)
+def test_a_server_that_could_not_be_asked_does_not_hide_what_the_next_one_saw(
+    unaskable: HostEvidence, reason: str
+) -> None:
     ok = {"up": True, "result": "ok", "latency_seconds": 0.004}
     hosts = [
-        monitoring_server("monitor-01", prometheus(node_targets=[], interfaces={"unavailable": "no answer"})),
+        unaskable,
         monitoring_server("monitor-02", prometheus(node_targets=[], interfaces={"lis-his-results": ok})),
         serving("his-app", {"name": "lis-his-results"}, {"name": "his-fhir"}),
     ]
     assert site_views(hosts)["his-app"]["interfaces"] == [
         {"name": "lis-his-results", **ok},
-        {"name": "his-fhir",
-         "up": {"unavailable": "monitor-01: monitoring.prometheus.interfaces: unavailable on the host: no answer"}},
+        {"name": "his-fhir", "up": {"unavailable": reason}},
     ]
 
 
