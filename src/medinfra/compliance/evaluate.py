@@ -16,8 +16,11 @@ that no host shows alone:
 
 When no monitoring server is part of the audit, `site.monitoring` is unavailable (a check reading it
 gives `error`: the audit cannot say); when this host is scraped by none and some server's targets
-could not be read, `scraped_by` is unavailable for the same reason. A host cannot write `site`
-itself: the pre-pass replaces whatever its evidence holds under that name.
+could not be read, `scraped_by` is unavailable for the same reason. Likewise, when some server's
+Prometheus could not be asked about the interfaces (its evidence is not an evidence document, or its
+`interfaces` are unavailable or absent), the `up` of every interface no server has a verdict for is
+unavailable. A host cannot write `site` itself: the pre-pass replaces whatever its evidence holds
+under that name.
 """
 
 from __future__ import annotations
@@ -33,6 +36,8 @@ from medinfra.compliance.derived import derived_views
 from medinfra.compliance.model import Catalog, Control, Finding, HostEvidence, Status, Waiver
 
 EVIDENCE_SCHEMA = "medinfra-evidence/1"
+# Why a host's evidence gives nothing to judge (its findings are errors, and so is what it would say of others).
+NOT_EVIDENCE = f"evidence is not a {EVIDENCE_SCHEMA} document"
 # Characters of JSON in one section of the facts (sshd, packages, auditd...). The collector writes under 35 KB
 # for the largest (pam on a lab host); a megabyte leaves room for big hosts and bounds the time spent judging
 # a hostile one.
@@ -86,7 +91,7 @@ def target_host(target: str) -> str:
 def scraped_names(root: Mapping[str, Any] | None) -> set[str] | str:
     """Names and addresses a monitoring server's Prometheus scrapes as nodes, or why they are unknown."""
     if root is None:
-        return f"its evidence is not a {EVIDENCE_SCHEMA} document"
+        return f"its {NOT_EVIDENCE}"
     try:
         prometheus = resolve(root, (), ("monitoring", "prometheus"))
         if not isinstance(prometheus, Mapping) or prometheus.get("running") is not True:
@@ -141,8 +146,12 @@ def probe_states(servers: Iterable[str], roots: Mapping[str, Any]) -> tuple[dict
     unknown: list[str] = []
     for server in sorted(servers):
         root = roots[server]
+        if root is None:
+            # Its Prometheus cannot be asked: an error for the interfaces, as for the hosts it scrapes.
+            unknown.append(f"{server}: its {NOT_EVIDENCE}")
+            continue
         try:
-            seen = None if root is None else resolve(root, (), ("monitoring", "prometheus", "interfaces"))
+            seen = resolve(root, (), ("monitoring", "prometheus", "interfaces"))
         except Undecided as exc:
             unknown.append(f"{server}: {exc}")
             continue
@@ -151,7 +160,7 @@ def probe_states(servers: Iterable[str], roots: Mapping[str, Any]) -> tuple[dict
                 # A failing verdict from any server stands: the interface fails from where that server sits.
                 if isinstance(state, Mapping) and (name not in states or states[name].get("up") is True):
                     states[name] = dict(state)
-        elif seen is not None:
+        else:
             unknown.append(f"{server}: monitoring.prometheus.interfaces absent from the evidence")
     return states, unknown
 
@@ -247,7 +256,7 @@ def judgement(hosts: Iterable[HostEvidence], catalog: Catalog, waivers: Sequence
         for control in catalog.controls:
             if root is None:
                 findings.append(
-                    Finding(host.host, control.id, Status.ERROR, f"evidence is not a {EVIDENCE_SCHEMA} document", {})
+                    Finding(host.host, control.id, Status.ERROR, NOT_EVIDENCE, {})
                 )
             else:
                 findings.append(evaluate_control(control, host, root, waivers, now))
