@@ -208,6 +208,28 @@ def test_a_server_without_verdicts_or_without_evidence_makes_the_interfaces_unkn
     ]
 
 
+def test_a_server_whose_prometheus_is_stopped_probes_nothing() -> None:
+    """A stopped Prometheus is observed, not unknown: its interfaces fail as not probed, as its hosts fail as scraped
+    by nobody (monitoring_view); what another server saw still counts."""
+    stopped = HostEvidence("monitor-01", evidence(monitoring={"prometheus": {"running": False}}),
+                           {"services": ["monitoring_server"]})
+    his_app = serving("his-app", {"name": "his-fhir"}, {"name": "lis-his-results"})
+    not_probed = {"up": False, "result": "not probed", "latency_seconds": None}
+    views = site_views([stopped, his_app])["his-app"]
+    assert views["interfaces"] == [{"name": "his-fhir", **not_probed}, {"name": "lis-his-results", **not_probed}]
+    assert views["monitoring"] == {"servers": ["monitor-01"], "scraped_by": []}
+    ok = {"up": True, "result": "ok", "latency_seconds": 0.004}
+    running = monitoring_server("monitor-02", prometheus(node_targets=[], interfaces={"his-fhir": ok}))
+    assert site_views([stopped, running, his_app])["his-app"]["interfaces"] == [
+        {"name": "his-fhir", **ok}, {"name": "lis-his-results", **not_probed}
+    ]
+    unreadable = HostEvidence("monitor-01", evidence(monitoring={"unavailable": "systemctl failed"}),
+                              {"services": ["monitoring_server"]})
+    assert site_views([unreadable, his_app])["his-app"]["interfaces"][0] == {
+        "name": "his-fhir", "up": {"unavailable": "monitor-01: monitoring: unavailable on the host: systemctl failed"}
+    }
+
+
 # ---------------------------------------------------------------- findings
 
 

@@ -151,6 +151,9 @@ def probe_states(servers: Iterable[str], roots: Mapping[str, Any]) -> tuple[dict
             unknown.append(f"{server}: its {NOT_EVIDENCE}")
             continue
         try:
+            prometheus = resolve(root, (), ("monitoring", "prometheus"))
+            if not isinstance(prometheus, Mapping) or prometheus.get("running") is not True:
+                continue  # no Prometheus running: it probes nothing, as it scrapes nobody (scraped_names)
             seen = resolve(root, (), ("monitoring", "prometheus", "interfaces"))
         except Undecided as exc:
             unknown.append(f"{server}: {exc}")
