@@ -22,22 +22,16 @@ from medinfra.signing import (
     load_private_key,
     verify_directory,
 )
+from tests.unit import test_signing
 from tests.unit.test_signing import SAMPLE, sign, write_sample
 
 # Linux's PATH_MAX counts the terminating NUL: a path of this many bytes or more is ENAMETOOLONG.
 PATH_MAX = 4096
 
 
-@pytest.fixture(scope="module")
-def keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return generate_keypair(tmp_path_factory.mktemp("keys") / "audit")
-
-
-@pytest.fixture
-def signed_sample(tmp_path: Path, keypair: tuple[Path, Path]) -> Path:
-    directory = write_sample(tmp_path / "reports")
-    sign(directory, keypair[0])
-    return directory
+# test_signing's fixtures, by assignment: pytest finds fixtures among a module's names.
+keypair = test_signing.keypair
+signed_sample = test_signing.signed
 
 
 def problems(caught: pytest.ExceptionInfo[UserInputError]) -> list[tuple[str, str]]:
@@ -180,23 +174,15 @@ def test_a_missing_manifest_is_an_invalid_signature_over_no_files(signed_sample:
     assert verify_directory(signed_sample, keypair[1]) == Verification(False, (), (), (), 0, ())
 
 
-def test_a_manifest_that_links_to_a_valid_one_is_not_read(
-    signed_sample: Path, keypair: tuple[Path, Path], tmp_path: Path
+@pytest.mark.parametrize(("name", "files_seen"), [(MANIFEST, 0), (SIGNATURE, len(SAMPLE))])
+def test_a_manifest_or_signature_that_links_to_a_valid_one_is_not_read(
+    signed_sample: Path, keypair: tuple[Path, Path], tmp_path: Path, name: str, files_seen: int
 ) -> None:
+    """Nor is a linked signature listed as added: the signature's name is the verifier's own."""
     copy = tmp_path / "elsewhere"
-    (signed_sample / MANIFEST).rename(copy)
-    (signed_sample / MANIFEST).symlink_to(copy)
-    assert verify_directory(signed_sample, keypair[1]) == Verification(False, (), (), (), 0, ())
-
-
-def test_a_signature_that_links_to_a_valid_one_is_not_read(
-    signed_sample: Path, keypair: tuple[Path, Path], tmp_path: Path
-) -> None:
-    """Nor is the link listed as added: the signature's name is the verifier's own."""
-    copy = tmp_path / "elsewhere"
-    (signed_sample / SIGNATURE).rename(copy)
-    (signed_sample / SIGNATURE).symlink_to(copy)
-    assert verify_directory(signed_sample, keypair[1]) == Verification(False, (), (), (), len(SAMPLE), ())
+    (signed_sample / name).rename(copy)
+    (signed_sample / name).symlink_to(copy)
+    assert verify_directory(signed_sample, keypair[1]) == Verification(False, (), (), (), files_seen, ())
 
 
 def test_a_manifest_too_large_to_read_is_a_user_error(signed_sample: Path, keypair: tuple[Path, Path]) -> None:
