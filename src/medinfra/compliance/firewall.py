@@ -667,7 +667,10 @@ def _render_match(match: Mapping[str, Any]) -> str:
     quote = isinstance(meta, Mapping) and meta.get("key") in _IFNAME_KEYS
     op = match.get("op", "==")
     operator = "" if op in ("==", "in") else f"{op} "
-    return f"{_render_value(left)} {operator}{_render_value(match.get('right'), quote)}"
+    right = match.get("right")
+    # `@name` is read as a named set (see _set_elements), so it is shown as nft shows a set, not as a quoted name.
+    reference = isinstance(right, str) and right.startswith("@")
+    return f"{_render_value(left)} {operator}{_render_value(right, quote and not reference)}"
 
 
 def _render_limit(limit: Mapping[str, Any]) -> str:
