@@ -300,6 +300,9 @@ def overlap_data(**changes: Any) -> dict[str, Any]:
             "also in overlaps",
         ),
         (["not", "a", "mapping"], "expected a mapping"),
+        ({"overlaps": "aslr_enabled"}, "^overlaps: expected a list of mappings$"),
+        ({"overlaps": [["aslr_enabled"]]}, "^overlaps: expected a list of mappings$"),
+        (overlap_data(setting=1), r"^overlaps\[0\]: setting must be a string$"),
     ],
 )
 def test_overlap_file_problems_are_refused(data: Any, problem: str) -> None:

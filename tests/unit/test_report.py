@@ -9,6 +9,7 @@ import stat
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import date
+from itertools import islice
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,8 @@ from medinfra.audit.results import AuditRun, HostResult, findings_document, inte
 from medinfra.cli import main
 from medinfra.compliance.evaluate import evaluate
 from medinfra.compliance.model import Bilingual, HostEvidence, Status, Waiver
-from medinfra.report.findings_file import document_problems
+from medinfra.problems import Problem
+from medinfra.report.findings_file import MAX_PROBLEMS, document_problems, schema_problems
 from medinfra.report.html import render_html
 from medinfra.report.model import build_report
 from medinfra.report.publish import publish
@@ -70,6 +72,17 @@ def test_findings_document_carries_what_reports_need():
     assert document["waivers"][0] | {"state": "active", "applied": 1, "expired_matches": 0} == document["waivers"][0]
     waived = next(f for f in document["findings"] if f["status"] == "waived")
     assert document["waivers"][waived["waiver"]]["approver"] == "CISO"
+
+
+def test_a_document_with_more_problems_than_shown_says_so_after_the_first_ones():
+    document = findings_document(two_host_run())
+    document["findings"] = [{"control": index} for index in range(MAX_PROBLEMS + 5)]  # a problem or more each
+    problems = document_problems("findings.json", document)
+    assert len(problems) == MAX_PROBLEMS + 1
+    assert problems[:MAX_PROBLEMS] == list(islice(schema_problems("findings.json", document), MAX_PROBLEMS))
+    assert problems[-1] == Problem("findings.json", (), "more problems not shown")
+    document["findings"] = document["findings"][:1]
+    assert "more problems not shown" not in [problem.message for problem in document_problems("f.json", document)]
 
 
 def test_clause_results_follow_the_findings_of_their_controls():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from array import array
 from collections.abc import Sequence
 from datetime import datetime
 from fractions import Fraction
@@ -17,6 +19,7 @@ from medinfra.sla.compute import (
     Series,
     Silence,
     StepValues,
+    column,
     counted_windows,
     meets,
     month_period,
@@ -261,3 +264,28 @@ def test_step_values_keep_one_float_a_step_and_nan_as_a_gap() -> None:
     values.set(1120, 1.0)  # beyond the last step
     assert dict(values) == {1000: 1.0, 1060: 0.0} and len(values) == 2
     assert 1030 not in values and values.get(1060) == 0.0 and values.get(1075) is None
+
+
+def test_a_series_kept_at_the_period_s_step_reads_as_the_same_column_as_any_other() -> None:
+    """The per-step array is sliced where it lines up with the period (the fast path) and read step by step where it
+    does not: either way each step gets its value, NaN where there is none."""
+    period = november()
+    count = (period.end - period.start) // period.step
+    lined_up = StepValues(period.start - period.step, period.step, count + 2)  # one step before, one after
+    for index, at_step in enumerate(range(period.start - period.step, period.end + period.step, period.step)):
+        if index % 7:
+            lined_up.set(at_step, float(index % 2))
+    expected = [lined_up.get(at_step, math.nan) for at_step in period.steps()]
+    fast = column(period, Series({}, lined_up))
+    assert len(fast) == count and fast[:2] == array("d", [1.0, 0.0]) and math.isnan(fast[6])  # index 7 of the array
+    assert [repr(value) for value in fast] == [repr(value) for value in expected]
+    as_dict = {at_step: value for at_step, value in lined_up.items()}
+    assert [repr(value) for value in column(period, Series({}, as_dict))] == [repr(value) for value in expected]
+    offset = StepValues(period.start + 1, period.step, count)  # between steps: no step value at all
+    offset.set(period.start + 1, 1.0)
+    assert all(math.isnan(value) for value in column(period, Series({}, offset)))
+    short = StepValues(period.start, period.step, count - 1)  # ends a step early: the last step has no value
+    short.set(period.start, 1.0)
+    assert [repr(value) for value in column(period, Series({}, short))[:1]] == ["1.0"]
+    assert math.isnan(column(period, Series({}, short))[-1])
+
