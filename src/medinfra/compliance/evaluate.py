@@ -88,14 +88,20 @@ def target_host(target: str) -> str:
     return target.rpartition(":")[0] if target.count(":") == 1 else target
 
 
+def prometheus_running(root: Mapping[str, Any]) -> bool:
+    """Whether the host's evidence shows its Prometheus running; Undecided when the section could not be read.
+    One not running is an observation: it scrapes nobody and probes nothing."""
+    prometheus = resolve(root, (), ("monitoring", "prometheus"))
+    return isinstance(prometheus, Mapping) and prometheus.get("running") is True
+
+
 def scraped_names(root: Mapping[str, Any] | None) -> set[str] | str:
     """Names and addresses a monitoring server's Prometheus scrapes as nodes, or why they are unknown."""
     if root is None:
         return f"its {NOT_EVIDENCE}"
     try:
-        prometheus = resolve(root, (), ("monitoring", "prometheus"))
-        if not isinstance(prometheus, Mapping) or prometheus.get("running") is not True:
-            return set()  # no Prometheus running: it scrapes nobody
+        if not prometheus_running(root):
+            return set()
         targets = resolve(root, (), ("monitoring", "prometheus", "node_targets"))
     except Undecided as exc:
         return str(exc)
@@ -117,7 +123,7 @@ def monitoring_servers(hosts: Sequence[HostEvidence], roots: Mapping[str, Any]) 
         root = roots[host.host]
         declared = MONITORING_SERVICE in (host.inventory.get("services") or ())
         try:
-            running = root is not None and resolve(root, (), ("monitoring", "prometheus", "running")) is True
+            running = root is not None and prometheus_running(root)
         except Undecided:
             running = False
         if declared or running:
@@ -151,9 +157,8 @@ def probe_states(servers: Iterable[str], roots: Mapping[str, Any]) -> tuple[dict
             unknown.append(f"{server}: its {NOT_EVIDENCE}")
             continue
         try:
-            prometheus = resolve(root, (), ("monitoring", "prometheus"))
-            if not isinstance(prometheus, Mapping) or prometheus.get("running") is not True:
-                continue  # no Prometheus running: it probes nothing, as it scrapes nobody (scraped_names)
+            if not prometheus_running(root):
+                continue
             seen = resolve(root, (), ("monitoring", "prometheus", "interfaces"))
         except Undecided as exc:
             unknown.append(f"{server}: {exc}")
